@@ -1,0 +1,245 @@
+/*
+ * decision.c - floodwall.Decision: the immutable result of a check.
+ * Invariant: created straight from an engine decision with no Python-level
+ * work; the seconds fields are computed on access and never round down.
+ */
+#include <math.h>
+
+#include "ext.h"
+
+PyObject *fw_decision_new(fw_module_state *st, const fw_decision_t *d,
+                          PyObject *rate, int fallback)
+{
+    fw_py_decision *self = PyObject_New(fw_py_decision, st->decision_type);
+    if (!self)
+        return NULL;
+    self->d = *d;
+    self->rate = Py_NewRef(rate ? rate : Py_None);
+    self->fallback = (char)(fallback != 0);
+    return (PyObject *)self;
+}
+
+static void decision_dealloc(PyObject *op)
+{
+    fw_py_decision *self = (fw_py_decision *)op;
+    PyTypeObject *tp = Py_TYPE(op);
+    Py_XDECREF(self->rate);
+    PyObject_Free(op);
+    Py_DECREF(tp);
+}
+
+static int64_t arg_ns(PyObject *v, const char *name, int *failed)
+{
+    long long x = PyLong_AsLongLong(v);
+    if (x == -1 && PyErr_Occurred()) {
+        *failed = 1;
+        return 0;
+    }
+    if (x < 0) {
+        PyErr_Format(PyExc_ValueError, "%s must be >= 0, got %lld", name, x);
+        *failed = 1;
+        return 0;
+    }
+    return (int64_t)x;
+}
+
+static PyObject *decision_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    static char *names[] = {"allowed", "limit", "remaining", "retry_after_ns",
+                            "reset_after_ns", "delay_ns", "rate", "fallback",
+                            NULL};
+    int allowed, fallback = 0;
+    PyObject *limit, *remaining, *retry, *reset, *delay = NULL, *rate = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "pOOOO|O$Op:Decision", names,
+                                     &allowed, &limit, &remaining, &retry,
+                                     &reset, &delay, &rate, &fallback))
+        return NULL;
+    fw_decision_t d = {0};
+    int failed = 0;
+    d.allowed = allowed;
+    d.limit = arg_ns(limit, "limit", &failed);
+    if (!failed)
+        d.remaining = arg_ns(remaining, "remaining", &failed);
+    if (!failed)
+        d.retry_after_ns = arg_ns(retry, "retry_after_ns", &failed);
+    if (!failed)
+        d.reset_after_ns = arg_ns(reset, "reset_after_ns", &failed);
+    if (!failed && delay)
+        d.delay_ns = arg_ns(delay, "delay_ns", &failed);
+    if (failed)
+        return NULL;
+    return fw_decision_new(fw_state_of_type(type), &d, rate, fallback);
+}
+
+/* ns -> seconds, never below the exact value. */
+static PyObject *seconds_up(int64_t ns)
+{
+    double s = (double)ns / 1e9;
+    if ((long double)s * 1e9L < (long double)ns)
+        s = nextafter(s, INFINITY);
+    return PyFloat_FromDouble(s);
+}
+
+#define SELF ((fw_py_decision *)op)
+
+static PyObject *get_allowed(PyObject *op, void *c)
+{
+    (void)c;
+    return PyBool_FromLong(SELF->d.allowed);
+}
+static PyObject *get_limit(PyObject *op, void *c)
+{
+    (void)c;
+    return PyLong_FromLongLong(SELF->d.limit);
+}
+static PyObject *get_remaining(PyObject *op, void *c)
+{
+    (void)c;
+    return PyLong_FromLongLong(SELF->d.remaining);
+}
+static PyObject *get_retry_after(PyObject *op, void *c)
+{
+    (void)c;
+    return seconds_up(SELF->d.retry_after_ns);
+}
+static PyObject *get_reset_after(PyObject *op, void *c)
+{
+    (void)c;
+    return seconds_up(SELF->d.reset_after_ns);
+}
+static PyObject *get_delay(PyObject *op, void *c)
+{
+    (void)c;
+    return seconds_up(SELF->d.delay_ns);
+}
+static PyObject *get_retry_after_ns(PyObject *op, void *c)
+{
+    (void)c;
+    return PyLong_FromLongLong(SELF->d.retry_after_ns);
+}
+static PyObject *get_reset_after_ns(PyObject *op, void *c)
+{
+    (void)c;
+    return PyLong_FromLongLong(SELF->d.reset_after_ns);
+}
+static PyObject *get_delay_ns(PyObject *op, void *c)
+{
+    (void)c;
+    return PyLong_FromLongLong(SELF->d.delay_ns);
+}
+static PyObject *get_rate(PyObject *op, void *c)
+{
+    (void)c;
+    return Py_NewRef(SELF->rate);
+}
+static PyObject *get_fallback(PyObject *op, void *c)
+{
+    (void)c;
+    return PyBool_FromLong(SELF->fallback);
+}
+
+static PyGetSetDef decision_getset[] = {
+    {"allowed", get_allowed, NULL, "True if the request was admitted.", NULL},
+    {"limit", get_limit, NULL, "Capacity: units a fresh key admits at once.", NULL},
+    {"remaining", get_remaining, NULL,
+     "Whole units still admissible now, after this decision.", NULL},
+    {"retry_after", get_retry_after, NULL,
+     "Seconds until this request would be admitted (0.0 if allowed); never "
+     "rounded down.", NULL},
+    {"reset_after", get_reset_after, NULL,
+     "Seconds until the key is back to full capacity.", NULL},
+    {"delay", get_delay, NULL,
+     "Shaping only: seconds to wait before proceeding.", NULL},
+    {"retry_after_ns", get_retry_after_ns, NULL, "retry_after in nanoseconds.", NULL},
+    {"reset_after_ns", get_reset_after_ns, NULL, "reset_after in nanoseconds.", NULL},
+    {"delay_ns", get_delay_ns, NULL, "delay in nanoseconds.", NULL},
+    {"rate", get_rate, NULL, "The Rate that decided, or None.", NULL},
+    {"fallback", get_fallback, NULL,
+     "True when a failure policy made this decision (store unreachable).", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static int decision_bool(PyObject *op) { return SELF->d.allowed; }
+
+static PyObject *decision_repr(PyObject *op)
+{
+    fw_py_decision *s = SELF;
+    char retry[32], reset[32], delay[32];
+    PyOS_snprintf(retry, sizeof retry, "%.9f", (double)s->d.retry_after_ns / 1e9);
+    PyOS_snprintf(reset, sizeof reset, "%.9f", (double)s->d.reset_after_ns / 1e9);
+    PyOS_snprintf(delay, sizeof delay, "%.9f", (double)s->d.delay_ns / 1e9);
+    return PyUnicode_FromFormat(
+        "Decision(allowed=%s, limit=%lld, remaining=%lld, retry_after=%s, "
+        "reset_after=%s, delay=%s, rate=%R%s)",
+        s->d.allowed ? "True" : "False", (long long)s->d.limit,
+        (long long)s->d.remaining, retry, reset, delay, s->rate,
+        s->fallback ? ", fallback=True" : "");
+}
+
+static PyObject *decision_richcompare(PyObject *a, PyObject *b, int op)
+{
+    if ((op != Py_EQ && op != Py_NE) || Py_TYPE(a) != Py_TYPE(b))
+        Py_RETURN_NOTIMPLEMENTED;
+    fw_py_decision *x = (fw_py_decision *)a, *y = (fw_py_decision *)b;
+    int same = x->d.allowed == y->d.allowed && x->d.limit == y->d.limit &&
+               x->d.remaining == y->d.remaining &&
+               x->d.retry_after_ns == y->d.retry_after_ns &&
+               x->d.reset_after_ns == y->d.reset_after_ns &&
+               x->d.delay_ns == y->d.delay_ns && x->fallback == y->fallback;
+    if (same) {
+        int r = PyObject_RichCompareBool(x->rate, y->rate, Py_EQ);
+        if (r < 0)
+            return NULL;
+        same = r;
+    }
+    return PyBool_FromLong(op == Py_EQ ? same : !same);
+}
+
+static PyObject *decision_as_dict(PyObject *op, PyObject *unused)
+{
+    (void)unused;
+    fw_py_decision *s = SELF;
+    PyObject *retry = seconds_up(s->d.retry_after_ns);
+    PyObject *reset = seconds_up(s->d.reset_after_ns);
+    PyObject *delay = seconds_up(s->d.delay_ns);
+    PyObject *out = NULL;
+    if (retry && reset && delay)
+        out = Py_BuildValue("{s:O,s:L,s:L,s:O,s:O,s:O,s:O,s:O}", "allowed",
+                            s->d.allowed ? Py_True : Py_False, "limit",
+                            (long long)s->d.limit, "remaining",
+                            (long long)s->d.remaining, "retry_after", retry,
+                            "reset_after", reset, "delay", delay, "rate", s->rate,
+                            "fallback", s->fallback ? Py_True : Py_False);
+    Py_XDECREF(retry);
+    Py_XDECREF(reset);
+    Py_XDECREF(delay);
+    return out;
+}
+
+static PyMethodDef decision_methods[] = {
+    {"as_dict", decision_as_dict, METH_NOARGS,
+     "The decision as a plain dict (seconds as floats)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot decision_slots[] = {
+    {Py_tp_doc, "Decision(allowed, limit, remaining, retry_after_ns, "
+                "reset_after_ns, delay_ns=0, rate=None, *, fallback=False)\n--\n\n"
+                "The result of a rate-limit check. Immutable; bool(d) is "
+                "d.allowed."},
+    {Py_tp_new, decision_tp_new},
+    {Py_tp_dealloc, decision_dealloc},
+    {Py_tp_getset, decision_getset},
+    {Py_tp_methods, decision_methods},
+    {Py_tp_repr, decision_repr},
+    {Py_tp_richcompare, decision_richcompare},
+    {Py_nb_bool, decision_bool},
+    {0, NULL},
+};
+
+PyType_Spec fw_decision_spec = {
+    .name = "floodwall.Decision",
+    .basicsize = sizeof(fw_py_decision),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = decision_slots,
+};

@@ -1,0 +1,64 @@
+/*
+ * ext.h - declarations shared by the files of the CPython extension
+ * floodwall._native.
+ * Invariant: every Python type is a heap type reached through the module
+ * state (multi-phase init), never a static global.
+ */
+#ifndef FW_EXT_H
+#define FW_EXT_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "floodwall.h"
+
+typedef struct fw_module_state {
+    PyTypeObject *decision_type;
+    PyTypeObject *table_type;
+    PyTypeObject *policy_type;
+    /* exception classes from floodwall.errors */
+    PyObject *cost_error;
+    PyObject *key_type_error;
+    PyObject *store_error;
+    PyObject *store_full_error;
+} fw_module_state;
+
+fw_module_state *fw_state_of_module(PyObject *module);
+fw_module_state *fw_state_of_type(PyTypeObject *type);
+
+/* ---- Decision (decision.c) ---- */
+typedef struct {
+    PyObject_HEAD
+    fw_decision_t d;
+    PyObject *rate; /* the limit that decided, or Py_None */
+    char fallback;
+} fw_py_decision;
+
+PyObject *fw_decision_new(fw_module_state *st, const fw_decision_t *d,
+                          PyObject *rate, int fallback);
+extern PyType_Spec fw_decision_spec;
+
+/* ---- Table (table_object.c) ---- */
+typedef struct {
+    PyObject_HEAD
+    fw_table_t *table;
+    PyObject *description; /* str: what this table is, for repr and errors */
+    int clock_realtime;    /* 1 for shared stores: the store's clock */
+} fw_py_table;
+
+/* Wrap an open engine table (takes ownership; closes it on failure). */
+PyObject *fw_table_wrap(PyObject *module, fw_table_t *t, PyObject *description,
+                        int clock_realtime);
+extern PyType_Spec fw_table_spec;
+
+/* ---- Policy (policy.c) ---- */
+extern PyType_Spec fw_policy_spec;
+extern PyMethodDef fw_policy_functions[];
+
+/* ---- shared stores (shared_tables.c): shm:// and file:// openers ---- */
+extern PyMethodDef fw_shared_table_functions[];
+
+/* Raise the Python exception matching an engine error code. */
+PyObject *fw_raise(fw_module_state *st, int code, const char *context);
+
+#endif

@@ -1,0 +1,562 @@
+/*
+ * policy.c - floodwall._native.Policy: one limiter's rates and algorithm
+ * bound to a table; the hot calls check/allow/peek (METH_FASTCALL) and the
+ * all-or-nothing check_all over several policies.
+ * Invariant: every rate of a policy is decided all-or-nothing on one key,
+ * with the store's clock unless a test clock was given.
+ */
+#include <string.h>
+
+#include "ext.h"
+#include "hash.h"
+
+#define MAX_RATES 16
+#define MAX_PARTS 64
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *table_obj;
+    fw_table_t *table;
+    PyObject *labels; /* tuple of Rate objects, one per limit */
+    PyObject *clock;  /* NULL: the store's clock; else a callable -> int ns */
+    int clock_realtime;
+    Py_ssize_t nlimits;
+    fw_limit_t limits[MAX_RATES];
+    unsigned long long allowed, denied, fallbacks;
+    int fail_mode;     /* FAIL_RAISE, FAIL_OPEN or FAIL_CLOSED */
+    PyObject *on_error; /* NULL, or a callable given the exception */
+    fw_module_state *st;
+} fw_py_policy;
+
+enum { FAIL_RAISE = 0, FAIL_OPEN = 1, FAIL_CLOSED = 2 };
+
+/* ---- argument helpers -------------------------------------------------------- */
+
+typedef struct key_view {
+    const char *buf;
+    Py_ssize_t len;
+    PyObject *owner; /* a temporary bytes object to release, or NULL */
+} key_view_t;
+
+static int key_get(fw_module_state *st, PyObject *key, key_view_t *kv)
+{
+    kv->owner = NULL;
+    if (PyUnicode_Check(key)) {
+        kv->buf = PyUnicode_AsUTF8AndSize(key, &kv->len);
+        if (kv->buf)
+            return 0;
+        /* lone surrogates: still a usable key, encoded losslessly */
+        PyErr_Clear();
+        kv->owner = PyUnicode_AsEncodedString(key, "utf-8", "surrogatepass");
+        if (!kv->owner)
+            return -1;
+        kv->buf = PyBytes_AS_STRING(kv->owner);
+        kv->len = PyBytes_GET_SIZE(kv->owner);
+        return 0;
+    }
+    if (PyBytes_Check(key)) {
+        kv->buf = PyBytes_AS_STRING(key);
+        kv->len = PyBytes_GET_SIZE(key);
+        return 0;
+    }
+    PyErr_Format(st->key_type_error, "key must be str or bytes, not %.100s",
+                 Py_TYPE(key)->tp_name);
+    return -1;
+}
+
+static int cost_get(fw_module_state *st, PyObject *obj, int64_t *cost)
+{
+    if (!PyLong_Check(obj)) {
+        PyErr_Format(st->cost_error, "cost must be an int >= 0, not %.100s",
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow > 0) {
+        PyErr_Format(st->cost_error,
+                     "cost %R is larger than any capacity: it can never be admitted",
+                     obj);
+        return -1;
+    }
+    if (overflow < 0 || v < 0) {
+        PyErr_Format(st->cost_error, "cost must be an int >= 0, got %R", obj);
+        return -1;
+    }
+    *cost = v;
+    return 0;
+}
+
+static int policy_now(fw_py_policy *p, int64_t *now)
+{
+    if (!p->clock) {
+        *now = p->clock_realtime ? fw_clock_realtime_ns() : fw_clock_monotonic_ns();
+        return 0;
+    }
+    PyObject *r = PyObject_CallNoArgs(p->clock);
+    if (!r)
+        return -1;
+    long long v = PyLong_AsLongLong(r);
+    Py_DECREF(r);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (v < 0) {
+        PyErr_Format(PyExc_ValueError, "the clock returned %lld; it must return "
+                                       "nanoseconds >= 0", v);
+        return -1;
+    }
+    *now = v;
+    return 0;
+}
+
+/* Parse (key, cost=1) from a FASTCALL|KEYWORDS call. */
+static int parse_key_cost(fw_module_state *st, const char *fname,
+                          PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames, int with_cost, PyObject **key,
+                          int64_t *cost)
+{
+    PyObject *cost_obj = NULL;
+    *key = NULL;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    Py_ssize_t maxpos = with_cost ? 2 : 1;
+    if (nargs > maxpos) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %zd positional "
+                                      "arguments (%zd given)", fname, maxpos, nargs);
+        return -1;
+    }
+    if (nargs >= 1)
+        *key = args[0];
+    if (nargs == 2)
+        cost_obj = args[1];
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        PyObject *val = args[nargs + i];
+        if (PyUnicode_CompareWithASCIIString(name, "key") == 0 && !*key) {
+            *key = val;
+        } else if (with_cost && PyUnicode_CompareWithASCIIString(name, "cost") == 0 &&
+                   !cost_obj) {
+            cost_obj = val;
+        } else {
+            PyErr_Format(PyExc_TypeError, "%s() got an unexpected or repeated "
+                                          "keyword argument '%U'", fname, name);
+            return -1;
+        }
+    }
+    if (!*key) {
+        PyErr_Format(PyExc_TypeError, "%s() missing required argument 'key'", fname);
+        return -1;
+    }
+    *cost = with_cost ? 1 : 0;
+    if (cost_obj && cost_get(st, cost_obj, cost) < 0)
+        return -1;
+    return 0;
+}
+
+/* Raise the error of a failed check with the limit it concerns. */
+static void raise_check_error(fw_py_policy *p, int rc, int64_t cost, PyObject *rate)
+{
+    if (rc == FW_ECOST) {
+        int64_t cap = 0;
+        for (Py_ssize_t i = 0; i < p->nlimits; i++)
+            if (cost > p->limits[i].quota.burst) {
+                cap = p->limits[i].quota.burst;
+                rate = PyTuple_GET_ITEM(p->labels, i);
+                break;
+            }
+        PyErr_Format(p->st->cost_error,
+                     "cost %lld exceeds the capacity %lld of %R: it can never be "
+                     "admitted", (long long)cost, (long long)cap, rate);
+        return;
+    }
+    fw_raise(p->st, rc, "check");
+}
+
+/* The store could not decide (table full): report it to on_error and let
+ * the failure policy decide. Returns 1 (a fallback decision), -1 on error. */
+static int store_fallback(fw_py_policy *p, int rc, fw_decision_t *d,
+                          Py_ssize_t *index)
+{
+    if (p->on_error) {
+        PyObject *type, *value, *tb;
+        fw_raise(p->st, rc, "check");
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        PyObject *r = value ? PyObject_CallOneArg(p->on_error, value) : NULL;
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+        if (!r)
+            return -1;
+        Py_DECREF(r);
+    }
+    const fw_quota_t *q = &p->limits[0].quota;
+    memset(d, 0, sizeof(*d));
+    d->limit = q->burst;
+    d->allowed = p->fail_mode == FAIL_OPEN;
+    if (!d->allowed) {
+        d->retry_after_ns = q->interval_ns;
+        d->reset_after_ns = q->interval_ns;
+    }
+    *index = 0;
+    p->fallbacks++;
+    return 1;
+}
+
+/* Decide `cost` on `key` for every limit; *index is the deciding limit.
+ * Returns 0, 1 for a failure-policy decision, or -1 with an exception. */
+static int policy_decide(fw_py_policy *p, PyObject *key, int64_t cost,
+                         fw_decision_t *d, Py_ssize_t *index)
+{
+    key_view_t kv;
+    int64_t now;
+    if (key_get(p->st, key, &kv) < 0)
+        return -1;
+    if (policy_now(p, &now) < 0) {
+        Py_XDECREF(kv.owner);
+        return -1;
+    }
+    fw_request_t reqs[MAX_RATES];
+    fw_decision_t out[MAX_RATES];
+    for (Py_ssize_t i = 0; i < p->nlimits; i++) {
+        reqs[i].limit = &p->limits[i];
+        reqs[i].key = kv.buf;
+        reqs[i].key_len = (size_t)kv.len;
+    }
+    size_t violated;
+    int rc = fw_table_check(p->table, reqs, (size_t)p->nlimits, cost, now, out,
+                            &violated);
+    Py_XDECREF(kv.owner);
+    if (rc == FW_EFULL && p->fail_mode != FAIL_RAISE)
+        return store_fallback(p, rc, d, index);
+    if (rc) {
+        raise_check_error(p, rc, cost, Py_None);
+        return -1;
+    }
+    Py_ssize_t idx = 0;
+    if (p->nlimits == 1) {
+        idx = 0;
+    } else if (violated < (size_t)p->nlimits) {
+        idx = (Py_ssize_t)violated;
+    } else {
+        for (Py_ssize_t i = 1; i < p->nlimits; i++)
+            if (out[i].remaining < out[idx].remaining)
+                idx = i;
+    }
+    *d = out[idx];
+    *index = idx;
+    if (cost > 0) {
+        if (d->allowed)
+            p->allowed++;
+        else
+            p->denied++;
+    }
+    return 0;
+}
+
+/* ---- methods ------------------------------------------------------------------- */
+
+static PyObject *policy_check(PyObject *op, PyObject *const *args,
+                              Py_ssize_t nargs, PyObject *kwnames)
+{
+    fw_py_policy *p = (fw_py_policy *)op;
+    PyObject *key;
+    int64_t cost;
+    if (parse_key_cost(p->st, "check", args, nargs, kwnames, 1, &key, &cost) < 0)
+        return NULL;
+    fw_decision_t d;
+    Py_ssize_t idx;
+    int how = policy_decide(p, key, cost, &d, &idx);
+    if (how < 0)
+        return NULL;
+    return fw_decision_new(p->st, &d, PyTuple_GET_ITEM(p->labels, idx), how);
+}
+
+static PyObject *policy_allow(PyObject *op, PyObject *const *args,
+                              Py_ssize_t nargs, PyObject *kwnames)
+{
+    fw_py_policy *p = (fw_py_policy *)op;
+    PyObject *key;
+    int64_t cost;
+    if (parse_key_cost(p->st, "allow", args, nargs, kwnames, 1, &key, &cost) < 0)
+        return NULL;
+    fw_decision_t d;
+    Py_ssize_t idx;
+    if (policy_decide(p, key, cost, &d, &idx) < 0)
+        return NULL;
+    return Py_NewRef(d.allowed ? Py_True : Py_False);
+}
+
+static PyObject *policy_peek(PyObject *op, PyObject *const *args,
+                             Py_ssize_t nargs, PyObject *kwnames)
+{
+    fw_py_policy *p = (fw_py_policy *)op;
+    PyObject *key;
+    int64_t cost;
+    if (parse_key_cost(p->st, "peek", args, nargs, kwnames, 0, &key, &cost) < 0)
+        return NULL;
+    fw_decision_t d;
+    Py_ssize_t idx;
+    int how = policy_decide(p, key, 0, &d, &idx);
+    if (how < 0)
+        return NULL;
+    return fw_decision_new(p->st, &d, PyTuple_GET_ITEM(p->labels, idx), how);
+}
+
+static PyObject *policy_reset(PyObject *op, PyObject *const *args,
+                              Py_ssize_t nargs, PyObject *kwnames)
+{
+    fw_py_policy *p = (fw_py_policy *)op;
+    PyObject *key;
+    int64_t cost;
+    if (parse_key_cost(p->st, "reset", args, nargs, kwnames, 0, &key, &cost) < 0)
+        return NULL;
+    key_view_t kv;
+    if (key_get(p->st, key, &kv) < 0)
+        return NULL;
+    int rc = 0;
+    for (Py_ssize_t i = 0; i < p->nlimits && rc == 0; i++)
+        rc = fw_table_reset(p->table, &p->limits[i], kv.buf, (size_t)kv.len);
+    Py_XDECREF(kv.owner);
+    if (rc)
+        return fw_raise(p->st, rc, "reset");
+    Py_RETURN_NONE;
+}
+
+static PyObject *policy_counts(PyObject *op, PyObject *unused)
+{
+    (void)unused;
+    fw_py_policy *p = (fw_py_policy *)op;
+    return Py_BuildValue("(KKK)", p->allowed, p->denied, p->fallbacks);
+}
+
+static PyObject *policy_now_ns(PyObject *op, PyObject *unused)
+{
+    (void)unused;
+    int64_t now;
+    if (policy_now((fw_py_policy *)op, &now) < 0)
+        return NULL;
+    return PyLong_FromLongLong(now);
+}
+
+/* ---- construction --------------------------------------------------------------- */
+
+static uint64_t namespace_id(PyObject *ns, const fw_quota_t *q, Py_ssize_t index)
+{
+    /* the limit's identity: user namespace, algorithm, quota, position */
+    int64_t parts[5] = {(int64_t)q->algorithm, q->rate, q->period_ns, q->burst,
+                        (int64_t)index};
+    fw_hash128_t a = fw_hash128(0x6e616d6573706163ULL, 0x65666c6f6f647761ULL,
+                                PyBytes_AS_STRING(ns), (size_t)PyBytes_GET_SIZE(ns));
+    fw_hash128_t b = fw_hash128(a.lo, a.hi, parts, sizeof(parts));
+    return b.lo;
+}
+
+static PyObject *policy_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    static char *names[] = {"table", "algorithm", "quotas", "namespace", "labels",
+                            "clock", "fail", "on_error", NULL};
+    PyObject *table, *quotas, *ns, *labels, *clock = Py_None, *on_error = Py_None;
+    int algorithm, fail_mode = FAIL_RAISE;
+    fw_module_state *st = fw_state_of_type(type);
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!iOSO!|OiO:Policy", names,
+                                     st->table_type, &table, &algorithm, &quotas,
+                                     &ns, &PyTuple_Type, &labels, &clock,
+                                     &fail_mode, &on_error))
+        return NULL;
+    if (fail_mode < FAIL_RAISE || fail_mode > FAIL_CLOSED ||
+        (on_error != Py_None && !PyCallable_Check(on_error))) {
+        PyErr_SetString(PyExc_ValueError, "fail must be 0 (raise), 1 (open) or "
+                                          "2 (closed); on_error a callable or None");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(quotas, "quotas must be a sequence");
+    if (!seq)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n < 1 || n > MAX_RATES || PyTuple_GET_SIZE(labels) != n) {
+        Py_DECREF(seq);
+        PyErr_Format(PyExc_ValueError,
+                     "a policy takes 1 to %d rates, with one label each", MAX_RATES);
+        return NULL;
+    }
+    if (clock != Py_None && !PyCallable_Check(clock)) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_TypeError, "clock must be None or a callable "
+                                         "returning int nanoseconds");
+        return NULL;
+    }
+    fw_py_policy *p = PyObject_New(fw_py_policy, type);
+    if (!p) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    p->st = st;
+    p->table_obj = Py_NewRef(table);
+    p->table = ((fw_py_table *)table)->table;
+    p->clock_realtime = ((fw_py_table *)table)->clock_realtime;
+    p->labels = Py_NewRef(labels);
+    p->clock = clock == Py_None ? NULL : Py_NewRef(clock);
+    p->nlimits = n;
+    p->allowed = p->denied = p->fallbacks = 0;
+    p->fail_mode = fail_mode;
+    p->on_error = on_error == Py_None ? NULL : Py_NewRef(on_error);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long long rate, period, burst;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "LLL;a quota is "
+                              "(rate, period_ns, burst)", &rate, &period, &burst)) {
+            Py_DECREF(seq);
+            Py_DECREF(p);
+            return NULL;
+        }
+        int rc = fw_quota_init(&p->limits[i].quota, (fw_algorithm_t)algorithm,
+                               rate, period, burst);
+        if (rc) {
+            Py_DECREF(seq);
+            Py_DECREF(p);
+            PyErr_Format(PyExc_ValueError,
+                         "rate %lld per %lld ns (burst %lld) cannot be used with "
+                         "this algorithm: %s",
+                         rate, period, burst, fw_strerror(rc));
+            return NULL;
+        }
+        p->limits[i].namespace_id = namespace_id(ns, &p->limits[i].quota, i);
+    }
+    Py_DECREF(seq);
+    return (PyObject *)p;
+}
+
+static void policy_dealloc(PyObject *op)
+{
+    fw_py_policy *p = (fw_py_policy *)op;
+    PyTypeObject *tp = Py_TYPE(op);
+    Py_XDECREF(p->table_obj);
+    Py_XDECREF(p->labels);
+    Py_XDECREF(p->clock);
+    Py_XDECREF(p->on_error);
+    PyObject_Free(op);
+    Py_DECREF(tp);
+}
+
+/* ---- check_all: several policies and keys, all-or-nothing -------------------- */
+
+static PyObject *check_all(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    fw_module_state *st = fw_state_of_module(module);
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "check_all(parts, cost)");
+        return NULL;
+    }
+    int64_t cost;
+    if (cost_get(st, args[1], &cost) < 0)
+        return NULL;
+    PyObject *seq = PySequence_Fast(args[0], "parts must be a sequence of "
+                                             "(policy, key) pairs");
+    if (!seq)
+        return NULL;
+    Py_ssize_t nparts = PySequence_Fast_GET_SIZE(seq);
+    fw_request_t reqs[MAX_PARTS];
+    fw_decision_t out[MAX_PARTS];
+    PyObject *labels[MAX_PARTS];
+    key_view_t keys[MAX_PARTS];
+    Py_ssize_t nkeys = 0, nreqs = 0;
+    fw_py_policy *first = NULL;
+    PyObject *result = NULL;
+    for (Py_ssize_t i = 0; i < nparts; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 ||
+            !PyObject_TypeCheck(PyTuple_GET_ITEM(item, 0), st->policy_type)) {
+            PyErr_SetString(PyExc_TypeError, "each part must be a (policy, key) tuple");
+            goto done;
+        }
+        fw_py_policy *p = (fw_py_policy *)PyTuple_GET_ITEM(item, 0);
+        if (!first)
+            first = p;
+        else if (p->table != first->table) {
+            PyErr_SetString(PyExc_ValueError,
+                            "check_all needs every limiter on the same store");
+            goto done;
+        }
+        if (nreqs + p->nlimits > MAX_PARTS) {
+            PyErr_Format(PyExc_ValueError, "check_all takes at most %d limits in "
+                                           "all", MAX_PARTS);
+            goto done;
+        }
+        if (key_get(st, PyTuple_GET_ITEM(item, 1), &keys[nkeys]) < 0)
+            goto done;
+        for (Py_ssize_t j = 0; j < p->nlimits; j++) {
+            reqs[nreqs].limit = &p->limits[j];
+            reqs[nreqs].key = keys[nkeys].buf;
+            reqs[nreqs].key_len = (size_t)keys[nkeys].len;
+            labels[nreqs] = PyTuple_GET_ITEM(p->labels, j);
+            nreqs++;
+        }
+        nkeys++;
+    }
+    if (!first) {
+        PyErr_SetString(PyExc_ValueError, "check_all needs at least one part");
+        goto done;
+    }
+    int64_t now;
+    if (policy_now(first, &now) < 0)
+        goto done;
+    size_t violated;
+    int rc = fw_table_check(first->table, reqs, (size_t)nreqs, cost, now, out,
+                            &violated);
+    if (rc) {
+        raise_check_error(first, rc, cost, Py_None);
+        goto done;
+    }
+    Py_ssize_t idx = 0;
+    if (violated < (size_t)nreqs)
+        idx = (Py_ssize_t)violated;
+    else
+        for (Py_ssize_t i = 1; i < nreqs; i++)
+            if (out[i].remaining < out[idx].remaining)
+                idx = i;
+    PyObject *dec = fw_decision_new(st, &out[idx], labels[idx], 0);
+    if (dec)
+        result = Py_BuildValue("(Nn)", dec, idx);
+done:
+    for (Py_ssize_t i = 0; i < nkeys; i++)
+        Py_XDECREF(keys[i].owner);
+    Py_DECREF(seq);
+    return result;
+}
+
+PyMethodDef fw_policy_functions[] = {
+    {"check_all", (PyCFunction)(void (*)(void))check_all, METH_FASTCALL,
+     "check_all(parts, cost) -> (Decision, index): all-or-nothing over "
+     "(policy, key) pairs on one table."},
+    {NULL, NULL, 0, NULL},
+};
+
+#define FASTKW (METH_FASTCALL | METH_KEYWORDS)
+#define CAST(f) (PyCFunction)(void (*)(void))(f)
+
+static PyMethodDef policy_methods[] = {
+    {"check", CAST(policy_check), FASTKW, "check(key, cost=1) -> Decision"},
+    {"allow", CAST(policy_allow), FASTKW, "allow(key, cost=1) -> bool"},
+    {"peek", CAST(policy_peek), FASTKW, "peek(key) -> Decision (never writes)"},
+    {"reset", CAST(policy_reset), FASTKW, "reset(key): forget the key"},
+    {"counts", policy_counts, METH_NOARGS, "counts() -> (allowed, denied, fallbacks)"},
+    {"now_ns", policy_now_ns, METH_NOARGS, "now_ns() -> the clock this policy uses"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot policy_slots[] = {
+    {Py_tp_doc, "Policy(table, algorithm, quotas, namespace, labels, clock=None, "
+                "fail=0, on_error=None)"},
+    {Py_tp_new, policy_tp_new},
+    {Py_tp_dealloc, policy_dealloc},
+    {Py_tp_methods, policy_methods},
+    {0, NULL},
+};
+
+PyType_Spec fw_policy_spec = {
+    .name = "floodwall._native.Policy",
+    .basicsize = sizeof(fw_py_policy),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = policy_slots,
+};

@@ -1,0 +1,148 @@
+/*
+ * table_object.c - floodwall._native.Table: a Python handle on one engine
+ * slot table (memory here; shm and file tables come from shared_tables.c).
+ * Invariant: the engine table lives exactly as long as this object.
+ */
+#include "ext.h"
+
+PyObject *fw_table_wrap(PyObject *module, fw_table_t *t, PyObject *description,
+                        int clock_realtime)
+{
+    fw_module_state *st = fw_state_of_module(module);
+    fw_py_table *self = PyObject_New(fw_py_table, st->table_type);
+    if (!self) {
+        fw_table_close(t);
+        return NULL;
+    }
+    self->table = t;
+    self->description = Py_NewRef(description);
+    self->clock_realtime = clock_realtime;
+    return (PyObject *)self;
+}
+
+static PyObject *table_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    static char *names[] = {"max_keys", "log_capacity", NULL};
+    unsigned long long max_keys = 65536;
+    unsigned int log_capacity = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|$KI:Table", names, &max_keys,
+                                     &log_capacity))
+        return NULL;
+    fw_module_state *st = fw_state_of_type(type);
+    if (max_keys < 1 || max_keys > ((unsigned long long)1 << 36)) {
+        PyErr_Format(PyExc_ValueError,
+                     "max_keys must be between 1 and 2**36, got %llu", max_keys);
+        return NULL;
+    }
+    if (log_capacity > FW_SLIDING_LOG_MAX) {
+        PyErr_Format(PyExc_ValueError, "log_capacity must be at most %d, got %u",
+                     FW_SLIDING_LOG_MAX, log_capacity);
+        return NULL;
+    }
+    fw_table_options_t opt = {max_keys, log_capacity};
+    fw_table_t *t;
+    int rc = fw_table_open_memory(&t, &opt);
+    if (rc)
+        return fw_raise(st, rc, "cannot create the memory table");
+    fw_py_table *self = PyObject_New(fw_py_table, type);
+    if (!self) {
+        fw_table_close(t);
+        return NULL;
+    }
+    self->table = t;
+    self->description = PyUnicode_FromString("memory://");
+    self->clock_realtime = 0;
+    if (!self->description) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void table_dealloc(PyObject *op)
+{
+    fw_py_table *self = (fw_py_table *)op;
+    PyTypeObject *tp = Py_TYPE(op);
+    fw_table_close(self->table);
+    Py_XDECREF(self->description);
+    PyObject_Free(op);
+    Py_DECREF(tp);
+}
+
+static PyObject *table_stats(PyObject *op, PyObject *const *args, Py_ssize_t n)
+{
+    fw_py_table *self = (fw_py_table *)op;
+    long long now;
+    if (n != 1) {
+        PyErr_SetString(PyExc_TypeError, "stats(now_ns) takes one argument");
+        return NULL;
+    }
+    now = PyLong_AsLongLong(args[0]);
+    if (now == -1 && PyErr_Occurred())
+        return NULL;
+    fw_table_stats_t s;
+    int rc = fw_table_stats(self->table, now, &s);
+    if (rc)
+        return fw_raise(fw_state_of_type(Py_TYPE(op)), rc, "stats");
+    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K}", "slots", (unsigned long long)s.slots,
+                         "max_keys", (unsigned long long)s.max_keys, "used_slots",
+                         (unsigned long long)s.used, "active_keys",
+                         (unsigned long long)s.active, "full_errors",
+                         (unsigned long long)s.full_errors);
+}
+
+static PyObject *table_clear(PyObject *op, PyObject *unused)
+{
+    (void)unused;
+    fw_py_table *self = (fw_py_table *)op;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = fw_table_clear(self->table);
+    Py_END_ALLOW_THREADS
+    if (rc)
+        return fw_raise(fw_state_of_type(Py_TYPE(op)), rc, "clear");
+    Py_RETURN_NONE;
+}
+
+static PyObject *table_repr(PyObject *op)
+{
+    return PyUnicode_FromFormat("<floodwall._native.Table %U>",
+                                ((fw_py_table *)op)->description);
+}
+
+static PyObject *table_get_realtime(PyObject *op, void *c)
+{
+    (void)c;
+    return PyBool_FromLong(((fw_py_table *)op)->clock_realtime);
+}
+
+static PyMethodDef table_methods[] = {
+    {"stats", (PyCFunction)(void (*)(void))table_stats, METH_FASTCALL,
+     "stats(now_ns) -> dict of slot counts."},
+    {"clear", table_clear, METH_NOARGS, "Forget every key."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef table_getset[] = {
+    {"clock_realtime", table_get_realtime, NULL,
+     "True when the store's clock is CLOCK_REALTIME (shared stores).", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot table_slots[] = {
+    {Py_tp_doc, "Table(*, max_keys=65536, log_capacity=0)\n--\n\n"
+                "A fixed-capacity table of rate-limit states in process memory."},
+    {Py_tp_new, table_tp_new},
+    {Py_tp_dealloc, table_dealloc},
+    {Py_tp_methods, table_methods},
+    {Py_tp_getset, table_getset},
+    {Py_tp_repr, table_repr},
+    {0, NULL},
+};
+
+PyType_Spec fw_table_spec = {
+    .name = "floodwall._native.Table",
+    .basicsize = sizeof(fw_py_table),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = table_slots,
+};

@@ -1,0 +1,61 @@
+"""floodwall: a rate limiter for Python services with a C engine.
+
+    >>> import floodwall
+    >>> limiter = floodwall.Limiter("100/minute")
+    >>> limiter.allow("user:42")
+    True
+
+One engine and one meaning of every decision on every store: memory://,
+shm://, file://, Redis. See the README for the algorithms and the decision
+contract. Framework integrations live in :mod:`floodwall.integrations` and are
+imported only when used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from floodwall._version import __version__
+from floodwall.errors import (
+    ConfigError,
+    CostError,
+    FloodwallError,
+    KeyTypeError,
+    RateLimited,
+    RateParseError,
+    StoreError,
+    StoreFullError,
+)
+from floodwall._native import Decision
+from floodwall.limiter import Limiter, Limits, acheck_all, check_all
+from floodwall.rates import Rate, parse_rate, parse_rates
+
+__all__ = [
+    "ConfigError",
+    "CostError",
+    "Decision",
+    "FloodwallError",
+    "KeyTypeError",
+    "Limiter",
+    "Limits",
+    "Rate",
+    "RateLimited",
+    "RateParseError",
+    "StoreError",
+    "StoreFullError",
+    "__version__",
+    "acheck_all",
+    "check_all",
+    "parse_rate",
+    "parse_rates",
+    "rate_limit",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # framework glue is imported on first use only
+    if name == "rate_limit":
+        from floodwall.decorator import rate_limit
+
+        return rate_limit
+    raise AttributeError(f"module 'floodwall' has no attribute {name!r}")

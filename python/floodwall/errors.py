@@ -1,0 +1,69 @@
+"""floodwall's exceptions: one base class, and a subclass per kind of problem.
+
+Bad input raises subclasses of the built-in ``ValueError`` / ``TypeError`` as
+well, so ``except ValueError`` keeps working for callers that expect it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from floodwall._native import Decision
+
+__all__ = [
+    "ConfigError",
+    "CostError",
+    "FloodwallError",
+    "KeyTypeError",
+    "RateLimited",
+    "RateParseError",
+    "StoreError",
+    "StoreFullError",
+]
+
+
+class FloodwallError(Exception):
+    """Base class of every error floodwall raises."""
+
+
+class RateLimited(FloodwallError):
+    """Raised by decorators when a call is over its limit; carries the decision."""
+
+    def __init__(self, decision: Decision, message: str | None = None) -> None:
+        self.decision = decision
+        if message is None:
+            message = (
+                f"rate limited: retry after {decision.retry_after:.3f}s"
+                f" ({decision.rate})"
+            )
+        super().__init__(message)
+
+    @property
+    def retry_after(self) -> float:
+        """Seconds until the same request would be admitted."""
+        return self.decision.retry_after
+
+
+class StoreError(FloodwallError):
+    """The store could not answer (unreachable, damaged, full...)."""
+
+
+class StoreFullError(StoreError):
+    """The table has no free or expired slot for a new key."""
+
+
+class ConfigError(FloodwallError, ValueError):
+    """A configuration (file, URL, option) is invalid; the message says where."""
+
+
+class RateParseError(FloodwallError, ValueError):
+    """A rate string could not be parsed; the message shows the grammar."""
+
+
+class CostError(FloodwallError, ValueError):
+    """A cost is not an int >= 0, or exceeds the capacity (it could never pass)."""
+
+
+class KeyTypeError(FloodwallError, TypeError):
+    """A key is neither str nor bytes."""

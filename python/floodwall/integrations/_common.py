@@ -1,0 +1,450 @@
+# floodwall.integrations._common: the framework-neutral half of every integration.
+#
+# A Guard holds one app's configuration (store, default limit, per-route
+# limits, exempt paths, keys, headers) and turns "this request, these limits"
+# into an Outcome; each framework module only adapts its request object to a
+# RequestView and writes the Outcome back the framework's way. Invariant: no
+# framework is imported here, and a denied request consumes nothing.
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Union
+
+from floodwall.headers import PROBLEM_CONTENT_TYPE, HeaderPolicy
+from floodwall.keys import (
+    MISSING_KEY_POLICIES,
+    SHARED_MISSING_KEY,
+    KeyFunc,
+    KeySpec,
+    RequestView,
+    resolve_key,
+)
+
+if TYPE_CHECKING:
+    from floodwall import Decision, Limiter, Rate
+
+__all__ = [
+    "ENFORCED_ATTR",
+    "EXEMPT_ATTR",
+    "LIMITS_ATTR",
+    "BoundLimit",
+    "Guard",
+    "Limit",
+    "LimitInput",
+    "LimitSet",
+    "Outcome",
+    "PathMatcher",
+    "missing_key_body",
+]
+
+#: Set on a view that checks its own limits (decorators): the app-wide
+#: middleware then applies neither the default limit nor path limits to it.
+ENFORCED_ATTR = "__floodwall_enforced__"
+#: A list of Limit objects attached by marking decorators (Flask ``@limit``).
+LIMITS_ATTR = "__floodwall_limits__"
+#: Set on a view exempt from every limit.
+EXEMPT_ATTR = "__floodwall_exempt__"
+
+_LOCAL_SCHEMES = ("memory:", "shm:", "file:")
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One limit as configured by a user.
+
+    ``rate``: ``"5/minute"``, ``"10/second; 1000/day"``, a Rate, Rates, or a
+    ready Limiter (used as is). ``key``: who is charged (see
+    :func:`floodwall.keys.resolve_key`; None = the app's key). ``cost``: units
+    per request, an int or a callable taking the native request. ``name``: the
+    policy name in the IETF headers and the bucket scope (several routes
+    sharing a name share a bucket). ``algorithm`` / ``burst`` override the
+    app's.
+    """
+
+    rate: Any
+    key: KeySpec | None = None
+    cost: int | Callable[[Any], int] | None = None
+    name: str | None = None
+    algorithm: str | None = None
+    burst: int | None = None
+
+
+LimitInput = Union[str, "Rate", Sequence["Rate"], "Limiter", Limit]
+
+
+def _as_limit(spec: LimitInput) -> Limit:
+    return spec if isinstance(spec, Limit) else Limit(spec)
+
+
+class BoundLimit:
+    """A Limit made concrete: its Limiter, key function and bucket scope."""
+
+    __slots__ = ("key", "limiter", "name", "prefix")
+
+    def __init__(self, limiter: Limiter, key: KeyFunc, prefix: str, name: str | None) -> None:
+        self.limiter = limiter
+        self.key = key
+        self.prefix = prefix
+        self.name = name
+
+
+class LimitSet:
+    """The limits that apply to one route, decided all-or-nothing."""
+
+    __slots__ = ("cost", "headers", "limits", "local", "scope")
+
+    def __init__(
+        self,
+        limits: Sequence[BoundLimit],
+        cost: int | Callable[[Any], int],
+        headers: HeaderPolicy,
+        scope: str,
+    ) -> None:
+        self.limits = tuple(limits)
+        self.cost = cost
+        self.headers = headers
+        self.scope = scope
+        self.local = all(b.limiter.store_url.startswith(_LOCAL_SCHEMES) for b in self.limits)
+
+
+@dataclass
+class Outcome:
+    """The result of checking a request against a LimitSet."""
+
+    decision: Decision | None
+    limits: LimitSet
+    retry_after: int = 0
+    missing_key: bool = False
+
+    @property
+    def allowed(self) -> bool:
+        return not self.missing_key and (self.decision is None or self.decision.allowed)
+
+    @property
+    def delay(self) -> float:
+        d = self.decision
+        return d.delay_ns / 1e9 if d is not None and d.allowed and d.delay_ns > 0 else 0.0
+
+    def header_pairs(self) -> list[tuple[str, str]]:
+        if self.decision is None:
+            return []
+        return self.limits.headers.headers(self.decision, self.retry_after or None)
+
+    def raw_header_pairs(self) -> list[tuple[bytes, bytes]]:
+        if self.decision is None:
+            return []
+        return self.limits.headers.raw_headers(self.decision, self.retry_after or None)
+
+    def status(self) -> int:
+        return 400 if self.missing_key else 429
+
+    def body(self, instance: str | None = None) -> bytes:
+        if self.missing_key or self.decision is None:
+            return missing_key_body()
+        return self.limits.headers.problem(self.decision, self.retry_after, instance=instance)
+
+    content_type = PROBLEM_CONTENT_TYPE
+
+
+def missing_key_body() -> bytes:
+    return (
+        b'{"type":"about:blank","title":"Bad Request","status":400,'
+        b'"detail":"No rate-limit key could be derived from this request."}'
+    )
+
+
+class PathMatcher:
+    """Globs over request paths (``*`` matches anything, ``/`` included;
+    ``?`` one character), with an optional method prefix ``"POST /login"``."""
+
+    __slots__ = ("_exact", "_patterns")
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self._exact: dict[tuple[str | None, str], int] = {}
+        self._patterns: list[tuple[str | None, re.Pattern[str], int]] = []
+        for index, raw in enumerate(patterns):
+            method, path = self.split(raw)
+            if any(c in path for c in "*?["):
+                self._patterns.append((method, re.compile(fnmatch.translate(path)), index))
+            else:
+                self._exact.setdefault((method, path), index)
+
+    @staticmethod
+    def split(pattern: str) -> tuple[str | None, str]:
+        pattern = pattern.strip()
+        if " " in pattern:
+            method, path = pattern.split(None, 1)
+            return method.upper(), path.strip()
+        if not pattern.startswith("/") and pattern != "*":
+            raise ValueError(
+                f"path pattern {pattern!r} must start with '/' (optionally after a method)"
+            )
+        return None, pattern
+
+    def __bool__(self) -> bool:
+        return bool(self._exact or self._patterns)
+
+    def match(self, method: str, path: str) -> int | None:
+        """Index of the first pattern (in the given order) matching, or None."""
+        best: int | None = None
+        exact = self._exact
+        if exact:
+            i = exact.get((None, path))
+            j = exact.get((method, path))
+            for k in (i, j):
+                if k is not None and (best is None or k < best):
+                    best = k
+        for m, rx, index in self._patterns:
+            if best is not None and index > best:
+                break
+            if (m is None or m == method) and rx.match(path):
+                return index
+        return best
+
+
+class Guard:
+    """One app's rate-limit configuration, shared by every framework adapter.
+
+    Options (the same names in every integration):
+
+    ``default``: the limit for routes without their own (None = no default
+    limit); it is one bucket per client across all such routes.
+    ``routes``: ``{"/path/glob" or "METHOD /path/glob": limit}``, first match
+    wins, replaces the default for matching requests.
+    ``exempt``: path globs never limited (``"/health"``, ``"/static/*"``).
+    ``store``, ``algorithm``, ``namespace``, ``clock``, ``store_options``: how
+    Limiters are built (see floodwall.Limiter).
+    ``key``: who is charged (default: client IP); ``trusted_proxies``,
+    ``proxy_header``, ``ipv6_prefix``: see floodwall.keys.ClientIP.
+    ``cost``: default units per request (int or callable(native request)).
+    ``headers``: "both" (default), "ietf", "x-ratelimit" or "none";
+    ``headers_on_allowed``: also on allowed responses (default True);
+    ``jitter_ms``: random extra on Retry-After only.
+    ``on_missing_key``: "shared" (default), "allow" or "deny" (400).
+    ``enabled``: False turns every check off.
+    """
+
+    def __init__(
+        self,
+        default: LimitInput | None = None,
+        *,
+        routes: Mapping[str, LimitInput] | None = None,
+        exempt: Iterable[str] = (),
+        store: str = "memory://",
+        algorithm: str = "gcra",
+        namespace: str = "floodwall",
+        clock: Callable[[], int] | None = None,
+        store_options: Mapping[str, Any] | None = None,
+        key: KeySpec | None = None,
+        trusted_proxies: int | str | Sequence[str] | None = None,
+        proxy_header: str = "x-forwarded-for",
+        ipv6_prefix: int = 64,
+        cost: int | Callable[[Any], int] = 1,
+        headers: str | Iterable[str] | bool | None = "both",
+        headers_on_allowed: bool = True,
+        jitter_ms: int = 0,
+        on_missing_key: str = "shared",
+        enabled: bool = True,
+    ) -> None:
+        if on_missing_key not in MISSING_KEY_POLICIES:
+            raise ValueError(
+                f"on_missing_key must be one of {sorted(MISSING_KEY_POLICIES)}, "
+                f"got {on_missing_key!r}"
+            )
+        if isinstance(cost, int) and cost < 0:
+            raise ValueError(f"cost must be an integer >= 0, got {cost}")
+        if jitter_ms < 0:
+            raise ValueError(f"jitter_ms must be >= 0, got {jitter_ms}")
+        self.store = store
+        self.algorithm = algorithm
+        self.namespace = namespace
+        self.clock = clock
+        self.store_options = dict(store_options or {})
+        self.trusted_proxies = trusted_proxies
+        self.proxy_header = proxy_header
+        self.ipv6_prefix = ipv6_prefix
+        self.key = self.resolve_key(key)
+        self.cost = cost
+        self.header_styles = headers
+        self.headers_on_allowed = headers_on_allowed
+        self.jitter_ms = jitter_ms
+        self.on_missing_key = on_missing_key
+        self.enabled = enabled
+        self._exempt = PathMatcher(exempt)
+        self.default: LimitSet | None = (
+            None if default is None else self.limit_set([default], scope="default")
+        )
+        route_items = list((routes or {}).items())
+        self._routes = PathMatcher(p for p, _ in route_items)
+        self._route_sets = [
+            self.limit_set([spec], scope="route:" + pattern) for pattern, spec in route_items
+        ]
+
+    # -- building
+
+    def resolve_key(self, key: KeySpec | None) -> KeyFunc:
+        return resolve_key(
+            key,
+            trusted_proxies=self.trusted_proxies,
+            proxy_header=self.proxy_header,
+            ipv6_prefix=self.ipv6_prefix,
+        )
+
+    def make_limiter(self, limit: Limit) -> Limiter:
+        from floodwall import Limiter
+
+        rate = limit.rate
+        if isinstance(rate, Limiter):
+            return rate
+        options: dict[str, Any] = dict(self.store_options)
+        if limit.burst is not None:
+            options["burst"] = limit.burst
+        return Limiter(
+            rate,
+            algorithm=limit.algorithm or self.algorithm,
+            store=self.store,
+            namespace=self.namespace,
+            clock=self.clock,
+            **options,
+        )
+
+    def bind(self, spec: LimitInput, scope: str) -> BoundLimit:
+        limit = _as_limit(spec)
+        limiter = self.make_limiter(limit)
+        key = self.key if limit.key is None else self.resolve_key(limit.key)
+        prefix = (limit.name or scope) + "|"
+        return BoundLimit(limiter, key, prefix, limit.name)
+
+    def limit_set(
+        self,
+        specs: Sequence[LimitInput],
+        scope: str,
+        cost: int | Callable[[Any], int] | None = None,
+    ) -> LimitSet:
+        """Bind several limits for one route (decided all-or-nothing)."""
+        if not specs:
+            raise ValueError("a route needs at least one limit")
+        limits = [_as_limit(s) for s in specs]
+        costs = {repr(lim.cost) for lim in limits if lim.cost is not None}
+        if cost is None:
+            explicit = [lim.cost for lim in limits if lim.cost is not None]
+            if len(costs) > 1:
+                raise ValueError(
+                    f"limits on {scope!r} give different costs {sorted(costs)}: "
+                    "a route has one cost"
+                )
+            cost = explicit[0] if explicit else self.cost
+        if isinstance(cost, int) and cost < 0:
+            raise ValueError(f"cost must be an integer >= 0, got {cost}")
+        bound = [self.bind(lim, f"{scope}#{i}" if i else scope) for i, lim in enumerate(limits)]
+        rates: list[Rate] = []
+        names: list[str] = []
+        from floodwall.headers import policy_name
+
+        for b in bound:
+            rs = list(b.limiter.rates)
+            rates.extend(rs)
+            if b.name is None:
+                names.extend(policy_name(r) for r in rs)
+            elif len(rs) == 1:
+                names.append(b.name)
+            else:
+                names.extend(f"{b.name}-{policy_name(r)}" for r in rs)
+        policy = HeaderPolicy(
+            rates,
+            names,
+            styles=self.header_styles,
+            on_allowed=self.headers_on_allowed,
+            jitter_ms=self.jitter_ms,
+        )
+        return LimitSet(bound, cost, policy, scope)
+
+    # -- routing
+
+    def is_exempt(self, method: str, path: str) -> bool:
+        return bool(self._exempt) and self._exempt.match(method, path) is not None
+
+    def route_limits(self, method: str, path: str) -> LimitSet | None:
+        """The configured path limits matching, else None (not the default)."""
+        if not self._route_sets:
+            return None
+        index = self._routes.match(method, path)
+        return None if index is None else self._route_sets[index]
+
+    # -- checking
+
+    def _cost(self, limits: LimitSet, view: RequestView, cost: int | None) -> int:
+        if cost is not None:
+            return cost
+        c = limits.cost
+        if isinstance(c, int):
+            return c
+        value = c(view.native)
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"cost callable returned {value!r}: it must return an int >= 0")
+        return value
+
+    def _parts(self, limits: LimitSet, view: RequestView) -> list[tuple[Limiter, str]] | None:
+        parts: list[tuple[Limiter, str]] = []
+        for b in limits.limits:
+            k = b.key(view)
+            if not k:
+                if self.on_missing_key == "allow":
+                    return None
+                if self.on_missing_key == "deny":
+                    return []
+                k = SHARED_MISSING_KEY
+            parts.append((b.limiter, b.prefix + k))
+        return parts
+
+    def _finish(self, limits: LimitSet, decision: Decision) -> Outcome:
+        ra = 0 if decision.allowed else limits.headers.retry_after(decision)
+        return Outcome(decision, limits, ra)
+
+    def check(self, limits: LimitSet, view: RequestView, cost: int | None = None) -> Outcome | None:
+        """Check a request synchronously; None means "not limited" (disabled,
+        or no key with on_missing_key="allow")."""
+        if not self.enabled:
+            return None
+        parts = self._parts(limits, view)
+        if parts is None:
+            return None
+        if not parts:
+            return Outcome(None, limits, missing_key=True)
+        n = self._cost(limits, view, cost)
+        if len(parts) == 1:
+            limiter, key = parts[0]
+            decision = limiter.check(key, n)
+        else:
+            from floodwall import check_all
+
+            decision = check_all(parts, n)
+        return self._finish(limits, decision)
+
+    async def acheck(
+        self, limits: LimitSet, view: RequestView, cost: int | None = None
+    ) -> Outcome | None:
+        """Async twin of :meth:`check`. Local stores (memory, shm, file) answer
+        in microseconds and are called inline; network stores are awaited."""
+        if not self.enabled:
+            return None
+        if limits.local:
+            return self.check(limits, view, cost)
+        parts = self._parts(limits, view)
+        if parts is None:
+            return None
+        if not parts:
+            return Outcome(None, limits, missing_key=True)
+        n = self._cost(limits, view, cost)
+        if len(parts) == 1:
+            limiter, key = parts[0]
+            decision = await limiter.acheck(key, n)
+        else:
+            from floodwall import check_all
+
+            decision = await asyncio.to_thread(check_all, parts, n)
+        return self._finish(limits, decision)

@@ -1,0 +1,372 @@
+"""The Limiter: rates + algorithm + store, and the calls users make.
+
+``Limiter("100/minute")`` needs no server and no configuration. On the native
+stores (memory, shm, file) ``check``/``allow``/``peek``/``reset`` are the C
+engine's own methods, bound on the instance, so a call costs about as much as
+a dict update.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import inspect
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+    TypeVar,
+    Union,
+    cast,
+)
+
+from floodwall.errors import ConfigError, RateLimited
+from floodwall.rates import Rate, parse_rates
+from floodwall.stores import ALGORITHMS, Backend, LimitSpec, open_backend
+
+if TYPE_CHECKING:
+    from floodwall._native import Decision
+
+__all__ = ["Limiter", "Limits", "check_all", "acheck_all"]
+
+Key = Union[str, bytes]
+F = TypeVar("F", bound=Callable[..., Any])
+RateInput = Union[str, Rate, Sequence[Union[str, Rate]], int, None]
+
+_FAIL_MODES = ("open", "closed", "raise")
+
+
+def _period_seconds(value: float | datetime.timedelta, name: str) -> Rate | float:
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be seconds (int or float) or a timedelta")
+    return value
+
+
+def resolve_rates(
+    rate: RateInput,
+    *,
+    per: float | datetime.timedelta | None = None,
+    requests: int | None = None,
+    period: float | datetime.timedelta | None = None,
+    burst: int | None = None,
+) -> tuple[Rate, ...]:
+    """Turn every accepted way of writing a limit into Rate objects."""
+    if requests is not None or period is not None:
+        if rate is not None or per is not None:
+            raise ConfigError("give either rate (and per) or requests and period, not both")
+        if requests is None or period is None:
+            raise ConfigError("requests and period go together, e.g. requests=100, period=60")
+        rate, per = requests, period
+    if isinstance(rate, bool):
+        raise TypeError("rate must be a rate string, a Rate or an int with per=")
+    if isinstance(rate, int):
+        if per is None:
+            raise ConfigError(f"rate={rate} needs per=<seconds>, e.g. Limiter(rate={rate}, per=60)")
+        seconds = _period_seconds(per, "per")
+        rates: tuple[Rate, ...] = (Rate(rate, seconds, burst),)  # type: ignore[arg-type]
+        return rates
+    if per is not None:
+        raise ConfigError("per= goes with an int rate, e.g. Limiter(rate=100, per=60)")
+    if rate is None:
+        raise ConfigError(
+            "no rate given: pass a rate such as Limiter('100/minute'), "
+            "Limiter(rate=100, per=60) or Limiter(requests=100, period=60)"
+        )
+    items: Iterable[str | Rate] = [rate] if isinstance(rate, (str, Rate)) else rate
+    out: list[Rate] = []
+    for item in items:
+        if isinstance(item, Rate):
+            out.append(item)
+        elif isinstance(item, str):
+            out.extend(parse_rates(item))
+        else:
+            raise TypeError(f"a rate must be a str or a Rate, not {type(item).__name__}")
+    if not out:
+        raise ConfigError("at least one rate is needed")
+    if burst is not None:
+        if len(out) != 1:
+            raise ConfigError("burst= applies to a single rate; write 'N/period burst B' for each")
+        out = [Rate.from_ns(out[0].amount, out[0].period_ns, burst)]
+    if len(set(out)) != len(out):
+        raise ConfigError(f"the same rate is given twice in {rate!r}")
+    return tuple(out)
+
+
+def _check_algorithm(algorithm: str) -> str:
+    if not isinstance(algorithm, str) or algorithm.lower() not in ALGORITHMS:
+        raise ConfigError(
+            f"unknown algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}"
+        )
+    return algorithm.lower()
+
+
+class Limiter:
+    """A rate limiter: ``Limiter("100/minute").allow("user:42")``.
+
+    Parameters:
+        rate: ``"100/minute"``, ``"10/second; 1000/day"``, a :class:`Rate`, a
+            list of them, or an int with ``per=`` seconds.
+        requests, period: the same as ``rate=requests, per=period``.
+        algorithm: gcra (default), token_bucket, leaky_bucket,
+            leaky_bucket_shaping, fixed_window, sliding_window, sliding_log.
+        burst: the capacity, when it differs from the rate's amount.
+        store: ``memory://`` (default), ``memory://NAME``, ``shm://NAME``,
+            ``file:///path``, a ``redis://`` URL, a Redis client, or another
+            limiter's ``store`` to share it.
+        namespace: keeps the keys of limiters sharing a store apart.
+        clock: a callable returning int nanoseconds, for tests; by default the
+            store's own clock.
+        fail: what a check answers when the store cannot: ``"open"`` (admit),
+            ``"closed"`` (deny) or ``"raise"`` (:class:`StoreError`).
+        on_error: called with the exception when ``fail`` decides.
+        **store_options: options of the store, e.g. ``max_keys``.
+    """
+
+    def __init__(
+        self,
+        rate: RateInput = None,
+        *,
+        per: float | datetime.timedelta | None = None,
+        requests: int | None = None,
+        period: float | datetime.timedelta | None = None,
+        algorithm: str = "gcra",
+        burst: int | None = None,
+        store: Any = "memory://",
+        namespace: str = "default",
+        clock: Callable[[], int] | None = None,
+        fail: str = "raise",
+        on_error: Callable[[BaseException], object] | None = None,
+        **store_options: Any,
+    ) -> None:
+        if fail not in _FAIL_MODES:
+            raise ConfigError(f"fail must be one of {', '.join(_FAIL_MODES)}, got {fail!r}")
+        if not isinstance(namespace, str) or not namespace:
+            raise ConfigError("namespace must be a non-empty str")
+        rates = resolve_rates(rate, per=per, requests=requests, period=period, burst=burst)
+        self.algorithm = _check_algorithm(algorithm)
+        self.rates = rates
+        self.namespace = namespace
+        self.store_url = store if isinstance(store, str) else type(store).__name__
+        if isinstance(store, Limiter):
+            store = store.backend
+        spec = LimitSpec(self.algorithm, rates, namespace, clock, fail, on_error)
+        self.backend: Backend = open_backend(store, spec, **store_options)
+        # Bind the backend's methods on the instance: no Python frame on the
+        # hot path for the native stores.
+        backend = self.backend
+        self.__dict__.update(
+            check=backend.check,
+            allow=backend.allow,
+            peek=backend.peek,
+            reset=backend.reset,
+            acheck=backend.acheck,
+            aallow=backend.aallow,
+            apeek=backend.apeek,
+            areset=backend.areset,
+        )
+
+    # The methods below document the API; instances use the bound ones.
+    def check(self, key: Key, cost: int = 1) -> Decision:
+        """Decide a request of ``cost`` units for ``key`` and return the Decision."""
+        return self.backend.check(key, cost)
+
+    def allow(self, key: Key, cost: int = 1) -> bool:
+        """Like :meth:`check`, returning only whether it was admitted."""
+        return self.backend.allow(key, cost)
+
+    def peek(self, key: Key) -> Decision:
+        """Would one unit be admitted? Never consumes (same as cost 0)."""
+        return self.backend.peek(key)
+
+    def reset(self, key: Key) -> None:
+        """Forget ``key``: it is back to full capacity."""
+        self.backend.reset(key)
+
+    def clear(self) -> None:
+        """Forget every key of this limiter's store."""
+        self.backend.clear()
+
+    def stats(self) -> dict[str, int]:
+        """Counts of this limiter (allowed, denied) and of its store (active_keys...)."""
+        return self.backend.stats()
+
+    async def acheck(self, key: Key, cost: int = 1) -> Decision:
+        """Async :meth:`check`; never blocks the event loop."""
+        return await self.backend.acheck(key, cost)
+
+    async def aallow(self, key: Key, cost: int = 1) -> bool:
+        """Async :meth:`allow`."""
+        return await self.backend.aallow(key, cost)
+
+    async def apeek(self, key: Key) -> Decision:
+        """Async :meth:`peek`."""
+        return await self.backend.apeek(key)
+
+    async def areset(self, key: Key) -> None:
+        """Async :meth:`reset`."""
+        await self.backend.areset(key)
+
+    async def aclear(self) -> None:
+        """Async :meth:`clear`."""
+        await self.backend.aclear()
+
+    @property
+    def store(self) -> Backend:
+        """This limiter's store, to share with another: ``Limiter(..., store=a.store)``."""
+        return self.backend
+
+    def close(self) -> None:
+        """Release the store's resources (connections, mappings)."""
+        self.backend.close()
+
+    def __repr__(self) -> str:
+        rates = "; ".join(str(r) for r in self.rates)
+        return f"Limiter({rates!r}, algorithm={self.algorithm!r}, store={self.store_url!r})"
+
+    def limit(
+        self,
+        key: Key | Callable[..., Key] | None = None,
+        cost: int | Callable[..., int] = 1,
+    ) -> Callable[[F], F]:
+        """Decorate a function (sync or async) so each call is checked first.
+
+        ``key`` is a fixed key, or a callable given the call's arguments that
+        returns one; by default the function's qualified name (a global limit
+        on that function). Over the limit, the call raises
+        :class:`floodwall.RateLimited` carrying the decision.
+        """
+
+        def decorate(fn: F) -> F:
+            default_key = f"{fn.__module__}.{fn.__qualname__}"
+
+            def resolve(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Key, int]:
+                k = key(*args, **kwargs) if callable(key) else (key or default_key)
+                n = cost(*args, **kwargs) if callable(cost) else cost
+                return k, n
+
+            if inspect.iscoroutinefunction(fn):
+
+                @functools.wraps(fn)
+                async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                    k, n = resolve(args, kwargs)
+                    decision = await self.acheck(k, n)
+                    if not decision.allowed:
+                        raise RateLimited(decision)
+                    return await cast(Callable[..., Awaitable[Any]], fn)(*args, **kwargs)
+
+                return cast(F, async_wrapper)
+
+            @functools.wraps(fn)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                k, n = resolve(args, kwargs)
+                decision = self.check(k, n)
+                if not decision.allowed:
+                    raise RateLimited(decision)
+                return fn(*args, **kwargs)
+
+            return cast(F, wrapper)
+
+        return decorate
+
+
+def _group(parts: Sequence[tuple[Limiter, Key]]) -> tuple[Backend, list[tuple[Backend, Key]]]:
+    if not parts:
+        raise ConfigError("check_all needs at least one (limiter, key) pair")
+    pairs: list[tuple[Backend, Key]] = []
+    for part in parts:
+        if not (isinstance(part, tuple) and len(part) == 2 and isinstance(part[0], Limiter)):
+            raise TypeError("check_all takes (limiter, key) pairs")
+        pairs.append((part[0].backend, part[1]))
+    return pairs[0][0], pairs
+
+
+def check_all(parts: Sequence[tuple[Limiter, Key]], cost: int = 1) -> Decision:
+    """Decide several limiters and keys all-or-nothing: if any denies, none
+    is consumed, and the Decision (with its ``rate``) is the violated one's.
+    The limiters must share one store (e.g. ``memory://shared``)."""
+    first, pairs = _group(parts)
+    return first.check_group(pairs, cost)
+
+
+async def acheck_all(parts: Sequence[tuple[Limiter, Key]], cost: int = 1) -> Decision:
+    """Async :func:`check_all`."""
+    first, pairs = _group(parts)
+    return await first.acheck_group(pairs, cost)
+
+
+class Limits:
+    """Named limits on several keys, decided all-or-nothing.
+
+    ``Limits({"user": "100/minute", "org": "10000/day"})`` then
+    ``limits.check(user="alice", org="acme", cost=3)``: if any limit denies,
+    nothing is consumed, and ``violated(decision)`` names the limit.
+    """
+
+    def __init__(
+        self,
+        limits: Mapping[str, RateInput],
+        *,
+        algorithm: str = "gcra",
+        store: Any = None,
+        namespace: str = "limits",
+        clock: Callable[[], int] | None = None,
+        **store_options: Any,
+    ) -> None:
+        if not limits:
+            raise ConfigError("Limits needs at least one named limit")
+        first: Limiter | None = None
+        self.limiters: dict[str, Limiter] = {}
+        for name, rate in limits.items():
+            if not isinstance(name, str) or not name:
+                raise ConfigError("limit names must be non-empty strings")
+            if first is None:
+                first = Limiter(
+                    rate,
+                    algorithm=algorithm,
+                    store="memory://" if store is None else store,
+                    namespace=f"{namespace}:{name}",
+                    clock=clock,
+                    **store_options,
+                )
+                limiter = first
+            else:
+                limiter = Limiter(
+                    rate,
+                    algorithm=algorithm,
+                    store=first.store,
+                    namespace=f"{namespace}:{name}",
+                    clock=clock,
+                )
+            self.limiters[name] = limiter
+
+    def _parts(self, keys: Mapping[str, Key]) -> list[tuple[Limiter, Key]]:
+        unknown = set(keys) - set(self.limiters)
+        if unknown:
+            raise ConfigError(f"unknown limit name(s) {sorted(unknown)}; known: {sorted(self.limiters)}")
+        missing = set(self.limiters) - set(keys)
+        if missing:
+            raise ConfigError(f"no key given for limit(s) {sorted(missing)}")
+        return [(self.limiters[name], key) for name, key in keys.items()]
+
+    def check(self, cost: int = 1, /, **keys: Key) -> Decision:
+        """Check every named limit for its key, all-or-nothing."""
+        return check_all(self._parts(keys), cost)
+
+    async def acheck(self, cost: int = 1, /, **keys: Key) -> Decision:
+        """Async :meth:`check`."""
+        return await acheck_all(self._parts(keys), cost)
+
+    def violated(self, decision: Decision) -> str | None:
+        """The name of the limit a denial came from (None if allowed)."""
+        if decision.allowed:
+            return None
+        for name, limiter in self.limiters.items():
+            if decision.rate in limiter.rates:
+                return name
+        return None

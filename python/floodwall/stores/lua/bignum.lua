@@ -1,0 +1,236 @@
+-- bignum.lua - exact non-negative integers for the floodwall Redis scripts.
+--
+-- Redis runs Lua 5.1, whose numbers are doubles: exact only below 2^53,
+-- while times in nanoseconds reach 2^63 and some products reach 2^96. A
+-- value below 2^53 is kept as a plain Lua number (the fast, common case:
+-- differences of times, counts, intervals); a larger one is an array of
+-- base-2^24 limbs, least significant first, top limb non-zero.
+-- Invariant: every function below takes and returns values in that
+-- canonical form, and every result is exact (no rounding, ever).
+
+local LB = 16777216            -- limb base, 2^24: limb products stay < 2^48
+local LB2 = 281474976710656    -- 2^48
+local TWO53 = 9007199254740992 -- 2^53
+local floor, fmod = math.floor, math.fmod
+
+-- Limbs of a value (a fresh array for a number; the array itself for a
+-- table, which callers never modify).
+local function limbs(x)
+    if type(x) == 'table' then return x end
+    local t, i = {}, 0
+    while x > 0 do
+        local r = x % LB -- exact: LB is a power of two
+        i = i + 1
+        t[i] = r
+        x = (x - r) / LB
+    end
+    return t
+end
+
+-- Canonical form of a limb array (modified in place).
+local function norm(t)
+    local n = #t
+    while n > 0 and t[n] == 0 do
+        t[n] = nil
+        n = n - 1
+    end
+    if n <= 2 then return (t[1] or 0) + (t[2] or 0) * LB end
+    if n == 3 and t[3] < 32 then return t[1] + t[2] * LB + t[3] * LB2 end
+    return t
+end
+
+-- A float holding an exact integer (possibly >= 2^53) in canonical form.
+local function fromfloat(x)
+    if x < TWO53 then return x end
+    return norm(limbs(x))
+end
+
+-- An approximation, for estimates only.
+local function tofloat(a)
+    if type(a) ~= 'table' then return a end
+    local f = 0
+    for i = #a, 1, -1 do f = f * LB + a[i] end
+    return f
+end
+
+local function cmp(a, b)
+    local ta, tb = type(a) == 'table', type(b) == 'table'
+    if not ta then
+        if tb then return -1 end
+        if a < b then return -1 elseif a > b then return 1 end
+        return 0
+    end
+    if not tb then return 1 end
+    local na, nb = #a, #b
+    if na ~= nb then return na < nb and -1 or 1 end
+    for i = na, 1, -1 do
+        local x, y = a[i], b[i]
+        if x ~= y then return x < y and -1 or 1 end
+    end
+    return 0
+end
+
+local function add(a, b)
+    if type(a) ~= 'table' and type(b) ~= 'table' then
+        local s = a + b -- exact whenever the true sum is below 2^53
+        if s < TWO53 then return s end
+    end
+    local x, y = limbs(a), limbs(b)
+    local r, c = {}, 0
+    local n = #x
+    if #y > n then n = #y end
+    for i = 1, n do
+        local s = (x[i] or 0) + (y[i] or 0) + c
+        if s >= LB then
+            r[i] = s - LB
+            c = 1
+        else
+            r[i] = s
+            c = 0
+        end
+    end
+    if c > 0 then r[n + 1] = c end
+    return norm(r)
+end
+
+-- a - b, for a >= b.
+local function sub(a, b)
+    if type(a) ~= 'table' then
+        if type(b) == 'table' or b > a then error('floodwall: internal: negative difference') end
+        return a - b
+    end
+    local y = limbs(b)
+    local r, c = {}, 0
+    for i = 1, #a do
+        local s = a[i] - (y[i] or 0) - c
+        if s < 0 then
+            r[i] = s + LB
+            c = 1
+        else
+            r[i] = s
+            c = 0
+        end
+    end
+    if c ~= 0 or #y > #a then error('floodwall: internal: negative difference') end
+    return norm(r)
+end
+
+local function mul(a, b)
+    if type(a) ~= 'table' and type(b) ~= 'table' then
+        local p = a * b -- exact whenever the true product is below 2^53
+        if p < TWO53 then return p end
+    end
+    local x, y = limbs(a), limbs(b)
+    local nx, ny = #x, #y
+    if nx == 0 or ny == 0 then return 0 end
+    local r = {}
+    for i = 1, nx + ny do r[i] = 0 end
+    for i = 1, nx do
+        local xi = x[i]
+        if xi ~= 0 then
+            local c = 0
+            for j = 1, ny do
+                local k = i + j - 1
+                local s = r[k] + xi * y[j] + c -- < 2^49
+                c = floor(s / LB)
+                r[k] = s - c * LB
+            end
+            local k = i + ny
+            while c > 0 do
+                local s = r[k] + c
+                c = floor(s / LB)
+                r[k] = s - c * LB
+                k = k + 1
+            end
+        end
+    end
+    return norm(r)
+end
+
+-- Floor division and remainder, b > 0.
+local function divmod(a, b)
+    if type(b) ~= 'table' then
+        if not (b > 0) then error('floodwall: internal: division by zero') end
+        if type(a) ~= 'table' then
+            local r = fmod(a, b) -- exact for doubles
+            return (a - r) / b, r
+        end
+        if b < 536870912 then -- 2^29: one limb at a time, partials < 2^53
+            local q, r = {}, 0
+            for i = #a, 1, -1 do
+                local cur = r * LB + a[i]
+                r = fmod(cur, b)
+                q[i] = (cur - r) / b
+            end
+            return norm(q), r
+        end
+    end
+    if cmp(a, b) < 0 then return 0, a end
+    -- Estimate in floating point, then correct with exact products: each
+    -- round shrinks the error by about 2^50, so a few rounds suffice.
+    local bf = tofloat(b)
+    local q = fromfloat(floor(tofloat(a) / bf))
+    for _ = 1, 32 do
+        local p = mul(q, b)
+        if cmp(p, a) > 0 then
+            local k = floor(tofloat(sub(p, a)) / bf)
+            if k < 1 then k = 1 end
+            k = fromfloat(k)
+            if cmp(k, q) >= 0 then q = 0 else q = sub(q, k) end
+        else
+            local r = sub(a, p)
+            if cmp(r, b) < 0 then return q, r end
+            local k = floor(tofloat(r) / bf)
+            if k < 1 then k = 1 end
+            q = add(q, fromfloat(k))
+        end
+    end
+    error('floodwall: internal: division did not converge')
+end
+
+local function div(a, b)
+    local q = divmod(a, b)
+    return q
+end
+
+-- Decimal text (digits only) to a value.
+local function parse(s)
+    if type(s) ~= 'string' or not s:find('^%d+$') then
+        error('floodwall: not a decimal integer: ' .. tostring(s))
+    end
+    local n = #s
+    if n <= 15 then return tonumber(s) end
+    local first = n % 7
+    if first == 0 then first = 7 end
+    local v = tonumber(s:sub(1, first))
+    for i = first + 1, n, 7 do
+        v = add(mul(v, 10000000), tonumber(s:sub(i, i + 6)))
+    end
+    return v
+end
+
+-- A value as decimal text.
+local function tostr(v)
+    if type(v) ~= 'table' then return string.format('%.0f', v) end
+    local parts = {}
+    local x = v
+    while type(x) == 'table' do
+        local q, r = divmod(x, 10000000)
+        parts[#parts + 1] = string.format('%07d', r)
+        x = q
+    end
+    local out = { string.format('%.0f', x) }
+    for i = #parts, 1, -1 do out[#out + 1] = parts[i] end
+    return table.concat(out)
+end
+
+-- A value as a Redis reply: an integer when exact, else decimal text.
+local function reply(v)
+    if type(v) == 'table' then return tostr(v) end
+    return v
+end
+
+local function max(a, b)
+    if cmp(a, b) >= 0 then return a end
+    return b
+end

@@ -1,0 +1,128 @@
+# floodwall.stores.redis_lua: the Lua side of the Redis store.
+#
+# Assembles the one check script from the package data under lua/ (exact
+# integer maths first, then one file per algorithm, then the entry point),
+# and turns a quota into the "<algo> <B> <T> <tau> <W>" part text the script
+# reads, normalised exactly as docs/algorithms.md says (the same bounds as
+# the C engine's fw_quota_init). Imports nothing but the standard library.
+# Invariant: the script text, and so its SHA1, depend only on the package.
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from importlib import resources
+
+__all__ = [
+    "ALGORITHM_CODES",
+    "LUA_FILES",
+    "QuotaParts",
+    "check_script",
+    "normalise",
+]
+
+#: The order in which the lua/ files are concatenated into one script.
+LUA_FILES = (
+    "bignum.lua",
+    "common.lua",
+    "gcra.lua",
+    "fixed_window.lua",
+    "sliding_window.lua",
+    "sliding_log.lua",
+    "check.lua",
+)
+
+#: Algorithm name -> the one-letter code check.lua dispatches on.
+ALGORITHM_CODES = {
+    "gcra": "g",
+    "token_bucket": "g",
+    "leaky_bucket": "g",
+    "leaky_bucket_shaping": "s",
+    "fixed_window": "f",
+    "sliding_window": "w",
+    "sliding_log": "l",
+}
+
+INT64_MAX = 2**63 - 1
+U64_MAX = 2**64 - 1
+TAU_MAX = 2**62
+SLIDING_LOG_MAX = 65536
+
+
+@lru_cache(maxsize=1)
+def check_script() -> tuple[str, str]:
+    """(script text, its SHA1 hex) for EVAL / EVALSHA."""
+    base = resources.files(__package__).joinpath("lua") if __package__ else None
+    chunks = []
+    for name in LUA_FILES:
+        if base is not None:
+            text = base.joinpath(name).read_text(encoding="utf-8")
+        else:  # loaded by path (tests of the scripts alone)
+            import pathlib
+
+            text = (pathlib.Path(__file__).parent / "lua" / name).read_text(encoding="utf-8")
+        chunks.append(f"-- >>> {name}\n{text}")
+    script = "\n".join(chunks)
+    return script, hashlib.sha1(script.encode("utf-8")).hexdigest()
+
+
+class QuotaParts:
+    """A normalised quota: what the script needs for one rate."""
+
+    __slots__ = ("algorithm", "burst", "interval_ns", "part", "rate", "period_ns",
+                 "tau_ns", "window_ns")
+
+    def __init__(self, algorithm: str, rate: int, period_ns: int, burst: int) -> None:
+        self.algorithm = algorithm
+        self.rate = rate
+        self.period_ns = period_ns
+        self.burst = burst
+        self.interval_ns = -(-period_ns // rate)
+        self.tau_ns = self.interval_ns * burst
+        self.window_ns = -(-(period_ns * burst) // rate)
+        code = ALGORITHM_CODES[algorithm]
+        self.part = f"{code} {burst} {self.interval_ns} {self.tau_ns} {self.window_ns}"
+
+    def __repr__(self) -> str:
+        return f"QuotaParts({self.algorithm!r}, {self.rate}, {self.period_ns}, {self.burst})"
+
+
+def normalise(algorithm: str, rate: int, period_ns: int, burst: int | None = None) -> QuotaParts:
+    """Validate a quota as the engine does; ValueError says what is wrong.
+
+    ``burst`` None or 0 means ``rate``.
+    """
+    if algorithm not in ALGORITHM_CODES:
+        raise ValueError(
+            f"unknown algorithm {algorithm!r}: use one of {', '.join(ALGORITHM_CODES)}"
+        )
+    for name, value in (("rate", rate), ("period_ns", period_ns)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be an int, got {type(value).__name__}")
+    if burst is None:
+        burst = 0
+    if isinstance(burst, bool) or not isinstance(burst, int):
+        raise ValueError(f"burst must be an int, got {type(burst).__name__}")
+    if rate < 1:
+        raise ValueError(f"rate must be >= 1, got {rate}")
+    if period_ns < 1:
+        raise ValueError(f"period must be >= 1 ns, got {period_ns}")
+    if burst < 0:
+        raise ValueError(f"burst must be >= 0, got {burst}")
+    if rate > period_ns:
+        raise ValueError(f"{rate} per {period_ns} ns is more than one unit per nanosecond")
+    if period_ns > INT64_MAX:
+        raise ValueError("period must be below 2^63 ns")
+    b = burst or rate
+    q = QuotaParts(algorithm, rate, period_ns, b)
+    if q.tau_ns > TAU_MAX:
+        raise ValueError(f"quota out of range: interval * burst = {q.tau_ns} ns > 2^62")
+    if q.window_ns > INT64_MAX:
+        raise ValueError("quota out of range: the window period*burst/rate exceeds 2^63-1 ns")
+    k_max = INT64_MAX // q.window_ns
+    if algorithm == "fixed_window" and (k_max + 1) * (b + 1) > U64_MAX:
+        raise ValueError("quota out of range for fixed_window: burst too large for the window")
+    if algorithm == "sliding_window" and (k_max + 1) * (b + 1) * (b + 1) > U64_MAX:
+        raise ValueError("quota out of range for sliding_window: burst too large for the window")
+    if algorithm == "sliding_log" and b > SLIDING_LOG_MAX:
+        raise ValueError(f"sliding_log burst must be <= {SLIDING_LOG_MAX}, got {b}")
+    return q

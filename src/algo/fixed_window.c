@@ -1,0 +1,90 @@
+/*
+ * fixed_window.c - a counter per window [k*W, (k+1)*W), aligned on time 0.
+ * Invariant: the state packs (k, count) as k*(B+1) + count, and count <= B;
+ * a clock stepping back keeps the stored window (it never refills).
+ */
+#include "internal.h"
+
+typedef struct window_view {
+    int64_t k;     /* window index in force                */
+    int64_t count; /* units consumed in it                 */
+} window_view_t;
+
+static window_view_t view_at(const fw_quota_t *q, uint64_t state, int64_t now)
+{
+    uint64_t b1 = (uint64_t)q->burst + 1;
+    window_view_t v = {(int64_t)(state / b1), (int64_t)(state % b1)};
+    int64_t k_now = now / q->window_ns;
+    if (v.k < k_now) {
+        v.k = k_now;
+        v.count = 0;
+    }
+    return v;
+}
+
+static int64_t window_end_after(const fw_quota_t *q, int64_t k, int64_t now)
+{
+    return (int64_t)((fw_i128)(k + 1) * q->window_ns - now);
+}
+
+static void decide(const fw_quota_t *q, uint64_t state, int64_t now,
+                   int64_t cost, uint64_t *next, fw_decision_t *d)
+{
+    window_view_t v = view_at(q, state, now);
+    int64_t b = q->burst;
+    d->limit = b;
+    d->delay_ns = 0;
+    if (v.count + cost <= b) {
+        int64_t c = v.count + cost;
+        d->allowed = 1;
+        d->remaining = b - c;
+        d->retry_after_ns = 0;
+        d->reset_after_ns = c > 0 ? window_end_after(q, v.k, now) : 0;
+        *next = (uint64_t)v.k * (uint64_t)(b + 1) + (uint64_t)c;
+    } else {
+        d->allowed = 0;
+        d->remaining = b - v.count;
+        d->retry_after_ns = window_end_after(q, v.k, now);
+        d->reset_after_ns = d->retry_after_ns;
+        *next = state;
+    }
+}
+
+int fw_fixed_window_step(const fw_quota_t *q, uint64_t state, int64_t now,
+                         int64_t cost, uint64_t *next, fw_decision_t *d)
+{
+    int rc = fw_check_step_args(q, now, cost, d);
+    if (rc)
+        return rc;
+    uint64_t unused;
+    if (cost > 0) {
+        decide(q, state, now, cost, next ? next : &unused, d);
+        return 0;
+    }
+    fw_decision_t one;
+    decide(q, state, now, 1, &unused, &one);
+    window_view_t v = view_at(q, state, now);
+    fw_peek_from(d, &one, v.count > 0 ? window_end_after(q, v.k, now) : 0);
+    if (next)
+        *next = state;
+    return 0;
+}
+
+int64_t fw_fixed_window_fresh_at(const fw_quota_t *q, uint64_t state)
+{
+    uint64_t b1 = (uint64_t)q->burst + 1;
+    if (state % b1 == 0)
+        return 0;
+    return fw_sat64((fw_i128)(state / b1 + 1) * q->window_ns);
+}
+
+uint64_t fw_fixed_window_refund(const fw_quota_t *q, uint64_t state,
+                                int64_t at, int64_t cost)
+{
+    uint64_t b1 = (uint64_t)q->burst + 1;
+    uint64_t k = state / b1, c = state % b1;
+    if (k != (uint64_t)(at / q->window_ns))
+        return state; /* that window is over: nothing left to give back */
+    c = c > (uint64_t)cost ? c - (uint64_t)cost : 0;
+    return k * b1 + c;
+}

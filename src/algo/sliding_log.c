@@ -1,0 +1,112 @@
+/*
+ * sliding_log.c - the exact rolling window: a log of (time, cost) entries;
+ * a request is admitted iff the units of the entries younger than W plus
+ * its own cost fit in B.
+ * Invariant: the log holds at most B entries, oldest first, all live or
+ * about to be pruned; a denial or a peek only prunes dead entries.
+ */
+#include "internal.h"
+
+static fw_log_entry_t *entry_at(fw_log_t *log, uint32_t i)
+{
+    return &log->entries[(log->head + i) % log->capacity];
+}
+
+static int live(const fw_quota_t *q, const fw_log_entry_t *e, int64_t now)
+{
+    return (fw_i128)e->t + q->window_ns > now;
+}
+
+/* Drop dead entries from the front; return the units still live. */
+static int64_t prune(const fw_quota_t *q, fw_log_t *log, int64_t now)
+{
+    while (log->len > 0 && !live(q, entry_at(log, 0), now)) {
+        log->head = (log->head + 1) % log->capacity;
+        log->len--;
+    }
+    int64_t used = 0;
+    for (uint32_t i = 0; i < log->len; i++)
+        used += entry_at(log, i)->cost;
+    return used;
+}
+
+static int64_t newest_reset(const fw_quota_t *q, fw_log_t *log, int64_t now)
+{
+    if (log->len == 0)
+        return 0;
+    fw_i128 end = (fw_i128)entry_at(log, log->len - 1)->t + q->window_ns;
+    return end > now ? (int64_t)(end - now) : 0;
+}
+
+static void decide(const fw_quota_t *q, fw_log_t *log, int64_t used,
+                   int64_t now, int64_t cost, int commit, fw_decision_t *d)
+{
+    int64_t b = q->burst;
+    d->limit = b;
+    d->delay_ns = 0;
+    if (used + cost <= b) {
+        d->allowed = 1;
+        d->remaining = b - used - cost;
+        d->retry_after_ns = 0;
+        if (commit) {
+            fw_log_entry_t *e = entry_at(log, log->len);
+            e->t = now;
+            e->cost = cost;
+            log->len++;
+        }
+        return;
+    }
+    d->allowed = 0;
+    d->remaining = b - used;
+    int64_t need = used + cost - b, freed = 0;
+    d->retry_after_ns = 0;
+    for (uint32_t i = 0; i < log->len; i++) {
+        const fw_log_entry_t *e = entry_at(log, i);
+        freed += e->cost;
+        if (freed >= need) {
+            d->retry_after_ns = (int64_t)((fw_i128)e->t + q->window_ns - now);
+            break;
+        }
+    }
+}
+
+int fw_log_step(const fw_quota_t *q, fw_log_t *log, int64_t now, int64_t cost,
+                fw_decision_t *d)
+{
+    int rc = fw_check_step_args(q, now, cost, d);
+    if (rc)
+        return rc;
+    if (!log || !log->entries || log->capacity < q->burst ||
+        log->head >= log->capacity || log->len > log->capacity)
+        return FW_EINVAL;
+    int64_t used = prune(q, log, now);
+    if (cost > 0) {
+        decide(q, log, used, now, cost, 1, d);
+        d->reset_after_ns = newest_reset(q, log, now);
+        return 0;
+    }
+    fw_decision_t one;
+    decide(q, log, used, now, 1, 0, &one);
+    fw_peek_from(d, &one, newest_reset(q, log, now));
+    return 0;
+}
+
+void fw_log_refund(fw_log_t *log, int64_t at, int64_t cost)
+{
+    if (!log || !log->entries || log->capacity == 0)
+        return;
+    /* newest first: the entry appended at `at` is at or near the tail */
+    for (uint32_t i = log->len; i-- > 0 && cost > 0;) {
+        fw_log_entry_t *e = entry_at(log, i);
+        if (e->t != at)
+            continue;
+        int64_t take = e->cost < cost ? e->cost : cost;
+        e->cost -= take;
+        cost -= take;
+        if (e->cost == 0) {
+            for (uint32_t j = i; j + 1 < log->len; j++)
+                *entry_at(log, j) = *entry_at(log, j + 1);
+            log->len--;
+        }
+    }
+}

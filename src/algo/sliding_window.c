@@ -1,0 +1,156 @@
+/*
+ * sliding_window.c - the two-window weighted counter: the count of the
+ * previous window, weighted by how much of it still overlaps the rolling
+ * window, plus the count of the current one.
+ * Invariant: the state packs (k, prev, cur) as (k*(B+1) + prev)*(B+1) + cur;
+ * admission compares exact integers (no floating point).
+ */
+#include "internal.h"
+
+typedef struct sliding_view {
+    int64_t k, prev, cur;
+    int64_t elapsed; /* ns into window k, in [0, W) */
+} sliding_view_t;
+
+static sliding_view_t view_at(const fw_quota_t *q, uint64_t state, int64_t now)
+{
+    uint64_t b1 = (uint64_t)q->burst + 1;
+    int64_t w = q->window_ns;
+    int64_t ks = (int64_t)(state / b1 / b1);
+    int64_t ps = (int64_t)((state / b1) % b1);
+    int64_t cs = (int64_t)(state % b1);
+    int64_t k_now = now / w;
+    sliding_view_t v;
+    if (ks >= k_now) {
+        v.k = ks;
+        v.prev = ps;
+        v.cur = cs;
+    } else if (ks == k_now - 1) {
+        v.k = k_now;
+        v.prev = cs;
+        v.cur = 0;
+    } else {
+        v.k = k_now;
+        v.prev = 0;
+        v.cur = 0;
+    }
+    fw_i128 start = (fw_i128)v.k * w;
+    v.elapsed = now > start ? (int64_t)(now - start) : 0;
+    return v;
+}
+
+static uint64_t pack(const fw_quota_t *q, const sliding_view_t *v)
+{
+    uint64_t b1 = (uint64_t)q->burst + 1;
+    return ((uint64_t)v->k * b1 + (uint64_t)v->prev) * b1 + (uint64_t)v->cur;
+}
+
+/* Weighted usage times W: prev*(W - e) + cur*W. */
+static fw_i128 usage_w(const fw_quota_t *q, const sliding_view_t *v, int64_t cur)
+{
+    int64_t w = q->window_ns;
+    return (fw_i128)v->prev * (w - v->elapsed) + (fw_i128)cur * w;
+}
+
+static int64_t reset_after(const fw_quota_t *q, const sliding_view_t *v,
+                           int64_t cur, int64_t now)
+{
+    int64_t w = q->window_ns;
+    if (cur > 0)
+        return (int64_t)((fw_i128)(v->k + 2) * w - now);
+    if (v->prev > 0)
+        return (int64_t)((fw_i128)(v->k + 1) * w - now);
+    return 0;
+}
+
+static int64_t retry_after(const fw_quota_t *q, const sliding_view_t *v,
+                           int64_t cost, int64_t now)
+{
+    int64_t w = q->window_ns, b = q->burst;
+    int64_t x = b - v->cur - cost;
+    if (x >= 0 && v->prev > 0) {
+        fw_i128 e1 = w - ((fw_i128)x * w) / v->prev;
+        if (e1 < w)
+            return (int64_t)((fw_i128)v->k * w + e1 - now);
+    }
+    fw_i128 e2 = 0;
+    if (v->cur > 0) {
+        e2 = w - ((fw_i128)(b - cost) * w) / v->cur;
+        if (e2 < 0)
+            e2 = 0;
+    }
+    return (int64_t)((fw_i128)(v->k + 1) * w + e2 - now);
+}
+
+static void decide(const fw_quota_t *q, uint64_t state, int64_t now,
+                   int64_t cost, uint64_t *next, fw_decision_t *d)
+{
+    sliding_view_t v = view_at(q, state, now);
+    int64_t w = q->window_ns, b = q->burst;
+    fw_i128 cap = (fw_i128)b * w;
+    d->limit = b;
+    d->delay_ns = 0;
+    int64_t cur = v.cur;
+    if (usage_w(q, &v, v.cur + cost) <= cap) {
+        cur = v.cur + cost;
+        d->allowed = 1;
+        d->retry_after_ns = 0;
+        sliding_view_t after = v;
+        after.cur = cur;
+        *next = pack(q, &after);
+    } else {
+        d->allowed = 0;
+        d->retry_after_ns = retry_after(q, &v, cost, now);
+        *next = state;
+    }
+    fw_i128 left = (cap - usage_w(q, &v, cur)) / w;
+    d->remaining = left > 0 ? (int64_t)left : 0;
+    d->reset_after_ns = reset_after(q, &v, cur, now);
+}
+
+int fw_sliding_window_step(const fw_quota_t *q, uint64_t state, int64_t now,
+                           int64_t cost, uint64_t *next, fw_decision_t *d)
+{
+    int rc = fw_check_step_args(q, now, cost, d);
+    if (rc)
+        return rc;
+    uint64_t unused;
+    if (cost > 0) {
+        decide(q, state, now, cost, next ? next : &unused, d);
+        return 0;
+    }
+    fw_decision_t one;
+    decide(q, state, now, 1, &unused, &one);
+    sliding_view_t v = view_at(q, state, now);
+    fw_peek_from(d, &one, reset_after(q, &v, v.cur, now));
+    if (next)
+        *next = state;
+    return 0;
+}
+
+int64_t fw_sliding_window_fresh_at(const fw_quota_t *q, uint64_t state)
+{
+    uint64_t b1 = (uint64_t)q->burst + 1;
+    uint64_t k = state / b1 / b1, p = (state / b1) % b1, c = state % b1;
+    if (c > 0)
+        return fw_sat64((fw_i128)(k + 2) * q->window_ns);
+    if (p > 0)
+        return fw_sat64((fw_i128)(k + 1) * q->window_ns);
+    return 0;
+}
+
+uint64_t fw_sliding_window_refund(const fw_quota_t *q, uint64_t state,
+                                  int64_t at, int64_t cost)
+{
+    uint64_t b1 = (uint64_t)q->burst + 1;
+    uint64_t k = state / b1 / b1, p = (state / b1) % b1, c = state % b1;
+    uint64_t k_at = (uint64_t)(at / q->window_ns);
+    uint64_t n = (uint64_t)cost;
+    if (k == k_at)
+        c = c > n ? c - n : 0;
+    else if (k == k_at + 1)
+        p = p > n ? p - n : 0;
+    else
+        return state;
+    return (k * b1 + p) * b1 + c;
+}

@@ -1,0 +1,17 @@
+/*
+ * hash.h - the keyed 128-bit hash that turns user keys into fingerprints.
+ */
+#ifndef FW_HASH_H
+#define FW_HASH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct fw_hash128 {
+    uint64_t lo, hi;
+} fw_hash128_t;
+
+/* SipHash-1-3 with a 128-bit output, keyed by (k0, k1). */
+fw_hash128_t fw_hash128(uint64_t k0, uint64_t k1, const void *data, size_t len);
+
+#endif

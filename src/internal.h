@@ -1,0 +1,76 @@
+/*
+ * internal.h - helpers shared by the engine's files (not installed).
+ * Invariant: nothing here is visible outside the shared library.
+ */
+#ifndef FW_INTERNAL_H
+#define FW_INTERNAL_H
+
+#include <stdint.h>
+
+#include "floodwall.h"
+
+typedef unsigned __int128 fw_u128;
+typedef __int128 fw_i128;
+
+#define FW_TIME_MAX INT64_MAX
+
+static inline int64_t fw_max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* Clamp a 128-bit signed value into int64 (saturating). */
+static inline int64_t fw_sat64(fw_i128 v)
+{
+    if (v > (fw_i128)INT64_MAX)
+        return INT64_MAX;
+    if (v < (fw_i128)INT64_MIN)
+        return INT64_MIN;
+    return (int64_t)v;
+}
+
+/* Validate the arguments shared by every algorithm step. */
+static inline int fw_check_step_args(const fw_quota_t *q, int64_t now,
+                                     int64_t cost, const fw_decision_t *d)
+{
+    if (!q || !d || now < 0 || cost < 0)
+        return FW_EINVAL;
+    if (cost > q->burst)
+        return FW_ECOST;
+    return 0;
+}
+
+/* Per-algorithm steps on a 64-bit state (src/algo/). */
+int fw_gcra_step(const fw_quota_t *q, uint64_t state, int64_t now,
+                 int64_t cost, uint64_t *next, fw_decision_t *d);
+int64_t fw_gcra_fresh_at(const fw_quota_t *q, uint64_t state);
+uint64_t fw_gcra_refund(const fw_quota_t *q, uint64_t state, int64_t at,
+                        int64_t cost);
+
+int fw_fixed_window_step(const fw_quota_t *q, uint64_t state, int64_t now,
+                         int64_t cost, uint64_t *next, fw_decision_t *d);
+int64_t fw_fixed_window_fresh_at(const fw_quota_t *q, uint64_t state);
+uint64_t fw_fixed_window_refund(const fw_quota_t *q, uint64_t state,
+                                int64_t at, int64_t cost);
+
+int fw_sliding_window_step(const fw_quota_t *q, uint64_t state, int64_t now,
+                           int64_t cost, uint64_t *next, fw_decision_t *d);
+int64_t fw_sliding_window_fresh_at(const fw_quota_t *q, uint64_t state);
+uint64_t fw_sliding_window_refund(const fw_quota_t *q, uint64_t state,
+                                  int64_t at, int64_t cost);
+
+/* A peek (cost 0) expressed through a cost-1 step, as docs/algorithms.md
+ * defines it: `one` is the cost-1 decision, `still` the state's own reset. */
+static inline void fw_peek_from(fw_decision_t *d, const fw_decision_t *one,
+                                int64_t reset_after_ns)
+{
+    *d = *one;
+    if (one->allowed)
+        d->remaining = one->remaining + 1;
+    d->reset_after_ns = reset_after_ns;
+}
+
+/* store_file.c, for store_shm.c: the steps both shared stores take. */
+int fw_store_fail(fw_store_error_t *err, int code, int sys_errno,
+                  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+int fw_store_attach_fd(fw_table_t **out, int fd, const char *what,
+                       const fw_shared_options_t *opt, fw_store_error_t *err);
+
+#endif

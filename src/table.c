@@ -1,0 +1,705 @@
+/*
+ * table.c - the fixed-capacity slot table behind memory://, shm:// and
+ * file:// : open addressing over 64-byte slots keyed by a 128-bit keyed
+ * fingerprint, lazy expiry, and all-or-nothing checks over several keys.
+ *
+ * Invariant: a slot's (tag, state) pair changes only by one 16-byte CAS, so
+ * a process killed at any instruction leaves every key either before or
+ * after its update. Slots are reclaimed for another key only when their
+ * expiry says the state is indistinguishable from a fresh key. The only
+ * locks (insert stripes, sliding-log slots) record their owner's pid and
+ * are taken over when that process is dead.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "hash.h"
+#include "internal.h"
+#include "table.h"
+
+#define MAX_PARTS 64
+#define MAX_KEYS_LIMIT ((uint64_t)1 << 36)
+
+/* ---- 16-byte compare-and-swap on (tag, state) ----------------------------- */
+
+typedef fw_u128 unit_t;
+
+static inline unit_t unit_pack(uint64_t tag, uint64_t state)
+{
+    return ((unit_t)state << 64) | tag;
+}
+static inline uint64_t unit_tag(unit_t u) { return (uint64_t)u; }
+static inline uint64_t unit_state(unit_t u) { return (uint64_t)(u >> 64); }
+
+/* A possibly torn read: every use is validated by a CAS. */
+static inline unit_t unit_load(fw_slot_t *s)
+{
+    uint64_t tag = __atomic_load_n(&s->tag, __ATOMIC_SEQ_CST);
+    uint64_t state = __atomic_load_n(&s->state, __ATOMIC_SEQ_CST);
+    return unit_pack(tag, state);
+}
+
+/* On failure, *expected receives the current value (read atomically). */
+static inline int unit_cas(fw_slot_t *s, unit_t *expected, unit_t desired)
+{
+    unit_t prev = __sync_val_compare_and_swap((unit_t *)(void *)&s->tag,
+                                              *expected, desired);
+    if (prev == *expected)
+        return 1;
+    *expected = prev;
+    return 0;
+}
+
+static inline void expiry_raise(fw_slot_t *s, int64_t at)
+{
+    int64_t cur = __atomic_load_n(&s->expiry, __ATOMIC_SEQ_CST);
+    while (cur < at && !__atomic_compare_exchange_n(&s->expiry, &cur, at, 0,
+                                                    __ATOMIC_SEQ_CST,
+                                                    __ATOMIC_SEQ_CST))
+        ;
+}
+
+/* ---- locks that survive their owner's death -------------------------------- */
+
+static int owner_dead(uint64_t owner)
+{
+    return owner != 0 && kill((pid_t)owner, 0) == -1 && errno == ESRCH;
+}
+
+static void robust_lock(uint64_t *word)
+{
+    uint64_t me = (uint64_t)getpid();
+    for (unsigned spins = 1;; spins++) {
+        uint64_t free_word = 0;
+        if (__atomic_compare_exchange_n(word, &free_word, me, 0,
+                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+            return;
+        if (spins % 256 == 0) {
+            uint64_t owner = __atomic_load_n(word, __ATOMIC_RELAXED);
+            if (owner_dead(owner) &&
+                __atomic_compare_exchange_n(word, &owner, me, 0,
+                                            __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+                return;
+            sched_yield();
+        }
+    }
+}
+
+static int robust_trylock(uint64_t *word)
+{
+    uint64_t free_word = 0;
+    return __atomic_compare_exchange_n(word, &free_word, (uint64_t)getpid(), 0,
+                                       __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+}
+
+static void robust_unlock(uint64_t *word)
+{
+    __atomic_store_n(word, 0, __ATOMIC_RELEASE);
+}
+
+/* ---- layout ---------------------------------------------------------------- */
+
+static uint64_t next_pow2(uint64_t v)
+{
+    uint64_t p = 1;
+    while (p < v)
+        p <<= 1;
+    return p;
+}
+
+static int layout(const fw_table_options_t *opt, uint64_t *nslots,
+                  uint32_t *slot_size, size_t *bytes)
+{
+    if (!opt || opt->max_keys < 1 || opt->max_keys > MAX_KEYS_LIMIT ||
+        opt->log_capacity > FW_SLIDING_LOG_MAX)
+        return FW_EINVAL;
+    uint64_t n = next_pow2(opt->max_keys) * 2;
+    if (n < 64)
+        n = 64;
+    uint64_t log_bytes = (uint64_t)opt->log_capacity * sizeof(fw_log_entry_t);
+    uint64_t size = FW_SLOT_HEAD_SIZE + ((log_bytes + 63) & ~(uint64_t)63);
+    fw_u128 total = (fw_u128)n * size + FW_TABLE_HEADER_SIZE;
+    if (total > (fw_u128)SIZE_MAX / 2)
+        return FW_ERANGE;
+    *nslots = n;
+    *slot_size = (uint32_t)size;
+    *bytes = (size_t)total;
+    return 0;
+}
+
+int fw_table_size(const fw_table_options_t *opt, size_t *bytes)
+{
+    uint64_t nslots;
+    uint32_t slot_size;
+    if (!bytes)
+        return FW_EINVAL;
+    return layout(opt, &nslots, &slot_size, bytes);
+}
+
+uint64_t fw_table_header_checksum(const fw_table_header_t *h)
+{
+    fw_hash128_t d = fw_hash128(0x666c6f6f6477616cULL, 0x6865616465723031ULL, h,
+                                offsetof(fw_table_header_t, checksum));
+    return d.lo;
+}
+
+static void random_seed(uint64_t seed[2])
+{
+    if (getrandom(seed, 2 * sizeof(uint64_t), 0) == (ssize_t)(2 * sizeof(uint64_t)))
+        return;
+    /* no entropy source: still unpredictable enough to separate tables */
+    seed[0] = (uint64_t)fw_clock_realtime_ns() ^ ((uint64_t)getpid() << 32);
+    seed[1] = (uint64_t)fw_clock_monotonic_ns() * 0x9e3779b97f4a7c15ULL;
+}
+
+int fw_table_format(void *mem, size_t len, const fw_table_options_t *opt)
+{
+    uint64_t nslots;
+    uint32_t slot_size;
+    size_t bytes;
+    if (!mem || ((uintptr_t)mem % 64) != 0)
+        return FW_EINVAL;
+    int rc = layout(opt, &nslots, &slot_size, &bytes);
+    if (rc)
+        return rc;
+    if (len < bytes)
+        return FW_EINVAL;
+    fw_table_header_t *h = mem;
+    memset(h, 0, FW_TABLE_HEADER_SIZE);
+    memcpy(h->magic, FW_TABLE_MAGIC, sizeof(h->magic));
+    h->version = FW_TABLE_VERSION;
+    h->header_size = FW_TABLE_HEADER_SIZE;
+    h->slot_size = slot_size;
+    h->log_capacity = opt->log_capacity;
+    h->nslots = nslots;
+    h->max_keys = opt->max_keys;
+    random_seed(h->seed);
+    h->created_ns = (uint64_t)fw_clock_realtime_ns();
+    h->checksum = fw_table_header_checksum(h);
+    return 0;
+}
+
+int fw_table_attach(fw_table_t **out, void *mem, size_t len)
+{
+    if (!out || !mem || ((uintptr_t)mem % 64) != 0)
+        return FW_EINVAL;
+    *out = NULL;
+    fw_table_header_t *h = mem;
+    if (len < FW_TABLE_HEADER_SIZE || memcmp(h->magic, FW_TABLE_MAGIC, 8) != 0)
+        return FW_EBADFILE;
+    if (h->version != FW_TABLE_VERSION)
+        return FW_EVERSION;
+    if (h->checksum != fw_table_header_checksum(h))
+        return FW_EBADFILE;
+    fw_table_options_t opt = {h->max_keys, h->log_capacity};
+    uint64_t nslots;
+    uint32_t slot_size;
+    size_t bytes;
+    if (h->header_size != FW_TABLE_HEADER_SIZE ||
+        layout(&opt, &nslots, &slot_size, &bytes) != 0 ||
+        nslots != h->nslots || slot_size != h->slot_size)
+        return FW_EBADFILE;
+    if (len < bytes)
+        return FW_EBADFILE; /* truncated */
+    fw_table_t *t = calloc(1, sizeof(*t));
+    if (!t)
+        return FW_ENOMEM;
+    t->hdr = h;
+    t->slots = (unsigned char *)mem + FW_TABLE_HEADER_SIZE;
+    t->len = len;
+    t->mask = nslots - 1;
+    t->window = nslots < FW_PROBE_WINDOW ? (uint32_t)nslots : FW_PROBE_WINDOW;
+    t->slot_size = slot_size;
+    t->log_capacity = h->log_capacity;
+    *out = t;
+    return 0;
+}
+
+int fw_table_open_memory(fw_table_t **out, const fw_table_options_t *opt)
+{
+    size_t bytes;
+    if (!out)
+        return FW_EINVAL;
+    *out = NULL;
+    int rc = fw_table_size(opt, &bytes);
+    if (rc)
+        return rc;
+    void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (mem == MAP_FAILED)
+        return FW_ENOMEM;
+    rc = fw_table_format(mem, bytes, opt);
+    if (rc == 0)
+        rc = fw_table_attach(out, mem, bytes);
+    if (rc) {
+        munmap(mem, bytes);
+        return rc;
+    }
+    (*out)->owns_memory = 1;
+    return 0;
+}
+
+void fw_table_close(fw_table_t *t)
+{
+    if (!t)
+        return;
+    if (t->on_close)
+        t->on_close(t);
+    if (t->owns_memory)
+        munmap(t->hdr, t->len);
+    free(t);
+}
+
+/* ---- lookup and insertion -------------------------------------------------- */
+
+static inline fw_slot_t *slot_at(const fw_table_t *t, uint64_t i)
+{
+    return (fw_slot_t *)(void *)(t->slots + (i & t->mask) * t->slot_size);
+}
+
+static inline fw_hash128_t fingerprint(const fw_table_t *t, const fw_limit_t *lim,
+                                       const void *key, size_t len)
+{
+    fw_hash128_t h = fw_hash128(t->hdr->seed[0] ^ lim->namespace_id,
+                                t->hdr->seed[1], key, len);
+    if (h.lo == 0)
+        h.lo = 1; /* 0 marks an unused slot */
+    return h;
+}
+
+static fw_slot_t *find(const fw_table_t *t, fw_hash128_t h)
+{
+    uint64_t home = h.hi & t->mask;
+    for (uint32_t i = 0; i < t->window; i++) {
+        fw_slot_t *s = slot_at(t, home + i);
+        uint64_t tag = __atomic_load_n(&s->tag, __ATOMIC_SEQ_CST);
+        if (tag == h.lo && __atomic_load_n(&s->check, __ATOMIC_SEQ_CST) == h.hi)
+            return s;
+        if (tag == 0)
+            return NULL;
+    }
+    return NULL;
+}
+
+/* Let a persisting store flush what a commit changed. */
+static void table_wrote(fw_table_t *t, fw_slot_t *s)
+{
+    if (t->after_write)
+        t->after_write(t, s, t->slot_size);
+}
+
+static int is_log_table(const fw_table_t *t) { return t->log_capacity > 0; }
+
+/* Take slot `s` for fingerprint h if it is unused or expired at `now`. */
+static int try_claim(fw_table_t *t, fw_slot_t *s, fw_hash128_t h, int64_t now)
+{
+    unit_t cur = unit_load(s);
+    if (unit_tag(cur) != 0 && __atomic_load_n(&s->expiry, __ATOMIC_SEQ_CST) > now)
+        return 0;
+    int locked = 0;
+    if (unit_tag(cur) != 0 && is_log_table(t)) {
+        if (!robust_trylock(&s->lock))
+            return 0;
+        locked = 1;
+        cur = unit_load(s); /* re-read under the lock */
+        if (__atomic_load_n(&s->expiry, __ATOMIC_SEQ_CST) > now) {
+            robust_unlock(&s->lock);
+            return 0;
+        }
+    }
+    int won = unit_cas(s, &cur, unit_pack(h.lo, 0));
+    if (won) {
+        __atomic_store_n(&s->check, h.hi, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&s->log_pos, 0, __ATOMIC_SEQ_CST);
+    }
+    if (locked)
+        robust_unlock(&s->lock);
+    return won;
+}
+
+/* Find the key's slot, inserting it if absent. NULL means the table is full. */
+static fw_slot_t *find_or_insert(fw_table_t *t, fw_hash128_t h, int64_t now)
+{
+    fw_slot_t *s = find(t, h);
+    if (s)
+        return s;
+    uint64_t home = h.hi & t->mask;
+    uint64_t *stripe = &t->hdr->stripe_locks[home % FW_TABLE_STRIPES];
+    robust_lock(stripe);
+    s = find(t, h); /* inserts of one key are serialised by its stripe */
+    if (!s) {
+        for (uint32_t i = 0; i < t->window && !s; i++) {
+            fw_slot_t *c = slot_at(t, home + i);
+            if (try_claim(t, c, h, now))
+                s = c;
+        }
+    }
+    robust_unlock(stripe);
+    if (!s)
+        __atomic_fetch_add(&t->hdr->full_errors, 1, __ATOMIC_RELAXED);
+    return s;
+}
+
+/* ---- sliding-log slots ----------------------------------------------------- */
+
+static fw_log_t log_view(const fw_table_t *t, fw_slot_t *s)
+{
+    uint64_t pos = __atomic_load_n(&s->log_pos, __ATOMIC_SEQ_CST);
+    fw_log_t log;
+    log.entries = (fw_log_entry_t *)(void *)((unsigned char *)s + FW_SLOT_HEAD_SIZE);
+    log.capacity = t->log_capacity;
+    log.head = (uint32_t)(pos >> 32);
+    log.len = (uint32_t)pos;
+    if (log.head >= log.capacity || log.len > log.capacity)
+        log.head = log.len = 0; /* never trust a damaged position */
+    return log;
+}
+
+/* Publish the log's new extent in one store, so a crash leaves old or new. */
+static void log_publish(fw_slot_t *s, const fw_log_t *log, const fw_quota_t *q)
+{
+    __atomic_store_n(&s->log_pos, ((uint64_t)log->head << 32) | log->len,
+                     __ATOMIC_SEQ_CST);
+    if (log->len > 0) {
+        const fw_log_entry_t *newest =
+            &log->entries[(log->head + log->len - 1) % log->capacity];
+        expiry_raise(s, fw_sat64((fw_i128)newest->t + q->window_ns));
+    }
+}
+
+/* ---- checks ---------------------------------------------------------------- */
+
+typedef struct part {
+    const fw_limit_t *limit;
+    fw_hash128_t h;
+    fw_slot_t *slot;   /* NULL: key absent (peek) */
+    uint64_t before;   /* state the decision was made from */
+    uint64_t after;    /* state committed */
+    int committed;
+    int locked;        /* sliding log: holds slot->lock */
+} part_t;
+
+static int is_log(const part_t *p)
+{
+    return p->limit->quota.algorithm == FW_SLIDING_LOG;
+}
+
+/* A sliding-log decision for a key that has no slot yet (an empty log). */
+static void log_fresh_decision(const fw_quota_t *q, int64_t cost, fw_decision_t *d)
+{
+    d->allowed = 1;
+    d->limit = q->burst;
+    d->remaining = q->burst - cost;
+    d->retry_after_ns = 0;
+    d->reset_after_ns = cost > 0 ? q->window_ns : 0;
+    d->delay_ns = 0;
+}
+
+/* Evaluate a sliding-log part under its lock; publish it if `commit`.
+ * Returns 1 when the slot no longer holds the key. */
+static int log_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
+                         int commit, fw_decision_t *d)
+{
+    if (!p->slot) {
+        log_fresh_decision(&p->limit->quota, cost, d);
+        return 0;
+    }
+    if (__atomic_load_n(&p->slot->tag, __ATOMIC_SEQ_CST) != p->h.lo)
+        return 1;
+    /* a local view: entries written past the published length stay unseen */
+    fw_log_t log = log_view(t, p->slot);
+    fw_log_step(&p->limit->quota, &log, now, cost, d);
+    if (commit && cost > 0 && d->allowed) {
+        log_publish(p->slot, &log, &p->limit->quota);
+        p->committed = 1;
+    }
+    return 0;
+}
+
+/* One 64-bit-state part: evaluate, and commit with CAS if asked to. Returns
+ * 1 when the slot no longer holds the key (the caller locates it again). */
+static int state_part_step(part_t *p, int64_t now, int64_t cost, int commit,
+                           fw_decision_t *d)
+{
+    const fw_quota_t *q = &p->limit->quota;
+    if (!p->slot) {
+        uint64_t next;
+        fw_algo_step(q, 0, now, cost, &next, d);
+        return 0;
+    }
+    unit_t cur = unit_load(p->slot);
+    for (;;) {
+        if (unit_tag(cur) != p->h.lo)
+            return 1;
+        uint64_t next;
+        fw_algo_step(q, unit_state(cur), now, cost, &next, d);
+        p->before = unit_state(cur);
+        p->after = next;
+        if (!commit || next == unit_state(cur)) {
+            /* nothing to write: make sure the read was not torn */
+            if (unit_cas(p->slot, &cur, cur))
+                return 0;
+            continue;
+        }
+        expiry_raise(p->slot, fw_algo_fresh_at(q, next));
+        if (unit_cas(p->slot, &cur, unit_pack(p->h.lo, next))) {
+            p->committed = 1;
+            return 0;
+        }
+    }
+}
+
+static void refund_part(part_t *p, const fw_table_t *t, int64_t now, int64_t cost)
+{
+    if (!p->committed)
+        return;
+    if (is_log(p)) {
+        fw_log_t log = log_view(t, p->slot);
+        fw_log_refund(&log, now, cost);
+        __atomic_store_n(&p->slot->log_pos, ((uint64_t)log.head << 32) | log.len,
+                         __ATOMIC_SEQ_CST);
+        return;
+    }
+    unit_t cur = unit_load(p->slot);
+    while (unit_tag(cur) == p->h.lo) {
+        uint64_t back = fw_algo_refund(&p->limit->quota, unit_state(cur), now, cost);
+        if (unit_cas(p->slot, &cur, unit_pack(p->h.lo, back)))
+            break;
+    }
+    p->committed = 0;
+}
+
+static int compare_slots(const void *a, const void *b)
+{
+    const part_t *const *pa = a, *const *pb = b;
+    uintptr_t x = (uintptr_t)(*pa)->slot, y = (uintptr_t)(*pb)->slot;
+    return (x > y) - (x < y);
+}
+
+/* Lock the sliding-log slots in address order (no deadlock), once each. */
+static void lock_logs(part_t *parts, size_t n)
+{
+    part_t *order[MAX_PARTS];
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (is_log(&parts[i]) && parts[i].slot)
+            order[m++] = &parts[i];
+    qsort(order, m, sizeof(order[0]), compare_slots);
+    for (size_t i = 0; i < m; i++) {
+        if (i > 0 && order[i]->slot == order[i - 1]->slot)
+            continue;
+        robust_lock(&order[i]->slot->lock);
+        order[i]->locked = 1;
+    }
+}
+
+static void unlock_logs(part_t *parts, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (parts[i].locked) {
+            robust_unlock(&parts[i].slot->lock);
+            parts[i].locked = 0;
+        }
+}
+
+static int validate_parts(const fw_table_t *t, const fw_request_t *reqs,
+                          size_t n, int64_t cost)
+{
+    for (size_t i = 0; i < n; i++) {
+        const fw_request_t *r = &reqs[i];
+        if (!r->limit || (!r->key && r->key_len > 0))
+            return FW_EINVAL;
+        const fw_quota_t *q = &r->limit->quota;
+        if ((int)q->algorithm < 0 || q->algorithm >= FW_ALGORITHM_COUNT ||
+            q->burst < 1 || q->interval_ns < 1 || q->window_ns < 1)
+            return FW_EINVAL;
+        if (cost > q->burst)
+            return FW_ECOST;
+        if (q->algorithm == FW_SLIDING_LOG && q->burst > (int64_t)t->log_capacity)
+            return FW_EINVAL;
+    }
+    return 0;
+}
+
+/* Locate every part's slot (inserting when consuming); FW_EFULL if one
+ * cannot get a slot. */
+static int locate_parts(fw_table_t *t, part_t *parts, size_t n, int64_t cost,
+                        int64_t now)
+{
+    for (size_t i = 0; i < n; i++) {
+        part_t *p = &parts[i];
+        p->slot = cost > 0 ? find_or_insert(t, p->h, now) : find(t, p->h);
+        if (cost > 0 && !p->slot)
+            return FW_EFULL;
+    }
+    return 0;
+}
+
+/* Pick the denying part with the longest wait. */
+static size_t worst_denial(const fw_decision_t *out, size_t n)
+{
+    size_t worst = n;
+    for (size_t i = 0; i < n; i++)
+        if (!out[i].allowed &&
+            (worst == n || out[i].retry_after_ns > out[worst].retry_after_ns))
+            worst = i;
+    return worst;
+}
+
+/* The whole check with every part located; returns 1 to start over. */
+static int check_located(fw_table_t *t, part_t *parts, size_t n, int64_t cost,
+                         int64_t now, fw_decision_t *out, size_t *violated)
+{
+    lock_logs(parts, n);
+    int again = 0;
+    /* dry run: decide every part without writing */
+    for (size_t i = 0; i < n && !again; i++)
+        again = is_log(&parts[i]) ? log_part_step(t, &parts[i], now, cost, 0, &out[i])
+                                  : state_part_step(&parts[i], now, cost, 0, &out[i]);
+    if (again) {
+        unlock_logs(parts, n);
+        return 1;
+    }
+    *violated = worst_denial(out, n);
+    if (*violated < n || cost == 0) {
+        unlock_logs(parts, n);
+        return 0;
+    }
+    /* commit, rolling back on a denial that a concurrent request caused */
+    for (size_t i = 0; i < n; i++) {
+        part_t *p = &parts[i];
+        again = is_log(p) ? log_part_step(t, p, now, cost, 1, &out[i])
+                          : state_part_step(p, now, cost, 1, &out[i]);
+        if (again || !out[i].allowed) {
+            for (size_t j = 0; j < i; j++)
+                refund_part(&parts[j], t, now, cost);
+            unlock_logs(parts, n);
+            if (again)
+                return 1;
+            *violated = i;
+            return 0;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        if (parts[i].committed)
+            table_wrote(t, parts[i].slot);
+    unlock_logs(parts, n);
+    *violated = n;
+    return 0;
+}
+
+int fw_table_check(fw_table_t *t, const fw_request_t *reqs, size_t n,
+                   int64_t cost, int64_t now, fw_decision_t *out,
+                   size_t *violated)
+{
+    if (!t || !reqs || !out || !violated || n == 0 || n > MAX_PARTS ||
+        cost < 0 || now < 0)
+        return FW_EINVAL;
+    int rc = validate_parts(t, reqs, n, cost);
+    if (rc)
+        return rc;
+
+    /* fast path: one key of a 64-bit-state algorithm */
+    if (n == 1 && reqs[0].limit->quota.algorithm != FW_SLIDING_LOG) {
+        part_t p = {reqs[0].limit, fingerprint(t, reqs[0].limit, reqs[0].key,
+                                                reqs[0].key_len),
+                    NULL, 0, 0, 0, 0};
+        for (;;) {
+            p.slot = cost > 0 ? find_or_insert(t, p.h, now) : find(t, p.h);
+            if (cost > 0 && !p.slot)
+                return FW_EFULL;
+            if (!state_part_step(&p, now, cost, 1, out))
+                break;
+        }
+        if (p.committed)
+            table_wrote(t, p.slot);
+        *violated = out->allowed ? 1 : 0;
+        return 0;
+    }
+
+    part_t parts[MAX_PARTS];
+    for (size_t i = 0; i < n; i++) {
+        memset(&parts[i], 0, sizeof(parts[i]));
+        parts[i].limit = reqs[i].limit;
+        parts[i].h = fingerprint(t, reqs[i].limit, reqs[i].key, reqs[i].key_len);
+    }
+    for (;;) {
+        rc = locate_parts(t, parts, n, cost, now);
+        if (rc)
+            return rc;
+        if (!check_located(t, parts, n, cost, now, out, violated))
+            return 0;
+    }
+}
+
+int fw_table_peek(fw_table_t *t, const fw_limit_t *limit, const void *key,
+                  size_t key_len, int64_t now, fw_decision_t *d)
+{
+    fw_request_t r = {limit, key, key_len};
+    size_t violated;
+    return fw_table_check(t, &r, 1, 0, now, d, &violated);
+}
+
+int fw_table_reset(fw_table_t *t, const fw_limit_t *limit, const void *key,
+                   size_t key_len)
+{
+    if (!t || !limit || (!key && key_len > 0))
+        return FW_EINVAL;
+    fw_hash128_t h = fingerprint(t, limit, key, key_len);
+    fw_slot_t *s = find(t, h);
+    if (!s)
+        return 0;
+    if (limit->quota.algorithm == FW_SLIDING_LOG) {
+        robust_lock(&s->lock);
+        if (__atomic_load_n(&s->tag, __ATOMIC_SEQ_CST) == h.lo)
+            __atomic_store_n(&s->log_pos, 0, __ATOMIC_SEQ_CST);
+        robust_unlock(&s->lock);
+        return 0;
+    }
+    unit_t cur = unit_load(s);
+    while (unit_tag(cur) == h.lo && !unit_cas(s, &cur, unit_pack(h.lo, 0)))
+        ;
+    return 0;
+}
+
+int fw_table_clear(fw_table_t *t)
+{
+    if (!t)
+        return FW_EINVAL;
+    for (uint64_t i = 0; i <= t->mask; i++) {
+        fw_slot_t *s = slot_at(t, i);
+        unit_t cur = unit_load(s);
+        while (!unit_cas(s, &cur, 0))
+            ;
+        __atomic_store_n(&s->check, 0, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&s->expiry, 0, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&s->log_pos, 0, __ATOMIC_SEQ_CST);
+    }
+    return 0;
+}
+
+int fw_table_stats(fw_table_t *t, int64_t now, fw_table_stats_t *st)
+{
+    if (!t || !st)
+        return FW_EINVAL;
+    memset(st, 0, sizeof(*st));
+    st->slots = t->mask + 1;
+    st->max_keys = t->hdr->max_keys;
+    st->full_errors = __atomic_load_n(&t->hdr->full_errors, __ATOMIC_RELAXED);
+    for (uint64_t i = 0; i <= t->mask; i++) {
+        fw_slot_t *s = slot_at(t, i);
+        if (__atomic_load_n(&s->tag, __ATOMIC_RELAXED) == 0)
+            continue;
+        st->used++;
+        if (__atomic_load_n(&s->expiry, __ATOMIC_RELAXED) > now)
+            st->active++;
+    }
+    return 0;
+}

@@ -1,0 +1,74 @@
+/*
+ * table.h - the on-memory layout of the slot table, shared by the memory,
+ * shm and file stores (a file on disk is exactly this layout).
+ * Invariant: the header's fixed part is covered by its checksum; a slot's
+ * (tag, state) pair is only ever changed by one 16-byte compare-and-swap.
+ */
+#ifndef FW_TABLE_H
+#define FW_TABLE_H
+
+#include <stdint.h>
+
+#include "floodwall.h"
+
+#define FW_TABLE_MAGIC "FLOODWL\0"
+#define FW_TABLE_VERSION 1u
+#define FW_TABLE_HEADER_SIZE 4096u
+#define FW_TABLE_STRIPES 256u
+#define FW_SLOT_HEAD_SIZE 64u
+#define FW_PROBE_WINDOW 32u
+
+typedef struct fw_table_header {
+    /* fixed part: written once by fw_table_format, checksummed */
+    char magic[8];
+    uint32_t version;
+    uint32_t header_size;
+    uint32_t slot_size;
+    uint32_t log_capacity;
+    uint64_t nslots;
+    uint64_t max_keys;
+    uint64_t seed[2];
+    uint64_t created_ns;
+    uint64_t checksum; /* SipHash of the bytes above, fixed key */
+    /* mutable part */
+    uint64_t full_errors;
+    uint64_t reserved[7];
+    uint64_t stripe_locks[FW_TABLE_STRIPES]; /* owner pid, 0 = free */
+} fw_table_header_t;
+
+_Static_assert(sizeof(fw_table_header_t) <= FW_TABLE_HEADER_SIZE,
+               "header must fit its page");
+
+/* The head of every slot; sliding-log tables follow it with the log ring. */
+typedef struct fw_slot {
+    _Alignas(16) uint64_t tag; /* fingerprint, low half; 0 = never used */
+    uint64_t state;            /* algorithm state; with tag, one CAS unit */
+    uint64_t check;            /* fingerprint, high half                  */
+    int64_t expiry;            /* >= the time the state is fresh again    */
+    uint64_t lock;             /* sliding log only: owner pid, 0 = free   */
+    uint64_t log_pos;          /* sliding log only: head << 32 | len      */
+    uint64_t reserved[2];
+} fw_slot_t;
+
+_Static_assert(sizeof(fw_slot_t) == FW_SLOT_HEAD_SIZE, "slot head is 64 bytes");
+
+/* An open table: a view on memory laid out as above. */
+struct fw_table {
+    fw_table_header_t *hdr;
+    unsigned char *slots;
+    size_t len;
+    uint64_t mask;
+    uint32_t window;
+    uint32_t slot_size;
+    uint32_t log_capacity;
+    int owns_memory; /* memory tables: munmap on close */
+    /* stores that persist writes (file://) set these; NULL otherwise */
+    void (*after_write)(struct fw_table *t, void *addr, size_t len);
+    void (*on_close)(struct fw_table *t);
+    void *store;
+};
+
+/* Checksum of the header's fixed part. */
+uint64_t fw_table_header_checksum(const fw_table_header_t *h);
+
+#endif
