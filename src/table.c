@@ -661,11 +661,13 @@ int fw_table_reset(fw_table_t *t, const fw_limit_t *limit, const void *key,
         if (__atomic_load_n(&s->tag, __ATOMIC_SEQ_CST) == h.lo)
             __atomic_store_n(&s->log_pos, 0, __ATOMIC_SEQ_CST);
         robust_unlock(&s->lock);
+        table_wrote(t, s);
         return 0;
     }
     unit_t cur = unit_load(s);
     while (unit_tag(cur) == h.lo && !unit_cas(s, &cur, unit_pack(h.lo, 0)))
         ;
+    table_wrote(t, s);
     return 0;
 }
 
@@ -682,6 +684,8 @@ int fw_table_clear(fw_table_t *t)
         __atomic_store_n(&s->expiry, 0, __ATOMIC_SEQ_CST);
         __atomic_store_n(&s->log_pos, 0, __ATOMIC_SEQ_CST);
     }
+    if (t->after_write)
+        t->after_write(t, t->slots, (size_t)(t->mask + 1) * t->slot_size);
     return 0;
 }
 

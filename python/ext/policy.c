@@ -415,10 +415,25 @@ static PyObject *policy_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         if (rc) {
             Py_DECREF(seq);
             Py_DECREF(p);
+            static const char *const bounds[FW_ALGORITHM_COUNT] = {
+                [FW_FIXED_WINDOW] = "; fixed_window needs (capacity + 1) * "
+                                    "(2**63 / window_ns) < 2**64",
+                [FW_SLIDING_WINDOW] = "; sliding_window needs (capacity + 1)**2 * "
+                                      "(2**63 / window_ns) < 2**64: use gcra or "
+                                      "a smaller capacity",
+                [FW_SLIDING_LOG] = "; sliding_log keeps one entry per request, "
+                                   "capacity at most 65536",
+            };
+            const char *hint = "";
+            if (rc == FW_ERANGE && algorithm >= 0 && algorithm < FW_ALGORITHM_COUNT &&
+                bounds[algorithm])
+                hint = bounds[algorithm];
+            else if (rc == FW_ERANGE)
+                hint = "; capacity * (period / rate) must stay below 2**62 ns";
             PyErr_Format(PyExc_ValueError,
                          "rate %lld per %lld ns (burst %lld) cannot be used with "
-                         "this algorithm: %s",
-                         rate, period, burst, fw_strerror(rc));
+                         "this algorithm: %s%s",
+                         rate, period, burst, fw_strerror(rc), hint);
             return NULL;
         }
         p->limits[i].namespace_id = namespace_id(ns, &p->limits[i].quota, i);

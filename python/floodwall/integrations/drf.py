@@ -1,0 +1,156 @@
+# floodwall.integrations.drf: Django REST framework throttle classes.
+#
+# FloodwallThrottle and friends plug into DEFAULT_THROTTLE_CLASSES or a
+# view's throttle_classes, read DRF rate strings ("100/min", "5/hour") from
+# DEFAULT_THROTTLE_RATES by scope, and decide with the store configured in
+# settings.FLOODWALL. Invariant: wait() is the ceiling of the exact wait (plus
+# jitter if configured), so DRF's Retry-After admits a client that obeys it.
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from django.core.exceptions import ImproperlyConfigured
+from rest_framework.settings import api_settings
+from rest_framework.throttling import BaseThrottle
+
+from floodwall.integrations._common import Limit, LimitSet, Outcome
+from floodwall.integrations.django import (
+    _OUTCOME_ATTR,
+    DjangoView,
+    _settings_guard,
+    get_guard,
+)
+
+__all__ = [
+    "FloodwallAnonThrottle",
+    "FloodwallScopedThrottle",
+    "FloodwallThrottle",
+    "FloodwallUserThrottle",
+    "parse_drf_rate",
+]
+
+_DRF_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_drf_rate(rate: str) -> Any:
+    """A DRF rate string ("100/min", "5/hour", "10/s", "1000/day": the first
+    letter of the period counts, as in DRF) as a floodwall Rate; any other
+    text is handed to floodwall.parse_rates ("5/5minutes", "10/s; 100/day")."""
+    from floodwall import Rate, parse_rates
+
+    num, sep, period = rate.strip().partition("/")
+    period = period.strip().lower()
+    if sep and num.strip().isdigit() and period[:1] in _DRF_UNITS and period.isalpha():
+        return Rate(int(num), _DRF_UNITS[period[0]])
+    return parse_rates(rate)
+
+
+class FloodwallThrottle(BaseThrottle):
+    """A DRF throttle deciding with floodwall.
+
+    Class attributes: ``scope`` (the DEFAULT_THROTTLE_RATES entry, default
+    "floodwall"), ``rate`` (overrides the settings entry), ``key`` (default
+    "user": the authenticated user, else the client IP), ``cost``,
+    ``algorithm``. A rate of None means "not throttled".
+    """
+
+    scope: ClassVar[str] = "floodwall"
+    rate: ClassVar[str | None] = None
+    key: ClassVar[Any] = "user"
+    cost: ClassVar[int | Callable[[Any], int] | None] = None
+    algorithm: ClassVar[str | None] = None
+
+    _sets: ClassVar[dict[tuple[Any, ...], LimitSet]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self) -> None:
+        self.outcome: Outcome | None = None
+
+    def get_scope(self, request: Any, view: Any) -> str | None:
+        return self.scope
+
+    def get_rate(self, scope: str) -> str | None:
+        if self.rate is not None:
+            return self.rate
+        try:
+            return api_settings.DEFAULT_THROTTLE_RATES[scope]  # type: ignore[no-any-return]
+        except KeyError:
+            raise ImproperlyConfigured(
+                f"no throttle rate for scope {scope!r}: set "
+                f"REST_FRAMEWORK['DEFAULT_THROTTLE_RATES'][{scope!r}] or {type(self).__name__}.rate"
+            ) from None
+
+    def accepts(self, request: Any) -> bool:
+        """Whether this throttle applies to the request at all."""
+        return True
+
+    def _limits(self, scope: str, rate: str) -> LimitSet:
+        ident = (type(self), scope, rate, _settings_guard.generation)
+        limits = self._sets.get(ident)
+        if limits is None:
+            with self._lock:
+                limits = self._sets.get(ident)
+                if limits is None:
+                    spec = Limit(
+                        parse_drf_rate(rate),
+                        key=self.key,
+                        name=scope,
+                        algorithm=self.algorithm,
+                    )
+                    limits = get_guard().limit_set([spec], scope="drf:" + scope, cost=self.cost)
+                    self._sets[ident] = limits
+        return limits
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        if not self.accepts(request):
+            return True
+        scope = self.get_scope(request, view)
+        if scope is None:
+            return True
+        rate = self.get_rate(scope)
+        if rate is None:
+            return True
+        limits = self._limits(scope, rate)
+        http_request = getattr(request, "_request", request)
+        outcome = get_guard().check(limits, DjangoView(http_request, request))
+        self.outcome = outcome
+        if outcome is None:
+            return True
+        # The middleware (if installed) writes these headers on the response.
+        setattr(http_request, _OUTCOME_ATTR, outcome)
+        if outcome.allowed and outcome.delay:
+            time.sleep(outcome.delay)
+        return outcome.allowed
+
+    def wait(self) -> float | None:
+        outcome = self.outcome
+        if outcome is None or outcome.allowed or outcome.decision is None:
+            return None
+        return float(outcome.retry_after)
+
+
+class FloodwallUserThrottle(FloodwallThrottle):
+    """Like DRF's UserRateThrottle: scope "user", keyed by user, else IP."""
+
+    scope: ClassVar[str] = "user"
+
+
+class FloodwallAnonThrottle(FloodwallThrottle):
+    """Like DRF's AnonRateThrottle: scope "anon", anonymous requests only, by IP."""
+
+    scope: ClassVar[str] = "anon"
+    key: ClassVar[Any] = "ip"
+
+    def accepts(self, request: Any) -> bool:
+        user = getattr(request, "user", None)
+        return not (user is not None and getattr(user, "is_authenticated", False))
+
+
+class FloodwallScopedThrottle(FloodwallThrottle):
+    """Like DRF's ScopedRateThrottle: the scope is the view's ``throttle_scope``."""
+
+    def get_scope(self, request: Any, view: Any) -> str | None:
+        return getattr(view, "throttle_scope", None)

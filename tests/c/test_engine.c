@@ -1,0 +1,282 @@
+/*
+ * test_engine.c - unit tests of the engine: argument checks, the slot table
+ * (bounded memory, eviction, full table), all-or-nothing checks, and exact
+ * counts under threads. Prints "N passed, M failed"; exits non-zero on any
+ * failure.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "floodwall.h"
+
+static int passed, failed;
+
+#define CHECK(cond)                                                            \
+    do {                                                                       \
+        if (cond) {                                                            \
+            passed++;                                                          \
+        } else {                                                               \
+            failed++;                                                          \
+            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);    \
+        }                                                                      \
+    } while (0)
+
+#define HOUR_NS 3600000000000LL
+#define SECOND_NS 1000000000LL
+
+static fw_limit_t make_limit(fw_algorithm_t algo, int64_t rate, int64_t period,
+                             int64_t burst, uint64_t ns)
+{
+    fw_limit_t l;
+    memset(&l, 0, sizeof(l));
+    int rc = fw_quota_init(&l.quota, algo, rate, period, burst);
+    CHECK(rc == 0);
+    l.namespace_id = ns;
+    return l;
+}
+
+static int check_one(fw_table_t *t, const fw_limit_t *l, const char *key,
+                     int64_t cost, int64_t now, fw_decision_t *d)
+{
+    fw_request_t r = {l, key, strlen(key)};
+    size_t violated;
+    return fw_table_check(t, &r, 1, cost, now, d, &violated);
+}
+
+static void test_strerror(void)
+{
+    CHECK(strcmp(fw_strerror(0), "ok") == 0);
+    CHECK(strstr(fw_strerror(FW_EFULL), "full") != NULL);
+    CHECK(strstr(fw_strerror(FW_ECOST), "capacity") != NULL);
+    CHECK(strcmp(fw_strerror(-999), "unknown error") == 0);
+}
+
+static void test_quota_rejects(void)
+{
+    fw_quota_t q;
+    CHECK(fw_quota_init(NULL, FW_GCRA, 1, 1, 0) == FW_EINVAL);
+    CHECK(fw_quota_init(&q, (fw_algorithm_t)99, 1, 1, 0) == FW_EINVAL);
+    CHECK(fw_quota_init(&q, FW_GCRA, 0, SECOND_NS, 0) == FW_EINVAL);
+    CHECK(fw_quota_init(&q, FW_GCRA, 1, 0, 0) == FW_EINVAL);
+    CHECK(fw_quota_init(&q, FW_GCRA, 1, SECOND_NS, -1) == FW_EINVAL);
+    CHECK(fw_quota_init(&q, FW_GCRA, 10, 5, 0) == FW_EINVAL);
+    CHECK(fw_quota_init(&q, FW_GCRA, 1, INT64_MAX, 2) == FW_ERANGE);
+    CHECK(fw_quota_init(&q, FW_SLIDING_LOG, 100000, SECOND_NS, 0) == FW_ERANGE);
+    CHECK(fw_quota_init(&q, FW_GCRA, 3, SECOND_NS, 0) == 0);
+    CHECK(q.interval_ns == 333333334 && q.burst == 3 && q.window_ns == SECOND_NS);
+}
+
+static void test_step_rejects(void)
+{
+    fw_quota_t q;
+    fw_decision_t d;
+    uint64_t next;
+    fw_quota_init(&q, FW_GCRA, 5, SECOND_NS, 0);
+    CHECK(fw_algo_step(&q, 0, 0, 6, &next, &d) == FW_ECOST);
+    CHECK(fw_algo_step(&q, 0, -1, 1, &next, &d) == FW_EINVAL);
+    CHECK(fw_algo_step(&q, 0, 0, -1, &next, &d) == FW_EINVAL);
+    CHECK(fw_algo_step(NULL, 0, 0, 1, &next, &d) == FW_EINVAL);
+    CHECK(fw_algo_step(&q, 0, 0, 1, &next, NULL) == FW_EINVAL);
+    CHECK(fw_algo_step(&q, 0, 0, 5, &next, &d) == 0 && d.allowed && d.remaining == 0);
+}
+
+static void test_table_args(void)
+{
+    fw_table_options_t opt = {0, 0};
+    fw_table_t *t = NULL;
+    CHECK(fw_table_open_memory(&t, &opt) == FW_EINVAL && t == NULL);
+    opt.max_keys = 16;
+    opt.log_capacity = FW_SLIDING_LOG_MAX + 1;
+    CHECK(fw_table_open_memory(&t, &opt) == FW_EINVAL);
+    opt.log_capacity = 0;
+    CHECK(fw_table_open_memory(&t, &opt) == 0 && t != NULL);
+    fw_limit_t l = make_limit(FW_GCRA, 5, SECOND_NS, 0, 1);
+    fw_decision_t d;
+    size_t v;
+    fw_request_t r = {&l, "k", 1};
+    CHECK(fw_table_check(t, &r, 0, 1, 0, &d, &v) == FW_EINVAL);
+    CHECK(fw_table_check(t, &r, 1, -1, 0, &d, &v) == FW_EINVAL);
+    CHECK(fw_table_check(t, &r, 1, 1, -5, &d, &v) == FW_EINVAL);
+    CHECK(fw_table_check(t, &r, 1, 6, 0, &d, &v) == FW_ECOST);
+    fw_limit_t log = make_limit(FW_SLIDING_LOG, 5, SECOND_NS, 0, 2);
+    fw_request_t lr = {&log, "k", 1};
+    CHECK(fw_table_check(t, &lr, 1, 1, 0, &d, &v) == FW_EINVAL); /* no log room */
+    fw_table_close(t);
+    fw_table_close(NULL);
+}
+
+/* 10x max_keys distinct keys: the table never grows; a full table of live
+ * keys says FW_EFULL; expired keys are reclaimed. */
+static void test_bounded_memory(void)
+{
+    fw_table_options_t opt = {1000, 0};
+    fw_table_t *t;
+    CHECK(fw_table_open_memory(&t, &opt) == 0);
+    fw_table_stats_t st0, st;
+    fw_table_stats(t, 0, &st0);
+    fw_limit_t l = make_limit(FW_GCRA, 10, HOUR_NS, 0, 7);
+    int full = 0, ok = 0;
+    char key[32];
+    for (int i = 0; i < 10000; i++) {
+        fw_decision_t d;
+        snprintf(key, sizeof key, "key-%d", i);
+        int rc = check_one(t, &l, key, 1, 1000, &d);
+        if (rc == FW_EFULL)
+            full++;
+        else if (rc == 0 && d.allowed)
+            ok++;
+    }
+    fw_table_stats(t, 1000, &st);
+    CHECK(st.slots == st0.slots);        /* never grows */
+    CHECK(st.used <= st.slots);
+    CHECK(ok >= 1000);                   /* max_keys keys always fit */
+    CHECK(full > 0 && full == 10000 - ok);
+    CHECK(st.full_errors == (uint64_t)full);
+    /* an existing key is still served while the table is full */
+    fw_decision_t d;
+    CHECK(check_one(t, &l, "key-0", 1, 1000, &d) == 0 && d.allowed && d.remaining == 8);
+    /* once states are fresh again (an hour later), new keys reclaim slots */
+    int reclaimed = 0;
+    for (int i = 10000; i < 20000; i++) {
+        snprintf(key, sizeof key, "key-%d", i);
+        if (check_one(t, &l, key, 1, 2 * HOUR_NS, &d) == 0 && d.allowed)
+            reclaimed++;
+    }
+    fw_table_stats(t, 2 * HOUR_NS, &st);
+    CHECK(reclaimed >= 1000);
+    CHECK(st.slots == st0.slots);
+    fw_table_close(t);
+}
+
+/* If one part denies, nothing is consumed anywhere. */
+static void test_all_or_nothing(void)
+{
+    fw_table_options_t opt = {64, 16};
+    fw_table_t *t;
+    CHECK(fw_table_open_memory(&t, &opt) == 0);
+    fw_limit_t user = make_limit(FW_GCRA, 10, HOUR_NS, 0, 1);
+    fw_limit_t org = make_limit(FW_FIXED_WINDOW, 3, HOUR_NS, 0, 2);
+    fw_limit_t log = make_limit(FW_SLIDING_LOG, 16, HOUR_NS, 0, 3);
+    fw_request_t reqs[3] = {{&user, "alice", 5}, {&org, "acme", 4}, {&log, "alice", 5}};
+    fw_decision_t out[3];
+    size_t v;
+    for (int i = 0; i < 3; i++) {
+        CHECK(fw_table_check(t, reqs, 3, 1, 0, out, &v) == 0);
+        CHECK(v == 3 && out[0].allowed && out[1].allowed && out[2].allowed);
+    }
+    CHECK(fw_table_check(t, reqs, 3, 1, 0, out, &v) == 0);
+    CHECK(v == 1 && !out[1].allowed);
+    fw_decision_t d;
+    CHECK(check_one(t, &user, "alice", 0, 0, &d) == 0 && d.remaining == 7);
+    CHECK(fw_table_peek(t, &log, "alice", 5, 0, &d) == 0 && d.remaining == 13);
+    fw_table_close(t);
+}
+
+typedef struct hammer {
+    fw_table_t *t;
+    const fw_limit_t *limits;
+    size_t nlimits;
+    int iterations;
+    int admitted;
+} hammer_t;
+
+static void *hammer_run(void *arg)
+{
+    hammer_t *h = arg;
+    fw_request_t reqs[4];
+    fw_decision_t out[4];
+    for (size_t i = 0; i < h->nlimits; i++) {
+        reqs[i].limit = &h->limits[i];
+        reqs[i].key = i == 0 ? "hot" : "org";
+        reqs[i].key_len = 3;
+    }
+    for (int i = 0; i < h->iterations; i++) {
+        size_t v;
+        if (fw_table_check(h->t, reqs, h->nlimits, 1, 1000 + i, out, &v) == 0 &&
+            v == h->nlimits)
+            h->admitted++;
+    }
+    return NULL;
+}
+
+static int hammer(fw_table_t *t, const fw_limit_t *limits, size_t n, int threads,
+                  int iterations)
+{
+    pthread_t tid[16];
+    hammer_t h[16];
+    int total = 0;
+    for (int i = 0; i < threads; i++) {
+        h[i] = (hammer_t){t, limits, n, iterations, 0};
+        pthread_create(&tid[i], NULL, hammer_run, &h[i]);
+    }
+    for (int i = 0; i < threads; i++) {
+        pthread_join(tid[i], NULL);
+        total += h[i].admitted;
+    }
+    return total;
+}
+
+/* 8 threads, one key, 1000 per hour: exactly 1000, on every algorithm. */
+static void test_threads_exact(void)
+{
+    for (int a = 0; a < FW_ALGORITHM_COUNT; a++) {
+        fw_table_options_t opt = {64, 1000};
+        fw_table_t *t;
+        CHECK(fw_table_open_memory(&t, &opt) == 0);
+        fw_limit_t l = make_limit((fw_algorithm_t)a, 1000, HOUR_NS, 0, 9);
+        int admitted = hammer(t, &l, 1, 8, 400);
+        if (admitted != 1000)
+            fprintf(stderr, "algorithm %d admitted %d\n", a, admitted);
+        CHECK(admitted == 1000);
+        fw_table_close(t);
+    }
+    /* all-or-nothing under threads: the tighter limit decides exactly */
+    fw_table_options_t opt = {64, 0};
+    fw_table_t *t;
+    CHECK(fw_table_open_memory(&t, &opt) == 0);
+    fw_limit_t pair[2] = {make_limit(FW_GCRA, 1000, HOUR_NS, 0, 1),
+                          make_limit(FW_FIXED_WINDOW, 700, HOUR_NS, 0, 2)};
+    CHECK(hammer(t, pair, 2, 8, 400) == 700);
+    fw_decision_t d;
+    CHECK(check_one(t, &pair[0], "hot", 0, 2000, &d) == 0 && d.remaining == 300);
+    fw_table_close(t);
+}
+
+static void test_reset_and_clear(void)
+{
+    fw_table_options_t opt = {64, 8};
+    fw_table_t *t;
+    CHECK(fw_table_open_memory(&t, &opt) == 0);
+    fw_limit_t l = make_limit(FW_GCRA, 2, HOUR_NS, 0, 1);
+    fw_limit_t g = make_limit(FW_SLIDING_LOG, 2, HOUR_NS, 0, 2);
+    fw_decision_t d;
+    check_one(t, &l, "a", 2, 0, &d);
+    check_one(t, &g, "a", 2, 0, &d);
+    CHECK(check_one(t, &l, "a", 1, 0, &d) == 0 && !d.allowed);
+    CHECK(fw_table_reset(t, &l, "a", 1) == 0);
+    CHECK(fw_table_reset(t, &g, "a", 1) == 0);
+    CHECK(check_one(t, &l, "a", 2, 0, &d) == 0 && d.allowed);
+    CHECK(check_one(t, &g, "a", 2, 0, &d) == 0 && d.allowed);
+    CHECK(fw_table_clear(t) == 0);
+    fw_table_stats_t st;
+    CHECK(fw_table_stats(t, 0, &st) == 0 && st.used == 0);
+    CHECK(check_one(t, &l, "a", 2, 0, &d) == 0 && d.allowed);
+    CHECK(fw_table_reset(t, &l, "never-seen", 10) == 0);
+    fw_table_close(t);
+}
+
+int main(void)
+{
+    test_strerror();
+    test_quota_rejects();
+    test_step_rejects();
+    test_table_args();
+    test_bounded_memory();
+    test_all_or_nothing();
+    test_threads_exact();
+    test_reset_and_clear();
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
