@@ -381,7 +381,8 @@ def limit(
     """View decorator: ``@limit("5/minute")`` on a function view (sync or
     async), a view method, or a class-based view (its ``dispatch`` is
     wrapped). Store, key and header options come from settings.FLOODWALL;
-    ``key``/``cost``/``name`` override them for this view."""
+    ``key``/``cost``/``name`` override them for this view. One ``limit(...)``
+    object is one bucket per client: reusing it on several views shares it."""
     if not rates:
         raise ValueError("limit() needs at least one rate, e.g. limit('5/minute')")
     specs = [
@@ -389,19 +390,25 @@ def limit(
         for r in rates
     ]
 
-    def decorate(target: Any) -> Any:
-        scope = name or f"view:{target.__module__}.{target.__qualname__}"
-        cache: dict[str, Any] = {"gen": -1, "set": None}
-        lock = threading.Lock()
+    # One limit() call is one set of buckets, however often it decorates
+    # (method_decorator re-applies it on every request).
+    cache: dict[str, Any] = {"gen": -1, "set": None, "scope": name}
+    lock = threading.Lock()
 
-        def get_limits() -> LimitSet:
-            if cache["gen"] != _settings_guard.generation or cache["set"] is None:
-                with lock:
-                    if cache["gen"] != _settings_guard.generation or cache["set"] is None:
-                        cache["set"] = get_guard().limit_set(specs, scope=scope, cost=cost)
-                        cache["gen"] = _settings_guard.generation
-            result: LimitSet = cache["set"]
-            return result
+    def get_limits() -> LimitSet:
+        if cache["gen"] != _settings_guard.generation or cache["set"] is None:
+            with lock:
+                if cache["gen"] != _settings_guard.generation or cache["set"] is None:
+                    cache["set"] = get_guard().limit_set(specs, scope=cache["scope"], cost=cost)
+                    cache["gen"] = _settings_guard.generation
+        result: LimitSet = cache["set"]
+        return result
+
+    def decorate(target: Any) -> Any:
+        if cache["scope"] is None:
+            cache["scope"] = "view:{}.{}".format(
+                getattr(target, "__module__", "?"), getattr(target, "__qualname__", id(target))
+            )
 
         def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
             return wrap_view(fn, get_guard, get_limits, lambda: _settings_guard.on_limited)

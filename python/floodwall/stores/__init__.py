@@ -101,11 +101,12 @@ def _factory_for(scheme: str) -> Factory:
         try:
             importlib.import_module(_LAZY_MODULES[scheme])
         except ImportError as exc:
-            extra = "redis" if scheme.startswith(("redis", "unix")) else scheme
-            raise ConfigError(
-                f"the {scheme}:// store needs an optional dependency: "
-                f"pip install 'floodwall[{extra}]' ({exc})"
-            ) from exc
+            if scheme.startswith(("redis", "unix")):
+                raise ConfigError(
+                    f"the {scheme}:// store needs redis-py: "
+                    f"pip install 'floodwall[redis]' ({exc})"
+                ) from exc
+            raise
     try:
         return _FACTORIES[scheme]
     except KeyError:
