@@ -22,6 +22,7 @@
 
 #include "floodwall.h"
 #include "table.h"
+#include "vector_reader.h"
 
 static int failures;
 
@@ -656,10 +657,140 @@ static void test_kill9(void)
     CHECK(race_and_count(ON_FILE, path, 4, 400, 1, 0) == 100);
 }
 
+/* ---- the shared vectors, replayed on shm and file tables ------------------------- */
+
+static const struct {
+    const char *name;
+    fw_algorithm_t algorithm;
+} VECTOR_FILES[] = {
+    {"gcra", FW_GCRA},
+    {"token_bucket", FW_TOKEN_BUCKET},
+    {"leaky_bucket", FW_LEAKY_BUCKET},
+    {"leaky_bucket_shaping", FW_LEAKY_BUCKET_SHAPING},
+    {"fixed_window", FW_FIXED_WINDOW},
+    {"sliding_window", FW_SLIDING_WINDOW},
+    {"sliding_log", FW_SLIDING_LOG},
+};
+
+static long vector_steps, vector_engine_faults, vector_store_faults;
+
+static void replay_case(fw_vectors_t *v, const fw_vec_case_t *c, fw_algorithm_t algo,
+                        const char *file, backing_t b, int case_no)
+{
+    fw_limit_t lim;
+    memset(&lim, 0, sizeof(lim));
+    if (fw_quota_init(&lim.quota, algo, c->rate, c->period_ns, c->burst) != 0) {
+        fprintf(stderr, "vectors %s/%s: quota rejected\n", file, c->name);
+        failures++;
+        return;
+    }
+    lim.namespace_id = (uint64_t)case_no;
+    char where[600];
+    if (b == ON_FILE)
+        snprintf(where, sizeof(where), "%s/vec-%s-%d.fw", tmpdir, file, case_no);
+    else
+        snprintf(where, sizeof(where), "%s-vec", shm_base);
+    fw_shared_options_t opt = {
+        {8, algo == FW_SLIDING_LOG ? (uint32_t)lim.quota.burst : 0},
+        FW_SYNC_NONE, 0, 0};
+    fw_store_error_t err;
+    fw_table_t *t = NULL;
+    int rc = b == ON_FILE ? fw_table_open_file(&t, where, &opt, &err)
+                          : fw_table_open_shm(&t, where, &opt, &err);
+    if (rc) {
+        fprintf(stderr, "vectors %s/%s: %s\n", file, c->name, err.message);
+        failures++;
+        return;
+    }
+    /* the same steps on a memory table tell a store fault from an engine one */
+    fw_table_t *mem = NULL;
+    if (fw_table_open_memory(&mem, &opt.table) != 0) {
+        fw_table_close(t);
+        failures++;
+        return;
+    }
+    fw_vec_step_t s;
+    int step = 0;
+    while ((rc = fw_vectors_next_step(v, &s)) == 1) {
+        fw_request_t r = {&lim, s.key, strlen(s.key)};
+        fw_decision_t d, m;
+        size_t violated;
+        memset(&d, 0, sizeof(d));
+        memset(&m, 0, sizeof(m));
+        rc = fw_table_check(t, &r, 1, s.cost, s.t, &d, &violated);
+        int mrc = fw_table_check(mem, &r, 1, s.cost, s.t, &m, &violated);
+        vector_steps++;
+        int ok = s.is_error
+                     ? rc == FW_ECOST
+                     : rc == 0 && d.allowed == s.allowed && d.limit == s.limit &&
+                           d.remaining == s.remaining &&
+                           d.retry_after_ns == s.retry_after_ns &&
+                           d.reset_after_ns == s.reset_after_ns &&
+                           d.delay_ns == s.delay_ns;
+        int same = rc == mrc && memcmp(&d, &m, sizeof(d)) == 0;
+        if (!ok || !same) {
+            if (same)
+                vector_engine_faults++;
+            else
+                vector_store_faults++;
+            if (vector_engine_faults + vector_store_faults <= 20)
+                fprintf(stderr,
+                        "vectors %s/%s step %d on %s%s: rc %d, got allowed=%d "
+                        "remaining=%" PRId64 " retry=%" PRId64 " reset=%" PRId64
+                        ", want allowed=%d remaining=%" PRId64 " retry=%" PRId64
+                        " reset=%" PRId64 "\n",
+                        file, c->name, step, b == ON_FILE ? "file" : "shm",
+                        same ? " (a memory table agrees: an engine fault)"
+                             : " (differs from a memory table: a store fault)",
+                        rc, d.allowed, d.remaining, d.retry_after_ns,
+                        d.reset_after_ns, s.allowed, s.remaining, s.retry_after_ns,
+                        s.reset_after_ns);
+            failures++;
+        }
+        step++;
+    }
+    fw_table_close(mem);
+    if (rc < 0) {
+        fprintf(stderr, "%s\n", fw_vectors_error(v));
+        failures++;
+    }
+    fw_table_close(t);
+    if (b == ON_SHM)
+        fw_table_unlink_shm(where, NULL);
+    else
+        unlink(where);
+}
+
+static void test_vectors(const char *dir)
+{
+    for (int b = ON_FILE; b <= ON_SHM; b++) {
+        for (size_t f = 0; f < sizeof(VECTOR_FILES) / sizeof(VECTOR_FILES[0]); f++) {
+            char path[600];
+            snprintf(path, sizeof(path), "%s/%s.json", dir, VECTOR_FILES[f].name);
+            fw_vectors_t *v = NULL;
+            if (fw_vectors_open(&v, path) != 0) {
+                fprintf(stderr, "cannot read %s: %s\n", path,
+                        v ? fw_vectors_error(v) : "out of memory");
+                failures++;
+                fw_vectors_close(v);
+                continue;
+            }
+            fw_vec_case_t c;
+            int n = 0, rc;
+            while ((rc = fw_vectors_next_case(v, &c)) == 1)
+                replay_case(v, &c, VECTOR_FILES[f].algorithm, VECTOR_FILES[f].name,
+                            (backing_t)b, n++);
+            if (rc < 0) {
+                fprintf(stderr, "%s\n", fw_vectors_error(v));
+                failures++;
+            }
+            fw_vectors_close(v);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
-    (void)argc;
-    (void)argv;
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/fw-shared-test-XXXXXX");
     if (!mkdtemp(tmpdir)) {
         perror("mkdtemp");
@@ -675,6 +806,18 @@ int main(int argc, char **argv)
     test_shm_damage();
     test_processes_exact();
     test_kill9();
+    if (argc > 1) {
+        test_vectors(argv[1]);
+        if (vector_engine_faults + vector_store_faults > 0)
+            fprintf(stderr,
+                    "vectors on shm/file: %ld steps, %ld wrong as on a memory table "
+                    "(engine), %ld wrong only on shm/file (store)\n",
+                    vector_steps, vector_engine_faults, vector_store_faults);
+        if (vector_steps < 1000) {
+            fprintf(stderr, "only %ld vector steps replayed\n", vector_steps);
+            failures++;
+        }
+    }
     remove_tree(tmpdir);
     if (failures) {
         fprintf(stderr, "test_shared_tables: %d failure(s)\n", failures);

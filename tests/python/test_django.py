@@ -170,6 +170,14 @@ urlpatterns = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _urls() -> Any:
+    # Settings are configured once per process (maybe by test_drf): route
+    # this module's URLs explicitly.
+    with override_settings(ROOT_URLCONF=__name__):
+        yield
+
+
 def floodwall_settings(store_url: str, clock: Any, **extra: Any) -> dict[str, Any]:
     return {"STORE": store_url, "CLOCK": clock, **extra}
 

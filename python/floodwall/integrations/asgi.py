@@ -482,7 +482,7 @@ def _with_params(sig: inspect.Signature, extra: list[inspect.Parameter]) -> insp
 def wrap_endpoint(
     fn: Callable[..., Any],
     guard: Guard,
-    limits: LimitSet,
+    limits: LimitSet | Callable[[], LimitSet],
     *,
     on_limited: Callable[[Any, Decision | None], Any] | None = None,
     sleep: Callable[[float], Awaitable[Any]] | None = None,
@@ -499,6 +499,7 @@ def wrap_endpoint(
     from starlette.responses import Response
 
     asleep = sleep or asyncio.sleep
+    get_limits: Callable[[], LimitSet] = limits if callable(limits) else (lambda: limits)
     sig = _typed_signature(fn)
     req_name = _find_param(sig, Request)
     resp_name = _find_param(sig, Response)
@@ -549,7 +550,7 @@ def wrap_endpoint(
         @functools.wraps(fn)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             request, response = split(args, kwargs)
-            outcome = await guard.acheck(limits, ASGIView(request.scope, request))
+            outcome = await guard.acheck(get_limits(), ASGIView(request.scope, request))
             if outcome is None:
                 return await fn(*args, **kwargs)
             if not outcome.allowed:
@@ -570,7 +571,7 @@ def wrap_endpoint(
         @functools.wraps(fn)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
             request, response = split(args, kwargs)
-            outcome = guard.check(limits, ASGIView(request.scope, request))
+            outcome = guard.check(get_limits(), ASGIView(request.scope, request))
             if outcome is None:
                 return fn(*args, **kwargs)
             if not outcome.allowed:

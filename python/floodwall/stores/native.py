@@ -30,7 +30,13 @@ def log_capacity_for(spec: LimitSpec) -> int:
     """Room a table needs per key for this spec (sliding_log only)."""
     if spec.algorithm != "sliding_log":
         return 0
-    return max(rate.burst for rate in spec.rates)
+    need = max(rate.burst for rate in spec.rates)
+    if need > _native.SLIDING_LOG_MAX:
+        raise ConfigError(
+            f"sliding_log keeps one entry per request: capacity at most "
+            f"{_native.SLIDING_LOG_MAX}, got {need}; use sliding_window or gcra"
+        )
+    return need
 
 
 def parse_int_option(name: str, value: Any, low: int, high: int) -> int:

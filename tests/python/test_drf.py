@@ -1,0 +1,217 @@
+# Tests of floodwall.integrations.drf: DRF views throttled by floodwall
+# throttle classes (DEFAULT_THROTTLE_CLASSES and throttle_classes), driven by
+# DRF's APIClient, on every store in STORE_URLS, with a fake clock.
+from __future__ import annotations
+
+from typing import Any
+
+import http_sf
+import pytest
+
+pytest.importorskip("rest_framework")
+
+from django.conf import settings  # noqa: E402
+
+DJANGO_SETTINGS: dict[str, Any] = {
+    "DEBUG": False,
+    "ALLOWED_HOSTS": ["*"],
+    "SECRET_KEY": "floodwall-tests",
+    "INSTALLED_APPS": ["django.contrib.contenttypes", "django.contrib.auth"],
+    "DATABASES": {},
+    "MIDDLEWARE": [],
+    "ROOT_URLCONF": __name__,
+    "USE_TZ": True,
+    "REST_FRAMEWORK": {
+        "DEFAULT_AUTHENTICATION_CLASSES": [],
+        "DEFAULT_PERMISSION_CLASSES": [],
+        "UNAUTHENTICATED_USER": None,
+        "DEFAULT_THROTTLE_CLASSES": ["floodwall.integrations.drf.FloodwallThrottle"],
+        "DEFAULT_THROTTLE_RATES": {"floodwall": "2/min", "anon": "1/min", "user": "3/min",
+                                   "uploads": "5/hour"},
+    },
+}
+if not settings.configured:
+    settings.configure(**DJANGO_SETTINGS)
+    import django
+
+    django.setup()
+
+from django.test import override_settings  # noqa: E402
+from django.urls import path  # noqa: E402
+from rest_framework.authentication import BaseAuthentication  # noqa: E402
+from rest_framework.decorators import api_view, throttle_classes  # noqa: E402
+from rest_framework.response import Response  # noqa: E402
+from rest_framework.test import APIClient  # noqa: E402
+from rest_framework.views import APIView  # noqa: E402
+
+from floodwall.integrations.drf import (  # noqa: E402
+    FloodwallAnonThrottle,
+    FloodwallScopedThrottle,
+    FloodwallThrottle,
+    FloodwallUserThrottle,
+    parse_drf_rate,
+)
+
+MW = "floodwall.integrations.django.FloodwallMiddleware"
+URLCONF = __name__
+
+
+class FakeUser:
+    is_authenticated = True
+
+    def __init__(self, pk: str) -> None:
+        self.pk = pk
+
+
+class HeaderAuth(BaseAuthentication):
+    def authenticate(self, request: Any) -> Any:
+        name = request.META.get("HTTP_X_USER")
+        return (FakeUser(name), None) if name else None
+
+
+class DefaultView(APIView):
+    def get(self, request: Any) -> Response:
+        return Response({"ok": "default"})
+
+
+class UploadThrottle(FloodwallThrottle):
+    scope = "uploads"
+
+
+class CostlyThrottle(FloodwallThrottle):
+    rate = "4/minute"
+    cost = 2
+    scope = "costly"
+
+
+class UploadView(APIView):
+    throttle_classes = [UploadThrottle]
+
+    def post(self, request: Any) -> Response:
+        return Response({"ok": "upload"})
+
+
+class ScopedView(APIView):
+    throttle_classes = [FloodwallScopedThrottle]
+    throttle_scope = "uploads"
+
+    def get(self, request: Any) -> Response:
+        return Response({"ok": "scoped"})
+
+
+class UserView(APIView):
+    authentication_classes = [HeaderAuth]
+    throttle_classes = [FloodwallAnonThrottle, FloodwallUserThrottle]
+
+    def get(self, request: Any) -> Response:
+        return Response({"user": getattr(request.user, "pk", None)})
+
+
+@api_view(["GET"])
+@throttle_classes([CostlyThrottle])
+def costly(request: Any) -> Response:
+    return Response({"ok": "costly"})
+
+
+urlpatterns = [
+    path("default", DefaultView.as_view()),
+    path("upload", UploadView.as_view()),
+    path("scoped", ScopedView.as_view()),
+    path("user", UserView.as_view()),
+    path("costly", costly),
+]
+
+
+def sf_list(value: str) -> Any:
+    return http_sf.parse(value.encode(), tltype="list")
+
+
+def api(peer: str = "203.0.113.7") -> APIClient:
+    return APIClient(REMOTE_ADDR=peer)
+
+
+def conf(store_url: str, clock: Any, **extra: Any) -> dict[str, Any]:
+    return {"STORE": store_url, "CLOCK": clock, **extra}
+
+
+@pytest.fixture(autouse=True)
+def _urls() -> Any:
+    with override_settings(ROOT_URLCONF=URLCONF):
+        yield
+
+
+def test_parse_drf_rate() -> None:
+    for text, amount, period in (
+        ("100/min", 100, 60),
+        ("5/hour", 5, 3600),
+        ("10/s", 10, 1),
+        ("1000/day", 1000, 86400),
+        ("3/minute", 3, 60),
+        ("7/h", 7, 3600),
+    ):
+        rate = parse_drf_rate(text)
+        assert (rate.amount, rate.period) == (amount, period)
+    rates = parse_drf_rate("5/5minutes")
+    assert (rates[0].amount, rates[0].period) == (5, 300)
+
+
+def test_default_throttle_class_with_middleware_headers(store_url: str, clock: Any) -> None:
+    with override_settings(FLOODWALL=conf(store_url, clock), MIDDLEWARE=[MW]):
+        c = api()
+        r = c.get("/default")
+        assert r.status_code == 200
+        assert sf_list(r["RateLimit"]) == [("floodwall", {"r": 1, "t": 30})]
+        assert sf_list(r["RateLimit-Policy"]) == [("floodwall", {"q": 2, "w": 60})]
+        assert c.get("/default").status_code == 200
+        r = c.get("/default")
+        assert r.status_code == 429
+        assert r["Retry-After"] == "30"
+        assert sf_list(r["RateLimit"]) == [("floodwall", {"r": 0, "t": 30})]
+        clock.advance(30)
+        assert c.get("/default").status_code == 200
+
+
+def test_view_throttle_classes_rate_strings(store_url: str, clock: Any) -> None:
+    with override_settings(FLOODWALL=conf(store_url, clock)):
+        c = api()
+        for _ in range(5):
+            assert c.post("/upload").status_code == 200
+        r = c.post("/upload")
+        assert r.status_code == 429
+        assert r["Retry-After"] == "720"  # 5/hour: one every 12 minutes
+
+
+def test_scoped_throttle_and_cost(store_url: str, clock: Any) -> None:
+    with override_settings(FLOODWALL=conf(store_url, clock)):
+        c = api()
+        assert [c.get("/scoped").status_code for _ in range(6)] == [200] * 5 + [429]
+        assert [c.get("/costly").status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_anon_and_user_throttles(store_url: str, clock: Any) -> None:
+    with override_settings(FLOODWALL=conf(store_url, clock)):
+        c = api()
+        assert c.get("/user").status_code == 200
+        assert c.get("/user").status_code == 429  # anon: 1/min by IP
+        alice = {"HTTP_X_USER": "alice"}
+        assert [c.get("/user", **alice).status_code for _ in range(4)] == [200, 200, 200, 429]
+        assert c.get("/user", HTTP_X_USER="bob").status_code == 200
+
+
+def test_spoofed_forwarded_for_ignored(store_url: str, clock: Any) -> None:
+    with override_settings(FLOODWALL=conf(store_url, clock)):
+        c = api()
+        codes = [
+            c.get("/default", HTTP_X_FORWARDED_FOR=f"198.51.100.{i}").status_code for i in range(3)
+        ]
+        assert codes == [200, 200, 429]
+
+
+def test_jitter_never_shortens_wait(store_url: str, clock: Any) -> None:
+    with override_settings(FLOODWALL=conf(store_url, clock, JITTER_MS=3000)):
+        c = api()
+        c.get("/default")
+        c.get("/default")
+        r = c.get("/default")
+        assert r.status_code == 429
+        assert 30 <= int(r["Retry-After"]) <= 33
