@@ -56,6 +56,11 @@ int64_t fw_sliding_window_fresh_at(const fw_quota_t *q, uint64_t state);
 uint64_t fw_sliding_window_refund(const fw_quota_t *q, uint64_t state,
                                   int64_t at, int64_t cost);
 
+/* The sliding-log step; with append == 0 it decides (and prunes the view)
+ * without writing the new entry: the table publishes it itself. */
+int fw_log_eval(const fw_quota_t *q, fw_log_t *log, int64_t now, int64_t cost,
+                fw_decision_t *d, int append);
+
 /* A peek (cost 0) expressed through a cost-1 step, as docs/algorithms.md
  * defines it: `one` is the cost-1 decision, `still` the state's own reset. */
 static inline void fw_peek_from(fw_decision_t *d, const fw_decision_t *one,

@@ -362,16 +362,25 @@ static fw_log_t log_view(const fw_table_t *t, fw_slot_t *s)
     return log;
 }
 
-/* Publish the log's new extent in one store, so a crash leaves old or new. */
-static void log_publish(fw_slot_t *s, const fw_log_t *log, const fw_quota_t *q)
+static void log_store_pos(fw_slot_t *s, const fw_log_t *log)
 {
     __atomic_store_n(&s->log_pos, ((uint64_t)log->head << 32) | log->len,
                      __ATOMIC_SEQ_CST);
-    if (log->len > 0) {
-        const fw_log_entry_t *newest =
-            &log->entries[(log->head + log->len - 1) % log->capacity];
-        expiry_raise(s, fw_sat64((fw_i128)newest->t + q->window_ns));
-    }
+}
+
+/* Append an admitted entry so that a crash at any point leaves a valid log:
+ * first publish the pruned extent, then write the entry outside it, then
+ * publish the extent that includes it. */
+static void log_append(fw_slot_t *s, fw_log_t *log, const fw_quota_t *q,
+                       int64_t now, int64_t cost)
+{
+    log_store_pos(s, log);
+    fw_log_entry_t *e = &log->entries[(log->head + log->len) % log->capacity];
+    e->t = now;
+    e->cost = cost;
+    log->len++;
+    expiry_raise(s, fw_sat64((fw_i128)now + q->window_ns));
+    log_store_pos(s, log);
 }
 
 /* ---- checks ---------------------------------------------------------------- */
@@ -413,11 +422,10 @@ static int log_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
     }
     if (__atomic_load_n(&p->slot->tag, __ATOMIC_SEQ_CST) != p->h.lo)
         return 1;
-    /* a local view: entries written past the published length stay unseen */
-    fw_log_t log = log_view(t, p->slot);
-    fw_log_step(&p->limit->quota, &log, now, cost, d);
+    fw_log_t log = log_view(t, p->slot); /* a local view of the extent */
+    fw_log_eval(&p->limit->quota, &log, now, cost, d, 0);
     if (commit && cost > 0 && d->allowed) {
-        log_publish(p->slot, &log, &p->limit->quota);
+        log_append(p->slot, &log, &p->limit->quota, now, cost);
         p->committed = 1;
     }
     return 0;
@@ -463,8 +471,8 @@ static void refund_part(part_t *p, const fw_table_t *t, int64_t now, int64_t cos
     if (is_log(p)) {
         fw_log_t log = log_view(t, p->slot);
         fw_log_refund(&log, now, cost);
-        __atomic_store_n(&p->slot->log_pos, ((uint64_t)log.head << 32) | log.len,
-                         __ATOMIC_SEQ_CST);
+        log_store_pos(p->slot, &log);
+        p->committed = 0;
         return;
     }
     unit_t cur = unit_load(p->slot);

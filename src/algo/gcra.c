@@ -20,7 +20,7 @@ static void gcra_decide(const fw_quota_t *q, uint64_t tat, int64_t now,
     if (new_tat - (fw_u128)now <= (fw_u128)tau) {
         int64_t used = (int64_t)(new_tat - (fw_u128)now);
         d->allowed = 1;
-        d->remaining = (tau - used) / t;
+        d->remaining = used < tau ? (tau - used) / t : 0;
         d->retry_after_ns = 0;
         d->reset_after_ns = used;
         if (q->algorithm == FW_LEAKY_BUCKET_SHAPING)
@@ -29,7 +29,8 @@ static void gcra_decide(const fw_quota_t *q, uint64_t tat, int64_t now,
     } else {
         int64_t used = (int64_t)(base - (fw_u128)now);
         d->allowed = 0;
-        d->remaining = (tau - used) / t;
+        /* a clock stepped back can put the TAT beyond now + tau */
+        d->remaining = used < tau ? (tau - used) / t : 0;
         d->retry_after_ns = (int64_t)(new_tat - (fw_u128)tau - (fw_u128)now);
         d->reset_after_ns = used;
         *next = tat;

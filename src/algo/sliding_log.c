@@ -2,8 +2,8 @@
  * sliding_log.c - the exact rolling window: a log of (time, cost) entries;
  * a request is admitted iff the units of the entries younger than W plus
  * its own cost fit in B.
- * Invariant: the log holds at most B entries, oldest first, all live or
- * about to be pruned; a denial or a peek only prunes dead entries.
+ * Invariant: the log holds at most B entries, oldest first; only live
+ * entries count; a denial or a peek only prunes dead entries.
  */
 #include "internal.h"
 
@@ -26,7 +26,8 @@ static int64_t prune(const fw_quota_t *q, fw_log_t *log, int64_t now)
     }
     int64_t used = 0;
     for (uint32_t i = 0; i < log->len; i++)
-        used += entry_at(log, i)->cost;
+        if (live(q, entry_at(log, i), now))
+            used += entry_at(log, i)->cost;
     return used;
 }
 
@@ -39,7 +40,7 @@ static int64_t newest_reset(const fw_quota_t *q, fw_log_t *log, int64_t now)
 }
 
 static void decide(const fw_quota_t *q, fw_log_t *log, int64_t used,
-                   int64_t now, int64_t cost, int commit, fw_decision_t *d)
+                   int64_t now, int64_t cost, int append, fw_decision_t *d)
 {
     int64_t b = q->burst;
     d->limit = b;
@@ -48,7 +49,7 @@ static void decide(const fw_quota_t *q, fw_log_t *log, int64_t used,
         d->allowed = 1;
         d->remaining = b - used - cost;
         d->retry_after_ns = 0;
-        if (commit) {
+        if (append) {
             fw_log_entry_t *e = entry_at(log, log->len);
             e->t = now;
             e->cost = cost;
@@ -62,6 +63,8 @@ static void decide(const fw_quota_t *q, fw_log_t *log, int64_t used,
     d->retry_after_ns = 0;
     for (uint32_t i = 0; i < log->len; i++) {
         const fw_log_entry_t *e = entry_at(log, i);
+        if (!live(q, e, now))
+            continue;
         freed += e->cost;
         if (freed >= need) {
             d->retry_after_ns = (int64_t)((fw_i128)e->t + q->window_ns - now);
@@ -70,8 +73,8 @@ static void decide(const fw_quota_t *q, fw_log_t *log, int64_t used,
     }
 }
 
-int fw_log_step(const fw_quota_t *q, fw_log_t *log, int64_t now, int64_t cost,
-                fw_decision_t *d)
+int fw_log_eval(const fw_quota_t *q, fw_log_t *log, int64_t now, int64_t cost,
+                fw_decision_t *d, int append)
 {
     int rc = fw_check_step_args(q, now, cost, d);
     if (rc)
@@ -81,14 +84,22 @@ int fw_log_step(const fw_quota_t *q, fw_log_t *log, int64_t now, int64_t cost,
         return FW_EINVAL;
     int64_t used = prune(q, log, now);
     if (cost > 0) {
-        decide(q, log, used, now, cost, 1, d);
+        decide(q, log, used, now, cost, append, d);
         d->reset_after_ns = newest_reset(q, log, now);
+        if (d->allowed && !append) /* the entry it would add */
+            d->reset_after_ns = q->window_ns;
         return 0;
     }
     fw_decision_t one;
     decide(q, log, used, now, 1, 0, &one);
     fw_peek_from(d, &one, newest_reset(q, log, now));
     return 0;
+}
+
+int fw_log_step(const fw_quota_t *q, fw_log_t *log, int64_t now, int64_t cost,
+                fw_decision_t *d)
+{
+    return fw_log_eval(q, log, now, cost, d, 1);
 }
 
 void fw_log_refund(fw_log_t *log, int64_t at, int64_t cost)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import pytest
 from hypothesis import assume, given, settings
@@ -97,12 +96,10 @@ def run(q: ref.Quota, start: int, ops: list[Op]) -> tuple[list[Event], dict[str,
 def quota_and_walk(
     algorithms: tuple[str, ...] = ref.ALGORITHMS, backwards: bool = False
 ) -> st.SearchStrategy[tuple[ref.Quota, int, list[Op]]]:
-    return quotas(algorithms).flatmap(
-        lambda q: walks(q, backwards).map(lambda w: (q, w[0], w[1]))
-    )
+    return quotas(algorithms).flatmap(lambda q: walks(q, backwards).map(lambda w: (q, w[0], w[1])))
 
 
-def admit(q: ref.Quota, state: ref.State, t: int, cost: int) -> Optional[bool]:
+def admit(q: ref.Quota, state: ref.State, t: int, cost: int) -> bool | None:
     """Would `cost` be admitted at t? None when t is past the clock's range."""
     if not 0 <= t <= INT64_MAX:
         return None
@@ -140,9 +137,7 @@ def test_denials_and_peeks_leave_state_unchanged(
 
 @SETTINGS
 @given(quota_and_walk(backwards=True), st.integers(1, 100))
-def test_cost_above_capacity_is_an_error(
-    case: tuple[ref.Quota, int, list[Op]], extra: int
-) -> None:
+def test_cost_above_capacity_is_an_error(case: tuple[ref.Quota, int, list[Op]], extra: int) -> None:
     q, start, ops = case
     _, states, t = run(q, start, ops)
     for state in states.values():
@@ -336,7 +331,12 @@ positive = st.one_of(st.integers(1, 10**6), st.integers(1, INT64_MAX))
 
 
 @SETTINGS
-@given(st.sampled_from(ref.ALGORITHMS), positive | int64s, positive | int64s, st.integers(0, 10**6) | int64s)
+@given(
+    st.sampled_from(ref.ALGORITHMS),
+    positive | int64s,
+    positive | int64s,
+    st.integers(0, 10**6) | int64s,
+)
 def test_normalise_derives_the_spec_values(
     algorithm: str, rate: int, period: int, burst: int
 ) -> None:

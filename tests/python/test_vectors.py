@@ -8,9 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import floodwall
+import pytest
 from floodwall.errors import CostError
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
@@ -32,9 +31,7 @@ def load_cases() -> list[Any]:
         data = json.loads((VECTORS / f"{algorithm}.json").read_text())
         assert data["algorithm"] == algorithm
         for case in data["cases"]:
-            params.append(
-                pytest.param(algorithm, case, id=f"{algorithm}/{case['name']}")
-            )
+            params.append(pytest.param(algorithm, case, id=f"{algorithm}/{case['name']}"))
     return params
 
 

@@ -22,7 +22,7 @@ import random
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -61,7 +61,7 @@ class Case:
     def window(self) -> int:
         return self.q.window_ns
 
-    def at(self, t: int, key: str = "a", cost: int = 1) -> Optional[ref.Decision]:
+    def at(self, t: int, key: str = "a", cost: int = 1) -> ref.Decision | None:
         """Record one request; returns its decision, or None for a cost error."""
         assert 0 <= t <= INT64_MAX, (self.name, t)
         assert self.backwards or t >= self.latest.get(key, 0), (self.name, t)
@@ -99,7 +99,7 @@ class Case:
         if d.allowed and d.remaining > 0:
             self.at(t, key, d.remaining)
 
-    def probe(self, t: int, d: Optional[ref.Decision], key: str = "a", cost: int = 1) -> int:
+    def probe(self, t: int, d: ref.Decision | None, key: str = "a", cost: int = 1) -> int:
         """After a denial at t: retry_after - 1 ns must deny, retry_after admit.
 
         Returns the time of the admitted retry (t when nothing was probed,
@@ -408,8 +408,22 @@ def queue_same_instant(a: str) -> Case:
 
 def few_ns_per_unit(a: str) -> Case:
     c = Case(a, "few-ns-per-unit", 3, 9, 3)  # T = 3 ns, W = 9 ns
-    for t, cost in ((0, 2), (1, 1), (2, 1), (3, 0), (3, 1), (8, 1), (9, 2), (10, 3),
-                    (17, 0), (18, 3), (26, 1), (27, 1), (100, 3), (101, 0)):
+    for t, cost in (
+        (0, 2),
+        (1, 1),
+        (2, 1),
+        (3, 0),
+        (3, 1),
+        (8, 1),
+        (9, 2),
+        (10, 3),
+        (17, 0),
+        (18, 3),
+        (26, 1),
+        (27, 1),
+        (100, 3),
+        (101, 0),
+    ):
         c.at(t, cost=cost)
     return c
 
@@ -470,12 +484,30 @@ def clock_backwards(a: str) -> Case:
 
 
 COMMON: tuple[CaseFn, ...] = (
-    first_request, exact_burst, cost_equals_capacity, cost_above_capacity,
-    peek_fresh, peek_exhausted, retry_multi_unit, window_boundaries,
-    idle_years, clock_zero, near_int64_max, three_per_second,
-    seven_per_ten_seconds, burst_above_rate, burst_below_rate,
-    non_integral_window, multi_unit_costs, several_keys, spaced_by_interval,
-    queue_same_instant, few_ns_per_unit, max_tau, large_burst, log_max_burst,
+    first_request,
+    exact_burst,
+    cost_equals_capacity,
+    cost_above_capacity,
+    peek_fresh,
+    peek_exhausted,
+    retry_multi_unit,
+    window_boundaries,
+    idle_years,
+    clock_zero,
+    near_int64_max,
+    three_per_second,
+    seven_per_ten_seconds,
+    burst_above_rate,
+    burst_below_rate,
+    non_integral_window,
+    multi_unit_costs,
+    several_keys,
+    spaced_by_interval,
+    queue_same_instant,
+    few_ns_per_unit,
+    max_tau,
+    large_burst,
+    log_max_burst,
     clock_backwards,
 )
 
@@ -483,8 +515,14 @@ COMMON: tuple[CaseFn, ...] = (
 # ---- seeded random walks ---------------------------------------------------
 
 WALK_QUOTAS = (
-    (10, S, 10), (3, S, 3), (7, 10 * S, 7), (2, S, 5), (10, S, 3),
-    (5, 1000, 5), (4, 60 * S, 6), (1, S, 1),
+    (10, S, 10),
+    (3, S, 3),
+    (7, 10 * S, 7),
+    (2, S, 5),
+    (10, S, 3),
+    (5, 1000, 5),
+    (4, 60 * S, 6),
+    (1, S, 1),
 )
 WALKS = 5
 WALK_STEPS = 60
@@ -536,11 +574,13 @@ def random_walk(a: str, index: int) -> Case:
 QuotaInput = tuple[str, int, int, int]  # name, rate, period_ns, burst
 
 
-def _min_window(burst: int, factor: int) -> int:
-    """Smallest W whose windowed state fits: ((2^63-1)//W + 1) * (B+1)^factor."""
+def _min_window(per_window: int) -> int:
+    """Smallest W with ((2^63-1)//W + 1) * per_window <= 2^64 - 1, where
+    per_window is the number of states one window index packs ((B+1)^2 for
+    sliding_window)."""
 
     def fits(w: int) -> bool:
-        return (INT64_MAX // w + 1) * (burst + 1) ** factor <= ref.U64_MAX
+        return (INT64_MAX // w + 1) * per_window <= ref.U64_MAX
 
     lo, hi = 1, INT64_MAX
     while lo < hi:
@@ -592,7 +632,7 @@ def quota_inputs() -> list[QuotaInput]:
         ("fixed-w2-b2", 2, 2, 0),
     ]
     for b in (1, 2, 10, 100, 1000, 65536):
-        w = _min_window(b, 2)
+        w = _min_window((b + 1) * (b + 1))
         rows.append((f"sliding-b{b}-min-window", b, w, 0))
         rows.append((f"sliding-b{b}-below-min-window", b, w - 1, 0))
     return rows
@@ -606,16 +646,23 @@ def quota_lines() -> list[str]:
     for name, rate, period, burst in quota_inputs():
         for a in QUOTA_ALGORITHMS:
             row: dict[str, Any] = {
-                "name": f"{a}/{name}", "algorithm": a,
-                "rate": rate, "period_ns": period, "burst": burst,
+                "name": f"{a}/{name}",
+                "algorithm": a,
+                "rate": rate,
+                "period_ns": period,
+                "burst": burst,
             }
             try:
                 q = ref.normalise(a, rate, period, burst)
             except ref.QuotaError as e:
                 row["error"] = e.code
             else:
-                row.update(capacity=q.burst, interval_ns=q.interval_ns,
-                           tau_ns=q.tau_ns, window_ns=q.window_ns)
+                row.update(
+                    capacity=q.burst,
+                    interval_ns=q.interval_ns,
+                    tau_ns=q.tau_ns,
+                    window_ns=q.window_ns,
+                )
             lines.append(_dump(row) + ",")
     lines[-1] = lines[-1][:-1]
     lines.append("]}")

@@ -100,9 +100,7 @@ def _gcra(q: Quota, tat: int, now: int, n: int) -> tuple[int, Decision]:
     new_tat = base + n * t
     if new_tat - now <= tau:
         delay = base - now if q.algorithm == "leaky_bucket_shaping" else 0
-        return new_tat, Decision(
-            True, b, (tau - (new_tat - now)) // t, 0, new_tat - now, delay
-        )
+        return new_tat, Decision(True, b, (tau - (new_tat - now)) // t, 0, new_tat - now, delay)
     # Denied. Only a clock that stepped backwards can make base - now exceed
     # tau; remaining is then clamped at 0 (see the report on the spec).
     remaining = max(0, (tau - (base - now)) // t)

@@ -2,27 +2,28 @@
 --
 -- Redis runs Lua 5.1, whose numbers are doubles: exact only below 2^53,
 -- while times in nanoseconds reach 2^63 and some products reach 2^96. A
--- value below 2^53 is kept as a plain Lua number (the fast, common case:
+-- value below 2^53 is kept as a plain Lua number (the common case:
 -- differences of times, counts, intervals); a larger one is an array of
--- base-2^24 limbs, least significant first, top limb non-zero.
+-- base-10^7 limbs, least significant first, top limb non-zero, so that
+-- decimal text converts both ways by slicing and formatting.
 -- Invariant: every function below takes and returns values in that
 -- canonical form, and every result is exact (no rounding, ever).
 
-local LB = 16777216            -- limb base, 2^24: limb products stay < 2^48
-local LB2 = 281474976710656    -- 2^48
+local LB = 10000000            -- limb base 10^7: limb products stay < 2^47
 local TWO53 = 9007199254740992 -- 2^53
+local SHORT = 900719925        -- short division for divisors below 2^53 / LB
 local floor, fmod = math.floor, math.fmod
 
--- Limbs of a value (a fresh array for a number; the array itself for a
--- table, which callers never modify).
+-- Limbs of a value: a fresh array for a number (below 2^53), the array
+-- itself for a table (which callers never modify).
 local function limbs(x)
     if type(x) == 'table' then return x end
     local t, i = {}, 0
     while x > 0 do
-        local r = x % LB -- exact: LB is a power of two
+        local r = fmod(x, LB) -- fmod is exact on doubles
         i = i + 1
         t[i] = r
-        x = (x - r) / LB
+        x = (x - r) / LB -- exact: an integer below 2^53
     end
     return t
 end
@@ -35,14 +36,24 @@ local function norm(t)
         n = n - 1
     end
     if n <= 2 then return (t[1] or 0) + (t[2] or 0) * LB end
-    if n == 3 and t[3] < 32 then return t[1] + t[2] * LB + t[3] * LB2 end
+    if n == 3 and t[3] <= 90 then
+        local v = t[1] + t[2] * LB + t[3] * 100000000000000
+        if v < TWO53 then return v end -- exact whenever it is below 2^53
+    end
     return t
 end
 
--- A float holding an exact integer (possibly >= 2^53) in canonical form.
-local function fromfloat(x)
+-- Some integer near the float x (exact below 2^53): division estimates.
+local function approx(x)
     if x < TWO53 then return x end
-    return norm(limbs(x))
+    local t, i = {}, 0
+    while x > 0 do
+        local r = floor(fmod(x, LB))
+        i = i + 1
+        t[i] = r
+        x = floor((x - r) / LB)
+    end
+    return norm(t)
 end
 
 -- An approximation, for estimates only.
@@ -131,15 +142,17 @@ local function mul(a, b)
             local c = 0
             for j = 1, ny do
                 local k = i + j - 1
-                local s = r[k] + xi * y[j] + c -- < 2^49
-                c = floor(s / LB)
-                r[k] = s - c * LB
+                local s = r[k] + xi * y[j] + c -- < 2^47
+                local lo = fmod(s, LB)
+                c = (s - lo) / LB
+                r[k] = lo
             end
             local k = i + ny
             while c > 0 do
                 local s = r[k] + c
-                c = floor(s / LB)
-                r[k] = s - c * LB
+                local lo = fmod(s, LB)
+                c = (s - lo) / LB
+                r[k] = lo
                 k = k + 1
             end
         end
@@ -152,10 +165,10 @@ local function divmod(a, b)
     if type(b) ~= 'table' then
         if not (b > 0) then error('floodwall: internal: division by zero') end
         if type(a) ~= 'table' then
-            local r = fmod(a, b) -- exact for doubles
+            local r = fmod(a, b) -- exact on doubles
             return (a - r) / b, r
         end
-        if b < 536870912 then -- 2^29: one limb at a time, partials < 2^53
+        if b < SHORT then -- one limb at a time, partials below 2^53
             local q, r = {}, 0
             for i = #a, 1, -1 do
                 local cur = r * LB + a[i]
@@ -169,20 +182,19 @@ local function divmod(a, b)
     -- Estimate in floating point, then correct with exact products: each
     -- round shrinks the error by about 2^50, so a few rounds suffice.
     local bf = tofloat(b)
-    local q = fromfloat(floor(tofloat(a) / bf))
+    local q = approx(floor(tofloat(a) / bf))
     for _ = 1, 32 do
         local p = mul(q, b)
         if cmp(p, a) > 0 then
-            local k = floor(tofloat(sub(p, a)) / bf)
-            if k < 1 then k = 1 end
-            k = fromfloat(k)
+            local k = approx(floor(tofloat(sub(p, a)) / bf))
+            if cmp(k, 1) < 0 then k = 1 end
             if cmp(k, q) >= 0 then q = 0 else q = sub(q, k) end
         else
             local r = sub(a, p)
             if cmp(r, b) < 0 then return q, r end
-            local k = floor(tofloat(r) / bf)
-            if k < 1 then k = 1 end
-            q = add(q, fromfloat(k))
+            local k = approx(floor(tofloat(r) / bf))
+            if cmp(k, 1) < 0 then k = 1 end
+            q = add(q, k)
         end
     end
     error('floodwall: internal: division did not converge')
@@ -195,32 +207,28 @@ end
 
 -- Decimal text (digits only) to a value.
 local function parse(s)
-    if type(s) ~= 'string' or not s:find('^%d+$') then
-        error('floodwall: not a decimal integer: ' .. tostring(s))
-    end
     local n = #s
-    if n <= 15 then return tonumber(s) end
-    local first = n % 7
-    if first == 0 then first = 7 end
-    local v = tonumber(s:sub(1, first))
-    for i = first + 1, n, 7 do
-        v = add(mul(v, 10000000), tonumber(s:sub(i, i + 6)))
+    if n <= 15 then
+        if n == 0 or s:find('%D') then error('floodwall: not a decimal integer: ' .. s) end
+        return tonumber(s)
     end
-    return v
+    if s:find('%D') then error('floodwall: not a decimal integer: ' .. s) end
+    local t, i = {}, 0
+    for e = n, 1, -7 do
+        local b = e - 6
+        if b < 1 then b = 1 end
+        i = i + 1
+        t[i] = tonumber(s:sub(b, e))
+    end
+    return norm(t)
 end
 
 -- A value as decimal text.
 local function tostr(v)
     if type(v) ~= 'table' then return string.format('%.0f', v) end
-    local parts = {}
-    local x = v
-    while type(x) == 'table' do
-        local q, r = divmod(x, 10000000)
-        parts[#parts + 1] = string.format('%07d', r)
-        x = q
-    end
-    local out = { string.format('%.0f', x) }
-    for i = #parts, 1, -1 do out[#out + 1] = parts[i] end
+    local n = #v
+    local out = { string.format('%.0f', v[n]) }
+    for i = n - 1, 1, -1 do out[#out + 1] = string.format('%07d', v[i]) end
     return table.concat(out)
 end
 

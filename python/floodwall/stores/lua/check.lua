@@ -15,15 +15,16 @@
 if redis.replicate_commands then redis.replicate_commands() end
 
 local now
-if ARGV[1] == '' then
+if ARGV[1] == '' then -- seconds and microseconds, as decimal text
     local t = redis.call('TIME')
-    now = add(mul(tonumber(t[1]), 1000000000), tonumber(t[2]) * 1000)
+    now = parse(t[1] .. string.format('%06d', tonumber(t[2])) .. '000')
 else
     now = parse(ARGV[1])
 end
 local cost = parse(ARGV[2])
 local expire = ARGV[3] == '1'
 
+local ALGO = {} -- code -> the algorithm's functions, built on first use
 local cache, written, order = {}, {}, {}
 local all_ok = true
 local pick, pick_ok, pick_rem, pick_retry, pick_reset, pick_delay
@@ -34,7 +35,11 @@ for i = 1, #KEYS do
     local P = { B = parse(b), T = parse(t), tau = parse(tau), W = parse(w), shaping = code == 's' }
     if code == 's' then code = 'g' end
     local A = ALGO[code]
-    if A == nil then return redis.error_reply('floodwall: unknown algorithm ' .. code) end
+    if A == nil then
+        if MAKE[code] == nil then return redis.error_reply('floodwall: unknown algorithm ' .. code) end
+        A = MAKE[code]()
+        ALGO[code] = A
+    end
     if cmp(cost, P.B) > 0 then return redis.error_reply('floodwall: cost exceeds the capacity') end
     local key = KEYS[i]
     local st = cache[key]

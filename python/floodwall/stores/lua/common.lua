@@ -3,7 +3,9 @@
 -- Invariant: a key is written only with an expiry no earlier than the
 -- moment its state becomes indistinguishable from a fresh key.
 
-local ALGO = {}         -- code -> { load, decide, held, store }
+-- code -> a function building { load, decide, held, store }: only the
+-- algorithms a call uses get their functions built.
+local MAKE = {}
 local NS_PER_MS = 1000000
 local TTL_MAX_MS = 1000000000000000 -- ~31,700 years: below Redis's limit
 
