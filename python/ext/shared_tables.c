@@ -7,6 +7,7 @@
  * which names the shm object or the file.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "ext.h"
@@ -244,8 +245,10 @@ static int64_t table_now(fw_py_table *t, long long given)
 
 static PyObject *fingerprint_hex(const uint64_t fp[2])
 {
-    return PyUnicode_FromFormat("%016llx%016llx", (unsigned long long)fp[1],
-                                (unsigned long long)fp[0]);
+    char buf[33];
+    snprintf(buf, sizeof(buf), "%016llx%016llx", (unsigned long long)fp[1],
+             (unsigned long long)fp[0]);
+    return PyUnicode_FromString(buf);
 }
 
 static PyObject *slot_dict(const fw_slot_info_t *s, int64_t now)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from floodwall._native import Decision
 from floodwall._version import __version__
 from floodwall.errors import (
     ConfigError,
@@ -26,7 +27,6 @@ from floodwall.errors import (
     StoreError,
     StoreFullError,
 )
-from floodwall._native import Decision
 from floodwall.limiter import Limiter, Limits, acheck_all, check_all
 from floodwall.rates import Rate, parse_rate, parse_rates
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from floodwall import Limiter, __version__
 from floodwall.errors import FloodwallError

@@ -11,14 +11,11 @@ from __future__ import annotations
 import datetime
 import functools
 import inspect
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from typing import (
     TYPE_CHECKING,
     Any,
-    Awaitable,
     Callable,
-    Iterable,
-    Mapping,
-    Sequence,
     TypeVar,
     Union,
     cast,
@@ -348,7 +345,9 @@ class Limits:
     def _parts(self, keys: Mapping[str, Key]) -> list[tuple[Limiter, Key]]:
         unknown = set(keys) - set(self.limiters)
         if unknown:
-            raise ConfigError(f"unknown limit name(s) {sorted(unknown)}; known: {sorted(self.limiters)}")
+            raise ConfigError(
+                f"unknown limit name(s) {sorted(unknown)}; known: {sorted(self.limiters)}"
+            )
         missing = set(self.limiters) - set(keys)
         if missing:
             raise ConfigError(f"no key given for limit(s) {sorted(missing)}")

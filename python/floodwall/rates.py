@@ -63,6 +63,9 @@ class Rate:
     ``amount``). Immutable and hashable."""
 
     __slots__ = ("_amount", "_burst", "_period_ns")
+    _amount: int
+    _burst: int
+    _period_ns: int
 
     def __init__(
         self,

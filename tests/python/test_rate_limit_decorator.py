@@ -170,13 +170,12 @@ def test_django_views(store_url: str, clock: Any) -> None:
         def get(self, request: HttpRequest) -> HttpResponse:
             return HttpResponse("class")
 
-    urlconf = types.SimpleNamespace(
-        urlpatterns=[
+    urlconf = types.ModuleType(f"fw_urls_{abs(hash(store_url))}")
+    urlconf.urlpatterns = [  # type: ignore[attr-defined]
             path("function", dj_function),
             path("async", dj_async),
             path("class", DjClassView.as_view()),
-        ]
-    )
+    ]
     with override_settings(ROOT_URLCONF=urlconf):
         c = Client(REMOTE_ADDR="203.0.113.8")
         for url, body in (("/function", b"function"), ("/class", b"class")):

@@ -9,8 +9,9 @@ network client: ``memory`` (here), ``shm`` and ``file``
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Union
 from urllib.parse import urlsplit
 
 from floodwall.errors import ConfigError
@@ -135,7 +136,7 @@ def open_backend(store: Any, spec: LimitSpec, **options: Any) -> Backend:
     if module.startswith("redis"):
         from floodwall.stores import redis as redis_store
 
-        return redis_store.from_client(store, spec, **options)  # type: ignore[no-any-return]
+        return redis_store.from_client(store, spec, **options)
     raise ConfigError(
         f"store must be a URL string, a floodwall table or a Redis client, "
         f"not {type(store).__name__}"

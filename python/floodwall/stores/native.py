@@ -8,7 +8,8 @@ to ``limiter.allow(key)`` goes straight into C.
 from __future__ import annotations
 
 import threading
-from typing import Any, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, Union
 from urllib.parse import parse_qsl, urlsplit
 
 from floodwall import _native

@@ -1,0 +1,327 @@
+"""The ``shm://`` and ``file://`` stores: one native table shared by every
+process of the host, in POSIX shared memory or in a memory-mapped file.
+
+``shm://NAME?max_keys=100000`` and
+``file:///var/lib/app/limits.fw?sync=always`` (options may be given as
+keywords too: ``Limiter(..., store="shm://api", max_keys=100_000)``). Each
+process maps a table once per name/path: every limiter of the process that
+names it gets the same :class:`floodwall._native.Table`, so ``check_all``
+works across them. The backend is the memory store's
+:class:`~floodwall.stores.native.NativeBackend`; only the table differs.
+
+Invariant: the decisions are those of ``memory://``; only the table's memory
+and the clock (CLOCK_REALTIME, the one clock every process of the host
+shares) differ.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Union
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from floodwall import _native
+from floodwall.errors import ConfigError
+from floodwall.stores import LimitSpec, register
+from floodwall.stores.native import NativeBackend, log_capacity_for, parse_int_option
+
+__all__ = [
+    "DEFAULT_SYNC_INTERVAL_MS",
+    "SYNC_MODES",
+    "doctor",
+    "forget",
+    "hottest",
+    "inspect",
+    "open_file_table",
+    "open_shm_table",
+    "unlink_shm",
+]
+
+Key = Union[str, bytes]
+
+SYNC_MODES = ("none", "interval", "always")
+DEFAULT_SYNC_INTERVAL_MS = 1000
+MAX_KEYS_LIMIT = 2**36
+
+_SHM_OPTIONS = frozenset({"max_keys", "log_capacity"})
+_FILE_OPTIONS = _SHM_OPTIONS | {"sync", "sync_interval_ms"}
+
+# One table per shm name / file path in this process. After fork() a child
+# keeps using its parent's mappings: they are MAP_SHARED.
+_tables: dict[tuple[str, str], tuple[_native.Table, tuple[str, int]]] = {}
+_tables_lock = threading.Lock()
+
+
+# ---- URL and option parsing --------------------------------------------------
+
+
+def _options(url: str, known: frozenset[str], keywords: dict[str, Any]) -> dict[str, Any]:
+    """URL query options, overridden by keywords; unknown names are errors."""
+    scheme = url.split(":", 1)[0]
+    query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    for source, names in (("URL", set(query)), ("keyword", set(keywords))):
+        unknown = names - known
+        if unknown:
+            raise ConfigError(
+                f"unknown {source} option(s) {sorted(unknown)} for {scheme}:// "
+                f"(in {url!r}); known: {', '.join(sorted(known))}"
+            )
+    merged: dict[str, Any] = dict(query)
+    merged.update({k: v for k, v in keywords.items() if v is not None})
+    return merged
+
+
+def _sizes(options: dict[str, Any], spec: LimitSpec) -> tuple[int, int]:
+    """(max_keys, log_capacity) to ask for; 0 means "the existing table's"."""
+    max_keys = 0
+    if "max_keys" in options:
+        max_keys = parse_int_option("max_keys", options["max_keys"], 1, MAX_KEYS_LIMIT)
+    log_capacity = log_capacity_for(spec)
+    if "log_capacity" in options:
+        asked = parse_int_option(
+            "log_capacity", options["log_capacity"], 0, _native.SLIDING_LOG_MAX
+        )
+        if asked < log_capacity:
+            raise ConfigError(
+                f"log_capacity={asked} is too small for this sliding_log limit: "
+                f"it needs {log_capacity} (its capacity)"
+            )
+        log_capacity = asked
+    return max_keys, log_capacity
+
+
+def _sync(options: dict[str, Any]) -> tuple[str, int]:
+    sync = str(options.get("sync", "")).lower()
+    interval = options.get("sync_interval_ms")
+    if not sync:
+        sync = "interval" if interval is not None else "none"
+    if sync not in SYNC_MODES:
+        raise ConfigError(f"sync must be one of {', '.join(SYNC_MODES)}, got {sync!r}")
+    if interval is None:
+        return sync, DEFAULT_SYNC_INTERVAL_MS if sync == "interval" else 0
+    if sync != "interval":
+        raise ConfigError(
+            f"sync_interval_ms applies to sync=interval only, not sync={sync}"
+        )
+    return sync, parse_int_option("sync_interval_ms", interval, 1, 86_400_000)
+
+
+def shm_name(url_or_name: str) -> str:
+    """``shm://NAME`` (or a bare NAME) -> NAME."""
+    if url_or_name.startswith("shm:"):
+        parts = urlsplit(url_or_name)
+        name = unquote(parts.netloc + parts.path).lstrip("/")
+    else:
+        name = url_or_name.lstrip("/")
+    if not name:
+        raise ConfigError(
+            f"shm:// needs a name, e.g. 'shm://myapp-limits', got {url_or_name!r}"
+        )
+    return name
+
+
+def file_path(url_or_path: str | os.PathLike[str]) -> str:
+    """``file:///abs/path`` (or a path) -> an absolute path."""
+    text = os.fspath(url_or_path)
+    if not text.startswith("file:"):
+        return os.path.abspath(text)
+    parts = urlsplit(text)
+    if parts.netloc not in ("", "localhost"):
+        raise ConfigError(
+            f"file:// needs an absolute path, as in 'file:///var/lib/app/limits.fw' "
+            f"(three slashes); {text!r} names host {parts.netloc!r}"
+        )
+    path = unquote(parts.path)
+    if not path.startswith("/"):
+        raise ConfigError(f"file:// needs an absolute path, got {text!r}")
+    return path
+
+
+# ---- opening tables ------------------------------------------------------------
+
+
+def _cached(
+    key: tuple[str, str],
+    sync: tuple[str, int],
+    max_keys: int,
+    log_capacity: int,
+    opener: Any,
+) -> _native.Table:
+    with _tables_lock:
+        hit = _tables.get(key)
+        if hit is None:
+            table = opener()
+            _tables[key] = (table, sync)
+            return table
+        table, open_sync = hit
+    info = _native.table_info(table)
+    where = info["store"]
+    if key[0] == "file" and open_sync != sync:
+        raise ConfigError(
+            f"{where} is already open in this process with sync={open_sync[0]}"
+            f"{f' ({open_sync[1]} ms)' if open_sync[0] == 'interval' else ''}; "
+            f"one process uses one sync mode per file"
+        )
+    if max_keys > info["max_keys"]:
+        raise ConfigError(
+            f"{where} holds a table for max_keys={info['max_keys']}, and "
+            f"max_keys={max_keys} was asked for: a table cannot grow in place"
+        )
+    if log_capacity > info["log_capacity"]:
+        raise ConfigError(
+            f"{where} holds a table whose sliding logs hold {info['log_capacity']} "
+            f"entries, and {log_capacity} are needed: a table cannot grow in place"
+        )
+    return table
+
+
+def open_shm_table(name: str, max_keys: int = 0, log_capacity: int = 0) -> _native.Table:
+    """This process's table for ``shm://name`` (opened, or created, once)."""
+    name = shm_name(name)
+    return _cached(
+        ("shm", name),
+        ("none", 0),
+        max_keys,
+        log_capacity,
+        lambda: _native.open_shm(name, max_keys, log_capacity),
+    )
+
+
+def open_file_table(
+    path: str | os.PathLike[str],
+    max_keys: int = 0,
+    log_capacity: int = 0,
+    sync: str = "none",
+    sync_interval_ms: int = DEFAULT_SYNC_INTERVAL_MS,
+) -> _native.Table:
+    """This process's table for the file ``path`` (opened, or created, once)."""
+    path = file_path(path)
+    interval = sync_interval_ms if sync == "interval" else 0
+    real = os.path.realpath(path)
+    return _cached(
+        ("file", real),
+        (sync, interval),
+        max_keys,
+        log_capacity,
+        lambda: _native.open_file(path, max_keys, log_capacity, sync, interval or 1000),
+    )
+
+
+def forget(url: str | None = None) -> None:
+    """Drop this process's reference to a table (all of them when ``url`` is
+    None): the next limiter opening it maps it again, validating its header.
+    Limiters still using it keep it mapped until they go."""
+    with _tables_lock:
+        if url is None:
+            _tables.clear()
+        elif url.startswith("shm:"):
+            _tables.pop(("shm", shm_name(url)), None)
+        else:
+            _tables.pop(("file", os.path.realpath(file_path(url))), None)
+
+
+def _shm_factory(url: str, spec: LimitSpec, **options: Any) -> NativeBackend:
+    opts = _options(url, _SHM_OPTIONS, options)
+    max_keys, log_capacity = _sizes(opts, spec)
+    return NativeBackend(open_shm_table(url, max_keys, log_capacity), spec)
+
+
+def _file_factory(url: str, spec: LimitSpec, **options: Any) -> NativeBackend:
+    opts = _options(url, _FILE_OPTIONS, options)
+    max_keys, log_capacity = _sizes(opts, spec)
+    sync, interval = _sync(opts)
+    table = open_file_table(
+        url, max_keys, log_capacity, sync, interval or DEFAULT_SYNC_INTERVAL_MS
+    )
+    return NativeBackend(table, spec)
+
+
+register("shm", _shm_factory)
+register("file", _file_factory)
+
+
+# ---- operations: removal, doctor, inspection -------------------------------------
+
+
+def unlink_shm(name: str, *, missing_ok: bool = True) -> bool:
+    """Remove ``shm://NAME`` (processes that have it open keep it until they
+    close it). Returns False when there was none and ``missing_ok``."""
+    name = shm_name(name)
+    forget(f"shm://{name}")
+    return bool(_native.unlink_shm(name, missing_ok=missing_ok))
+
+
+def doctor(url_or_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Check a table file (or ``shm://NAME``, through /dev/shm) read-only:
+    header, sizes and every slot. ``result["ok"]`` says whether it is
+    healthy; ``result["problem"]`` what is wrong. Raises OSError when it
+    cannot be read."""
+    text = os.fspath(url_or_path)
+    if text.startswith("shm:"):
+        path = os.path.join("/dev/shm", shm_name(text))
+    else:
+        path = file_path(text)
+    return dict(_native.doctor(path))
+
+
+def _native_backend(target: Any) -> NativeBackend:
+    backend = getattr(target, "backend", target)
+    if not isinstance(backend, NativeBackend):
+        raise ConfigError(
+            f"inspection needs a limiter on memory://, shm:// or file://, "
+            f"not {type(backend).__name__}"
+        )
+    return backend
+
+
+def inspect(limiter: Any, key: Key, *, now_ns: int | None = None) -> list[dict[str, Any]]:
+    """One key's state under each rate of ``limiter`` (a Limiter or its
+    backend), without consuming: ``present`` (the key has a slot),
+    ``fingerprint``, ``slot`` (state, expiry...) and ``decision`` (what a
+    peek gives for that rate alone)."""
+    backend = _native_backend(limiter)
+    spec = backend.spec
+    algorithm = _native_algorithm(spec.algorithm)
+    namespace = spec.namespace.encode("utf-8", "surrogatepass")
+    if now_ns is None:
+        now_ns = backend.policy.now_ns()
+    out = []
+    for index, rate in enumerate(spec.rates):
+        info = _native.inspect_key(
+            backend.table,
+            key,
+            algorithm,
+            (rate.amount, rate.period_ns, rate.burst),
+            namespace,
+            index,
+            now_ns,
+        )
+        info["rate"] = rate
+        out.append(info)
+    return out
+
+
+def hottest(target: Any, n: int = 10, *, now_ns: int | None = None) -> list[dict[str, Any]]:
+    """The ``n`` slots furthest from fresh in a table (a Limiter, a backend,
+    a Table, or a ``shm://`` / ``file://`` URL), furthest first. Tables
+    store fingerprints, never keys: match them with :func:`inspect`."""
+    if isinstance(target, str):
+        # never create a table just to look at it
+        if target.startswith("shm:"):
+            table = _native.open_shm(shm_name(target), create=False)
+        else:
+            table = _native.open_file(file_path(target), create=False)
+    elif isinstance(target, _native.Table):
+        table = target
+    else:
+        table = _native_backend(target).table
+    if now_ns is None:
+        return list(_native.hottest(table, n))
+    return list(_native.hottest(table, n, now_ns))
+
+
+def _native_algorithm(name: str) -> int:
+    from floodwall.stores import ALGORITHMS
+
+    return ALGORITHMS[name]
