@@ -279,8 +279,9 @@ typedef struct fw_store_error {
 /*
  * Open (create, or attach to) the table in the POSIX shared-memory object
  * `name` ("NAME" or "/NAME": 1-200 characters, no '/'). Created with mode
- * 0600 and its memory reserved at once (an undersized /dev/shm fails here
- * with FW_EIO/ENOSPC instead of crashing later). `err` may be NULL.
+ * 0600 and its memory reserved at once when the table is at most 4 GiB
+ * (an undersized /dev/shm fails here with FW_EIO/ENOSPC instead of a SIGBUS
+ * later; larger tables stay sparse). `err` may be NULL.
  * Errors: FW_EINVAL (bad name or options), FW_EIO (system call; see
  * err->sys_errno), FW_EBADFILE, FW_EVERSION, FW_EMISMATCH, FW_ENOMEM.
  */
@@ -297,7 +298,8 @@ FW_API int fw_table_unlink_shm(const char *name, fw_store_error_t *err);
  * formatted under a temporary name in the same directory, made durable, and
  * linked into place, so no process ever sees a half-made table; missing
  * parent directories are created (mode 0700), the file has mode 0600 and
- * its blocks are allocated up front. An existing file is validated (magic,
+ * its blocks are allocated up front (tables of at most 4 GiB; larger ones
+ * stay sparse). An existing file is validated (magic,
  * version, header checksum, sizes, length) and left untouched when
  * rejected. Errors as fw_table_open_shm.
  */

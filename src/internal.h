@@ -26,6 +26,12 @@ static inline int64_t fw_sat64(fw_i128 v)
     return (int64_t)v;
 }
 
+/* Clamp a non-negative 128-bit value into int64 (saturating). */
+static inline int64_t fw_sat64u(fw_u128 v)
+{
+    return v > (fw_u128)INT64_MAX ? INT64_MAX : (int64_t)v;
+}
+
 /* Validate the arguments shared by every algorithm step. */
 static inline int fw_check_step_args(const fw_quota_t *q, int64_t now,
                                      int64_t cost, const fw_decision_t *d)

@@ -27,6 +27,7 @@
 #include "table.h"
 
 #define CREATE_ATTEMPTS 8
+#define RESERVE_MAX ((uint64_t)4 << 30) /* bytes reserved up front, at most */
 
 typedef unsigned long long ull;
 
@@ -368,9 +369,13 @@ static void fsync_parent(const char *path)
 }
 
 /* Reserve `bytes` for fd, so that a full disk fails now rather than with
- * SIGBUS on a later write through the mapping. */
+ * SIGBUS on a later write through the mapping. Tables above RESERVE_MAX
+ * (sliding logs with large capacities) stay sparse: their room is the
+ * operator's to provide. */
 static int reserve(int fd, uint64_t bytes)
 {
+    if (bytes > RESERVE_MAX)
+        return ftruncate(fd, (off_t)bytes) == 0 ? 0 : errno;
     int rc = posix_fallocate(fd, 0, (off_t)bytes);
     if (rc == EINVAL || rc == EOPNOTSUPP)
         rc = ftruncate(fd, (off_t)bytes) == 0 ? 0 : errno;

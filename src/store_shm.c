@@ -22,6 +22,7 @@
 #include "table.h"
 
 #define SHM_NAME_MAX 200
+#define RESERVE_MAX ((uint64_t)4 << 30) /* larger tables stay sparse */
 
 /* "NAME" or "/NAME" -> "/NAME", checked. */
 static int shm_name(const char *name, char *out, size_t cap, fw_store_error_t *err)
@@ -101,7 +102,7 @@ static int format_object(int fd, const char *what, const fw_table_options_t *top
     int e = 0;
     if (ftruncate(fd, 0) != 0 || ftruncate(fd, (off_t)bytes) != 0)
         e = errno;
-    if (e == 0) {
+    if (e == 0 && bytes <= RESERVE_MAX) {
         e = posix_fallocate(fd, 0, (off_t)bytes);
         if (e == EINVAL || e == EOPNOTSUPP)
             e = 0; /* cannot reserve here: the mapping still works */

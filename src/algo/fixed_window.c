@@ -24,7 +24,7 @@ static window_view_t view_at(const fw_quota_t *q, uint64_t state, int64_t now)
 
 static int64_t window_end_after(const fw_quota_t *q, int64_t k, int64_t now)
 {
-    return (int64_t)((fw_i128)(k + 1) * q->window_ns - now);
+    return fw_sat64((fw_i128)(k + 1) * q->window_ns - now);
 }
 
 static void decide(const fw_quota_t *q, uint64_t state, int64_t now,

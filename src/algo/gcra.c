@@ -17,22 +17,22 @@ static void gcra_decide(const fw_quota_t *q, uint64_t tat, int64_t now,
 
     d->limit = q->burst;
     d->delay_ns = 0;
+    /* after a clock step back, base - now can exceed tau: saturate */
     if (new_tat - (fw_u128)now <= (fw_u128)tau) {
         int64_t used = (int64_t)(new_tat - (fw_u128)now);
         d->allowed = 1;
-        d->remaining = used < tau ? (tau - used) / t : 0;
+        d->remaining = (tau - used) / t;
         d->retry_after_ns = 0;
         d->reset_after_ns = used;
         if (q->algorithm == FW_LEAKY_BUCKET_SHAPING)
             d->delay_ns = (int64_t)(base - (fw_u128)now);
         *next = (uint64_t)new_tat;
     } else {
-        int64_t used = (int64_t)(base - (fw_u128)now);
+        fw_u128 used = base - (fw_u128)now;
         d->allowed = 0;
-        /* a clock stepped back can put the TAT beyond now + tau */
-        d->remaining = used < tau ? (tau - used) / t : 0;
-        d->retry_after_ns = (int64_t)(new_tat - (fw_u128)tau - (fw_u128)now);
-        d->reset_after_ns = used;
+        d->remaining = used < (fw_u128)tau ? (tau - (int64_t)used) / t : 0;
+        d->retry_after_ns = fw_sat64u(new_tat - (fw_u128)tau - (fw_u128)now);
+        d->reset_after_ns = fw_sat64u(used);
         *next = tat;
     }
 }
@@ -51,7 +51,7 @@ int fw_gcra_step(const fw_quota_t *q, uint64_t state, int64_t now,
     fw_decision_t one;
     gcra_decide(q, state, now, 1, &unused, &one);
     uint64_t base = state > (uint64_t)now ? state : (uint64_t)now;
-    fw_peek_from(d, &one, (int64_t)(base - (uint64_t)now));
+    fw_peek_from(d, &one, fw_sat64u(base - (uint64_t)now));
     if (next)
         *next = state;
     return 0;

@@ -36,7 +36,7 @@ static int64_t newest_reset(const fw_quota_t *q, fw_log_t *log, int64_t now)
     if (log->len == 0)
         return 0;
     fw_i128 end = (fw_i128)entry_at(log, log->len - 1)->t + q->window_ns;
-    return end > now ? (int64_t)(end - now) : 0;
+    return end > now ? fw_sat64(end - now) : 0;
 }
 
 static void decide(const fw_quota_t *q, fw_log_t *log, int64_t used,
@@ -67,7 +67,7 @@ static void decide(const fw_quota_t *q, fw_log_t *log, int64_t used,
             continue;
         freed += e->cost;
         if (freed >= need) {
-            d->retry_after_ns = (int64_t)((fw_i128)e->t + q->window_ns - now);
+            d->retry_after_ns = fw_sat64((fw_i128)e->t + q->window_ns - now);
             break;
         }
     }

@@ -57,9 +57,9 @@ static int64_t reset_after(const fw_quota_t *q, const sliding_view_t *v,
 {
     int64_t w = q->window_ns;
     if (cur > 0)
-        return (int64_t)((fw_i128)(v->k + 2) * w - now);
+        return fw_sat64((fw_i128)(v->k + 2) * w - now);
     if (v->prev > 0)
-        return (int64_t)((fw_i128)(v->k + 1) * w - now);
+        return fw_sat64((fw_i128)(v->k + 1) * w - now);
     return 0;
 }
 
@@ -71,7 +71,7 @@ static int64_t retry_after(const fw_quota_t *q, const sliding_view_t *v,
     if (x >= 0 && v->prev > 0) {
         fw_i128 e1 = w - ((fw_i128)x * w) / v->prev;
         if (e1 < w)
-            return (int64_t)((fw_i128)v->k * w + e1 - now);
+            return fw_sat64((fw_i128)v->k * w + e1 - now);
     }
     fw_i128 e2 = 0;
     if (v->cur > 0) {
@@ -79,7 +79,7 @@ static int64_t retry_after(const fw_quota_t *q, const sliding_view_t *v,
         if (e2 < 0)
             e2 = 0;
     }
-    return (int64_t)((fw_i128)(v->k + 1) * w + e2 - now);
+    return fw_sat64((fw_i128)(v->k + 1) * w + e2 - now);
 }
 
 static void decide(const fw_quota_t *q, uint64_t state, int64_t now,

@@ -82,6 +82,25 @@ static void test_step_rejects(void)
     CHECK(fw_algo_step(&q, 0, 0, 5, &next, &d) == 0 && d.allowed && d.remaining == 0);
 }
 
+/* Decision fields saturate instead of wrapping (clock stepped far back,
+ * windows near 2^62 ns). */
+static void test_saturation(void)
+{
+    fw_quota_t q;
+    fw_decision_t d;
+    uint64_t s = 0, next;
+    CHECK(fw_quota_init(&q, FW_SLIDING_WINDOW, 1, (int64_t)1 << 62, 1) == 0);
+    CHECK(fw_algo_step(&q, 0, 0, 1, &next, &d) == 0 && d.reset_after_ns == INT64_MAX);
+    CHECK(fw_quota_init(&q, FW_GCRA, 1, (int64_t)1 << 62, 1) == 0);
+    fw_algo_step(&q, 0, INT64_MAX, 1, &s, &d);
+    CHECK(fw_algo_step(&q, s, 0, 1, &next, &d) == 0 && !d.allowed && d.remaining == 0);
+    CHECK(d.retry_after_ns == INT64_MAX && d.reset_after_ns == INT64_MAX);
+    CHECK(fw_quota_init(&q, FW_FIXED_WINDOW, 1, 10, 1) == 0);
+    fw_algo_step(&q, 0, INT64_MAX - 5, 1, &s, &d);
+    CHECK(fw_algo_step(&q, s, 0, 1, &next, &d) == 0 && !d.allowed);
+    CHECK(d.retry_after_ns == INT64_MAX && d.reset_after_ns == INT64_MAX);
+}
+
 static void test_table_args(void)
 {
     fw_table_options_t opt = {0, 0};
@@ -272,6 +291,7 @@ int main(void)
     test_strerror();
     test_quota_rejects();
     test_step_rejects();
+    test_saturation();
     test_table_args();
     test_bounded_memory();
     test_all_or_nothing();

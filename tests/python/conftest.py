@@ -1,22 +1,47 @@
-# Shared pytest fixtures for the Python tests: the store URLs every behaviour
+# Shared pytest fixtures: the store URLs every store-parametrized behaviour
 # runs on, and a fake clock so timing-dependent tests are deterministic.
+# A store that cannot be opened fails the test loudly: nothing is skipped.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-#: Every store URL the store-parametrized tests run on. "shm://" gets a unique
-#: object name per test; schemes the build does not support yet are skipped.
-STORE_URLS: tuple[str, ...] = ("memory://", "shm://")
+#: Every native store the store-parametrized tests run on (Redis has its own
+#: fixtures, which start real servers: see redis_servers.py).
+STORE_URLS: tuple[str, ...] = ("memory://", "shm://", "file://")
 
 
 def unique_store_url(base: str) -> str:
+    """A fresh store of kind `base`, private to one test."""
+    tag = f"fwtest-{os.getpid()}-{uuid.uuid4().hex[:12]}"
     if base == "shm://":
-        return f"shm://fwtest-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        return f"shm://{tag}"
+    if base == "file://":
+        return f"file://{tempfile.gettempdir()}/floodwall-tests/{tag}.fw"
     return base
+
+
+def remove_store(url: str) -> None:
+    """Delete what a test store left behind (shm object or file)."""
+    if url.startswith("shm://"):
+        from floodwall import _native
+
+        unlink = getattr(_native, "unlink_shm", None)
+        if unlink is not None:
+            try:
+                unlink(url[len("shm://"):])
+            except OSError:
+                pass
+    elif url.startswith("file://"):
+        path = url[len("file://"):].split("?", 1)[0]
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
 
 class FakeClock:
@@ -35,13 +60,8 @@ class FakeClock:
 @pytest.fixture(params=STORE_URLS)
 def store_url(request: pytest.FixtureRequest) -> Iterator[str]:
     url = unique_store_url(request.param)
-    import floodwall
-
-    try:
-        floodwall.Limiter("1/second", store=url)
-    except Exception as exc:  # scheme not built yet on this tree
-        pytest.skip(f"store {request.param} unavailable: {exc}")
     yield url
+    remove_store(url)
 
 
 @pytest.fixture

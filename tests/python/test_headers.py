@@ -32,7 +32,7 @@ S = 1_000_000_000
 
 def decision(allowed: bool, limit: int, remaining: int, retry_ns: int, reset_ns: int,
              rate: Any = None) -> Any:
-    return floodwall.Decision(allowed, limit, remaining, retry_ns, reset_ns, 0, rate)
+    return floodwall.Decision(allowed, limit, remaining, retry_ns, reset_ns, 0, rate=rate)
 
 
 def sf_list(value: str | bytes) -> Any:
@@ -51,7 +51,7 @@ def test_retry_after_is_ceiling_and_jitter_never_shortens() -> None:
     assert retry_after_seconds(d) == 3
     assert retry_after_seconds(d, 0, rng=lambda: 0.99) == 3
     assert retry_after_seconds(d, 1000, rng=lambda: 0.0) == 3
-    assert retry_after_seconds(d, 1000, rng=lambda: 0.999999) == 4
+    assert retry_after_seconds(d, 2000, rng=lambda: 0.999) == 4
     rng = random.Random(7).random
     exact = decision(False, 1, 0, 5 * S, 5 * S)
     seen = {retry_after_seconds(exact, 2500, rng) for _ in range(2000)}

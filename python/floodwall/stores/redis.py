@@ -596,7 +596,7 @@ class RedisBackend:
         self.rates: tuple[Rate, ...] = tuple(spec.rates)
         self.capacity = min(q.burst for q in quotas)
         self._meta = tuple((q.burst, r) for q, r in zip(quotas, self.rates))
-        self._parts = tuple(q.part for q in quotas)
+        self._parts = tuple(x for q in quotas for x in q.part)
         self.namer = KeyNamer(
             spec.namespace,
             spec.algorithm,

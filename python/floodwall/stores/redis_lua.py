@@ -2,8 +2,8 @@
 #
 # Assembles the one check script from the package data under lua/ (exact
 # integer maths first, then one file per algorithm, then the entry point),
-# and turns a quota into the "<algo> <B> <T> <tau> <W>" part text the script
-# reads, normalised exactly as docs/algorithms.md says (the same bounds as
+# and turns a quota into the five ARGV items (algo, B, T, tau, W) the script
+# reads per part, normalised exactly as docs/algorithms.md says (the same bounds as
 # the C engine's fw_quota_init). Imports nothing but the standard library.
 # Invariant: the script text, and so its SHA1, depend only on the package.
 from __future__ import annotations
@@ -80,7 +80,10 @@ class QuotaParts:
         self.tau_ns = self.interval_ns * burst
         self.window_ns = -(-(period_ns * burst) // rate)
         code = ALGORITHM_CODES[algorithm]
-        self.part = f"{code} {burst} {self.interval_ns} {self.tau_ns} {self.window_ns}"
+        #: the five ARGV items of this part: algo, B, T, tau, W
+        self.part: tuple[bytes, ...] = tuple(
+            str(v).encode() for v in (code, burst, self.interval_ns, self.tau_ns, self.window_ns)
+        )
 
     def __repr__(self) -> str:
         return f"QuotaParts({self.algorithm!r}, {self.rate}, {self.period_ns}, {self.burst})"

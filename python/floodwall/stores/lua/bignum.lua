@@ -205,20 +205,23 @@ local function div(a, b)
     return q
 end
 
--- Decimal text (digits only) to a value.
+-- Decimal text (digits only: the scripts' own arguments and state) to a
+-- value; anything else is an error.
 local function parse(s)
     local n = #s
     if n <= 15 then
-        if n == 0 or s:find('%D') then error('floodwall: not a decimal integer: ' .. s) end
-        return tonumber(s)
+        local v = tonumber(s)
+        if v == nil or v < 0 or v % 1 ~= 0 then error('floodwall: not a decimal integer: ' .. s) end
+        return v
     end
-    if s:find('%D') then error('floodwall: not a decimal integer: ' .. s) end
     local t, i = {}, 0
     for e = n, 1, -7 do
         local b = e - 6
         if b < 1 then b = 1 end
+        local v = tonumber(s:sub(b, e))
+        if v == nil or v < 0 or v % 1 ~= 0 then error('floodwall: not a decimal integer: ' .. s) end
         i = i + 1
-        t[i] = tonumber(s:sub(b, e))
+        t[i] = v
     end
     return norm(t)
 end
@@ -227,9 +230,20 @@ end
 local function tostr(v)
     if type(v) ~= 'table' then return string.format('%.0f', v) end
     local n = #v
+    if n == 3 then return string.format('%.0f%07d%07d', v[3], v[2], v[1]) end
     local out = { string.format('%.0f', v[n]) }
     for i = n - 1, 1, -1 do out[#out + 1] = string.format('%07d', v[i]) end
     return table.concat(out)
+end
+
+-- Redis TIME (seconds and microseconds, as text) in nanoseconds.
+local function time_ns(t)
+    local us = tonumber(t[2])
+    local lo = fmod(us, 10000) * 1000           -- the last 7 digits
+    local hi = tonumber(t[1]) * 100 + (us - fmod(us, 10000)) / 10000
+    if hi < LB then return norm({ lo, hi }) end -- before 1970 + ~27 hours
+    local mid = fmod(hi, LB)
+    return norm({ lo, mid, (hi - mid) / LB })
 end
 
 -- A value as a Redis reply: an integer when exact, else decimal text.

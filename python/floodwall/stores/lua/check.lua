@@ -2,8 +2,8 @@
 -- part (one Redis key per rate and user key), all-or-nothing.
 --
 -- KEYS: one per part. ARGV: now (decimal ns, or "" to read Redis TIME),
--- cost, "1" to set expiries (only meaningful with Redis TIME), then one
--- "<algo> <B> <T> <tau> <W>" per part (algo: g gcra family, s leaky-bucket
+-- cost, "1" to set expiries (only meaningful with Redis TIME), then five
+-- per part: algo, B, T, tau, W (algo: g gcra family, s leaky-bucket
 -- shaping, f fixed window, w sliding window, l sliding log).
 -- Reply: { allowed, index of the deciding part (0-based), remaining,
 -- retry_after_ns, reset_after_ns, delay_ns }: integers, or decimal text
@@ -12,12 +12,13 @@
 -- it admitted (a key may appear twice); state is written only when every
 -- part is admitted and cost > 0, so a denial or a peek changes nothing.
 
-if redis.replicate_commands then redis.replicate_commands() end
+-- Redis < 5 replicates scripts verbatim unless told to replicate effects
+-- (TIME makes this script non-deterministic); 7 has the version number.
+if not redis.REDIS_VERSION_NUM and redis.replicate_commands then redis.replicate_commands() end
 
 local now
 if ARGV[1] == '' then -- seconds and microseconds, as decimal text
-    local t = redis.call('TIME')
-    now = parse(t[1] .. string.format('%06d', tonumber(t[2])) .. '000')
+    now = time_ns(redis.call('TIME'))
 else
     now = parse(ARGV[1])
 end
@@ -30,9 +31,11 @@ local all_ok = true
 local pick, pick_ok, pick_rem, pick_retry, pick_reset, pick_delay
 
 for i = 1, #KEYS do
-    local code, b, t, tau, w = string.match(ARGV[3 + i] or '', '^(%a) (%d+) (%d+) (%d+) (%d+)$')
-    if not code then return redis.error_reply('floodwall: bad part ' .. i) end
-    local P = { B = parse(b), T = parse(t), tau = parse(tau), W = parse(w), shaping = code == 's' }
+    local a = 4 + (i - 1) * 5
+    local code = ARGV[a]
+    if code == nil or ARGV[a + 4] == nil then return redis.error_reply('floodwall: bad part ' .. i) end
+    local P = { B = parse(ARGV[a + 1]), T = parse(ARGV[a + 2]), tau = parse(ARGV[a + 3]),
+                W = parse(ARGV[a + 4]), shaping = code == 's' }
     if code == 's' then code = 'g' end
     local A = ALGO[code]
     if A == nil then

@@ -7,20 +7,22 @@
 -- algorithms a call uses get their functions built.
 local MAKE = {}
 local NS_PER_MS = 1000000
-local TTL_MAX_MS = 1000000000000000 -- ~31,700 years: below Redis's limit
+local TTL_MAX_MS = 10000000000000 -- ~317 years; below 10^14, so a Lua
+                                  -- number is passed to Redis exactly
 
--- Milliseconds (rounded up) for a positive ns duration, capped.
+-- Milliseconds for a positive ns duration: at least its ceiling (one
+-- millisecond late at worst, never early), capped.
 local function ttl_ms(ns)
-    local ms = div(add(ns, NS_PER_MS - 1), NS_PER_MS)
-    if cmp(ms, TTL_MAX_MS) > 0 then return TTL_MAX_MS end
-    if cmp(ms, 1) < 0 then return 1 end
+    if type(ns) == 'table' then return TTL_MAX_MS end -- >= 2^53 ns: 104 days
+    local ms = floor(ns / NS_PER_MS) + 1
+    if ms > TTL_MAX_MS then return TTL_MAX_MS end
     return ms
 end
 
 -- Write a string state; `ttl_ns` is when it turns fresh, from now.
 local function put(key, text, ttl_ns, expire)
     if expire then
-        redis.call('SET', key, text, 'PX', tostr(ttl_ms(ttl_ns)))
+        redis.call('SET', key, text, 'PX', ttl_ms(ttl_ns))
     else
         redis.call('SET', key, text)
     end

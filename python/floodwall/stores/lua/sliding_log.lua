@@ -127,7 +127,7 @@ MAKE.l = function()
         end
         redis.call('HSET', key, 'h', idx(h), 't', idx(t + 1), 'u', idx(st.u + st.pend))
         if expire then
-            redis.call('PEXPIRE', key, tostr(ttl_ms(sub(add(newest, P.W), now))))
+            redis.call('PEXPIRE', key, ttl_ms(sub(add(newest, P.W), now)))
         end
     end
 
