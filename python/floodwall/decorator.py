@@ -171,7 +171,9 @@ def rate_limit(
                         spec = Limit(Rate(requests, period), burst=burst)
                     else:
                         spec = Limit(rate, burst=burst)
-                    limits = guard.limit_set([spec], scope=state["scope"] or "rate_limit", cost=cost)
+                    limits = guard.limit_set(
+                        [spec], scope=state["scope"] or "rate_limit", cost=cost
+                    )
                     state["set"] = limits
         result: LimitSet = limits
         return result
@@ -261,7 +263,7 @@ def _decorate_function(
             "FastAPI/Starlette or Django request"
         )
 
-    wrapper: Callable[..., Any]
+    wrapper: Any
     if is_async:
 
         @functools.wraps(fn)
@@ -277,7 +279,7 @@ def _decorate_function(
 
         wrapper = sync_wrapper
     if asgi_wrapper is not None:
-        wrapper.__signature__ = asgi_wrapper.__signature__  # type: ignore[attr-defined]
+        wrapper.__signature__ = inspect.signature(asgi_wrapper)
     from floodwall.integrations._common import ENFORCED_ATTR
 
     setattr(wrapper, ENFORCED_ATTR, True)
@@ -285,4 +287,5 @@ def _decorate_function(
         from floodwall.integrations import asgi
 
         asgi._MARKED["any"] = True
-    return wrapper
+    result: Callable[..., Any] = wrapper
+    return result

@@ -123,9 +123,7 @@ def sf_string(value: str) -> str:
     for ch in value:
         code = ord(ch)
         if code < 0x20 or code > 0x7E:
-            raise ValueError(
-                f"policy name {value!r} must be printable ASCII (RFC 9651 String)"
-            )
+            raise ValueError(f"policy name {value!r} must be printable ASCII (RFC 9651 String)")
         if ch in '"\\':
             out.append("\\")
         out.append(ch)
@@ -207,8 +205,11 @@ class HeaderPolicy:
     """
 
     __slots__ = (
+        "_by_id",
         "_by_rate",
         "_default_name",
+        "_raw_names",
+        "_rates",
         "_policy_raw",
         "_raw_default",
         "ietf",
@@ -239,9 +240,7 @@ class HeaderPolicy:
         if names is None:
             resolved = [policy_name(r) for r in rates]
         elif isinstance(names, str):
-            resolved = (
-                [names] if len(rates) == 1 else [f"{names}-{policy_name(r)}" for r in rates]
-            )
+            resolved = [names] if len(rates) == 1 else [f"{names}-{policy_name(r)}" for r in rates]
         else:
             resolved = list(names)
             if len(resolved) != len(rates):
@@ -255,6 +254,12 @@ class HeaderPolicy:
         for n, r in zip(resolved, rates):
             self._by_rate.setdefault(_rate_id(r), n)
         self._default_name = resolved[0]
+        # Fast paths: decisions carry the limiter's own Rate objects.
+        self._rates = tuple(rates)  # keeps the ids below alive
+        self._by_id: dict[int, str] = {}
+        for n, r in zip(resolved, rates):
+            self._by_id.setdefault(id(r), n)
+        self._raw_names = {n: sf_string(n).encode("latin-1") + b";r=" for n in resolved}
         self.styles = parse_header_styles(styles)
         self.ietf = "ietf" in self.styles
         self.xrl = "x-ratelimit" in self.styles
@@ -269,14 +274,15 @@ class HeaderPolicy:
         rate = decision.rate
         if rate is None:
             return self._default_name
+        name = self._by_id.get(id(rate))
+        if name is not None:
+            return name
         return self._by_rate.get(_rate_id(rate), self._default_name)
 
     def retry_after(self, decision: Decision) -> int:
         return retry_after_seconds(decision, self.jitter_ms, self.rng)
 
-    def headers(
-        self, decision: Decision, retry_after: int | None = None
-    ) -> list[tuple[str, str]]:
+    def headers(self, decision: Decision, retry_after: int | None = None) -> list[tuple[str, str]]:
         """Headers for a response carrying ``decision`` (str pairs).
 
         Denied decisions always get ``Retry-After``; the selected rate headers
@@ -312,11 +318,7 @@ class HeaderPolicy:
         if self.ietf:
             out.append((b"ratelimit-policy", self._policy_raw))
             out.append(
-                (
-                    b"ratelimit",
-                    b"%s;r=%d;t=%d"
-                    % (sf_string(self.name_for(decision)).encode("latin-1"), remaining, t),
-                )
+                (b"ratelimit", b"%s%d;t=%d" % (self._raw_names[self.name_for(decision)], remaining, t))
             )
         if self.xrl:
             out.append((b"x-ratelimit-limit", b"%d" % decision.limit))

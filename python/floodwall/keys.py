@@ -137,6 +137,12 @@ def normalize_ip(text: str, ipv4_prefix: int = 32, ipv6_prefix: int = 64) -> str
     return _group(addr, ipv4_prefix, ipv6_prefix)
 
 
+@lru_cache(maxsize=8192)
+def _peer_key(text: str, ipv4_prefix: int, ipv6_prefix: int) -> str | None:
+    ip = normalize_ip(text, ipv4_prefix, ipv6_prefix)
+    return None if ip is None else "ip:" + ip
+
+
 def _group(addr: _Addr, ipv4_prefix: int, ipv6_prefix: int) -> str:
     if isinstance(addr, ipaddress.IPv4Address):
         if ipv4_prefix >= 32:
@@ -351,10 +357,18 @@ def by_ip(
     finder = ClientIP(
         trusted_proxies, header=header, ipv6_prefix=ipv6_prefix, ipv4_prefix=ipv4_prefix
     )
+    key: Callable[[RequestView], str | None]
+    if finder.uses_headers:
 
-    def key(view: RequestView) -> str | None:
-        ip = finder(view)
-        return None if ip is None else "ip:" + ip
+        def key(view: RequestView) -> str | None:
+            ip = finder(view)
+            return None if ip is None else "ip:" + ip
+
+    else:  # the socket peer only: one cached lookup
+
+        def key(view: RequestView) -> str | None:
+            peer = view.peer
+            return _peer_key(peer, ipv4_prefix, ipv6_prefix) if peer else None
 
     return KeyFunc(key, f"by_ip(trusted_proxies={trusted_proxies!r}, header={header!r})")
 

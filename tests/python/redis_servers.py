@@ -14,7 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 __all__ = [
@@ -298,3 +298,44 @@ class SentinelProc:
 
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
+
+
+# ---------------------------------------------------------------- fixtures
+# Imported by the test_redis_*.py modules (`from redis_servers import ...`).
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server for the session (unix socket enabled too)."""
+    server = RedisServer(unix_socket=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session server's URL, its data flushed before the test."""
+    import redis
+
+    client = redis.Redis(host=redis_server.host, port=redis_server.port)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def fresh_server() -> Iterator[RedisServer]:
+    """A redis-server of the test's own, which the test may kill."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.cleanup()

@@ -198,7 +198,7 @@ def test_dependency(store_url: str, clock: Any) -> None:
         return {"ok": "dep"}
 
     @app.get("/dep2")
-    def dep2(decision: Any = Depends(per_user)) -> dict[str, int]:
+    def dep2(decision: Any = Depends(per_user)) -> dict[str, int]:  # noqa: B008
         return {"remaining": decision.remaining}
 
     c = client_for(app)
@@ -252,9 +252,7 @@ def test_spoofed_forwarded_headers_ignored_from_untrusted_peer(store_url: str, c
     assert c.get("/items", headers={"X-Forwarded-For": "198.51.100.1"}).status_code == 200
     # A different claimed client from the same untrusted peer: same bucket.
     assert c.get("/items", headers={"X-Forwarded-For": "198.51.100.2"}).status_code == 429
-    assert (
-        c.get("/items", headers={"Forwarded": 'for="[2001:db8::1]"'}).status_code == 429
-    )
+    assert c.get("/items", headers={"Forwarded": 'for="[2001:db8::1]"'}).status_code == 429
 
 
 def test_trusted_proxy_chain(store_url: str, clock: Any) -> None:
@@ -324,7 +322,11 @@ def test_custom_handler_and_jitter(store_url: str, clock: Any) -> None:
         return JSONResponse({"slow": "down", "path": request.url.path}, status_code=429)
 
     fw = Floodwall(
-        "1/minute", store=store_url, clock=clock, on_limited=handler, jitter_ms=5000,
+        "1/minute",
+        store=store_url,
+        clock=clock,
+        on_limited=handler,
+        jitter_ms=5000,
         headers="ietf",
     )
     c = client_for(make_app(fw))
@@ -341,11 +343,15 @@ def test_headers_none_and_not_on_allowed(store_url: str, clock: Any) -> None:
     fw = Floodwall("1/minute", store=store_url, clock=clock, headers="none")
     c = client_for(make_app(fw))
     r = c.get("/items")
-    assert r.status_code == 200 and not any(k.startswith(("ratelimit", "x-ratelimit")) for k in r.headers)
+    assert r.status_code == 200 and not any(
+        k.startswith(("ratelimit", "x-ratelimit")) for k in r.headers
+    )
     r = c.get("/items")
     assert r.status_code == 429 and r.headers["retry-after"] == "60"
     assert "ratelimit" not in r.headers
-    fw2 = Floodwall("1/minute", store=store_url, clock=clock, headers_on_allowed=False, namespace="n2")
+    fw2 = Floodwall(
+        "1/minute", store=store_url, clock=clock, headers_on_allowed=False, namespace="n2"
+    )
     c2 = client_for(make_app(fw2))
     assert "ratelimit" not in c2.get("/items").headers
     assert "ratelimit" in c2.get("/items").headers
@@ -380,7 +386,9 @@ def test_plain_starlette_and_bare_middleware(store_url: str, clock: Any) -> None
         return PlainTextResponse("other")
 
     app = Starlette(routes=[Route("/", home), Route("/other", other)])
-    wrapped = FloodwallMiddleware(app, default="1/minute", store=store_url, clock=clock, namespace="bare")
+    wrapped = FloodwallMiddleware(
+        app, default="1/minute", store=store_url, clock=clock, namespace="bare"
+    )
     c = client_for(wrapped)
     assert c.get("/").text == "home"
     assert c.get("/").status_code == 429
@@ -400,3 +408,17 @@ def test_exempt_decorator(store_url: str, clock: Any) -> None:
 
     c = client_for(app)
     assert [c.get("/free").status_code for _ in range(3)] == [200, 200, 200]
+
+
+def test_exempt_globs_bind_route_decorators(store_url: str, clock: Any) -> None:
+    fw = Floodwall(store=store_url, clock=clock, exempt=["/internal/*"])
+    app = FastAPI()
+    fw.init_app(app)
+
+    @app.get("/internal/stats")
+    @fw.limit("1/minute")
+    async def stats() -> dict[str, str]:
+        return {}
+
+    c = client_for(app)
+    assert [c.get("/internal/stats").status_code for _ in range(3)] == [200, 200, 200]

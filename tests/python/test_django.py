@@ -27,8 +27,12 @@ DJANGO_SETTINGS: dict[str, Any] = {
         "DEFAULT_PERMISSION_CLASSES": [],
         "UNAUTHENTICATED_USER": None,
         "DEFAULT_THROTTLE_CLASSES": ["floodwall.integrations.drf.FloodwallThrottle"],
-        "DEFAULT_THROTTLE_RATES": {"floodwall": "2/min", "anon": "1/min", "user": "3/min",
-                                   "uploads": "5/hour"},
+        "DEFAULT_THROTTLE_RATES": {
+            "floodwall": "2/min",
+            "anon": "1/min",
+            "user": "3/min",
+            "uploads": "5/hour",
+        },
     },
 }
 if not settings.configured:

@@ -234,3 +234,32 @@ def test_init_app_later_and_routes(store_url: str, clock: Any) -> None:
     assert c.post("/items").status_code == 429
     assert c.get("/items").status_code == 200  # no default: GET unlimited
     assert "RateLimit" not in c.get("/items").headers
+
+
+def test_stacked_limits_all_or_nothing(store_url: str, clock: Any) -> None:
+    fw = Floodwall(store=store_url, clock=clock)
+    app = flask.Flask(__name__)
+
+    @app.route("/s")
+    @fw.limit("2/second", name="sec")
+    @fw.limit("3/minute", name="min")
+    def s() -> str:
+        return "s"
+
+    fw.init_app(app)
+    c = client(app)
+    r = c.get("/s")
+    assert sf_list(r.headers["RateLimit-Policy"]) == [
+        ("sec", {"q": 2, "w": 1}),
+        ("min", {"q": 3, "w": 60}),
+    ]
+    assert c.get("/s").status_code == 200
+    r = c.get("/s")
+    assert r.status_code == 429 and r.get_json()["violated-policies"] == ["sec"]
+    assert r.headers["Retry-After"] == "1"
+    clock.advance(1)
+    assert c.get("/s").status_code == 200
+    clock.advance(1)
+    r = c.get("/s")
+    assert r.status_code == 429 and r.get_json()["violated-policies"] == ["min"]
+    assert sf_list(r.headers["RateLimit"])[0][0] == "min"

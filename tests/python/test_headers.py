@@ -30,8 +30,9 @@ from floodwall.headers import (
 S = 1_000_000_000
 
 
-def decision(allowed: bool, limit: int, remaining: int, retry_ns: int, reset_ns: int,
-             rate: Any = None) -> Any:
+def decision(
+    allowed: bool, limit: int, remaining: int, retry_ns: int, reset_ns: int, rate: Any = None
+) -> Any:
     return floodwall.Decision(allowed, limit, remaining, retry_ns, reset_ns, 0, rate=rate)
 
 
@@ -42,7 +43,13 @@ def sf_list(value: str | bytes) -> Any:
 
 def test_ceil_seconds() -> None:
     assert [ceil_seconds(n) for n in (-5, 0, 1, S - 1, S, S + 1, 59 * S + 1)] == [
-        0, 0, 1, 1, 1, 2, 60,
+        0,
+        0,
+        1,
+        1,
+        1,
+        2,
+        60,
     ]
 
 
@@ -121,7 +128,10 @@ def test_header_policy_styles_names_and_on_allowed() -> None:
     h = dict(hp.headers(d))
     assert set(h) == {"Retry-After", "RateLimit-Policy", "RateLimit"}
     assert sf_list(h["RateLimit"]) == [("hour", {"r": 0, "t": 36})]
-    assert sf_list(h["RateLimit-Policy"]) == [("sec", {"q": 10, "w": 1}), ("hour", {"q": 100, "w": 3600})]
+    assert sf_list(h["RateLimit-Policy"]) == [
+        ("sec", {"q": 10, "w": 1}),
+        ("hour", {"q": 100, "w": 3600}),
+    ]
     # A single name prefixes derived names of several rates.
     assert HeaderPolicy(rates, "api").names == ("api-10-per-1s", "api-100-per-3600s")
     # Unknown rate (e.g. a fallback decision): the first policy.
@@ -129,7 +139,10 @@ def test_header_policy_styles_names_and_on_allowed() -> None:
     quiet = HeaderPolicy(rates[:1], styles="x-ratelimit", on_allowed=False)
     assert quiet.headers(decision(True, 10, 9, 0, S)) == []
     assert [k for k, _ in quiet.headers(decision(False, 10, 0, S, S))] == [
-        "Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
+        "Retry-After",
+        "X-RateLimit-Limit",
+        "X-RateLimit-Remaining",
+        "X-RateLimit-Reset",
     ]
     assert HeaderPolicy(rates[:1], styles="none").headers(decision(False, 1, 0, S, S)) == [
         ("Retry-After", "1")
@@ -167,12 +180,16 @@ def test_problem_body() -> None:
     assert json.loads(problem_body(d, retry_after=1))["detail"].endswith("1 second.")
 
 
-@pytest.mark.parametrize("algorithm", ["gcra", "token_bucket", "fixed_window", "sliding_window",
-                                       "sliding_log"])
+@pytest.mark.parametrize(
+    "algorithm", ["gcra", "token_bucket", "fixed_window", "sliding_window", "sliding_log"]
+)
 @pytest.mark.parametrize("rate", ["3/minute", "7/10seconds", "2/second"])
-def test_waiting_retry_after_is_enough(store_url: str, clock: Any, algorithm: str, rate: str) -> None:
-    lim = floodwall.Limiter(rate, algorithm=algorithm, store=store_url, clock=clock,
-                            namespace=f"ra-{algorithm}-{rate}")
+def test_waiting_retry_after_is_enough(
+    store_url: str, clock: Any, algorithm: str, rate: str
+) -> None:
+    lim = floodwall.Limiter(
+        rate, algorithm=algorithm, store=store_url, clock=clock, namespace=f"ra-{algorithm}-{rate}"
+    )
     hp = HeaderPolicy(lim.rates, jitter_ms=900, rng=random.Random(1).random)
     key = "client"
     for _ in range(5):

@@ -120,7 +120,7 @@ def test_trusted_cidrs() -> None:
 
 def test_forwarded_header() -> None:
     ip = ClientIP(["10.0.0.0/8"], header="forwarded")
-    assert ip(fwd('for=192.0.2.60;proto=http;by=203.0.113.43')) == "192.0.2.60"
+    assert ip(fwd("for=192.0.2.60;proto=http;by=203.0.113.43")) == "192.0.2.60"
     assert ip(fwd('for=6.6.6.6, For="[2001:db8:cafe::17]:4711"')) == "2001:db8:cafe::/64"
     assert ip(fwd("for=unknown")) == "10.0.0.2"
     assert ip(fwd("for=_hidden, for=10.4.4.4")) == "10.4.4.4"
@@ -138,8 +138,10 @@ def test_parsers() -> None:
 def test_other_single_value_header() -> None:
     ip = ClientIP(["10.0.0.0/8"], header="X-Real-IP")
     assert ip(View("10.0.0.2", {"X-Real-IP": "192.0.2.44"})) == "192.0.2.44"
-    assert client_ip(View("10.0.0.2", {"X-Real-IP": "192.0.2.44"}), ["10.0.0.0/8"],
-                     header="x-real-ip") == "192.0.2.44"
+    assert (
+        client_ip(View("10.0.0.2", {"X-Real-IP": "192.0.2.44"}), ["10.0.0.0/8"], header="x-real-ip")
+        == "192.0.2.44"
+    )
 
 
 def test_key_functions() -> None:

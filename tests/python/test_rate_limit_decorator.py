@@ -34,8 +34,12 @@ DJANGO_SETTINGS: dict[str, Any] = {
         "DEFAULT_PERMISSION_CLASSES": [],
         "UNAUTHENTICATED_USER": None,
         "DEFAULT_THROTTLE_CLASSES": ["floodwall.integrations.drf.FloodwallThrottle"],
-        "DEFAULT_THROTTLE_RATES": {"floodwall": "2/min", "anon": "1/min", "user": "3/min",
-                                   "uploads": "5/hour"},
+        "DEFAULT_THROTTLE_RATES": {
+            "floodwall": "2/min",
+            "anon": "1/min",
+            "user": "3/min",
+            "uploads": "5/hour",
+        },
     },
 }
 if not settings.configured:
@@ -172,9 +176,9 @@ def test_django_views(store_url: str, clock: Any) -> None:
 
     urlconf = types.ModuleType(f"fw_urls_{abs(hash(store_url))}")
     urlconf.urlpatterns = [  # type: ignore[attr-defined]
-            path("function", dj_function),
-            path("async", dj_async),
-            path("class", DjClassView.as_view()),
+        path("function", dj_function),
+        path("async", dj_async),
+        path("class", DjClassView.as_view()),
     ]
     with override_settings(ROOT_URLCONF=urlconf):
         c = Client(REMOTE_ADDR="203.0.113.8")

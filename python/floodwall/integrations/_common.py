@@ -7,7 +7,6 @@
 # framework is imported here, and a denied request consumes nothing.
 from __future__ import annotations
 
-import asyncio
 import fnmatch
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -83,19 +82,23 @@ def _as_limit(spec: LimitInput) -> Limit:
 class BoundLimit:
     """A Limit made concrete: its Limiter, key function and bucket scope."""
 
-    __slots__ = ("key", "limiter", "name", "prefix")
+    __slots__ = ("key", "limiter", "local", "name", "prefix")
 
-    def __init__(self, limiter: Limiter, key: KeyFunc, prefix: str, name: str | None) -> None:
+    def __init__(
+        self, limiter: Limiter, key: KeyFunc, prefix: str, name: str | None, local: bool
+    ) -> None:
         self.limiter = limiter
         self.key = key
         self.prefix = prefix
         self.name = name
+        #: True for in-process stores (memory, shm, file): checked inline.
+        self.local = local
 
 
 class LimitSet:
     """The limits that apply to one route, decided all-or-nothing."""
 
-    __slots__ = ("cost", "headers", "limits", "local", "scope")
+    __slots__ = ("cost", "fixed_cost", "headers", "limits", "local", "scope", "single")
 
     def __init__(
         self,
@@ -108,21 +111,29 @@ class LimitSet:
         self.cost = cost
         self.headers = headers
         self.scope = scope
-        self.local = all(b.limiter.store_url.startswith(_LOCAL_SCHEMES) for b in self.limits)
+        self.local = all(b.local for b in self.limits)
+        self.single: BoundLimit | None = self.limits[0] if len(self.limits) == 1 else None
+        self.fixed_cost: int | None = cost if isinstance(cost, int) else None
 
 
-@dataclass
 class Outcome:
     """The result of checking a request against a LimitSet."""
 
-    decision: Decision | None
-    limits: LimitSet
-    retry_after: int = 0
-    missing_key: bool = False
+    __slots__ = ("allowed", "decision", "limits", "missing_key", "retry_after")
 
-    @property
-    def allowed(self) -> bool:
-        return not self.missing_key and (self.decision is None or self.decision.allowed)
+    def __init__(
+        self,
+        decision: Decision | None,
+        limits: LimitSet,
+        retry_after: int = 0,
+        missing_key: bool = False,
+    ) -> None:
+        self.decision = decision
+        self.limits = limits
+        #: The Retry-After sent (jitter included), 0 when allowed.
+        self.retry_after = retry_after
+        self.missing_key = missing_key
+        self.allowed: bool = not missing_key and (decision is None or decision.allowed)
 
     @property
     def delay(self) -> float:
@@ -226,6 +237,8 @@ class Guard:
     ``jitter_ms``: random extra on Retry-After only.
     ``on_missing_key``: "shared" (default), "allow" or "deny" (400).
     ``enabled``: False turns every check off.
+    ``fail``: when the store cannot answer: "raise" (default, StoreError),
+    "open" (admit) or "closed" (deny); see floodwall.Limiter.
     """
 
     def __init__(
@@ -249,6 +262,7 @@ class Guard:
         jitter_ms: int = 0,
         on_missing_key: str = "shared",
         enabled: bool = True,
+        fail: str = "raise",
     ) -> None:
         if on_missing_key not in MISSING_KEY_POLICIES:
             raise ValueError(
@@ -260,6 +274,8 @@ class Guard:
         if jitter_ms < 0:
             raise ValueError(f"jitter_ms must be >= 0, got {jitter_ms}")
         self.store = store
+        self._shared_store: Any = None
+        self.fail = fail
         self.algorithm = algorithm
         self.namespace = namespace
         self.clock = clock
@@ -275,6 +291,7 @@ class Guard:
         self.on_missing_key = on_missing_key
         self.enabled = enabled
         self._exempt = PathMatcher(exempt)
+        self._has_exempt = bool(self._exempt)
         self.default: LimitSet | None = (
             None if default is None else self.limit_set([default], scope="default")
         )
@@ -295,29 +312,38 @@ class Guard:
         )
 
     def make_limiter(self, limit: Limit) -> Limiter:
+        """A Limiter on this app's store. Every Limiter a Guard builds shares
+        one opened store, so several limits can be decided all-or-nothing."""
         from floodwall import Limiter
 
         rate = limit.rate
         if isinstance(rate, Limiter):
             return rate
-        options: dict[str, Any] = dict(self.store_options)
+        options: dict[str, Any] = {} if self._shared_store is not None else dict(self.store_options)
         if limit.burst is not None:
             options["burst"] = limit.burst
-        return Limiter(
+        limiter = Limiter(
             rate,
             algorithm=limit.algorithm or self.algorithm,
-            store=self.store,
+            store=self._shared_store if self._shared_store is not None else self.store,
             namespace=self.namespace,
             clock=self.clock,
+            fail=self.fail,
             **options,
         )
+        if self._shared_store is None:
+            self._shared_store = limiter.store
+        return limiter
 
     def bind(self, spec: LimitInput, scope: str) -> BoundLimit:
+        from floodwall import Limiter
+
         limit = _as_limit(spec)
         limiter = self.make_limiter(limit)
         key = self.key if limit.key is None else self.resolve_key(limit.key)
         prefix = (limit.name or scope) + "|"
-        return BoundLimit(limiter, key, prefix, limit.name)
+        url = limiter.store_url if isinstance(limit.rate, Limiter) else self.store
+        return BoundLimit(limiter, key, prefix, limit.name, url.startswith(_LOCAL_SCHEMES))
 
     def limit_set(
         self,
@@ -366,7 +392,7 @@ class Guard:
     # -- routing
 
     def is_exempt(self, method: str, path: str) -> bool:
-        return bool(self._exempt) and self._exempt.match(method, path) is not None
+        return self._has_exempt and self._exempt.match(method, path) is not None
 
     def route_limits(self, method: str, path: str) -> LimitSet | None:
         """The configured path limits matching, else None (not the default)."""
@@ -410,6 +436,19 @@ class Guard:
         or no key with on_missing_key="allow")."""
         if not self.enabled:
             return None
+        if self._has_exempt and self.is_exempt(view.method, view.path):
+            return None  # exempt globs bind decorators too
+        single = limits.single
+        if single is not None:  # the common case, kept short
+            k = single.key(view)
+            if k:
+                n = cost if cost is not None else limits.fixed_cost
+                if n is None:
+                    n = self._cost(limits, view, None)
+                decision = single.limiter.check(single.prefix + k, n)
+                if decision.allowed:
+                    return Outcome(decision, limits)
+                return Outcome(decision, limits, limits.headers.retry_after(decision))
         parts = self._parts(limits, view)
         if parts is None:
             return None
@@ -434,6 +473,8 @@ class Guard:
             return None
         if limits.local:
             return self.check(limits, view, cost)
+        if self._has_exempt and self.is_exempt(view.method, view.path):
+            return None
         parts = self._parts(limits, view)
         if parts is None:
             return None
@@ -444,7 +485,7 @@ class Guard:
             limiter, key = parts[0]
             decision = await limiter.acheck(key, n)
         else:
-            from floodwall import check_all
+            from floodwall import acheck_all
 
-            decision = await asyncio.to_thread(check_all, parts, n)
+            decision = await acheck_all(parts, n)
         return self._finish(limits, decision)

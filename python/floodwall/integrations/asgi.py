@@ -354,8 +354,12 @@ class Floodwall(Guard):
 
         floodwall_dependency.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
             [
-                inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
-                inspect.Parameter("response", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Response),
+                inspect.Parameter(
+                    "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request
+                ),
+                inspect.Parameter(
+                    "response", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Response
+                ),
             ]
         )
         _mark(floodwall_dependency)
@@ -544,7 +548,7 @@ def wrap_endpoint(
                     target.headers[k] = v
         return result
 
-    wrapper: Callable[..., Any]
+    wrapper: Any
     if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)
@@ -584,6 +588,7 @@ def wrap_endpoint(
             return finish(fn(*args, **kwargs), response, outcome)
 
         wrapper = sync_wrapper
-    wrapper.__signature__ = new_sig  # type: ignore[attr-defined]
+    wrapper.__signature__ = new_sig
     _mark(wrapper)
-    return wrapper
+    result: Callable[..., Any] = wrapper
+    return result

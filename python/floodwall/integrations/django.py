@@ -67,6 +67,7 @@ SETTINGS_KEYS: dict[str, str] = {
     "JITTER_MS": "jitter_ms",
     "ON_MISSING_KEY": "on_missing_key",
     "ENABLED": "enabled",
+    "FAIL": "fail",
     "ON_LIMITED": "on_limited",
 }
 
@@ -386,7 +387,9 @@ def limit(
     if not rates:
         raise ValueError("limit() needs at least one rate, e.g. limit('5/minute')")
     specs = [
-        r if isinstance(r, Limit) else Limit(r, key=key, name=name, algorithm=algorithm, burst=burst)
+        r
+        if isinstance(r, Limit)
+        else Limit(r, key=key, name=name, algorithm=algorithm, burst=burst)
         for r in rates
     ]
 

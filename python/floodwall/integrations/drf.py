@@ -48,7 +48,7 @@ def parse_drf_rate(rate: str) -> Any:
     return parse_rates(rate)
 
 
-class FloodwallThrottle(BaseThrottle):
+class FloodwallThrottle(BaseThrottle):  # type: ignore[misc]
     """A DRF throttle deciding with floodwall.
 
     Class attributes: ``scope`` (the DEFAULT_THROTTLE_RATES entry, default
@@ -60,7 +60,7 @@ class FloodwallThrottle(BaseThrottle):
     scope: ClassVar[str] = "floodwall"
     rate: ClassVar[str | None] = None
     key: ClassVar[Any] = "user"
-    cost: ClassVar[int | Callable[[Any], int] | None] = None
+    cost: ClassVar[Any] = None  # int, or callable(request) -> int
     algorithm: ClassVar[str | None] = None
 
     _sets: ClassVar[dict[tuple[Any, ...], LimitSet]] = {}

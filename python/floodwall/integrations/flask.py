@@ -194,6 +194,8 @@ class Floodwall(Guard):
     # -- hooks
 
     def _limits_for(self, request: Any) -> LimitSet | None:
+        if self.is_exempt(request.method, request.path):
+            return None
         endpoint = request.endpoint
         view = flask.current_app.view_functions.get(endpoint) if endpoint else None
         if view is not None:
@@ -204,8 +206,6 @@ class Floodwall(Guard):
             own = self._view_sets.get(view)
             if own is not None:
                 return own
-        if self.is_exempt(request.method, request.path):
-            return None
         routed = self.route_limits(request.method, request.path)
         if routed is not None:
             return routed

@@ -23,14 +23,14 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 import redis
 import redis.asyncio
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from floodwall._native import Decision
 from floodwall.errors import ConfigError, CostError, KeyTypeError, StoreError
 from floodwall.rates import Rate
 from floodwall.stores import LimitSpec, register
 from floodwall.stores.breaker import OPEN, CircuitBreaker
-from floodwall.stores.redis_lua import QuotaParts, check_script, normalise
+from floodwall.stores.redis_lua import QuotaParts, check_library, check_script, normalise
 
 if TYPE_CHECKING:
     from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
@@ -52,6 +52,8 @@ AsyncClient = Union["redis.asyncio.Redis", "AsyncRedisCluster"]
 #: policy decides.
 DEFAULT_TIMEOUT = 0.25
 DEFAULT_BREAKER_THRESHOLD = 5
+#: Connections of an asyncio client's pool (tasks beyond wait for one).
+DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_BREAKER_COOLDOWN = 1.0
 
 _INT64_MAX = 2**63 - 1
@@ -66,6 +68,7 @@ _URL_OPTIONS = {
     "breaker_threshold": int,
     "breaker_cooldown": float,
     "plain_keys": lambda v: v.lower() in ("1", "true", "yes", "on"),
+    "scripting": str,
 }
 _KEYWORD_OPTIONS = frozenset(
     {
@@ -77,6 +80,8 @@ _KEYWORD_OPTIONS = frozenset(
         "key_secret",
         "hash_tag",
         "client_options",
+        "max_connections",
+        "scripting",
         "fail",
         "on_error",
     }
@@ -320,8 +325,17 @@ class Connection:
         connect_timeout: float | None = None,
         client_options: dict[str, Any] | None = None,
         breaker: CircuitBreaker | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        scripting: str = "auto",
     ) -> None:
         self.parsed = parsed
+        self.max_connections = max_connections
+        #: FCALL of a Redis function (Redis >= 7: the library is loaded once,
+        #: so a call skips the script's set-up) or EVALSHA; "auto" starts
+        #: with FCALL and falls back to EVALSHA for good if the server
+        #: cannot (Redis < 7, FUNCTION forbidden by an ACL...).
+        self.use_fcall = scripting in ("auto", "function")
+        self.scripting = scripting
         self.timeout = timeout
         self.connect_timeout = timeout if connect_timeout is None else connect_timeout
         self.client_options = dict(client_options or {})
@@ -417,7 +431,16 @@ class Connection:
         kw.setdefault("retry", _async_retry())
         try:
             if p.kind in ("redis", "unix"):
-                return redis.asyncio.Redis.from_url(p.redis_url(), **kw)
+                # a bounded pool where tasks queue for a free connection (no
+                # deadline on the queue: it is local; Redis's answer has one),
+                # so that a burst of tasks never opens thousands of sockets
+                pool = redis.asyncio.BlockingConnectionPool.from_url(
+                    p.redis_url(),
+                    max_connections=self.max_connections,
+                    timeout=None,
+                    **kw,
+                )
+                return redis.asyncio.Redis.from_pool(pool)
             if p.kind == "sentinel":
                 from redis.asyncio.sentinel import Sentinel
 
@@ -494,6 +517,20 @@ def _extra_query(p: ParsedURL) -> dict[str, Any]:
     return {}
 
 
+def _check_redis_query(p: ParsedURL) -> None:
+    """redis:// and unix:// query options go to redis-py: only those it reads."""
+    from redis.connection import URL_QUERY_ARGUMENT_PARSERS
+
+    known = set(URL_QUERY_ARGUMENT_PARSERS) | {"db", "password", "username", "client_name"}
+    unknown = sorted(k for k in p.query if k not in known and not k.startswith("ssl_"))
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) {unknown} in {p.url!r}; floodwall reads "
+            f"{', '.join(sorted(_URL_OPTIONS))}; redis-py reads {', '.join(sorted(known))} "
+            "and ssl_*; pass other redis-py options as client_options={...}"
+        )
+
+
 def _sentinel_kwargs(p: ParsedURL, kw: dict[str, Any]) -> dict[str, Any]:
     out = {
         "socket_timeout": kw.get("socket_timeout"),
@@ -526,6 +563,8 @@ def _shared_connection(parsed: ParsedURL, opts: dict[str, Any]) -> Connection:
         opts["connect_timeout"],
         opts["breaker_threshold"],
         opts["breaker_cooldown"],
+        opts["max_connections"],
+        opts["scripting"],
         repr(sorted(opts["client_options"].items())),
     )
     with _connections_lock:
@@ -537,6 +576,8 @@ def _shared_connection(parsed: ParsedURL, opts: dict[str, Any]) -> Connection:
                 connect_timeout=opts["connect_timeout"],
                 client_options=opts["client_options"],
                 breaker=CircuitBreaker(opts["breaker_threshold"], opts["breaker_cooldown"]),
+                max_connections=opts["max_connections"],
+                scripting=opts["scripting"],
             )
             _connections[key] = conn
         conn.users += 1
@@ -610,6 +651,7 @@ class RedisBackend:
         # the ARGV of a cost-1 check with Redis's own clock, built once
         self._argv1 = (b"", b"1", self._expire, *self._parts)
         self._script, self._sha = check_script()
+        self._fname, self._library = check_library()
         self._allowed = 0
         self._denied = 0
         self._fallbacks = 0
@@ -651,7 +693,7 @@ class RedisBackend:
         )
 
     def _count(self, d: Decision, cost: int) -> Decision:
-        if cost:
+        if cost and not d.fallback:
             if d.allowed:
                 self._allowed += 1
             else:
@@ -689,16 +731,54 @@ class RedisBackend:
         )
 
     def _eval(self, client: Any, keys: Sequence[bytes], argv: Sequence[Any]) -> Any:
+        """One call of the check script: FCALL, or EVALSHA (EVAL on NOSCRIPT)."""
+        if self.conn.use_fcall:
+            try:
+                return client.execute_command("FCALL", self._fname, len(keys), *keys, *argv)
+            except ResponseError as exc:
+                if self._function_missing(exc):
+                    client.execute_command("FUNCTION LOAD", "REPLACE", self._library)
+                    return client.execute_command("FCALL", self._fname, len(keys), *keys, *argv)
+                if not self._functions_unavailable(exc):
+                    raise
         try:
             return client.execute_command("EVALSHA", self._sha, len(keys), *keys, *argv)
         except NoScriptError:
             return client.execute_command("EVAL", self._script, len(keys), *keys, *argv)
 
     async def _aeval(self, client: Any, keys: Sequence[bytes], argv: Sequence[Any]) -> Any:
+        if self.conn.use_fcall:
+            try:
+                return await client.execute_command(
+                    "FCALL", self._fname, len(keys), *keys, *argv
+                )
+            except ResponseError as exc:
+                if self._function_missing(exc):
+                    await client.execute_command("FUNCTION LOAD", "REPLACE", self._library)
+                    return await client.execute_command(
+                        "FCALL", self._fname, len(keys), *keys, *argv
+                    )
+                if not self._functions_unavailable(exc):
+                    raise
         try:
             return await client.execute_command("EVALSHA", self._sha, len(keys), *keys, *argv)
         except NoScriptError:
             return await client.execute_command("EVAL", self._script, len(keys), *keys, *argv)
+
+    @staticmethod
+    def _function_missing(exc: ResponseError) -> bool:
+        # a restart, FUNCTION FLUSH, a new node: load the library again
+        return "function not found" in str(exc).lower()
+
+    def _functions_unavailable(self, exc: ResponseError) -> bool:
+        """Redis < 7, or FUNCTION/FCALL refused: use EVALSHA from now on."""
+        text = str(exc).lower()
+        if self.conn.scripting == "auto" and (
+            "unknown command" in text or "noperm" in text or "no permissions" in text
+        ):
+            self.conn.use_fcall = False
+            return True
+        return False
 
     def _run(
         self, keys: Sequence[bytes], argv: Sequence[Any], meta: Sequence[tuple[int, Rate]]
@@ -735,15 +815,63 @@ class RedisBackend:
 
     # -- checks -------------------------------------------------------------
 
+    def _bad_cost(self, cost: object) -> int:
+        """The cost as an int, or CostError (the slow path of check)."""
+        n = _validate_cost(cost)
+        err = self._cost_error(n, self._meta)
+        if err is not None:
+            raise err
+        return n
+
     def check(self, key: Key, cost: int = 1) -> Decision:
         """Decide `cost` units for `key` on every rate, all-or-nothing."""
+        # The hot path, kept flat: one EVALSHA, no helper frames.
         if cost.__class__ is not int or cost < 0 or cost > self.capacity:
-            cost = _validate_cost(cost)
-            err = self._cost_error(cost, self._meta)
-            if err is not None:
-                raise err
+            cost = self._bad_cost(cost)
         keys = self.namer.keys(key)
-        return self._count(self._run(keys, self._argv(cost, self._parts), self._meta), cost)
+        if cost == 1 and self._clock is None:
+            argv: Sequence[Any] = self._argv1
+        else:
+            argv = self._argv(cost, self._parts)
+        conn = self.conn
+        breaker = conn.breaker
+        if breaker._state and not breaker.allow():  # not closed: maybe skip
+            return self._skipped(self._meta)
+        try:
+            client = conn._sync or conn.sync_client()
+            if conn.use_fcall:
+                try:
+                    res = client.execute_command("FCALL", self._fname, len(keys), *keys, *argv)
+                except ResponseError as exc:
+                    if not (self._function_missing(exc) or self._functions_unavailable(exc)):
+                        raise
+                    res = self._eval(client, keys, argv)
+            else:
+                try:
+                    res = client.execute_command("EVALSHA", self._sha, len(keys), *keys, *argv)
+                except NoScriptError:
+                    res = client.execute_command("EVAL", self._script, len(keys), *keys, *argv)
+        except _STORE_ERRORS as exc:
+            breaker.failure()
+            return self._failed(exc, self._meta)
+        if breaker._failures:
+            breaker.success()
+        burst, rate = self._meta[res[1]]
+        rem, retry, reset, delay = res[2], res[3], res[4], res[5]
+        if (
+            rem.__class__ is not int
+            or retry.__class__ is not int
+            or reset.__class__ is not int
+            or delay.__class__ is not int
+        ):  # 2^53 or more comes as decimal text
+            rem, retry, reset, delay = _i64(rem), _i64(retry), _i64(reset), _i64(delay)
+        if res[0]:
+            if cost:
+                self._allowed += 1
+            return Decision(True, burst, rem, retry, reset, delay, rate=rate)
+        if cost:
+            self._denied += 1
+        return Decision(False, burst, rem, retry, reset, delay, rate=rate)
 
     def allow(self, key: Key, cost: int = 1) -> bool:
         return self.check(key, cost).allowed
@@ -941,6 +1069,13 @@ def _split_options(options: dict[str, Any], url_options: dict[str, Any]) -> dict
     opts.setdefault("connect_timeout", None)
     opts.setdefault("breaker_threshold", DEFAULT_BREAKER_THRESHOLD)
     opts.setdefault("breaker_cooldown", DEFAULT_BREAKER_COOLDOWN)
+    opts.setdefault("max_connections", DEFAULT_MAX_CONNECTIONS)
+    opts.setdefault("scripting", "auto")
+    if opts["scripting"] not in ("auto", "function", "eval"):
+        raise ConfigError(f"scripting must be auto, function or eval, got {opts['scripting']!r}")
+    mc = opts["max_connections"]
+    if isinstance(mc, bool) or not isinstance(mc, int) or mc < 1:
+        raise ConfigError(f"max_connections must be an int >= 1, got {mc!r}")
     client_options = opts.get("client_options") or {}
     if not isinstance(client_options, dict):
         raise ConfigError("client_options must be a dict of redis-py keyword arguments")
@@ -956,10 +1091,15 @@ def open_redis(url: str, spec: LimitSpec, **options: Any) -> RedisBackend:
     """The factory of every Redis URL scheme (registered below)."""
     parsed = parse_url(url)
     opts = _split_options(options, parsed.options)
+    # unknown query options: an error now, not on first use
     if parsed.kind in ("sentinel", "cluster"):
-        _extra_query(parsed)  # unknown query options: an error now, not on first use
+        _extra_query(parsed)
+    else:
+        _check_redis_query(parsed)
     conn = _shared_connection(parsed, opts)
     try:
+        if parsed.kind != "cluster":
+            conn.sync_client()  # builds the client (no I/O): bad options fail now
         return RedisBackend(conn, spec, opts)
     except BaseException:
         _release_connection(conn)
@@ -995,6 +1135,7 @@ def from_client(client: Any, spec: LimitSpec, **options: Any) -> RedisBackend:
     conn = Connection(
         client=client,
         breaker=CircuitBreaker(opts["breaker_threshold"], opts["breaker_cooldown"]),
+        scripting=opts["scripting"],
     )
     return RedisBackend(conn, spec, opts)
 

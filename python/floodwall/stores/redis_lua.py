@@ -16,6 +16,7 @@ __all__ = [
     "ALGORITHM_CODES",
     "LUA_FILES",
     "QuotaParts",
+    "check_library",
     "check_script",
     "normalise",
 ]
@@ -48,9 +49,7 @@ TAU_MAX = 2**62
 SLIDING_LOG_MAX = 65536
 
 
-@lru_cache(maxsize=1)
-def check_script() -> tuple[str, str]:
-    """(script text, its SHA1 hex) for EVAL / EVALSHA."""
+def _library_text() -> str:
     base = resources.files(__package__).joinpath("lua") if __package__ else None
     chunks = []
     for name in LUA_FILES:
@@ -61,8 +60,31 @@ def check_script() -> tuple[str, str]:
 
             text = (pathlib.Path(__file__).parent / "lua" / name).read_text(encoding="utf-8")
         chunks.append(f"-- >>> {name}\n{text}")
-    script = "\n".join(chunks)
+    return "\n".join(chunks)
+
+
+@lru_cache(maxsize=1)
+def check_script() -> tuple[str, str]:
+    """(script text, its SHA1 hex) for EVAL / EVALSHA."""
+    script = _library_text() + "\nreturn check(KEYS, ARGV)\n"
     return script, hashlib.sha1(script.encode("utf-8")).hexdigest()
+
+
+@lru_cache(maxsize=1)
+def check_library() -> tuple[str, str]:
+    """(function name, library code) for FUNCTION LOAD / FCALL (Redis >= 7).
+
+    The name carries the script's hash, so that two floodwall versions
+    sharing a server never replace each other's function.
+    """
+    _, sha = check_script()
+    name = f"floodwall_{sha[:16]}"
+    code = (
+        f"#!lua name={name}\n"
+        + _library_text()
+        + f"\nredis.register_function('{name}', function(keys, args) return check(keys, args) end)\n"
+    )
+    return name, code
 
 
 class QuotaParts:

@@ -12,7 +12,9 @@
 local LB = 10000000            -- limb base 10^7: limb products stay < 2^47
 local TWO53 = 9007199254740992 -- 2^53
 local SHORT = 900719925        -- short division for divisors below 2^53 / LB
-local floor, fmod = math.floor, math.fmod
+-- math.floor and math.fmod, set by the entry point on each call: a Redis
+-- function library cannot read `math` while it is being loaded.
+local floor, fmod
 
 -- Limbs of a value: a fresh array for a number (below 2^53), the array
 -- itself for a table (which callers never modify).
@@ -226,6 +228,12 @@ local function parse(s)
     return norm(t)
 end
 
+-- The scripts' own decimal arguments (trusted digits), without checks.
+local function num(s)
+    if #s <= 15 then return tonumber(s) end
+    return parse(s)
+end
+
 -- A value as decimal text.
 local function tostr(v)
     if type(v) ~= 'table' then return string.format('%.0f', v) end
@@ -234,16 +242,6 @@ local function tostr(v)
     local out = { string.format('%.0f', v[n]) }
     for i = n - 1, 1, -1 do out[#out + 1] = string.format('%07d', v[i]) end
     return table.concat(out)
-end
-
--- Redis TIME (seconds and microseconds, as text) in nanoseconds.
-local function time_ns(t)
-    local us = tonumber(t[2])
-    local lo = fmod(us, 10000) * 1000           -- the last 7 digits
-    local hi = tonumber(t[1]) * 100 + (us - fmod(us, 10000)) / 10000
-    if hi < LB then return norm({ lo, hi }) end -- before 1970 + ~27 hours
-    local mid = fmod(hi, LB)
-    return norm({ lo, mid, (hi - mid) / LB })
 end
 
 -- A value as a Redis reply: an integer when exact, else decimal text.

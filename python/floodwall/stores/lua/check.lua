@@ -1,5 +1,7 @@
--- check.lua - the one entry point: decide a check of `cost` units on every
--- part (one Redis key per rate and user key), all-or-nothing.
+-- check.lua - the one entry point, check(KEYS, ARGV): decide a check of
+-- `cost` units on every part (one Redis key per rate and user key),
+-- all-or-nothing. Called by the EVAL script, or registered as a Redis
+-- function (then ALGO below lives as long as the library).
 --
 -- KEYS: one per part. ARGV: now (decimal ns, or "" to read Redis TIME),
 -- cost, "1" to set expiries (only meaningful with Redis TIME), then five
@@ -12,79 +14,137 @@
 -- it admitted (a key may appear twice); state is written only when every
 -- part is admitted and cost > 0, so a denial or a peek changes nothing.
 
--- Redis < 5 replicates scripts verbatim unless told to replicate effects
--- (TIME makes this script non-deterministic); 7 has the version number.
-if not redis.REDIS_VERSION_NUM and redis.replicate_commands then redis.replicate_commands() end
-
-local now
-if ARGV[1] == '' then -- seconds and microseconds, as decimal text
-    now = time_ns(redis.call('TIME'))
-else
-    now = parse(ARGV[1])
-end
-local cost = parse(ARGV[2])
-local expire = ARGV[3] == '1'
-
 local ALGO = {} -- code -> the algorithm's functions, built on first use
-local cache, written, order = {}, {}, {}
-local all_ok = true
-local pick, pick_ok, pick_rem, pick_retry, pick_reset, pick_delay
 
-for i = 1, #KEYS do
-    local a = 4 + (i - 1) * 5
-    local code = ARGV[a]
-    if code == nil or ARGV[a + 4] == nil then return redis.error_reply('floodwall: bad part ' .. i) end
-    local P = { B = parse(ARGV[a + 1]), T = parse(ARGV[a + 2]), tau = parse(ARGV[a + 3]),
-                W = parse(ARGV[a + 4]), shaping = code == 's' }
-    if code == 's' then code = 'g' end
+local function algo(code)
     local A = ALGO[code]
     if A == nil then
-        if MAKE[code] == nil then return redis.error_reply('floodwall: unknown algorithm ' .. code) end
-        A = MAKE[code]()
+        local make = MAKE[code]
+        if make == nil then return nil end
+        A = make()
         ALGO[code] = A
     end
-    if cmp(cost, P.B) > 0 then return redis.error_reply('floodwall: cost exceeds the capacity') end
-    local key = KEYS[i]
-    local st = cache[key]
-    if st == nil then st = A.load(P, key, now) end
-    local ok, nst, rem, retry, reset, delay
+    return A
+end
+
+-- Decide one part: allowed, next state, remaining, retry, reset, delay.
+local function decide(A, P, st, cost)
     if cost == 0 then -- a peek: what one unit would get, the state as it is
-        ok, nst, rem, retry, reset, delay = A.decide(P, st, now, 1)
+        local ok, _, rem, retry, _, delay = A.decide(P, st, 1)
         if ok then rem = add(rem, 1) end
-        reset = A.held(P, st, now)
-    else
-        ok, nst, rem, retry, reset, delay = A.decide(P, st, now, cost)
-        if ok then
+        return ok, st, rem, retry, A.held(P, st), delay
+    end
+    return A.decide(P, st, cost)
+end
+
+local function answer(ok, i, rem, retry, reset, delay)
+    if type(rem) == 'table' then rem = tostr(rem) end
+    if type(retry) == 'table' then retry = tostr(retry) end
+    if type(reset) == 'table' then reset = tostr(reset) end
+    if type(delay) == 'table' then delay = tostr(delay) end
+    return { ok and 1 or 0, i, rem, retry, reset, delay }
+end
+
+local function check(KEYS, ARGV)
+    if fmod == nil then floor, fmod = math.floor, math.fmod end
+    -- Redis < 5 replicates scripts verbatim unless told to replicate
+    -- effects (TIME makes this non-deterministic); 7 has the version number
+    if not redis.REDIS_VERSION_NUM and redis.replicate_commands then
+        redis.replicate_commands()
+    end
+
+    NOW_BIG = nil
+    local clock = ARGV[1]
+    if clock == '' then -- seconds and microseconds, as decimal text
+        local t = redis.call('TIME')
+        NOW_HI, NOW_LO = tonumber(t[1]), tonumber(t[2]) * 1000
+    else -- a caller's clock (tests): decimal ns in [0, 2^63 - 1]
+        local n = #clock
+        if n == 0 or n > 19 or clock:find('%D') then
+            return redis.error_reply('floodwall: bad time ' .. clock)
+        end
+        if n > 9 then
+            NOW_HI, NOW_LO = tonumber(clock:sub(1, n - 9)), tonumber(clock:sub(n - 8))
+        else
+            NOW_HI, NOW_LO = 0, tonumber(clock)
+        end
+    end
+    local cost = num(ARGV[2])
+    local expire = ARGV[3] == '1'
+    local nparts = #KEYS
+    if #ARGV ~= 3 + 5 * nparts or nparts == 0 then
+        return redis.error_reply('floodwall: expected 5 arguments per key')
+    end
+
+    -- Parse every part first: nothing is read before all are valid.
+    local parts = {}
+    for i = 1, nparts do
+        local a = 4 + (i - 1) * 5
+        local code = ARGV[a]
+        local P = { B = num(ARGV[a + 1]), T = num(ARGV[a + 2]), tau = num(ARGV[a + 3]),
+                    W = num(ARGV[a + 4]), shaping = code == 's' }
+        if code == 's' then code = 'g' end
+        local A = algo(code)
+        if A == nil then return redis.error_reply('floodwall: unknown algorithm ' .. code) end
+        if cmp(cost, P.B) > 0 then
+            return redis.error_reply('floodwall: cost exceeds the capacity')
+        end
+        P.A = A
+        parts[i] = P
+    end
+
+    if nparts == 1 then -- the common case, without the bookkeeping below
+        local P = parts[1]
+        local A = P.A
+        local key = KEYS[1]
+        local st = A.load(P, key)
+        local ok, nst, rem, retry, reset, delay = decide(A, P, st, cost)
+        if ok and cost ~= 0 then A.store(P, key, nst, expire) end
+        return answer(ok, 0, rem, retry, reset, delay)
+    end
+
+    local cache, written, order = {}, {}, {}
+    local all_ok = true
+    local pick, pick_ok, pick_rem, pick_retry, pick_reset, pick_delay
+    for i = 1, nparts do
+        local P = parts[i]
+        local A = P.A
+        local key = KEYS[i]
+        local st = cache[key]
+        if st == nil then
+            st = A.load(P, key)
+            cache[key] = st
+        end
+        local ok, nst, rem, retry, reset, delay = decide(A, P, st, cost)
+        if ok and cost ~= 0 then
             cache[key] = nst
             if not written[key] then
-                written[key] = { P, A }
+                written[key] = P
                 order[#order + 1] = key
             end
         end
+        -- the deciding part: when denied, the longest wait; else the fewest left
+        local better
+        if pick == nil then
+            better = true
+        elseif ok ~= pick_ok then
+            better = not ok
+        elseif ok then
+            better = cmp(rem, pick_rem) < 0
+        else
+            better = cmp(retry, pick_retry) > 0
+        end
+        if better then
+            pick, pick_ok, pick_rem, pick_retry, pick_reset, pick_delay = i, ok, rem, retry, reset, delay
+        end
+        if not ok then all_ok = false end
     end
-    if cache[key] == nil then cache[key] = st end
-    -- the deciding part: when denied, the longest wait; else the fewest left
-    local better
-    if pick == nil then
-        better = true
-    elseif ok ~= pick_ok then
-        better = not ok
-    elseif ok then
-        better = cmp(rem, pick_rem) < 0
-    else
-        better = cmp(retry, pick_retry) > 0
-    end
-    if better then
-        pick, pick_ok, pick_rem, pick_retry, pick_reset, pick_delay = i, ok, rem, retry, reset, delay
-    end
-    if not ok then all_ok = false end
-end
 
-if all_ok and cost ~= 0 then
-    for _, key in ipairs(order) do
-        local pa = written[key]
-        pa[2].store(pa[1], key, cache[key], now, expire)
+    if all_ok and cost ~= 0 then
+        for _, key in ipairs(order) do
+            local P = written[key]
+            P.A.store(P, key, cache[key], expire)
+        end
     end
+    return answer(pick_ok, pick - 1, pick_rem, pick_retry, pick_reset, pick_delay)
 end
-
-return { pick_ok and 1 or 0, pick - 1, reply(pick_rem), reply(pick_retry), reply(pick_reset), reply(pick_delay) }

@@ -1,7 +1,44 @@
--- common.lua - what every algorithm script shares: the table of
--- algorithms and how a state string is written back with its expiry.
+-- common.lua - what every algorithm shares: the current time, the table
+-- of algorithms, and how a state string is written back with its expiry.
 -- Invariant: a key is written only with an expiry no earlier than the
 -- moment its state becomes indistinguishable from a fresh key.
+
+-- The time of this call, set by the entry point: NOW_HI * 10^9 + NOW_LO
+-- (Redis TIME gives it in that shape: seconds, and microseconds * 1000),
+-- and as one exact value when an algorithm needs it (NOW()).
+local NOW_HI, NOW_LO, NOW_BIG = 0, 0, nil
+local E9 = 1000000000
+
+local function NOW()
+    if NOW_BIG == nil then NOW_BIG = add(mul(NOW_HI, E9), NOW_LO) end
+    return NOW_BIG
+end
+
+-- `now + d` as decimal text, for 0 <= d < 2^52.
+local function now_plus(d)
+    local lo = NOW_LO + d
+    local r = fmod(lo, E9)
+    local hi = NOW_HI + (lo - r) / E9
+    if hi > 0 then return string.format('%.0f%09d', hi, r) end
+    return string.format('%.0f', r)
+end
+
+-- `t - now` for a time written as decimal text, when it is exact and
+-- below 2^52 in magnitude; nil otherwise.
+local function minus_now(text)
+    local n = #text
+    local hi, lo = 0, nil
+    if n > 9 then
+        hi = tonumber(text:sub(1, n - 9))
+        lo = tonumber(text:sub(n - 8))
+    else
+        lo = tonumber(text)
+    end
+    if hi == nil or lo == nil then error('floodwall: damaged state: ' .. text) end
+    local dh = hi - NOW_HI
+    if dh >= 4500000 or dh <= -4500000 then return nil end
+    return dh * E9 + (lo - NOW_LO)
+end
 
 -- code -> a function building { load, decide, held, store }: only the
 -- algorithms a call uses get their functions built.
@@ -9,6 +46,7 @@ local MAKE = {}
 local NS_PER_MS = 1000000
 local TTL_MAX_MS = 10000000000000 -- ~317 years; below 10^14, so a Lua
                                   -- number is passed to Redis exactly
+local SMALL = 4503599627370496    -- 2^52
 
 -- Milliseconds for a positive ns duration: at least its ceiling (one
 -- millisecond late at worst, never early), capped.

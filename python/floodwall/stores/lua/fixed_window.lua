@@ -10,14 +10,16 @@ MAKE.f = function()
     end
 
     -- The (window index, count) in force at `now`.
-    local function fixed_view(P, st, now)
+    local function fixed_view(P, st)
+        local now = NOW()
         local k_now = div(now, P.W)
         if cmp(st[1], k_now) >= 0 then return st[1], st[2] end
         return k_now, 0
     end
 
-    local function fixed_decide(P, st, now, n)
-        local k, c = fixed_view(P, st, now)
+    local function fixed_decide(P, st, n)
+        local now = NOW()
+        local k, c = fixed_view(P, st)
         local left = sub(mul(add(k, 1), P.W), now) -- end of window k, from now
         local c2 = add(c, n)
         if cmp(c2, P.B) <= 0 then
@@ -28,13 +30,15 @@ MAKE.f = function()
         return false, st, sub(P.B, c), left, left, 0
     end
 
-    local function fixed_held(P, st, now)
-        local k, c = fixed_view(P, st, now)
+    local function fixed_held(P, st)
+        local now = NOW()
+        local k, c = fixed_view(P, st)
         if cmp(c, 0) > 0 then return sub(mul(add(k, 1), P.W), now) end
         return 0
     end
 
-    local function fixed_store(P, key, st, now, expire)
+    local function fixed_store(P, key, st, expire)
+        local now = NOW()
         put(key, tostr(st[1]) .. ' ' .. tostr(st[2]), sub(mul(add(st[1], 1), P.W), now), expire)
     end
 

@@ -1,39 +1,91 @@
 -- gcra.lua - GCRA, which also serves token_bucket and leaky_bucket
 -- (policing, and shaping with a delay): docs/algorithms.md, exactly.
--- Invariant: the state is the TAT as decimal text; a denial or a peek
--- never writes, and new_tat - now <= tau after every admission.
+-- Invariant: the stored state is the TAT as decimal text; a denial or a
+-- peek never writes, and new_tat - now <= tau after every admission.
+--
+-- Every result depends only on tat - now, so the common case (tau below
+-- 2^52 ns, about 52 days, and a TAT near now) runs on plain numbers
+-- relative to now: state { d = tat - now }, with any d <= 0 meaning "not
+-- ahead of now" (the same decisions as a fresh key). Anything else runs
+-- on exact big integers: state { a = tat }.
 
 MAKE.g = function()
     local function gcra_load(P, key)
         local v = redis.call('GET', key)
-        if not v then return 0 end
-        return parse(v)
+        if not v then return { d = 0 } end
+        local d = minus_now(v)
+        if d == nil then
+            local a = parse(v)
+            if cmp(a, NOW()) <= 0 then return { d = 0 } end
+            return { a = a }
+        end
+        return { d = d }
+    end
+
+    -- tau <= 2^52 and tat - now <= tau: every sum below stays <= 2^53
+    local function fast(P, st)
+        local tau = P.tau
+        return st.d ~= nil and type(tau) ~= 'table' and tau <= SMALL and st.d <= tau
+    end
+
+    local function absolute(st)
+        if st.a then return st.a end
+        if st.d > 0 then return add(NOW(), st.d) end
+        return NOW()
     end
 
     -- -> allowed, next state, remaining, retry_after, reset_after, delay
-    local function gcra_decide(P, tat, now, n)
+    local function gcra_decide(P, st, n)
+        if fast(P, st) then
+            local T, tau = P.T, P.tau
+            local held = st.d
+            if held < 0 then held = 0 end
+            local used = held + n * T -- <= 2^53: exact
+            if used <= tau then
+                local delay = 0
+                if P.shaping then delay = held end
+                local left = tau - used
+                return true, { d = used }, (left - fmod(left, T)) / T, 0, used, delay
+            end
+            local remaining = 0
+            if held < tau then
+                local left = tau - held
+                remaining = (left - fmod(left, T)) / T
+            end
+            return false, st, remaining, used - tau, held, 0
+        end
+        local now = NOW()
+        local tat = absolute(st)
         local base = max(tat, now)
         local new_tat = add(base, mul(n, P.T))
         local used = sub(new_tat, now)
         if cmp(used, P.tau) <= 0 then
             local delay = 0
             if P.shaping then delay = sub(base, now) end
-            return true, new_tat, div(sub(P.tau, used), P.T), 0, used, delay
+            return true, { a = new_tat }, div(sub(P.tau, used), P.T), 0, used, delay
         end
         local held = sub(base, now)
         local remaining = 0 -- a clock that stepped back: held > tau
         if cmp(held, P.tau) < 0 then remaining = div(sub(P.tau, held), P.T) end
-        return false, tat, remaining, sub(used, P.tau), held, 0
+        return false, st, remaining, sub(used, P.tau), held, 0
     end
 
-    local function gcra_held(P, tat, now)
-        return sub(max(tat, now), now)
+    local function gcra_held(P, st)
+        if st.d then
+            if st.d > 0 then return st.d end
+            return 0
+        end
+        local now = NOW()
+        return sub(max(st.a, now), now)
     end
 
-    local function gcra_store(P, key, tat, now, expire)
-        put(key, tostr(tat), sub(tat, now), expire)
+    local function gcra_store(P, key, st, expire)
+        if st.d then
+            put(key, now_plus(st.d), st.d, expire)
+        else
+            put(key, tostr(st.a), sub(st.a, NOW()), expire)
+        end
     end
-
 
     return { load = gcra_load, decide = gcra_decide, held = gcra_held, store = gcra_store }
 end

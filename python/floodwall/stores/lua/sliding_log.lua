@@ -24,7 +24,8 @@ MAKE.l = function()
     end
 
     -- Load and (in this script's view only) drop the entries dead at `now`.
-    local function log_load(P, key, now)
+    local function log_load(P, key)
+        local now = NOW()
         local m = redis.call('HMGET', key, 'h', 't', 'u')
         local st = { key = key, h = tonumber(m[1] or '0'), t = tonumber(m[2] or '0'),
                      u = tonumber(m[3] or '0'), ents = {}, pend = 0 }
@@ -41,7 +42,8 @@ MAKE.l = function()
 
     -- Time of the newest live entry (nil if none); `pend` units admitted in
     -- this script call count as an entry at `now`.
-    local function log_newest(st, now, pend)
+    local function log_newest(st, pend)
+        local now = NOW()
         local newest
         if st.i < st.t then newest = log_ent(st, st.t - 1) end
         if pend then
@@ -51,7 +53,8 @@ MAKE.l = function()
     end
 
     -- Walk live entries oldest first: when have `need` units expired?
-    local function log_walk(P, st, now, need)
+    local function log_walk(P, st, need)
+        local now = NOW()
         local acc = 0
         local pend_done = st.pend == 0
         for j = st.i, st.t - 1 do
@@ -68,27 +71,30 @@ MAKE.l = function()
         return 0
     end
 
-    local function log_decide(P, st, now, n)
+    local function log_decide(P, st, n)
+        local now = NOW()
         local used = st.u + st.pend
         if used + n <= P.B then
             local nst = { key = st.key, h = st.h, t = st.t, u = st.u, i = st.i,
                           ents = st.ents, pend = st.pend + n }
-            local reset = sub(add(log_newest(st, now, true), P.W), now)
+            local reset = sub(add(log_newest(st, true), P.W), now)
             return true, nst, P.B - used - n, 0, reset, 0
         end
         local reset = 0
-        local newest = log_newest(st, now, st.pend > 0)
+        local newest = log_newest(st, st.pend > 0)
         if newest then reset = sub(add(newest, P.W), now) end
-        return false, st, P.B - used, log_walk(P, st, now, used + n - P.B), reset, 0
+        return false, st, P.B - used, log_walk(P, st, used + n - P.B), reset, 0
     end
 
-    local function log_held(P, st, now)
-        local newest = log_newest(st, now, st.pend > 0)
+    local function log_held(P, st)
+        local now = NOW()
+        local newest = log_newest(st, st.pend > 0)
         if newest then return sub(add(newest, P.W), now) end
         return 0
     end
 
-    local function log_store(P, key, st, now, expire)
+    local function log_store(P, key, st, expire)
+        local now = NOW()
         -- forget the dead prefix
         local dead = {}
         for j = st.h, st.i - 1 do

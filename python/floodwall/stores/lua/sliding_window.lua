@@ -12,7 +12,8 @@ MAKE.w = function()
     end
 
     -- The (k, prev, cur) in force at `now`.
-    local function sliding_view(P, st, now)
+    local function sliding_view(P, st)
+        local now = NOW()
         local k_now = div(now, P.W)
         local c = cmp(st[1], k_now)
         if c >= 0 then return st[1], st[2], st[3] end
@@ -20,15 +21,17 @@ MAKE.w = function()
         return k_now, 0, 0
     end
 
-    local function sliding_reset(P, k, prev, cur, now)
+    local function sliding_reset(P, k, prev, cur)
+        local now = NOW()
         if cmp(cur, 0) > 0 then return sub(mul(add(k, 2), P.W), now) end
         if cmp(prev, 0) > 0 then return sub(mul(add(k, 1), P.W), now) end
         return 0
     end
 
-    local function sliding_decide(P, st, now, n)
+    local function sliding_decide(P, st, n)
+        local now = NOW()
         local W, B = P.W, P.B
-        local k, prev, cur = sliding_view(P, st, now)
+        local k, prev, cur = sliding_view(P, st)
         local kw = mul(k, W)
         local e = 0
         if cmp(now, kw) > 0 then e = sub(now, kw) end
@@ -43,7 +46,7 @@ MAKE.w = function()
         local usage = add(pw, mul(cur2, W))
         local remaining = 0
         if cmp(usage, cap) < 0 then remaining = div(sub(cap, usage), W) end
-        local reset = sliding_reset(P, k, prev, cur2, now)
+        local reset = sliding_reset(P, k, prev, cur2)
         if allowed then return true, state, remaining, 0, reset, 0 end
         local retry
         local cn = add(cur, n)
@@ -64,14 +67,16 @@ MAKE.w = function()
         return false, st, remaining, retry, reset, 0
     end
 
-    local function sliding_held(P, st, now)
-        local k, prev, cur = sliding_view(P, st, now)
-        return sliding_reset(P, k, prev, cur, now)
+    local function sliding_held(P, st)
+        local now = NOW()
+        local k, prev, cur = sliding_view(P, st)
+        return sliding_reset(P, k, prev, cur)
     end
 
-    local function sliding_store(P, key, st, now, expire)
+    local function sliding_store(P, key, st, expire)
+        local now = NOW()
         local text = tostr(st[1]) .. ' ' .. tostr(st[2]) .. ' ' .. tostr(st[3])
-        put(key, text, sliding_reset(P, st[1], st[2], st[3], now), expire)
+        put(key, text, sliding_reset(P, st[1], st[2], st[3]), expire)
     end
 
 

@@ -1,0 +1,242 @@
+"""Benchmark: a minimal FastAPI endpoint under uvicorn, with and without floodwall.
+
+Each variant of the same app is served by uvicorn on 127.0.0.1 in its own
+process and loaded over loopback by a small keep-alive asyncio HTTP/1.1 client
+(bounded in requests and in seconds). Variants, interleaved over several
+rounds (the best round of each is kept):
+
+  plain              no rate limiting (the baseline)
+  floodwall          FloodwallMiddleware, default limit, memory store, headers on
+  floodwall-noheads  the same without rate headers on allowed responses
+  slowapi            slowapi's SlowAPIMiddleware, default limit, memory storage
+
+The limit is high enough never to deny, so every variant does the same work
+for the client. Issue target: floodwall >= 95 % of plain's requests/s. Prints
+req/s and ratios; timing never fails this script.
+
+    python bench/bench_fastapi.py [--requests 20000] [--seconds 8] [--rounds 3]
+                                  [--connections 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+VARIANTS = ("plain", "floodwall", "floodwall-noheads", "slowapi")
+LIMIT = "1000000/second"
+
+
+def build_app(variant: str) -> Any:
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/items")
+    async def items() -> dict[str, int]:
+        return {"ok": 1}
+
+    if variant.startswith("floodwall"):
+        from floodwall.integrations.asgi import Floodwall, FloodwallMiddleware
+
+        headers = "none" if variant == "floodwall-noheads" else "both"
+        fw = Floodwall(LIMIT, store="memory://", headers=headers)
+        app.add_middleware(FloodwallMiddleware, floodwall=fw)
+    elif variant == "slowapi":
+        from slowapi import Limiter
+        from slowapi.middleware import SlowAPIMiddleware
+        from slowapi.util import get_remote_address
+
+        limiter = Limiter(key_func=get_remote_address, default_limits=[LIMIT.replace("/", " per ")])
+        app.state.limiter = limiter
+        app.add_middleware(SlowAPIMiddleware)
+    return app
+
+
+def serve(variant: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        build_app(variant), host="127.0.0.1", port=port, log_level="warning", access_log=False
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("server did not start")
+
+
+async def _worker(port: int, budget: list[int], deadline: float, counts: dict[str, int]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    request = b"GET /items HTTP/1.1\r\nHost: bench\r\n\r\n"
+    try:
+        while budget[0] > 0 and time.monotonic() < deadline:
+            budget[0] -= 1
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = head[9:12].decode()
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            if length:
+                await reader.readexactly(length)
+            counts[status] = counts.get(status, 0) + 1
+    finally:
+        writer.close()
+
+
+async def load(
+    port: int, requests: int, seconds: float, connections: int
+) -> tuple[float, dict[str, int]]:
+    counts: dict[str, int] = {}
+    budget = [requests]
+    # Warm-up (not timed): connections, imports, first-request paths.
+    warm = [200]
+    await asyncio.gather(*(_worker(port, warm, time.monotonic() + 5, {}) for _ in range(4)))
+    start = time.monotonic()
+    deadline = start + seconds
+    await asyncio.gather(*(_worker(port, budget, deadline, counts) for _ in range(connections)))
+    elapsed = time.monotonic() - start
+    return sum(counts.values()) / elapsed, counts
+
+
+def run_variant(variant: str, args: argparse.Namespace) -> tuple[float, dict[str, int]]:
+    port = free_port()
+    env = dict(os.environ)
+    here = os.path.dirname(os.path.abspath(__file__))
+    pkg = os.path.join(os.path.dirname(here), "python")
+    env["PYTHONPATH"] = pkg + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "--serve", variant, "--port", str(port)],
+        env=env,
+    )
+    try:
+        wait_ready(port, proc)
+        return asyncio.run(load(port, args.requests, args.seconds, args.connections))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def _drive(app: Any, n: int) -> float:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/items",
+        "raw_path": b"/items",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"bench")],
+        "client": ("127.0.0.1", 5555),
+        "server": ("127.0.0.1", 8000),
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        return None
+
+    for _ in range(300):
+        await app(dict(scope), receive, send)
+    start = time.perf_counter()
+    for _ in range(n):
+        await app(dict(scope), receive, send)
+    return (time.perf_counter() - start) / n * 1e6
+
+
+def in_process(variants: list[str], n: int = 5000, repeat: int = 5) -> None:
+    """The same apps called directly (no server, no sockets): the cost each
+    variant adds per request, far less noisy than the loopback figures."""
+    best: dict[str, float] = {}
+    for _ in range(repeat):
+        for variant in variants:
+            us = asyncio.run(_drive(build_app(variant), n))
+            best[variant] = min(best.get(variant, us), us)
+    print("\nin-process (ASGI app called directly, best of", repeat, "x", n, "requests)")
+    base = best.get("plain")
+    for variant in variants:
+        extra = f"  +{best[variant] - base:5.1f} us over plain" if base else ""
+        print(f"{variant:<18} {best[variant]:7.1f} us/request{extra}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--requests", type=int, default=20000, help="requests per run (max)")
+    parser.add_argument("--seconds", type=float, default=8.0, help="seconds per run (max)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.port)
+        return
+
+    try:
+        import floodwall  # noqa: F401
+    except ImportError:  # run from a checkout: use the in-place build
+        here = os.path.dirname(os.path.abspath(__file__))
+        sys.path.insert(0, os.path.join(os.path.dirname(here), "python"))
+    variants = [v for v in args.variants.split(",") if v]
+    if "slowapi" in variants:
+        try:
+            import slowapi  # noqa: F401
+        except ImportError:
+            print("slowapi not installed: skipped (pip install slowapi)")
+            variants.remove("slowapi")
+    best: dict[str, float] = {}
+    statuses: dict[str, dict[str, int]] = {}
+    for rnd in range(1, args.rounds + 1):
+        for variant in variants:
+            rps, counts = run_variant(variant, args)
+            print(f"round {rnd} {variant:<18} {rps:10.0f} req/s  statuses {counts}", flush=True)
+            if rps > best.get(variant, 0.0):
+                best[variant] = rps
+                statuses[variant] = counts
+    print()
+    print(f"{'variant':<18} {'best req/s':>10}  vs plain")
+    base = best.get("plain")
+    for variant in best:
+        ratio = f"{best[variant] / base:7.1%}" if base else "      -"
+        print(f"{variant:<18} {best[variant]:10.0f}  {ratio}")
+    if base and "floodwall" in best:
+        ratio = best["floodwall"] / base
+        verdict = "meets" if ratio >= 0.95 else "below"
+        print(f"\nfloodwall/plain = {ratio:.1%} ({verdict} the >= 95 % target)")
+    if "floodwall" in best and "slowapi" in best:
+        print(f"floodwall/slowapi = {best['floodwall'] / best['slowapi']:.2f}x")
+    in_process(variants)
+
+
+if __name__ == "__main__":
+    main()

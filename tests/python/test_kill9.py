@@ -1,0 +1,129 @@
+# kill -9 at random moments: children hammering a shm:// or file:// table
+# (opening it, inserting keys, reclaiming expired slots, sliding logs under
+# their locks, resets) are SIGKILLed 200 times. Afterwards the table must be
+# healthy (doctor), no key may be stuck, and the exactness test must still
+# pass (locks left by the dead are taken over).
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import floodwall
+from floodwall.stores import shared
+
+from test_shared_stores import count_admitted
+
+KILLS = 200
+HOUR_NS = 3600 * 10**9
+T0 = 1_700_000_000 * 10**9
+
+
+@pytest.fixture(params=["shm", "file"])
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "shm":
+        url = f"shm://fwtest-kill-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    else:
+        url = f"file://{tmp_path}/kill.fw"
+    yield url
+    if request.param == "shm":
+        shared.unlink_shm(url)
+    else:
+        shared.forget(url)
+
+
+def _child(url: str, seed: int) -> None:
+    """Hammer the table until killed; never returns."""
+    shared.forget()  # map it afresh, as a new worker process would
+    rng = random.Random(seed)
+    now = [T0 + seed * 10**6]
+
+    def clock() -> int:
+        # time runs fast: keys expire and their slots get reclaimed
+        now[0] += rng.randrange(0, 50_000_000)
+        return now[0]
+
+    common = dict(store=url, max_keys=256, log_capacity=8, clock=clock)
+    gcra = floodwall.Limiter("20/second", namespace="gcra", **common)
+    window = floodwall.Limiter("10/second", namespace="win", algorithm="sliding_window", **common)
+    log = floodwall.Limiter("8/second", namespace="log", algorithm="sliding_log", **common)
+    limiters = (gcra, window, log)
+    i = 0
+    while True:
+        key = f"k{rng.randrange(300)}"
+        lim = limiters[i % 3]
+        if i % 53 == 0:
+            lim.reset(key)
+        elif i % 17 == 0:
+            floodwall.check_all([(gcra, key), (log, key)])
+        else:
+            try:
+                lim.check(key, rng.randrange(0, 3))
+            except floodwall.StoreFullError:
+                pass
+        i += 1
+
+
+def _spawn(url: str, seed: int) -> int:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _child(url, seed)
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(1)
+    return pid
+
+
+def test_kill9_loop(shared_url: str) -> None:
+    rng = random.Random(20240601)
+    started = time.monotonic()
+    kills = 0
+    seed = 0
+    while kills < KILLS:
+        # two children at once, killed at different random moments (some
+        # while still opening, or creating, the table)
+        pids = []
+        for _ in range(2):
+            seed += 1
+            pids.append(_spawn(shared_url, seed))
+        for pid in pids:
+            time.sleep(rng.uniform(0, 0.008))
+            os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)  # reaped: its locks can be taken over
+            assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+            kills += 1
+    assert time.monotonic() - started < 90
+
+    # the table is healthy
+    report = shared.doctor(shared_url)
+    assert report["ok"], report["problem"]
+    assert report["bad_slots"] == 0 and report["used_slots"] > 0
+
+    # no key is stuck: far in the future every key is fresh, and usable
+    later = T0 + 10 * HOUR_NS
+    common = dict(store=shared_url, clock=lambda: later)
+    gcra = floodwall.Limiter("20/second", namespace="gcra", **common)
+    window = floodwall.Limiter("10/second", namespace="win", algorithm="sliding_window", **common)
+    log = floodwall.Limiter("8/second", namespace="log", algorithm="sliding_log", **common)
+    for i in range(300):
+        key = f"k{i}"
+        for lim, capacity in ((gcra, 20), (window, 10), (log, 8)):
+            assert lim.peek(key).remaining == capacity
+            d = lim.check(key)
+            assert d.allowed and d.remaining == capacity - 1
+    # every slot's state is plausible after all that
+    assert shared.doctor(shared_url)["ok"]
+
+    # and exactness still holds (stale stripe locks are taken over)
+    now = time.time_ns()
+    assert count_admitted(shared_url, "1000/hour", ["after-kills"], 200, fixed_now=now) == 1000
