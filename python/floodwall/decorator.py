@@ -13,7 +13,7 @@ import inspect
 import sys
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from floodwall.errors import ConfigError
 
@@ -28,6 +28,8 @@ __all__ = [
     "register_named_limit",
     "unregister_named_limit",
 ]
+
+_T = TypeVar("_T")
 
 _REGISTRY: dict[str, Limiter] = {}
 _REGISTRY_LOCK = threading.Lock()
@@ -118,7 +120,7 @@ def rate_limit(
     on_missing_key: str = "shared",
     on_limited: Callable[[Any, Decision | None], Any] | None = None,
     **store_options: Any,
-) -> Callable[[Any], Any]:
+) -> Callable[[_T], _T]:
     """Rate-limit a Flask view, a FastAPI/Starlette endpoint or a Django view.
 
     Exactly one of: ``rate`` (``"5/5minutes"``, ``"10/second; 1000/day"``, a

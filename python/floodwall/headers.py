@@ -318,7 +318,10 @@ class HeaderPolicy:
         if self.ietf:
             out.append((b"ratelimit-policy", self._policy_raw))
             out.append(
-                (b"ratelimit", b"%s%d;t=%d" % (self._raw_names[self.name_for(decision)], remaining, t))
+                (
+                    b"ratelimit",
+                    b"%s%d;t=%d" % (self._raw_names[self.name_for(decision)], remaining, t),
+                )
             )
         if self.xrl:
             out.append((b"x-ratelimit-limit", b"%d" % decision.limit))

@@ -6,6 +6,8 @@
 # loud error, never a skip: run `.ci/install-redis.sh` first.
 # Invariant: every process started here is stopped by the object that
 # started it (by pid), and nothing here touches a system Redis.
+"""Real Redis servers for the tests (PYTEST_DONT_REWRITE: also a plugin)."""
+
 from __future__ import annotations
 
 import os
@@ -108,14 +110,22 @@ class RedisServer:
     def args(self) -> list[str]:
         args = [
             self.binary,
-            "--port", str(self.port),
-            "--bind", self.host,
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(self.dir),
-            "--daemonize", "no",
-            "--protected-mode", "no",
-            "--logfile", str(self.log),
+            "--port",
+            str(self.port),
+            "--bind",
+            self.host,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.dir),
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "no",
+            "--logfile",
+            str(self.log),
         ]
         if self.unix_path:
             args += ["--unixsocket", self.unix_path, "--unixsocketperm", "700"]
@@ -201,9 +211,12 @@ class RedisClusterProcs:
         self.nodes = [
             RedisServer(
                 extra=[
-                    "--cluster-enabled", "yes",
-                    "--cluster-config-file", "nodes.conf",
-                    "--cluster-node-timeout", "3000",
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "3000",
                 ],
                 name="cluster",
             )
@@ -240,7 +253,9 @@ class RedisClusterProcs:
             for n in self.nodes:
                 out = subprocess.run(
                     [cli, "-h", "127.0.0.1", "-p", str(n.port), "cluster", "info"],
-                    capture_output=True, timeout=10, check=False,
+                    capture_output=True,
+                    timeout=10,
+                    check=False,
                 )
                 states.append(b"cluster_state:ok" in out.stdout)
             if all(states):

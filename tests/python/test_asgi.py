@@ -386,9 +386,8 @@ def test_plain_starlette_and_bare_middleware(store_url: str, clock: Any) -> None
         return PlainTextResponse("other")
 
     app = Starlette(routes=[Route("/", home), Route("/other", other)])
-    wrapped = FloodwallMiddleware(
-        app, default="1/minute", store=store_url, clock=clock, namespace="bare"
-    )
+    bare = Floodwall("1/minute", store=store_url, clock=clock, namespace="bare")
+    wrapped = FloodwallMiddleware(app, bare)
     c = client_for(wrapped)
     assert c.get("/").text == "home"
     assert c.get("/").status_code == 429
@@ -408,6 +407,8 @@ def test_exempt_decorator(store_url: str, clock: Any) -> None:
 
     c = client_for(app)
     assert [c.get("/free").status_code for _ in range(3)] == [200, 200, 200]
+    with pytest.raises(TypeError, match="floodwall="):
+        FloodwallMiddleware(app, "1/minute")  # type: ignore[arg-type]
 
 
 def test_exempt_globs_bind_route_decorators(store_url: str, clock: Any) -> None:

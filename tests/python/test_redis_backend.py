@@ -17,17 +17,17 @@ from pathlib import Path
 import pytest
 import redis
 import redis.asyncio
+from redis_servers import RedisServer
 
 import floodwall
 from floodwall import ConfigError, CostError, KeyTypeError, Limiter, Rate
 from floodwall.stores import LimitSpec, open_backend
 from floodwall.stores.redis import RedisBackend, from_client, parse_url
-from redis_servers import RedisServer, redis_server, redis_url  # noqa: F401
+
+pytest_plugins = ["redis_servers"]  # the server fixtures
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
-ALGORITHM_FILES = sorted(
-    p for p in VECTORS.glob("*.json") if "cases" in json.loads(p.read_text())
-)
+ALGORITHM_FILES = sorted(p for p in VECTORS.glob("*.json") if "cases" in json.loads(p.read_text()))
 ALGORITHMS = (
     "gcra",
     "token_bucket",
@@ -63,8 +63,9 @@ def fields(d: floodwall.Decision) -> tuple[bool, int, int, int, int, int]:
 # ---------------------------------------------------------------- vectors
 
 
+@pytest.mark.parametrize("scripting", ["function", "eval"])
 @pytest.mark.parametrize("path", ALGORITHM_FILES, ids=lambda p: p.stem)
-def test_vectors_through_the_limiter(redis_url: str, path: Path) -> None:
+def test_vectors_through_the_limiter(redis_url: str, path: Path, scripting: str) -> None:
     data = json.loads(path.read_text())
     algorithm = data["algorithm"]
     for n, case in enumerate(data["cases"]):
@@ -76,6 +77,7 @@ def test_vectors_through_the_limiter(redis_url: str, path: Path) -> None:
             store=redis_url,
             namespace=f"vec{n}",
             clock=clock,
+            scripting=scripting,
         )
         try:
             for i, step in enumerate(case["steps"]):
@@ -192,12 +194,49 @@ def test_check_all_needs_one_store(redis_url: str) -> None:
         floodwall.check_all([(a, "x"), (b, "y")])
 
 
-def test_nosript_recovery(redis_url: str, client: redis.Redis) -> None:
-    lim = Limiter("5/second", store=redis_url)
+@pytest.mark.parametrize("scripting", ["auto", "function", "eval"])
+def test_script_reloaded_after_flush(redis_url: str, client: redis.Redis, scripting: str) -> None:
+    lim = Limiter("5/second", store=redis_url, scripting=scripting)
     assert lim.allow("k")
     client.script_flush()
+    client.function_flush()
     assert lim.allow("k")
     assert lim.peek("k").remaining == 3
+
+    async def go() -> None:
+        client.script_flush()
+        client.function_flush()
+        assert await lim.aallow("k")
+        await lim.backend.aclose()
+
+    asyncio.run(go())
+    names = [dict(zip(lib[::2], lib[1::2]))[b"library_name"] for lib in client.function_list()]
+    if scripting == "eval":
+        assert names == []
+    else:
+        assert len(names) == 1 and names[0].startswith(b"floodwall_")
+
+
+def test_auto_falls_back_to_evalsha(redis_url: str, client: redis.Redis) -> None:
+    """A user whose ACL forbids FCALL and FUNCTION still gets checks."""
+    client.acl_setuser(
+        "limited",
+        enabled=True,
+        passwords=["+pw"],
+        keys=["*"],
+        channels=["*"],
+        commands=["+@all", "-fcall", "-function"],
+    )
+    try:
+        url = redis_url.replace("redis://", "redis://limited:pw@")
+        lim = Limiter("2/second", store=url)
+        assert [lim.allow("k") for _ in range(3)] == [True, True, False]
+        assert lim.backend.conn.use_fcall is False
+        strict = Limiter("2/second", store=url, scripting="function", fail="raise")
+        with pytest.raises(floodwall.StoreError):
+            strict.check("k")
+    finally:
+        client.acl_deluser("limited")
 
 
 def test_shaping_delay(redis_url: str) -> None:
@@ -307,9 +346,7 @@ def test_bad_clock(redis_url: str) -> None:
         lim.check("k")
 
 
-def test_damaged_state_goes_through_the_failure_policy(
-    redis_url: str, client: redis.Redis
-) -> None:
+def test_damaged_state_goes_through_the_failure_policy(redis_url: str, client: redis.Redis) -> None:
     lim = Limiter("5/second", store=redis_url, namespace="dmg", plain_keys=True, fail="open")
     client.set("dmg:gcra:{k}:5/1000000000", "not a number")
     d = lim.check("k")
@@ -441,7 +478,24 @@ def test_import_floodwall_does_not_import_redis() -> None:
 
     code = "import sys, floodwall; floodwall.Limiter('1/s'); print('redis' in sys.modules)"
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
         env={"PYTHONPATH": str(Path(floodwall.__file__).parents[1])},
     )
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.xfail(
+    raises=ConfigError,
+    strict=False,
+    reason="needs floodwall.stores.open_backend to route a RedisBackend to "
+    "floodwall.stores.redis.from_client (module floodwall.stores.redis)",
+)
+def test_limiter_shares_another_limiters_store(redis_url: str) -> None:
+    first = Limiter("2/second", store=redis_url, namespace="s1")
+    second = Limiter("3/second", store=first, namespace="s2")
+    assert second.backend.conn is first.backend.conn
+    limits = floodwall.Limits({"user": "2/second", "org": "3/second"}, store=redis_url)
+    assert limits.check(user="u", org="o").allowed

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
+from redis_servers import RedisClusterProcs
 
 import floodwall
 from floodwall import ConfigError, CostError, Limiter, Rate
-from redis_servers import RedisClusterProcs
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 
@@ -55,9 +55,7 @@ def test_keys_spread_over_the_masters(cluster: RedisClusterProcs, client: RedisC
     lim = Limiter("2/second", store=cluster.url)
     for i in range(60):
         assert lim.allow(f"user{i}") and lim.allow(f"user{i}") and not lim.allow(f"user{i}")
-    per_node = [
-        client.dbsize(target_nodes=node) for node in client.get_primaries()
-    ]
+    per_node = [client.dbsize(target_nodes=node) for node in client.get_primaries()]
     assert sum(per_node) == 60 and all(n > 0 for n in per_node), per_node
     assert lim.stats()["active_keys"] == 60
     lim.clear()

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from floodwall import Limiter, check_all
-from redis_servers import RedisServer, redis_server, redis_url  # noqa: F401
+
+pytest_plugins = ["redis_servers"]  # the server fixtures
 
 FIXED_NOW = 1_750_000_000 * 10**9
 PROCESSES = 4

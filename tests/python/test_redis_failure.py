@@ -13,17 +13,20 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from redis_servers import RedisServer
 
 import floodwall
 from floodwall import Limiter, StoreError
-from redis_servers import RedisServer, fresh_server  # noqa: F401
+
+pytest_plugins = ["redis_servers"]  # the server fixtures
 
 TIMEOUT = 0.2
 COOLDOWN = 0.3
 
 
-def limiter(server: RedisServer, fail: str, errors: list[BaseException] | None = None,
-            **options: object) -> Limiter:
+def limiter(
+    server: RedisServer, fail: str, errors: list[BaseException] | None = None, **options: object
+) -> Limiter:
     opts: dict[str, object] = {
         "timeout": TIMEOUT,
         "breaker_threshold": 3,

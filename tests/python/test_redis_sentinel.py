@@ -8,9 +8,9 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
+from redis_servers import RedisServer, SentinelProc
 
 from floodwall import Limiter
-from redis_servers import RedisServer, SentinelProc
 
 
 @pytest.fixture(scope="module")

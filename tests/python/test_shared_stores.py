@@ -259,8 +259,7 @@ def test_exact_one_key_four_processes(shared_url: str) -> None:
     # 4 processes x 2 threads x 200 tries at one instant: exactly 1000
     now = time.time_ns()
     assert count_admitted(shared_url, "1000/hour", ["hot"], 200, fixed_now=now) == 1000
-    lim = floodwall.Limiter("1000/hour", store=shared_url, namespace="exact",
-                            clock=lambda: now)
+    lim = floodwall.Limiter("1000/hour", store=shared_url, namespace="exact", clock=lambda: now)
     assert lim.peek("hot").remaining == 0
 
 

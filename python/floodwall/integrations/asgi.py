@@ -13,7 +13,7 @@ import inspect
 import itertools
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from floodwall.headers import PROBLEM_CONTENT_TYPE
 from floodwall.integrations._common import (
@@ -51,6 +51,8 @@ __all__ = [
     "rate_limit_exceeded_handler",
     "wrap_endpoint",
 ]
+
+_T = TypeVar("_T")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -264,7 +266,7 @@ class Floodwall(Guard):
         app.add_exception_handler(RateLimitExceeded, rate_limit_exceeded_handler)
         return app
 
-    def exempt(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def exempt(self, fn: _T) -> _T:
         """Route decorator: never limit this endpoint (put it under ``@app.get``)."""
         _mark(fn, EXEMPT_ATTR)
         return fn
@@ -295,7 +297,7 @@ class Floodwall(Guard):
         name: str | None = None,
         algorithm: str | None = None,
         burst: int | None = None,
-    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    ) -> Callable[[_T], _T]:
         """Route decorator: this endpoint's own limits (replacing the default).
 
         Works on FastAPI endpoints (sync or async, with or without a
@@ -305,7 +307,7 @@ class Floodwall(Guard):
         if not rates:
             raise ValueError("limit() needs at least one rate, e.g. limit('5/minute')")
 
-        def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def decorate(fn: Any) -> Any:
             scope = f"route:{fn.__module__}.{fn.__qualname__}"
             limits = self._route_set(rates, scope, key, cost, name, algorithm, burst)
             return wrap_endpoint(fn, self, limits, on_limited=self.on_limited, sleep=self.sleep)
@@ -370,8 +372,8 @@ class Floodwall(Guard):
 
 
 class FloodwallMiddleware:
-    """Pure ASGI middleware: ``app.add_middleware(FloodwallMiddleware, floodwall=fw)``
-    or ``FloodwallMiddleware(app, default="100/minute", ...)`` (Floodwall options).
+    """Pure ASGI middleware: ``app.add_middleware(FloodwallMiddleware, floodwall=fw)``,
+    or around any ASGI app: ``FloodwallMiddleware(app, Floodwall("100/minute"))``.
 
     Per HTTP request: exempt paths pass; a matching ``routes`` pattern, else
     (unless the endpoint checks its own limits) the default limit, is checked;
@@ -380,12 +382,13 @@ class FloodwallMiddleware:
     rate headers. Lifespan and websocket scopes pass through untouched.
     """
 
-    def __init__(self, app: ASGIApp, floodwall: Floodwall | None = None, **options: Any) -> None:
+    def __init__(self, app: ASGIApp, floodwall: Floodwall) -> None:
+        if not isinstance(floodwall, Floodwall):
+            raise TypeError(
+                "FloodwallMiddleware needs floodwall=Floodwall(...) "
+                f"(got {type(floodwall).__name__})"
+            )
         self.app = app
-        if floodwall is None:
-            floodwall = Floodwall(**options)
-        elif options:
-            raise TypeError("give either floodwall= or Floodwall options, not both")
         self.fw = floodwall
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -13,7 +13,7 @@ import inspect
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
@@ -46,6 +46,8 @@ __all__ = [
     "limit",
     "wrap_view",
 ]
+
+_T = TypeVar("_T")
 
 #: settings.FLOODWALL keys (upper case) and the Guard option each sets.
 SETTINGS_KEYS: dict[str, str] = {
@@ -378,7 +380,7 @@ def limit(
     name: str | None = None,
     algorithm: str | None = None,
     burst: int | None = None,
-) -> Callable[[Any], Any]:
+) -> Callable[[_T], _T]:
     """View decorator: ``@limit("5/minute")`` on a function view (sync or
     async), a view method, or a class-based view (its ``dispatch`` is
     wrapped). Store, key and header options come from settings.FLOODWALL;
@@ -423,7 +425,7 @@ def limit(
     return decorate
 
 
-def exempt(target: Any) -> Any:
+def exempt(target: _T) -> _T:
     """Never limit this view (function or class) in the middleware."""
     setattr(target, EXEMPT_ATTR, True)
     return target

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import flask
 
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from floodwall import Decision
 
 __all__ = ["FlaskView", "Floodwall", "wrap_view"]
+
+_T = TypeVar("_T")
 
 _G_ATTR = "_floodwall_outcome"
 
@@ -136,7 +138,7 @@ class Floodwall(Guard):
         self._view_sets: dict[Callable[..., Any], LimitSet] = {}
         self._bp_specs: dict[str, list[Limit]] = {}
         self._bp_sets: dict[str, LimitSet] = {}
-        self._exempt_views: set[Callable[..., Any]] = set()
+        self._exempt_views: set[Any] = set()
         self._exempt_bps: set[str] = set()
         if app is not None:
             self.init_app(app)
@@ -156,7 +158,7 @@ class Floodwall(Guard):
         name: str | None = None,
         algorithm: str | None = None,
         burst: int | None = None,
-    ) -> Callable[[Any], Any]:
+    ) -> Callable[[_T], _T]:
         """Give a view (or a Blueprint) its own limits; stacking adds limits,
         decided all-or-nothing."""
         if not rates:
@@ -183,7 +185,7 @@ class Floodwall(Guard):
 
         return decorate
 
-    def exempt(self, target: Any) -> Any:
+    def exempt(self, target: _T) -> _T:
         """Never limit this view, or every view of this Blueprint."""
         if isinstance(target, flask.Blueprint):
             self._exempt_bps.add(target.name)

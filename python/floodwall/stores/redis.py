@@ -62,7 +62,7 @@ _STORE_ERRORS = (RedisError, OSError)  # OSError covers socket errors and Timeou
 _HASH_PERSON = b"floodwall-redis"
 
 # Options read from the URL query string (the rest go to redis-py).
-_URL_OPTIONS = {
+_URL_OPTIONS: dict[str, Callable[[str], Any]] = {
     "timeout": float,
     "connect_timeout": float,
     "breaker_threshold": int,
@@ -151,7 +151,7 @@ class KeyNamer:
         self._key_secret = key_secret or b""
         if hash_tag is not None and not callable(hash_tag):
             hash_tag = _escape(_key_bytes(hash_tag))
-        self._hash_tag = hash_tag
+        self._hash_tag: bytes | Callable[[Key], Key] | None = hash_tag
 
     def ident(self, raw: bytes) -> bytes:
         """The part of a key name that stands for a user key."""
@@ -167,9 +167,8 @@ class KeyNamer:
         if tag is None:
             head = self._prefix + self.ident(raw)
             return [head + r for r in self._rate_tags]
-        if callable(tag):
-            tag = self.ident(_key_bytes(tag(key)))
-        head = self._prefix + tag + b"}:" + self.ident(raw) + b":"
+        tag_bytes = tag if isinstance(tag, bytes) else self.ident(_key_bytes(tag(key)))
+        head = self._prefix + tag_bytes + b"}:" + self.ident(raw) + b":"
         return [head + r[2:] for r in self._rate_tags]
 
 
@@ -203,8 +202,19 @@ def _parse_hosts(netloc_hosts: str, default_port: int) -> list[tuple[str, int]]:
 class ParsedURL:
     """A store URL split into what redis-py needs and floodwall's options."""
 
-    __slots__ = ("db", "hosts", "kind", "options", "password", "path", "query", "service",
-                 "ssl", "url", "username")
+    __slots__ = (
+        "db",
+        "hosts",
+        "kind",
+        "options",
+        "password",
+        "path",
+        "query",
+        "service",
+        "ssl",
+        "url",
+        "username",
+    )
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -235,7 +245,9 @@ class ParsedURL:
             self.kind = "unix"
             self.path = unquote(parts.path)
             if not self.path:
-                raise ConfigError(f"{url!r}: give the socket path, e.g. redis+unix:///run/redis.sock")
+                raise ConfigError(
+                    f"{url!r}: give the socket path, e.g. redis+unix:///run/redis.sock"
+                )
         elif scheme in ("redis+sentinel", "rediss+sentinel"):
             self.kind = "sentinel"
             self.hosts = _parse_hosts(hostpart, 26379)
@@ -280,9 +292,7 @@ class ParsedURL:
             q = dict(self.query)
             if self.db:
                 q["db"] = str(self.db)
-            return f"unix://{parts.netloc}{quote(self.path)}" + (
-                "?" + urlencode(q) if q else ""
-            )
+            return f"unix://{parts.netloc}{quote(self.path)}" + ("?" + urlencode(q) if q else "")
         return parts._replace(scheme=scheme, query=urlencode(self.query)).geturl()
 
 
@@ -339,7 +349,9 @@ class Connection:
         self.timeout = timeout
         self.connect_timeout = timeout if connect_timeout is None else connect_timeout
         self.client_options = dict(client_options or {})
-        self.breaker = breaker or CircuitBreaker(DEFAULT_BREAKER_THRESHOLD, DEFAULT_BREAKER_COOLDOWN)
+        self.breaker = breaker or CircuitBreaker(
+            DEFAULT_BREAKER_THRESHOLD, DEFAULT_BREAKER_COOLDOWN
+        )
         self._lock = threading.Lock()
         self._sync: Any = None
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
@@ -368,7 +380,7 @@ class Connection:
         kw.update(self.client_options)
         return kw
 
-    def sync_client(self) -> SyncClient:
+    def sync_client(self) -> Any:
         client = self._sync
         if client is not None:
             return client
@@ -383,7 +395,7 @@ class Connection:
                 self._sync = self._make_sync(self.parsed)
             return self._sync
 
-    def _make_sync(self, p: ParsedURL) -> SyncClient:
+    def _make_sync(self, p: ParsedURL) -> Any:
         kw = self._kw()
         kw.setdefault("retry", _sync_retry())
         try:
@@ -392,18 +404,18 @@ class Connection:
             if p.kind == "sentinel":
                 from redis.sentinel import Sentinel
 
-                sentinel = Sentinel(
+                sentinel = Sentinel(  # type: ignore[no-untyped-call]
                     p.hosts,
                     sentinel_kwargs=_sentinel_kwargs(p, kw),
                     **_auth(p),
                     **_extra_query(p),
                     **kw,
                 )
-                return sentinel.master_for(p.service, db=p.db)
+                return sentinel.master_for(p.service, db=p.db)  # type: ignore[no-untyped-call]
             from redis.cluster import ClusterNode, RedisCluster
 
             return RedisCluster(
-                startup_nodes=[ClusterNode(h, port) for h, port in p.hosts],
+                startup_nodes=[ClusterNode(h, port) for h, port in p.hosts],  # type: ignore[no-untyped-call]
                 ssl=p.ssl,
                 **_auth(p),
                 **_extra_query(p),
@@ -412,11 +424,11 @@ class Connection:
         except TypeError as exc:
             raise ConfigError(f"bad option for the Redis client: {exc}") from None
 
-    def async_client(self) -> AsyncClient | None:
+    def async_client(self) -> Any:
         """The redis.asyncio client for the running loop; None when only a
         synchronous user client exists (callers then use a thread)."""
         if self._user_async is not None:
-            return self._user_async  # type: ignore[no-any-return]
+            return self._user_async
         if self.parsed is None:
             return None
         loop = asyncio.get_running_loop()
@@ -424,9 +436,9 @@ class Connection:
         if client is None:
             client = self._make_async(self.parsed)
             self._async[loop] = client
-        return client  # type: ignore[no-any-return]
+        return client
 
-    def _make_async(self, p: ParsedURL) -> AsyncClient:
+    def _make_async(self, p: ParsedURL) -> Any:
         kw = self._kw()
         kw.setdefault("retry", _async_retry())
         try:
@@ -444,14 +456,14 @@ class Connection:
             if p.kind == "sentinel":
                 from redis.asyncio.sentinel import Sentinel
 
-                sentinel = Sentinel(
+                sentinel = Sentinel(  # type: ignore[no-untyped-call]
                     p.hosts,
                     sentinel_kwargs=_sentinel_kwargs(p, kw),
                     **_auth(p),
                     **_extra_query(p),
                     **kw,
                 )
-                return sentinel.master_for(p.service, db=p.db)  # type: ignore[no-any-return]
+                return sentinel.master_for(p.service, db=p.db)
             from redis.asyncio.cluster import ClusterNode, RedisCluster
 
             return RedisCluster(
@@ -660,7 +672,7 @@ class RedisBackend:
 
     # -- helpers ------------------------------------------------------------
 
-    def _argv(self, cost: int, parts: Sequence[str]) -> tuple[Any, ...]:
+    def _argv(self, cost: int, parts: Sequence[bytes]) -> tuple[Any, ...]:
         if self._clock is None:
             now: Any = b""
             if cost == 1 and parts is self._parts:
@@ -749,9 +761,7 @@ class RedisBackend:
     async def _aeval(self, client: Any, keys: Sequence[bytes], argv: Sequence[Any]) -> Any:
         if self.conn.use_fcall:
             try:
-                return await client.execute_command(
-                    "FCALL", self._fname, len(keys), *keys, *argv
-                )
+                return await client.execute_command("FCALL", self._fname, len(keys), *keys, *argv)
             except ResponseError as exc:
                 if self._function_missing(exc):
                     await client.execute_command("FUNCTION LOAD", "REPLACE", self._library)
@@ -904,7 +914,7 @@ class RedisBackend:
         if not parts:
             raise ConfigError("check_all needs at least one (limiter, key) pair")
         keys: list[bytes] = []
-        specs: list[str] = []
+        specs: list[bytes] = []
         meta: list[tuple[int, Rate]] = []
         for backend, key in parts:
             if not isinstance(backend, RedisBackend) or backend.conn is not self.conn:
@@ -1011,9 +1021,8 @@ class RedisBackend:
         try:
             if self.conn.breaker.state != OPEN:
                 active = sum(
-                    1 for _ in self.conn.sync_client().scan_iter(
-                        match=self.namer.pattern, count=1000
-                    )
+                    1
+                    for _ in self.conn.sync_client().scan_iter(match=self.namer.pattern, count=1000)
                 )
         except (ConfigError, *_STORE_ERRORS):
             active = -1
@@ -1039,7 +1048,11 @@ class RedisBackend:
         self.close()
 
     def __repr__(self) -> str:
-        where = self.conn.parsed.url if self.conn.parsed else type(self.conn._sync or self.conn._user_async).__name__
+        where = (
+            self.conn.parsed.url
+            if self.conn.parsed
+            else type(self.conn._sync or self.conn._user_async).__name__
+        )
         return f"<RedisBackend {self.spec.algorithm} {list(map(str, self.rates))} on {where}>"
 
 
@@ -1063,7 +1076,9 @@ def _split_options(options: dict[str, Any], url_options: dict[str, Any]) -> dict
     opts: dict[str, Any] = dict(url_options)
     opts.update(options)
     timeout = opts.get("timeout", DEFAULT_TIMEOUT)
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+    ):
         raise ConfigError(f"timeout must be seconds > 0 or None, got {timeout!r}")
     opts["timeout"] = timeout
     opts.setdefault("connect_timeout", None)

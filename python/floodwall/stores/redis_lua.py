@@ -82,7 +82,8 @@ def check_library() -> tuple[str, str]:
     code = (
         f"#!lua name={name}\n"
         + _library_text()
-        + f"\nredis.register_function('{name}', function(keys, args) return check(keys, args) end)\n"
+        + f"\nredis.register_function('{name}', "
+        + "function(keys, args) return check(keys, args) end)\n"
     )
     return name, code
 
@@ -90,8 +91,16 @@ def check_library() -> tuple[str, str]:
 class QuotaParts:
     """A normalised quota: what the script needs for one rate."""
 
-    __slots__ = ("algorithm", "burst", "interval_ns", "part", "rate", "period_ns",
-                 "tau_ns", "window_ns")
+    __slots__ = (
+        "algorithm",
+        "burst",
+        "interval_ns",
+        "part",
+        "rate",
+        "period_ns",
+        "tau_ns",
+        "window_ns",
+    )
 
     def __init__(self, algorithm: str, rate: int, period_ns: int, burst: int) -> None:
         self.algorithm = algorithm

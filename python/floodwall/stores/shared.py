@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Union
+import weakref
+from typing import Any, Callable, Union
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from floodwall import _native
@@ -30,11 +31,11 @@ __all__ = [
     "DEFAULT_SYNC_INTERVAL_MS",
     "SYNC_MODES",
     "doctor",
+    "file_path",
     "forget",
     "hottest",
     "inspect",
-    "open_file_table",
-    "open_shm_table",
+    "shm_name",
     "unlink_shm",
 ]
 
@@ -46,12 +47,6 @@ MAX_KEYS_LIMIT = 2**36
 
 _SHM_OPTIONS = frozenset({"max_keys", "log_capacity"})
 _FILE_OPTIONS = _SHM_OPTIONS | {"sync", "sync_interval_ms"}
-
-# One table per shm name / file path in this process. After fork() a child
-# keeps using its parent's mappings: they are MAP_SHARED.
-_tables: dict[tuple[str, str], tuple[_native.Table, tuple[str, int]]] = {}
-_tables_lock = threading.Lock()
-
 
 # ---- URL and option parsing --------------------------------------------------
 
@@ -101,9 +96,7 @@ def _sync(options: dict[str, Any]) -> tuple[str, int]:
     if interval is None:
         return sync, DEFAULT_SYNC_INTERVAL_MS if sync == "interval" else 0
     if sync != "interval":
-        raise ConfigError(
-            f"sync_interval_ms applies to sync=interval only, not sync={sync}"
-        )
+        raise ConfigError(f"sync_interval_ms applies to sync=interval only, not sync={sync}")
     return sync, parse_int_option("sync_interval_ms", interval, 1, 86_400_000)
 
 
@@ -115,9 +108,7 @@ def shm_name(url_or_name: str) -> str:
     else:
         name = url_or_name.lstrip("/")
     if not name:
-        raise ConfigError(
-            f"shm:// needs a name, e.g. 'shm://myapp-limits', got {url_or_name!r}"
-        )
+        raise ConfigError(f"shm:// needs a name, e.g. 'shm://myapp-limits', got {url_or_name!r}")
     return name
 
 
@@ -141,23 +132,39 @@ def file_path(url_or_path: str | os.PathLike[str]) -> str:
 # ---- opening tables ------------------------------------------------------------
 
 
-def _cached(
-    key: tuple[str, str],
+class _Mapping:
+    """One table mapped in this process, and the backends using it. The
+    table is held only through its backends: when the last one goes, the
+    table is unmapped (and an unlinked shm object or file is freed)."""
+
+    def __init__(self, sync: tuple[str, int]) -> None:
+        self.sync = sync
+        self.backends: weakref.WeakSet[NativeBackend] = weakref.WeakSet()
+
+    def table(self) -> _native.Table | None:
+        for backend in self.backends:
+            return backend.table
+        return None
+
+
+# One mapping per shm name / file path in this process, so that every limiter
+# naming it shares one table (check_all needs that). After fork() a child
+# keeps using its parent's mappings: they are MAP_SHARED.
+_mappings: dict[tuple[str, str], _Mapping] = {}
+_mappings_lock = threading.Lock()
+
+
+def _check_fits(
+    table: _native.Table,
     sync: tuple[str, int],
+    open_sync: tuple[str, int],
     max_keys: int,
     log_capacity: int,
-    opener: Any,
-) -> _native.Table:
-    with _tables_lock:
-        hit = _tables.get(key)
-        if hit is None:
-            table = opener()
-            _tables[key] = (table, sync)
-            return table
-        table, open_sync = hit
+    is_file: bool,
+) -> None:
     info = _native.table_info(table)
     where = info["store"]
-    if key[0] == "file" and open_sync != sync:
+    if is_file and open_sync != sync:
         raise ConfigError(
             f"{where} is already open in this process with sync={open_sync[0]}"
             f"{f' ({open_sync[1]} ms)' if open_sync[0] == 'interval' else ''}; "
@@ -173,68 +180,76 @@ def _cached(
             f"{where} holds a table whose sliding logs hold {info['log_capacity']} "
             f"entries, and {log_capacity} are needed: a table cannot grow in place"
         )
-    return table
 
 
-def open_shm_table(name: str, max_keys: int = 0, log_capacity: int = 0) -> _native.Table:
-    """This process's table for ``shm://name`` (opened, or created, once)."""
-    name = shm_name(name)
-    return _cached(
-        ("shm", name),
-        ("none", 0),
-        max_keys,
-        log_capacity,
-        lambda: _native.open_shm(name, max_keys, log_capacity),
-    )
+def _shared_backend(
+    key: tuple[str, str],
+    sync: tuple[str, int],
+    max_keys: int,
+    log_capacity: int,
+    opener: Callable[[], _native.Table],
+    spec: LimitSpec,
+) -> NativeBackend:
+    with _mappings_lock:
+        mapping = _mappings.get(key)
+        table = mapping.table() if mapping is not None else None
+        if mapping is None or table is None:
+            table = opener()
+            mapping = _Mapping(sync)
+            _mappings[key] = mapping
+        else:
+            _check_fits(table, sync, mapping.sync, max_keys, log_capacity, key[0] == "file")
+        backend = NativeBackend(table, spec)
+        mapping.backends.add(backend)
+        return backend
 
 
-def open_file_table(
-    path: str | os.PathLike[str],
-    max_keys: int = 0,
-    log_capacity: int = 0,
-    sync: str = "none",
-    sync_interval_ms: int = DEFAULT_SYNC_INTERVAL_MS,
-) -> _native.Table:
-    """This process's table for the file ``path`` (opened, or created, once)."""
-    path = file_path(path)
-    interval = sync_interval_ms if sync == "interval" else 0
-    real = os.path.realpath(path)
-    return _cached(
-        ("file", real),
-        (sync, interval),
-        max_keys,
-        log_capacity,
-        lambda: _native.open_file(path, max_keys, log_capacity, sync, interval or 1000),
-    )
+def _file_key(path: str) -> tuple[str, str]:
+    return ("file", os.path.realpath(path))
 
 
 def forget(url: str | None = None) -> None:
-    """Drop this process's reference to a table (all of them when ``url`` is
-    None): the next limiter opening it maps it again, validating its header.
-    Limiters still using it keep it mapped until they go."""
-    with _tables_lock:
+    """Stop sharing this process's mapping of a table (of every table when
+    ``url`` is None): the next limiter naming it maps it afresh, validating
+    its header. Limiters already using it keep their mapping."""
+    with _mappings_lock:
         if url is None:
-            _tables.clear()
+            _mappings.clear()
         elif url.startswith("shm:"):
-            _tables.pop(("shm", shm_name(url)), None)
+            _mappings.pop(("shm", shm_name(url)), None)
         else:
-            _tables.pop(("file", os.path.realpath(file_path(url))), None)
+            _mappings.pop(_file_key(file_path(url)), None)
 
 
 def _shm_factory(url: str, spec: LimitSpec, **options: Any) -> NativeBackend:
     opts = _options(url, _SHM_OPTIONS, options)
     max_keys, log_capacity = _sizes(opts, spec)
-    return NativeBackend(open_shm_table(url, max_keys, log_capacity), spec)
+    name = shm_name(url)
+    return _shared_backend(
+        ("shm", name),
+        ("none", 0),
+        max_keys,
+        log_capacity,
+        lambda: _native.open_shm(name, max_keys, log_capacity),
+        spec,
+    )
 
 
 def _file_factory(url: str, spec: LimitSpec, **options: Any) -> NativeBackend:
     opts = _options(url, _FILE_OPTIONS, options)
     max_keys, log_capacity = _sizes(opts, spec)
     sync, interval = _sync(opts)
-    table = open_file_table(
-        url, max_keys, log_capacity, sync, interval or DEFAULT_SYNC_INTERVAL_MS
+    path = file_path(url)
+    return _shared_backend(
+        _file_key(path),
+        (sync, interval),
+        max_keys,
+        log_capacity,
+        lambda: _native.open_file(
+            path, max_keys, log_capacity, sync, interval or DEFAULT_SYNC_INTERVAL_MS
+        ),
+        spec,
     )
-    return NativeBackend(table, spec)
 
 
 register("shm", _shm_factory)

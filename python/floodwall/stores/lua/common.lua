@@ -8,6 +8,7 @@
 -- and as one exact value when an algorithm needs it (NOW()).
 local NOW_HI, NOW_LO, NOW_BIG = 0, 0, nil
 local E9 = 1000000000
+local SMALL = 4503599627370496 -- 2^52
 
 local function NOW()
     if NOW_BIG == nil then NOW_BIG = add(mul(NOW_HI, E9), NOW_LO) end
@@ -23,8 +24,14 @@ local function now_plus(d)
     return string.format('%.0f', r)
 end
 
+-- `now + d` as decimal text, for any d >= 0.
+local function now_plus_any(d)
+    if type(d) ~= 'table' and d < SMALL then return now_plus(d) end
+    return tostr(add(NOW(), d))
+end
+
 -- `t - now` for a time written as decimal text, when it is exact and
--- below 2^52 in magnitude; nil otherwise.
+-- below about 2^52 in magnitude; else nil, and whether t is after now.
 local function minus_now(text)
     local n = #text
     local hi, lo = 0, nil
@@ -36,7 +43,7 @@ local function minus_now(text)
     end
     if hi == nil or lo == nil then error('floodwall: damaged state: ' .. text) end
     local dh = hi - NOW_HI
-    if dh >= 4500000 or dh <= -4500000 then return nil end
+    if dh >= 4500000 or dh <= -4500000 then return nil, dh > 0 end
     return dh * E9 + (lo - NOW_LO)
 end
 
@@ -46,7 +53,6 @@ local MAKE = {}
 local NS_PER_MS = 1000000
 local TTL_MAX_MS = 10000000000000 -- ~317 years; below 10^14, so a Lua
                                   -- number is passed to Redis exactly
-local SMALL = 4503599627370496    -- 2^52
 
 -- Milliseconds for a positive ns duration: at least its ceiling (one
 -- millisecond late at worst, never early), capped.

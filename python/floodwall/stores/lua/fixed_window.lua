@@ -1,47 +1,62 @@
 -- fixed_window.lua - a counter per window [k*W, (k+1)*W), aligned on 0.
--- Invariant: the state is "k c" (window index, units consumed in it) with
--- c <= B; a clock stepping back keeps the stored window (never refills).
+-- Invariant: the state is "E c": the end of the window in force,
+-- E = (k+1)*W (decimal ns), and the units consumed in it, c <= B. The
+-- window in force at `now` is the stored one iff E > now (a clock stepping
+-- back keeps it: it never refills); else a new window starts with c = 0.
+--
+-- Decisions need only left = E - now, found relative to now on plain
+-- numbers when the state is within 2^52 ns of now (or for a new window of
+-- whole seconds), else exactly.
 
 MAKE.f = function()
     local function fixed_load(P, key)
         local v = redis.call('GET', key)
-        if not v then return { 0, 0 } end
-        return fields(v, 2)
+        if not v then return false end
+        local e, c = v:match('^(%d+) (%d+)$')
+        if not e then error('floodwall: damaged state: ' .. v) end
+        return { e = e, c = num(c) }
     end
 
-    -- The (window index, count) in force at `now`.
-    local function fixed_view(P, st)
+    -- (left = E - now > 0, count) of the window in force.
+    local function view(P, st)
+        local W = P.W
+        if st then
+            local d = minus_now(st.e)
+            if d ~= nil and type(W) ~= 'table' and W < SMALL then
+                if d > 0 then return d, st.c end   -- the stored window
+                if d > -W then return d + W, 0 end -- the next one
+            else
+                local e, now = parse(st.e), NOW()
+                if cmp(e, now) > 0 then return sub(e, now), st.c end
+            end
+        end
+        -- a new window: W - now mod W; on plain numbers for whole seconds
+        -- (now = NOW_HI * 10^9 + NOW_LO)
+        if type(W) ~= 'table' and W < SMALL and fmod(W, E9) == 0 then
+            return W - (fmod(NOW_HI, W / E9) * E9 + NOW_LO), 0
+        end
         local now = NOW()
-        local k_now = div(now, P.W)
-        if cmp(st[1], k_now) >= 0 then return st[1], st[2] end
-        return k_now, 0
+        local _, r = divmod(now, W)
+        return sub(W, r), 0
     end
 
     local function fixed_decide(P, st, n)
-        local now = NOW()
-        local k, c = fixed_view(P, st)
-        local left = sub(mul(add(k, 1), P.W), now) -- end of window k, from now
+        local B = P.B
+        local left, c = view(P, st)
         local c2 = add(c, n)
-        if cmp(c2, P.B) <= 0 then
-            local reset = 0
-            if cmp(c2, 0) > 0 then reset = left end
-            return true, { k, c2 }, sub(P.B, c2), 0, reset, 0
-        end
-        return false, st, sub(P.B, c), left, left, 0
+        if cmp(c2, B) <= 0 then return true, { left = left, c = c2 }, sub(B, c2), 0, left, 0 end
+        return false, st, sub(B, c), left, left, 0
     end
 
     local function fixed_held(P, st)
-        local now = NOW()
-        local k, c = fixed_view(P, st)
-        if cmp(c, 0) > 0 then return sub(mul(add(k, 1), P.W), now) end
+        local left, c = view(P, st)
+        if cmp(c, 0) > 0 then return left end
         return 0
     end
 
     local function fixed_store(P, key, st, expire)
-        local now = NOW()
-        put(key, tostr(st[1]) .. ' ' .. tostr(st[2]), sub(mul(add(st[1], 1), P.W), now), expire)
+        put(key, now_plus_any(st.left) .. ' ' .. tostr(st.c), st.left, expire)
     end
-
 
     return { load = fixed_load, decide = fixed_decide, held = fixed_held, store = fixed_store }
 end

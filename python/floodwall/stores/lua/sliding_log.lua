@@ -2,99 +2,136 @@
 -- entries; a request passes iff the units younger than W plus its own fit
 -- in B.
 -- Invariant: the log is one hash: fields h (oldest index), t (next index),
--- u (units held by entries h..t-1) and one field per entry, "<index>" =
--- "<time> <units>", ordered by time (an entry from a clock that stepped
--- back is inserted in place), so the dead entries are always a prefix.
--- A denial or a peek never writes.
+-- u (units held by entries h..t-1), o and z (the times of entries h and
+-- t-1, so that an admission reads no entry) and one field per entry,
+-- "<index>" = "<time> <units>", ordered by time (an entry from a clock
+-- that stepped back is inserted in place), so the dead entries are always
+-- a prefix. A denial or a peek never writes.
+--
+-- Times are compared as offsets: with W <= 2^51, t - now + 2^52 (now is
+-- then 2^52, and every live entry a plain number unless it lies far in the
+-- future); with a larger W, the exact times themselves.
 
 MAKE.l = function()
+    local BASE = SMALL -- the offset of now
+    local W_FAST = 2251799813685248 -- 2^51
+
     local function idx(j) return string.format('%.0f', j) end
 
-    -- Entry j of the log: time, units (read once per script call).
+    -- The offset of a time written as decimal text; false when the entry
+    -- is dead for sure (more than W before now).
+    local function offset(st, text)
+        if st.fast then
+            local d, ahead = minus_now(text)
+            if d ~= nil then
+                if d <= -st.W then return false end
+                return d + BASE
+            end
+            if not ahead then return false end -- far in the past
+            return sub(add(parse(text), BASE), NOW())
+        end
+        return parse(text)
+    end
+
+    -- Entry j of the log: offset, units, text (read once per script call).
     local function log_ent(st, j)
         local e = st.ents[j]
-        if e then return e[1], e[2] end
+        if e then return e[1], e[2], e[3] end
         local raw = redis.call('HGET', st.key, idx(j))
         if not raw then error('floodwall: damaged log: entry ' .. idx(j) .. ' missing') end
         local a, b = raw:match('^(%d+) (%d+)$')
         if not a then error('floodwall: damaged log entry: ' .. raw) end
-        e = { parse(a), tonumber(b) }
+        e = { offset(st, a), tonumber(b), a }
         st.ents[j] = e
-        return e[1], e[2]
+        return e[1], e[2], e[3]
+    end
+
+    local function live(st, off)
+        return off and cmp(add(off, st.W), st.now) > 0
     end
 
     -- Load and (in this script's view only) drop the entries dead at `now`.
     local function log_load(P, key)
-        local now = NOW()
-        local m = redis.call('HMGET', key, 'h', 't', 'u')
+        local m = redis.call('HMGET', key, 'h', 't', 'u', 'o', 'z')
+        local W = P.W
+        local fast = type(W) ~= 'table' and W <= W_FAST
         local st = { key = key, h = tonumber(m[1] or '0'), t = tonumber(m[2] or '0'),
-                     u = tonumber(m[3] or '0'), ents = {}, pend = 0 }
+                     u = tonumber(m[3] or '0'), o = m[4] or nil, z = m[5] or nil,
+                     ents = {}, pend = 0, W = W, fast = fast }
+        if fast then st.now = BASE else st.now = NOW() end
         local i = st.h
+        if i < st.t and st.o and live(st, offset(st, st.o)) then
+            st.i = i -- the oldest entry is live: nothing to drop, nothing read
+            return st
+        end
+        st.o = nil
         while i < st.t do
-            local et, en = log_ent(st, i)
-            if cmp(add(et, P.W), now) > 0 then break end
-            st.u = st.u - en
+            local off, n = log_ent(st, i)
+            if live(st, off) then break end
+            st.u = st.u - n
             i = i + 1
         end
         st.i = i
         return st
     end
 
-    -- Time of the newest live entry (nil if none); `pend` units admitted in
-    -- this script call count as an entry at `now`.
+    -- Offset of the newest live entry (nil if none); `pend` units admitted
+    -- in this script call count as an entry at now.
     local function log_newest(st, pend)
-        local now = NOW()
         local newest
-        if st.i < st.t then newest = log_ent(st, st.t - 1) end
-        if pend then
-            if newest == nil or cmp(now, newest) > 0 then newest = now end
+        if st.i < st.t then
+            if st.z then
+                if st.zoff == nil then st.zoff = offset(st, st.z) end
+                newest = st.zoff
+            else
+                newest = log_ent(st, st.t - 1)
+            end
         end
+        if pend and (newest == nil or cmp(st.now, newest) > 0) then newest = st.now end
         return newest
     end
 
     -- Walk live entries oldest first: when have `need` units expired?
-    local function log_walk(P, st, need)
-        local now = NOW()
+    local function log_walk(st, need)
+        local now, W = st.now, st.W
         local acc = 0
         local pend_done = st.pend == 0
         for j = st.i, st.t - 1 do
-            local t, c = log_ent(st, j)
-            if not pend_done and cmp(t, now) > 0 then
+            local off, c = log_ent(st, j)
+            if not pend_done and cmp(off, now) > 0 then
                 pend_done = true
                 acc = acc + st.pend
-                if acc >= need then return P.W end
+                if acc >= need then return W end
             end
             acc = acc + c
-            if acc >= need then return sub(add(t, P.W), now) end
+            if acc >= need then return sub(add(off, W), now) end
         end
-        if not pend_done and acc + st.pend >= need then return P.W end
+        if not pend_done and acc + st.pend >= need then return W end
         return 0
     end
 
     local function log_decide(P, st, n)
-        local now = NOW()
         local used = st.u + st.pend
         if used + n <= P.B then
-            local nst = { key = st.key, h = st.h, t = st.t, u = st.u, i = st.i,
-                          ents = st.ents, pend = st.pend + n }
-            local reset = sub(add(log_newest(st, true), P.W), now)
+            local nst = { key = st.key, h = st.h, t = st.t, u = st.u, i = st.i, ents = st.ents,
+                          pend = st.pend + n, W = st.W, fast = st.fast, now = st.now,
+                          o = st.o, z = st.z, zoff = st.zoff }
+            local reset = sub(add(log_newest(st, true), st.W), st.now)
             return true, nst, P.B - used - n, 0, reset, 0
         end
         local reset = 0
         local newest = log_newest(st, st.pend > 0)
-        if newest then reset = sub(add(newest, P.W), now) end
-        return false, st, P.B - used, log_walk(P, st, used + n - P.B), reset, 0
+        if newest then reset = sub(add(newest, st.W), st.now) end
+        return false, st, P.B - used, log_walk(st, used + n - P.B), reset, 0
     end
 
     local function log_held(P, st)
-        local now = NOW()
         local newest = log_newest(st, st.pend > 0)
-        if newest then return sub(add(newest, P.W), now) end
+        if newest then return sub(add(newest, st.W), st.now) end
         return 0
     end
 
     local function log_store(P, key, st, expire)
-        local now = NOW()
         -- forget the dead prefix
         local dead = {}
         for j = st.h, st.i - 1 do
@@ -105,38 +142,45 @@ MAKE.l = function()
             end
         end
         if #dead > 0 then redis.call('HDEL', key, unpack(dead)) end
-        local entry = tostr(now) .. ' ' .. idx(st.pend)
+        local now_text = now_plus(0)
+        local entry = now_text .. ' ' .. idx(st.pend)
         local h, t = st.i, st.t
-        local newest = now
+        local newest = st.now
+        local oldest, newest_text = now_text, now_text
         if h == t then -- nothing live: start numbering again
             h, t = 0, 0
-            redis.call('HSET', key, '0', entry)
+            redis.call('HSET', key, '0', entry, 'h', '0', 't', '1', 'u', idx(st.pend),
+                       'o', now_text, 'z', now_text)
         else
-            local last = log_ent(st, t - 1)
-            if cmp(last, now) <= 0 then
-                redis.call('HSET', key, idx(t), entry)
+            oldest = st.o or select(3, log_ent(st, h))
+            local last = log_newest(st, false)
+            if cmp(last, st.now) <= 0 then
+                redis.call('HSET', key, idx(t), entry, 'h', idx(h), 't', idx(t + 1),
+                           'u', idx(st.u + st.pend), 'o', oldest, 'z', now_text)
             else -- the clock stepped back: insert in time order
                 newest = last
+                newest_text = st.z or select(3, log_ent(st, t - 1))
                 local args = {}
                 local j = t - 1
                 while j >= h do
-                    local et, en = log_ent(st, j)
-                    if cmp(et, now) <= 0 then break end
+                    local off, en, text = log_ent(st, j)
+                    if cmp(off, st.now) <= 0 then break end
                     args[#args + 1] = idx(j + 1)
-                    args[#args + 1] = tostr(et) .. ' ' .. idx(en)
+                    args[#args + 1] = text .. ' ' .. idx(en)
                     j = j - 1
                 end
                 args[#args + 1] = idx(j + 1)
                 args[#args + 1] = entry
+                if j + 1 == h then oldest = now_text end
                 redis.call('HSET', key, unpack(args))
+                redis.call('HSET', key, 'h', idx(h), 't', idx(t + 1), 'u', idx(st.u + st.pend),
+                           'o', oldest, 'z', newest_text)
             end
         end
-        redis.call('HSET', key, 'h', idx(h), 't', idx(t + 1), 'u', idx(st.u + st.pend))
         if expire then
-            redis.call('PEXPIRE', key, ttl_ms(sub(add(newest, P.W), now)))
+            redis.call('PEXPIRE', key, ttl_ms(sub(add(newest, st.W), st.now)))
         end
     end
-
 
     return { load = log_load, decide = log_decide, held = log_held, store = log_store }
 end

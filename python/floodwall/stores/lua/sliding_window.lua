@@ -1,84 +1,96 @@
 -- sliding_window.lua - the two-window weighted counter: the previous
 -- window's count weighted by its overlap with the rolling window, plus the
 -- current window's count. Admission compares exact integers.
--- Invariant: the state is "k p c" (window index, previous count, current
--- count), each count <= B.
+-- Invariant: the state is "E p c": the end of the current window,
+-- E = (k+1)*W (decimal ns), and the previous and current counts (<= B).
+-- With left = E - now: the stored window is in force iff left > 0; it is
+-- the previous one iff -W < left <= 0; else both are over.
+--
+-- Decisions need only left, found relative to now on plain numbers when
+-- the state is within 2^52 ns of now (or for a new window of whole
+-- seconds), else exactly; the products go through bignum.lua, which stays
+-- on plain numbers below 2^53.
 
 MAKE.w = function()
     local function sliding_load(P, key)
         local v = redis.call('GET', key)
-        if not v then return { 0, 0, 0 } end
-        return fields(v, 3)
+        if not v then return false end
+        local e, p, c = v:match('^(%d+) (%d+) (%d+)$')
+        if not e then error('floodwall: damaged state: ' .. v) end
+        return { e = e, p = num(p), c = num(c) }
     end
 
-    -- The (k, prev, cur) in force at `now`.
-    local function sliding_view(P, st)
-        local now = NOW()
-        local k_now = div(now, P.W)
-        local c = cmp(st[1], k_now)
-        if c >= 0 then return st[1], st[2], st[3] end
-        if cmp(add(st[1], 1), k_now) == 0 then return k_now, st[3], 0 end
-        return k_now, 0, 0
+    -- (left = E - now > 0, prev, cur) in force.
+    local function view(P, st)
+        local W = P.W
+        if st then
+            local d = minus_now(st.e)
+            if d ~= nil and type(W) ~= 'table' and W < SMALL then
+                if d > 0 then return d, st.p, st.c end
+                if d > -W then return d + W, st.c, 0 end
+            else
+                local e, now = parse(st.e), NOW()
+                if cmp(e, now) > 0 then return sub(e, now), st.p, st.c end
+                local e2 = add(e, W)
+                if cmp(e2, now) > 0 then return sub(e2, now), st.c, 0 end
+            end
+        end
+        if type(W) ~= 'table' and W < SMALL and fmod(W, E9) == 0 then
+            return W - (fmod(NOW_HI, W / E9) * E9 + NOW_LO), 0, 0
+        end
+        local _, r = divmod(NOW(), W)
+        return sub(W, r), 0, 0
     end
 
-    local function sliding_reset(P, k, prev, cur)
-        local now = NOW()
-        if cmp(cur, 0) > 0 then return sub(mul(add(k, 2), P.W), now) end
-        if cmp(prev, 0) > 0 then return sub(mul(add(k, 1), P.W), now) end
+    local function reset_of(P, left, prev, cur)
+        if cmp(cur, 0) > 0 then return add(left, P.W) end -- (k+2)*W - now
+        if cmp(prev, 0) > 0 then return left end          -- (k+1)*W - now
         return 0
     end
 
     local function sliding_decide(P, st, n)
-        local now = NOW()
         local W, B = P.W, P.B
-        local k, prev, cur = sliding_view(P, st)
-        local kw = mul(k, W)
-        local e = 0
-        if cmp(now, kw) > 0 then e = sub(now, kw) end
-        local pw = mul(prev, sub(W, e)) -- prev * (W - e)
+        local left, prev, cur = view(P, st)
+        local over = left -- W - e: how much of the previous window still counts
+        if cmp(over, W) > 0 then over = W end
+        local pw = mul(prev, over)
         local cap = mul(B, W)
         local allowed = cmp(add(pw, mul(add(cur, n), W)), cap) <= 0
-        local cur2, state = cur, st
-        if allowed then
-            cur2 = add(cur, n)
-            state = { k, prev, cur2 }
-        end
+        local cur2 = cur
+        if allowed then cur2 = add(cur, n) end
         local usage = add(pw, mul(cur2, W))
         local remaining = 0
         if cmp(usage, cap) < 0 then remaining = div(sub(cap, usage), W) end
-        local reset = sliding_reset(P, k, prev, cur2)
-        if allowed then return true, state, remaining, 0, reset, 0 end
-        local retry
+        local reset = reset_of(P, left, prev, cur2)
+        if allowed then return true, { left = left, p = prev, c = cur2 }, remaining, 0, reset, 0 end
         local cn = add(cur, n)
         local q = 0
         if cmp(cn, B) <= 0 and cmp(prev, 0) > 0 then
             q = div(mul(sub(B, cn), W), prev) -- (X*W) // prev
         end
+        local retry
         if cmp(q, 0) > 0 then
-            retry = sub(sub(add(kw, W), q), now) -- k*W + (W - q) - now
+            retry = sub(left, q) -- k*W + (W - q) - now; q < W - e <= left
         else -- wait into window k+1
             local e2 = 0
             if cmp(cur, 0) > 0 then
                 local q2 = div(mul(sub(B, n), W), cur)
                 if cmp(q2, W) < 0 then e2 = sub(W, q2) end
             end
-            retry = sub(add(add(kw, W), e2), now)
+            retry = add(left, e2)
         end
         return false, st, remaining, retry, reset, 0
     end
 
     local function sliding_held(P, st)
-        local now = NOW()
-        local k, prev, cur = sliding_view(P, st)
-        return sliding_reset(P, k, prev, cur)
+        local left, prev, cur = view(P, st)
+        return reset_of(P, left, prev, cur)
     end
 
     local function sliding_store(P, key, st, expire)
-        local now = NOW()
-        local text = tostr(st[1]) .. ' ' .. tostr(st[2]) .. ' ' .. tostr(st[3])
-        put(key, text, sliding_reset(P, st[1], st[2], st[3]), expire)
+        local text = now_plus_any(st.left) .. ' ' .. tostr(st.p) .. ' ' .. tostr(st.c)
+        put(key, text, add(st.left, P.W), expire) -- cur > 0: fresh at E + W
     end
-
 
     return { load = sliding_load, decide = sliding_decide, held = sliding_held, store = sliding_store }
 end
