@@ -43,24 +43,21 @@ static inline int fw_check_step_args(const fw_quota_t *q, int64_t now,
     return 0;
 }
 
-/* Per-algorithm steps on a 64-bit state (src/algo/). */
-int fw_gcra_step(const fw_quota_t *q, uint64_t state, int64_t now,
-                 int64_t cost, uint64_t *next, fw_decision_t *d);
-int64_t fw_gcra_fresh_at(const fw_quota_t *q, uint64_t state);
-uint64_t fw_gcra_refund(const fw_quota_t *q, uint64_t state, int64_t at,
-                        int64_t cost);
-
-int fw_fixed_window_step(const fw_quota_t *q, uint64_t state, int64_t now,
-                         int64_t cost, uint64_t *next, fw_decision_t *d);
-int64_t fw_fixed_window_fresh_at(const fw_quota_t *q, uint64_t state);
-uint64_t fw_fixed_window_refund(const fw_quota_t *q, uint64_t state,
+/* Each 64-bit-state algorithm (src/algo/) provides: `decide` for a cost
+ * >= 1 (arguments already checked; *next is the state to keep),
+ * `reset_after` of an untouched state, `fresh_at` and `refund`. */
+#define FW_DECLARE_ALGORITHM(name)                                             \
+    void fw_##name##_decide(const fw_quota_t *q, uint64_t state, int64_t now,  \
+                            int64_t cost, uint64_t *next, fw_decision_t *d);   \
+    int64_t fw_##name##_reset_after(const fw_quota_t *q, uint64_t state,       \
+                                    int64_t now);                              \
+    int64_t fw_##name##_fresh_at(const fw_quota_t *q, uint64_t state);         \
+    uint64_t fw_##name##_refund(const fw_quota_t *q, uint64_t state,           \
                                 int64_t at, int64_t cost);
 
-int fw_sliding_window_step(const fw_quota_t *q, uint64_t state, int64_t now,
-                           int64_t cost, uint64_t *next, fw_decision_t *d);
-int64_t fw_sliding_window_fresh_at(const fw_quota_t *q, uint64_t state);
-uint64_t fw_sliding_window_refund(const fw_quota_t *q, uint64_t state,
-                                  int64_t at, int64_t cost);
+FW_DECLARE_ALGORITHM(gcra)
+FW_DECLARE_ALGORITHM(fixed_window)
+FW_DECLARE_ALGORITHM(sliding_window)
 
 /* The sliding-log step; with append == 0 it decides (and prunes the view)
  * without writing the new entry: the table publishes it itself. */

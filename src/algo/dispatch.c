@@ -1,59 +1,76 @@
 /*
- * dispatch.c - the public entry points for the 64-bit-state algorithms,
- * routing each algorithm to its implementation.
- * Invariant: token_bucket and both leaky buckets are GCRA maths.
+ * dispatch.c - the public entry points of the 64-bit-state algorithms:
+ * argument checks, the peek (cost 0), and routing to each algorithm.
+ * Invariant: token_bucket and both leaky buckets are GCRA maths; a peek
+ * never changes the state.
  */
 #include "internal.h"
 
-int fw_algo_step(const fw_quota_t *q, uint64_t state, int64_t now,
-                 int64_t cost, uint64_t *next, fw_decision_t *d)
+typedef struct algorithm_ops {
+    void (*decide)(const fw_quota_t *, uint64_t, int64_t, int64_t, uint64_t *,
+                   fw_decision_t *);
+    int64_t (*reset_after)(const fw_quota_t *, uint64_t, int64_t);
+    int64_t (*fresh_at)(const fw_quota_t *, uint64_t);
+    uint64_t (*refund)(const fw_quota_t *, uint64_t, int64_t, int64_t);
+} algorithm_ops_t;
+
+#define OPS(name)                                                              \
+    {fw_##name##_decide, fw_##name##_reset_after, fw_##name##_fresh_at,       \
+     fw_##name##_refund}
+
+static const algorithm_ops_t gcra_ops = OPS(gcra);
+static const algorithm_ops_t fixed_window_ops = OPS(fixed_window);
+static const algorithm_ops_t sliding_window_ops = OPS(sliding_window);
+
+/* NULL for sliding_log, which keeps a log (fw_log_step), and bad values. */
+static const algorithm_ops_t *ops_for(const fw_quota_t *q)
 {
-    if (!q)
-        return FW_EINVAL;
     switch (q->algorithm) {
     case FW_GCRA:
     case FW_TOKEN_BUCKET:
     case FW_LEAKY_BUCKET:
     case FW_LEAKY_BUCKET_SHAPING:
-        return fw_gcra_step(q, state, now, cost, next, d);
+        return &gcra_ops;
     case FW_FIXED_WINDOW:
-        return fw_fixed_window_step(q, state, now, cost, next, d);
+        return &fixed_window_ops;
     case FW_SLIDING_WINDOW:
-        return fw_sliding_window_step(q, state, now, cost, next, d);
+        return &sliding_window_ops;
     default:
-        return FW_EINVAL; /* sliding_log keeps a log: fw_log_step */
+        return NULL;
     }
+}
+
+int fw_algo_step(const fw_quota_t *q, uint64_t state, int64_t now,
+                 int64_t cost, uint64_t *next, fw_decision_t *d)
+{
+    int rc = fw_check_step_args(q, now, cost, d);
+    if (rc)
+        return rc;
+    const algorithm_ops_t *ops = ops_for(q);
+    if (!ops)
+        return FW_EINVAL;
+    uint64_t unused;
+    if (cost > 0) {
+        ops->decide(q, state, now, cost, next ? next : &unused, d);
+        return 0;
+    }
+    fw_decision_t one;
+    ops->decide(q, state, now, 1, &unused, &one);
+    fw_peek_from(d, &one, ops->reset_after(q, state, now));
+    if (next)
+        *next = state;
+    return 0;
 }
 
 int64_t fw_algo_fresh_at(const fw_quota_t *q, uint64_t state)
 {
-    if (!q)
-        return 0;
-    switch (q->algorithm) {
-    case FW_FIXED_WINDOW:
-        return fw_fixed_window_fresh_at(q, state);
-    case FW_SLIDING_WINDOW:
-        return fw_sliding_window_fresh_at(q, state);
-    case FW_SLIDING_LOG:
-        return 0;
-    default:
-        return fw_gcra_fresh_at(q, state);
-    }
+    const algorithm_ops_t *ops = q ? ops_for(q) : NULL;
+    return ops ? ops->fresh_at(q, state) : 0;
 }
 
 uint64_t fw_algo_refund(const fw_quota_t *q, uint64_t state, int64_t at,
                         int64_t cost)
 {
-    if (!q || cost <= 0)
-        return state;
-    switch (q->algorithm) {
-    case FW_FIXED_WINDOW:
-        return fw_fixed_window_refund(q, state, at, cost);
-    case FW_SLIDING_WINDOW:
-        return fw_sliding_window_refund(q, state, at, cost);
-    case FW_SLIDING_LOG:
-        return state;
-    default:
-        return fw_gcra_refund(q, state, at, cost);
-    }
+    const algorithm_ops_t *ops = q ? ops_for(q) : NULL;
+    return ops && cost > 0 ? ops->refund(q, state, at, cost) : state;
 }

@@ -27,8 +27,8 @@ static int64_t window_end_after(const fw_quota_t *q, int64_t k, int64_t now)
     return fw_sat64((fw_i128)(k + 1) * q->window_ns - now);
 }
 
-static void decide(const fw_quota_t *q, uint64_t state, int64_t now,
-                   int64_t cost, uint64_t *next, fw_decision_t *d)
+void fw_fixed_window_decide(const fw_quota_t *q, uint64_t state, int64_t now,
+                            int64_t cost, uint64_t *next, fw_decision_t *d)
 {
     window_view_t v = view_at(q, state, now);
     int64_t b = q->burst;
@@ -50,24 +50,11 @@ static void decide(const fw_quota_t *q, uint64_t state, int64_t now,
     }
 }
 
-int fw_fixed_window_step(const fw_quota_t *q, uint64_t state, int64_t now,
-                         int64_t cost, uint64_t *next, fw_decision_t *d)
+int64_t fw_fixed_window_reset_after(const fw_quota_t *q, uint64_t state,
+                                    int64_t now)
 {
-    int rc = fw_check_step_args(q, now, cost, d);
-    if (rc)
-        return rc;
-    uint64_t unused;
-    if (cost > 0) {
-        decide(q, state, now, cost, next ? next : &unused, d);
-        return 0;
-    }
-    fw_decision_t one;
-    decide(q, state, now, 1, &unused, &one);
     window_view_t v = view_at(q, state, now);
-    fw_peek_from(d, &one, v.count > 0 ? window_end_after(q, v.k, now) : 0);
-    if (next)
-        *next = state;
-    return 0;
+    return v.count > 0 ? window_end_after(q, v.k, now) : 0;
 }
 
 int64_t fw_fixed_window_fresh_at(const fw_quota_t *q, uint64_t state)

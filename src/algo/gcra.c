@@ -7,7 +7,7 @@
 #include "internal.h"
 
 /* Decide `cost` >= 1 units. */
-static void gcra_decide(const fw_quota_t *q, uint64_t tat, int64_t now,
+void fw_gcra_decide(const fw_quota_t *q, uint64_t tat, int64_t now,
                         int64_t cost, uint64_t *next, fw_decision_t *d)
 {
     fw_u128 base = tat > (uint64_t)now ? tat : (uint64_t)now;
@@ -37,24 +37,11 @@ static void gcra_decide(const fw_quota_t *q, uint64_t tat, int64_t now,
     }
 }
 
-int fw_gcra_step(const fw_quota_t *q, uint64_t state, int64_t now,
-                 int64_t cost, uint64_t *next, fw_decision_t *d)
+int64_t fw_gcra_reset_after(const fw_quota_t *q, uint64_t state, int64_t now)
 {
-    int rc = fw_check_step_args(q, now, cost, d);
-    if (rc)
-        return rc;
-    uint64_t unused;
-    if (cost > 0) {
-        gcra_decide(q, state, now, cost, next ? next : &unused, d);
-        return 0;
-    }
-    fw_decision_t one;
-    gcra_decide(q, state, now, 1, &unused, &one);
+    (void)q;
     uint64_t base = state > (uint64_t)now ? state : (uint64_t)now;
-    fw_peek_from(d, &one, fw_sat64u(base - (uint64_t)now));
-    if (next)
-        *next = state;
-    return 0;
+    return fw_sat64u(base - (uint64_t)now);
 }
 
 int64_t fw_gcra_fresh_at(const fw_quota_t *q, uint64_t state)

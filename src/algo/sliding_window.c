@@ -82,8 +82,8 @@ static int64_t retry_after(const fw_quota_t *q, const sliding_view_t *v,
     return fw_sat64((fw_i128)(v->k + 1) * w + e2 - now);
 }
 
-static void decide(const fw_quota_t *q, uint64_t state, int64_t now,
-                   int64_t cost, uint64_t *next, fw_decision_t *d)
+void fw_sliding_window_decide(const fw_quota_t *q, uint64_t state, int64_t now,
+                              int64_t cost, uint64_t *next, fw_decision_t *d)
 {
     sliding_view_t v = view_at(q, state, now);
     int64_t w = q->window_ns, b = q->burst;
@@ -108,24 +108,11 @@ static void decide(const fw_quota_t *q, uint64_t state, int64_t now,
     d->reset_after_ns = reset_after(q, &v, cur, now);
 }
 
-int fw_sliding_window_step(const fw_quota_t *q, uint64_t state, int64_t now,
-                           int64_t cost, uint64_t *next, fw_decision_t *d)
+int64_t fw_sliding_window_reset_after(const fw_quota_t *q, uint64_t state,
+                                      int64_t now)
 {
-    int rc = fw_check_step_args(q, now, cost, d);
-    if (rc)
-        return rc;
-    uint64_t unused;
-    if (cost > 0) {
-        decide(q, state, now, cost, next ? next : &unused, d);
-        return 0;
-    }
-    fw_decision_t one;
-    decide(q, state, now, 1, &unused, &one);
     sliding_view_t v = view_at(q, state, now);
-    fw_peek_from(d, &one, reset_after(q, &v, v.cur, now));
-    if (next)
-        *next = state;
-    return 0;
+    return reset_after(q, &v, v.cur, now);
 }
 
 int64_t fw_sliding_window_fresh_at(const fw_quota_t *q, uint64_t state)
