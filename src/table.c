@@ -92,11 +92,16 @@ static void robust_lock(uint64_t *word)
     }
 }
 
+/* Take the lock if it is free or its owner is dead; never waits. */
 static int robust_trylock(uint64_t *word)
 {
-    uint64_t free_word = 0;
-    return __atomic_compare_exchange_n(word, &free_word, (uint64_t)getpid(), 0,
-                                       __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+    uint64_t me = (uint64_t)getpid(), owner = 0;
+    if (__atomic_compare_exchange_n(word, &owner, me, 0, __ATOMIC_ACQUIRE,
+                                    __ATOMIC_RELAXED))
+        return 1;
+    return owner_dead(owner) &&
+           __atomic_compare_exchange_n(word, &owner, me, 0, __ATOMIC_ACQUIRE,
+                                       __ATOMIC_RELAXED);
 }
 
 static void robust_unlock(uint64_t *word)
@@ -295,32 +300,40 @@ static void table_wrote(fw_table_t *t, fw_slot_t *s)
         t->after_write(t, s, t->slot_size);
 }
 
-static int is_log_table(const fw_table_t *t) { return t->log_capacity > 0; }
+/* A slot may change hands when it is unused, or when its state has been
+ * fresh since before `now` (strictly: a slot claimed at `now` is not taken
+ * back at that same `now`, see try_claim). */
+static int claimable(fw_slot_t *s, unit_t cur, int64_t now)
+{
+    return unit_tag(cur) == 0 || __atomic_load_n(&s->expiry, __ATOMIC_SEQ_CST) < now;
+}
 
-/* Take slot `s` for fingerprint h if it is unused or expired at `now`. */
-static int try_claim(fw_table_t *t, fw_slot_t *s, fw_hash128_t h, int64_t now)
+/* Take slot `s` for fingerprint h if it is claimable. The slot lock is held
+ * while the slot changes hands, so two claimers never interleave their
+ * writes of `check` (which would leave a slot that no key finds) and no
+ * sliding-log update runs meanwhile. The claimed slot's expiry becomes at
+ * least `now`: otherwise the parts of one request, or two requests at the
+ * same time, could take each other's fresh slots back forever. */
+static int try_claim(fw_slot_t *s, fw_hash128_t h, int64_t now)
 {
     unit_t cur = unit_load(s);
-    if (unit_tag(cur) != 0 && __atomic_load_n(&s->expiry, __ATOMIC_SEQ_CST) > now)
+    if (!claimable(s, cur, now))
         return 0;
-    int locked = 0;
-    if (unit_tag(cur) != 0 && is_log_table(t)) {
-        if (!robust_trylock(&s->lock))
-            return 0;
-        locked = 1;
-        cur = unit_load(s); /* re-read under the lock */
-        if (__atomic_load_n(&s->expiry, __ATOMIC_SEQ_CST) > now) {
-            robust_unlock(&s->lock);
-            return 0;
-        }
-    }
-    int won = unit_cas(s, &cur, unit_pack(h.lo, 0));
+    /* An unused slot is waited for: its holder is another claimer (done in
+     * a moment) or a dead one. Skipping it could leave it unused before the
+     * slot this key then takes, which would hide the key from find(). */
+    if (unit_tag(cur) == 0)
+        robust_lock(&s->lock);
+    else if (!robust_trylock(&s->lock))
+        return 0;
+    cur = unit_load(s); /* re-read under the lock */
+    int won = claimable(s, cur, now) && unit_cas(s, &cur, unit_pack(h.lo, 0));
     if (won) {
+        expiry_raise(s, now);
         __atomic_store_n(&s->check, h.hi, __ATOMIC_SEQ_CST);
         __atomic_store_n(&s->log_pos, 0, __ATOMIC_SEQ_CST);
     }
-    if (locked)
-        robust_unlock(&s->lock);
+    robust_unlock(&s->lock);
     return won;
 }
 
@@ -337,7 +350,7 @@ static fw_slot_t *find_or_insert(fw_table_t *t, fw_hash128_t h, int64_t now)
     if (!s) {
         for (uint32_t i = 0; i < t->window && !s; i++) {
             fw_slot_t *c = slot_at(t, home + i);
-            if (try_claim(t, c, h, now))
+            if (try_claim(c, h, now))
                 s = c;
         }
     }
@@ -370,16 +383,33 @@ static void log_store_pos(fw_slot_t *s, const fw_log_t *log)
 
 /* Append an admitted entry so that a crash at any point leaves a valid log:
  * first publish the pruned extent, then write the entry outside it, then
- * publish the extent that includes it. */
+ * publish the extent that includes it. An entry older than the newest one (a
+ * caller that read its clock earlier) is inserted at its place, keeping the
+ * log in time order: the newest entry is copied one place on and published
+ * first, so a crash while the newer entries move leaves duplicates (an
+ * over-count), never a gap. */
 static void log_append(fw_slot_t *s, fw_log_t *log, const fw_quota_t *q,
                        int64_t now, int64_t cost)
 {
     log_store_pos(s, log);
-    fw_log_entry_t *e = &log->entries[(log->head + log->len) % log->capacity];
-    e->t = now;
-    e->cost = cost;
-    log->len++;
     expiry_raise(s, fw_sat64((fw_i128)now + q->window_ns));
+    fw_log_entry_t *at = log->entries;
+    uint32_t cap = log->capacity, i = log->len;
+#define LOG_AT(k) at[(log->head + (k)) % cap]
+    if (i > 0 && LOG_AT(i - 1).t > now) {
+        LOG_AT(i) = LOG_AT(i - 1);
+        log->len++;
+        log_store_pos(s, log);
+        for (i--; i > 0 && LOG_AT(i - 1).t > now; i--)
+            LOG_AT(i) = LOG_AT(i - 1);
+        LOG_AT(i).t = now;
+        LOG_AT(i).cost = cost;
+        return;
+    }
+    LOG_AT(i).t = now;
+    LOG_AT(i).cost = cost;
+#undef LOG_AT
+    log->len++;
     log_store_pos(s, log);
 }
 

@@ -50,7 +50,7 @@ static PyObject *decision_tp_new(PyTypeObject *type, PyObject *args, PyObject *k
                             NULL};
     int allowed, fallback = 0;
     PyObject *limit, *remaining, *retry, *reset, *delay = NULL, *rate = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "pOOOO|O$Op:Decision", names,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "pOOOO|OO$p:Decision", names,
                                      &allowed, &limit, &remaining, &retry,
                                      &reset, &delay, &rate, &fallback))
         return NULL;

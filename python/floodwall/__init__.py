@@ -13,7 +13,7 @@ imported only when used.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from floodwall._native import Decision
 from floodwall._version import __version__
@@ -29,6 +29,9 @@ from floodwall.errors import (
 )
 from floodwall.limiter import Limiter, Limits, acheck_all, check_all
 from floodwall.rates import Rate, parse_rate, parse_rates
+
+if TYPE_CHECKING:
+    from floodwall.decorator import rate_limit as rate_limit
 
 __all__ = [
     "ConfigError",

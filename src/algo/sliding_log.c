@@ -2,8 +2,10 @@
  * sliding_log.c - the exact rolling window: a log of (time, cost) entries;
  * a request is admitted iff the units of the entries younger than W plus
  * its own cost fit in B.
- * Invariant: the log holds at most B entries, oldest first; only live
- * entries count; a denial or a peek only prunes dead entries.
+ * Invariant: the log holds at most B entries, in time order (an entry made
+ * at an earlier time than the newest one is inserted at its place), so the
+ * dead entries are always at the front; only live entries count; a denial
+ * or a peek only prunes dead entries.
  */
 #include "internal.h"
 
@@ -50,9 +52,13 @@ static void decide(const fw_quota_t *q, fw_log_t *log, int64_t used,
         d->remaining = b - used - cost;
         d->retry_after_ns = 0;
         if (append) {
-            fw_log_entry_t *e = entry_at(log, log->len);
-            e->t = now;
-            e->cost = cost;
+            /* in time order: a caller whose clock read is older than the
+             * newest entry goes before it (log->len < B <= capacity here) */
+            uint32_t i = log->len;
+            for (; i > 0 && entry_at(log, i - 1)->t > now; i--)
+                *entry_at(log, i) = *entry_at(log, i - 1);
+            entry_at(log, i)->t = now;
+            entry_at(log, i)->cost = cost;
             log->len++;
         }
         return;
@@ -111,13 +117,15 @@ void fw_log_refund(fw_log_t *log, int64_t at, int64_t cost)
         fw_log_entry_t *e = entry_at(log, i);
         if (e->t != at)
             continue;
-        int64_t take = e->cost < cost ? e->cost : cost;
-        e->cost -= take;
-        cost -= take;
-        if (e->cost == 0) {
-            for (uint32_t j = i; j + 1 < log->len; j++)
-                *entry_at(log, j) = *entry_at(log, j + 1);
-            log->len--;
+        if (e->cost > cost) {
+            e->cost -= cost;
+            return;
         }
+        /* removed by moving the newer entries over it (never an entry of
+         * cost 0: a crash meanwhile leaves a duplicate, an over-count) */
+        cost -= e->cost;
+        for (uint32_t j = i; j + 1 < log->len; j++)
+            *entry_at(log, j) = *entry_at(log, j + 1);
+        log->len--;
     }
 }

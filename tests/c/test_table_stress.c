@@ -194,62 +194,72 @@ static void *hot_run(void *p)
             done[k] = 1;
             left--;
         }
-        churn_once(a->t, &a->churn, &rng);
+        for (int i = 0; i < 3; i++)
+            churn_once(a->t, &a->churn, &rng);
     }
     return NULL;
 }
 
 static void test_hot_keys_exact(void)
 {
+    enum { ROUNDS = 6 };
     for (size_t ai = 0; ai < NALGOS; ai++) {
         fw_table_t *t = open_table(32, HOT_BURST); /* 64 slots, window 32 */
-        fw_limit_t hot = limit_of(ALGOS[ai], HOT_BURST, 1000 * S_NS, 0, 7);
         int64_t t_hot = 5000 * S_NS + 1;
-        int64_t admitted[HOT_KEYS] = {0};
-        int64_t clock = 0;
-        pthread_barrier_t bar;
-        pthread_barrier_init(&bar, NULL, THREADS);
-        hot_arg_t args[THREADS];
-        memset(args, 0, sizeof(args));
-        for (int i = 0; i < THREADS; i++) {
-            args[i].t = t;
-            args[i].hot = &hot;
-            args[i].t_hot = t_hot;
-            args[i].admitted = admitted;
-            args[i].bar = &bar;
-            /* ~150 cold keys live at once in 64 slots: FW_EFULL and reclaims */
-            args[i].churn.limit = limit_of(ALGOS[(ai + 1 + (size_t)i) % NALGOS],
-                                           1, 150, 1, 100 + (uint64_t)i);
-            args[i].churn.base = t_hot + 1;
-            args[i].churn.clock = &clock;
-            args[i].churn.pool = 5000;
-            args[i].seed = 0x9e3779b97f4a7c15ULL * (uint64_t)(i + 1) + ai;
-        }
-        run_threads(THREADS, hot_run, args, sizeof(args[0]));
-        pthread_barrier_destroy(&bar);
-        int64_t full = 0, err = 0, cold_ok = 0, cold_full = 0;
-        for (int i = 0; i < THREADS; i++) {
-            full += args[i].full;
-            err += args[i].err + args[i].churn.err;
-            cold_ok += args[i].churn.ok;
-            cold_full += args[i].churn.full;
+        int64_t clock = 0, err = 0, hot_full = 0, cold_ok = 0, cold_full = 0;
+        int64_t wrong = 0;
+        for (int round = 0; round < ROUNDS; round++) {
+            /* new hot keys each round, while the churn goes on */
+            fw_limit_t hot = limit_of(ALGOS[ai], HOT_BURST, 1000 * S_NS, 0, 7 + (uint64_t)round);
+            int64_t admitted[HOT_KEYS] = {0};
+            pthread_barrier_t bar;
+            pthread_barrier_init(&bar, NULL, THREADS);
+            hot_arg_t args[THREADS];
+            memset(args, 0, sizeof(args));
+            for (int i = 0; i < THREADS; i++) {
+                args[i].t = t;
+                args[i].hot = &hot;
+                args[i].t_hot = t_hot;
+                args[i].admitted = admitted;
+                args[i].bar = &bar;
+                /* ~150 cold keys live at once in 64 slots: FW_EFULL, reclaims */
+                args[i].churn.limit = limit_of(ALGOS[(ai + 1 + (size_t)i) % NALGOS],
+                                               1, 150, 1, 100 + (uint64_t)i);
+                args[i].churn.base = t_hot + 1;
+                args[i].churn.clock = &clock;
+                args[i].churn.pool = 5000;
+                args[i].seed = 0x9e3779b97f4a7c15ULL * (uint64_t)(i + 1 + 64 * round) + ai;
+            }
+            run_threads(THREADS, hot_run, args, sizeof(args[0]));
+            pthread_barrier_destroy(&bar);
+            for (int i = 0; i < THREADS; i++) {
+                hot_full += args[i].full;
+                err += args[i].err + args[i].churn.err;
+                cold_ok += args[i].churn.ok;
+                cold_full += args[i].churn.full;
+            }
+            for (int k = 0; k < HOT_KEYS; k++) {
+                char key[16];
+                snprintf(key, sizeof(key), "hot-%d", k);
+                int64_t rem = peek_remaining(t, &hot, key, t_hot);
+                if (admitted[k] != HOT_BURST || rem != 0) {
+                    if (!wrong)
+                        fprintf(stderr, "  %s round %d: %s admitted %" PRId64
+                                " units (want %d), remaining %" PRId64 "\n",
+                                ALGO_NAMES[ai], round, key, admitted[k], HOT_BURST, rem);
+                    wrong++;
+                }
+            }
         }
         CHECK(err == 0, "%s: %" PRId64 " unexpected errors", ALGO_NAMES[ai], err);
-        for (int k = 0; k < HOT_KEYS; k++) {
-            char key[16];
-            snprintf(key, sizeof(key), "hot-%d", k);
-            CHECK(admitted[k] == HOT_BURST, "%s: %s admitted %" PRId64 " units, want %d",
-                  ALGO_NAMES[ai], key, admitted[k], HOT_BURST);
-            int64_t rem = peek_remaining(t, &hot, key, t_hot);
-            CHECK(rem == 0, "%s: %s peek remaining %" PRId64, ALGO_NAMES[ai], key, rem);
-        }
+        CHECK(wrong == 0, "%s: %" PRId64 " hot keys of %d not exact", ALGO_NAMES[ai],
+              wrong, ROUNDS * HOT_KEYS);
         fw_table_stats_t st;
         fw_table_stats(t, t_hot + 1 + clock, &st);
         /* the churn really contended: slots were reused and the table filled */
-        CHECK(cold_ok > (int64_t)st.slots && cold_full > 0 && st.full_errors > 0,
+        CHECK(cold_ok > 4 * (int64_t)st.slots && cold_full > 0 && st.full_errors > 0,
               "%s: cold ok %" PRId64 " full %" PRId64 " (slots %" PRIu64 ")",
               ALGO_NAMES[ai], cold_ok, cold_full, st.slots);
-        (void)full;
         fw_table_close(t);
     }
 }
@@ -468,17 +478,22 @@ typedef struct model_log {
 static void model_log_step(model_log_t *m, int64_t b, int64_t w, int64_t now,
                            int64_t cost, fw_decision_t *d)
 {
+    /* the live entries at `now`; kept only when admitted (a later call
+     * with an earlier clock sees what a denial did not drop) */
+    static int64_t lt[4096], ln[4096];
     int k = 0;
     int64_t used = 0;
     for (int i = 0; i < m->len; i++)
         if (m->t[i] + w > now) {
-            m->t[k] = m->t[i], m->n[k] = m->n[i], used += m->n[i];
+            lt[k] = m->t[i], ln[k] = m->n[i], used += m->n[i];
             k++;
         }
-    m->len = k; /* dropping dead entries changes no decision */
     memset(d, 0, sizeof(*d));
     d->limit = b;
     if (used + cost <= b) {
+        memcpy(m->t, lt, (size_t)k * sizeof(int64_t));
+        memcpy(m->n, ln, (size_t)k * sizeof(int64_t));
+        m->len = k;
         m->t[m->len] = now, m->n[m->len] = cost, m->len++;
         d->allowed = 1;
         d->remaining = b - used - cost;
@@ -488,15 +503,21 @@ static void model_log_step(model_log_t *m, int64_t b, int64_t w, int64_t now,
         /* oldest first: repeatedly the smallest t above the last one */
         while (freed < need) {
             int64_t next = INT64_MAX;
-            for (int i = 0; i < m->len; i++)
-                if (m->t[i] > last && m->t[i] < next)
-                    next = m->t[i];
-            for (int i = 0; i < m->len; i++)
-                if (m->t[i] == next)
-                    freed += m->n[i];
+            for (int i = 0; i < k; i++)
+                if (lt[i] > last && lt[i] < next)
+                    next = lt[i];
+            for (int i = 0; i < k; i++)
+                if (lt[i] == next)
+                    freed += ln[i];
             last = next;
         }
         d->retry_after_ns = last + w - now;
+        int64_t newest = INT64_MIN;
+        for (int i = 0; i < k; i++)
+            if (lt[i] > newest)
+                newest = lt[i];
+        d->reset_after_ns = k ? newest + w - now : 0;
+        return;
     }
     int64_t newest = INT64_MIN;
     for (int i = 0; i < m->len; i++)

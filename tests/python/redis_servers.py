@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -64,6 +65,19 @@ def free_port() -> int:
             continue
         return port
     raise RuntimeError("no free port pair found on 127.0.0.1")
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the test process dies (Linux), so a
+    killed test run never leaves a server behind."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - best effort, not on every platform
+        pass
 
 
 def _ping(host: str, port: int | None, unix: str | None = None, timeout: float = 0.5) -> bytes:
@@ -135,7 +149,11 @@ class RedisServer:
         if self.proc is not None and self.proc.poll() is None:
             return self
         self.proc = subprocess.Popen(
-            self.args(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.dir
+            self.args(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=self.dir,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
         self.wait_ready()
         return self
