@@ -487,12 +487,6 @@ def test_import_floodwall_does_not_import_redis() -> None:
     assert out.stdout.strip() == "False"
 
 
-@pytest.mark.xfail(
-    raises=ConfigError,
-    strict=False,
-    reason="needs floodwall.stores.open_backend to route a RedisBackend to "
-    "floodwall.stores.redis.from_client (module floodwall.stores.redis)",
-)
 def test_limiter_shares_another_limiters_store(redis_url: str) -> None:
     first = Limiter("2/second", store=redis_url, namespace="s1")
     second = Limiter("3/second", store=first, namespace="s2")

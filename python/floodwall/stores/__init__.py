@@ -133,7 +133,7 @@ def open_backend(store: Any, spec: LimitSpec, **options: Any) -> Backend:
     if native.is_native_store(store):
         return native.from_store(store, spec, **options)
     module = type(store).__module__
-    if module.startswith("redis"):
+    if module.startswith(("redis", "floodwall.stores.redis")):
         from floodwall.stores import redis as redis_store
 
         return redis_store.from_client(store, spec, **options)
