@@ -1,6 +1,7 @@
 """Type stubs of the C extension floodwall._native."""
 
-from typing import Any, Callable, Sequence
+from collections.abc import Sequence
+from typing import Any, Callable
 
 GCRA: int
 TOKEN_BUCKET: int

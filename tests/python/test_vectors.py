@@ -8,8 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import floodwall
 import pytest
+
+import floodwall
 from floodwall.errors import CostError
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
