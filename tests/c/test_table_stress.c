@@ -839,6 +839,7 @@ int main(int argc, char **argv)
 {
     (void)argc;
     (void)argv;
+    setvbuf(stdout, NULL, _IOLBF, 0);
     struct {
         const char *name;
         void (*fn)(void);

