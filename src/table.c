@@ -57,14 +57,16 @@ static inline int unit_cas(fw_slot_t *s, unit_t *expected, unit_t desired)
     return 0;
 }
 
-static inline void expiry_raise(fw_slot_t *s, int64_t at)
+static inline void raise_to(int64_t *word, int64_t at)
 {
-    int64_t cur = __atomic_load_n(&s->expiry, __ATOMIC_SEQ_CST);
-    while (cur < at && !__atomic_compare_exchange_n(&s->expiry, &cur, at, 0,
+    int64_t cur = __atomic_load_n(word, __ATOMIC_SEQ_CST);
+    while (cur < at && !__atomic_compare_exchange_n(word, &cur, at, 0,
                                                     __ATOMIC_SEQ_CST,
                                                     __ATOMIC_SEQ_CST))
         ;
 }
+
+static inline void expiry_raise(fw_slot_t *s, int64_t at) { raise_to(&s->expiry, at); }
 
 /* ---- locks that survive their owner's death -------------------------------- */
 
@@ -425,6 +427,13 @@ typedef struct part {
     int locked;        /* sliding log: holds slot->lock */
 } part_t;
 
+/* The algorithms whose state is a TAT (see docs/algorithms.md). */
+static int is_gcra(const fw_quota_t *q)
+{
+    return q->algorithm == FW_GCRA || q->algorithm == FW_TOKEN_BUCKET ||
+           q->algorithm == FW_LEAKY_BUCKET || q->algorithm == FW_LEAKY_BUCKET_SHAPING;
+}
+
 static int is_log(const part_t *p)
 {
     return p->limit->quota.algorithm == FW_SLIDING_LOG;
@@ -487,6 +496,8 @@ static int state_part_step(part_t *p, int64_t now, int64_t cost, int commit,
             continue;
         }
         expiry_raise(p->slot, fw_algo_fresh_at(q, next));
+        if (is_gcra(q))
+            raise_to(&p->slot->seen, now);
         if (unit_cas(p->slot, &cur, unit_pack(p->h.lo, next))) {
             p->committed = 1;
             return 0;
@@ -505,9 +516,25 @@ static void refund_part(part_t *p, const fw_table_t *t, int64_t now, int64_t cos
         p->committed = 0;
         return;
     }
+    const fw_quota_t *q = &p->limit->quota;
     unit_t cur = unit_load(p->slot);
     while (unit_tag(cur) == p->h.lo) {
-        uint64_t back = fw_algo_refund(&p->limit->quota, unit_state(cur), now, cost);
+        uint64_t back;
+        if (is_gcra(q)) {
+            /* The commit made tat = x0 + n*T, x0 = max(old tat, now). A
+             * later commit at a time past its tat (max(tat, t) + ...) has
+             * forgiven that much of this debt already: giving back all of
+             * n*T would return units that request consumed. */
+            fw_u128 debt = (fw_u128)cost * (fw_u128)q->interval_ns;
+            fw_u128 x0 = p->after > debt ? p->after - debt : 0;
+            int64_t seen = __atomic_load_n(&p->slot->seen, __ATOMIC_SEQ_CST);
+            if (seen > 0 && (fw_u128)seen > x0)
+                debt = (fw_u128)seen - x0 >= debt ? 0 : debt - ((fw_u128)seen - x0);
+            back = (fw_u128)unit_state(cur) > debt
+                       ? (uint64_t)((fw_u128)unit_state(cur) - debt) : 0;
+        } else {
+            back = fw_algo_refund(q, unit_state(cur), now, cost);
+        }
         if (unit_cas(p->slot, &cur, unit_pack(p->h.lo, back)))
             break;
     }

@@ -47,7 +47,9 @@ typedef struct fw_slot {
     int64_t expiry;            /* >= the time the state is fresh again    */
     uint64_t lock;             /* sliding log only: owner pid, 0 = free   */
     uint64_t log_pos;          /* sliding log only: head << 32 | len      */
-    uint64_t reserved[2];
+    int64_t seen;              /* gcra family: latest `now` of a commit,
+                                  raised before it (bounds refunds)       */
+    uint64_t reserved[1];
 } fw_slot_t;
 
 _Static_assert(sizeof(fw_slot_t) == FW_SLOT_HEAD_SIZE, "slot head is 64 bytes");

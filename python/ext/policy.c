@@ -9,6 +9,7 @@
 
 #include "ext.h"
 #include "hash.h"
+#include "table.h"
 
 #define MAX_RATES 16
 #define MAX_PARTS 64
@@ -225,8 +226,17 @@ static int policy_decide(fw_py_policy *p, PyObject *key, int64_t cost,
         reqs[i].key_len = (size_t)kv.len;
     }
     size_t violated;
-    int rc = fw_table_check(p->table, reqs, (size_t)p->nlimits, cost, now, out,
+    int rc;
+    if (p->table->after_write) {
+        /* a durable store waits for the disk: let other threads run */
+        Py_BEGIN_ALLOW_THREADS
+        rc = fw_table_check(p->table, reqs, (size_t)p->nlimits, cost, now, out,
                             &violated);
+        Py_END_ALLOW_THREADS
+    } else {
+        rc = fw_table_check(p->table, reqs, (size_t)p->nlimits, cost, now, out,
+                            &violated);
+    }
     Py_XDECREF(kv.owner);
     if (rc == FW_EFULL && p->fail_mode != FAIL_RAISE)
         return store_fallback(p, rc, d, index);

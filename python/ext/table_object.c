@@ -4,6 +4,7 @@
  * Invariant: the engine table lives exactly as long as this object.
  */
 #include "ext.h"
+#include "table.h"
 
 PyObject *fw_table_wrap(PyObject *module, fw_table_t *t, PyObject *description,
                         int clock_realtime)
@@ -116,6 +117,12 @@ static PyObject *table_get_realtime(PyObject *op, void *c)
     return PyBool_FromLong(((fw_py_table *)op)->clock_realtime);
 }
 
+static PyObject *table_get_blocking(PyObject *op, void *c)
+{
+    (void)c;
+    return PyBool_FromLong(((fw_py_table *)op)->table->after_write != NULL);
+}
+
 static PyMethodDef table_methods[] = {
     {"stats", (PyCFunction)(void (*)(void))table_stats, METH_FASTCALL,
      "stats(now_ns) -> dict of slot counts."},
@@ -126,6 +133,9 @@ static PyMethodDef table_methods[] = {
 static PyGetSetDef table_getset[] = {
     {"clock_realtime", table_get_realtime, NULL,
      "True when the store's clock is CLOCK_REALTIME (shared stores).", NULL},
+    {"blocking", table_get_blocking, NULL,
+     "True when writes wait for the disk (file:// with sync): checks then "
+     "release the GIL, and async calls go to a thread.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

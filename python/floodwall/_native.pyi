@@ -1,5 +1,6 @@
 """Type stubs of the C extension floodwall._native."""
 
+import os
 from collections.abc import Sequence
 from typing import Any, Callable
 
@@ -56,6 +57,8 @@ class Table:
     def clear(self) -> None: ...
     @property
     def clock_realtime(self) -> bool: ...
+    @property
+    def blocking(self) -> bool: ...
 
 class Policy:
     def __init__(
@@ -79,4 +82,31 @@ class Policy:
 def check_all(
     parts: Sequence[tuple[Policy, str | bytes]], cost: int, /
 ) -> tuple[Decision, int]: ...
+
+# shm:// and file:// tables (shared_tables.c)
+def open_shm(
+    name: str, max_keys: int = 0, log_capacity: int = 0, *, create: bool = True
+) -> Table: ...
+def open_file(
+    path: str | bytes | os.PathLike[str],
+    max_keys: int = 0,
+    log_capacity: int = 0,
+    sync: str | None = "none",
+    sync_interval_ms: int = 1000,
+    *,
+    create: bool = True,
+) -> Table: ...
+def unlink_shm(name: str, *, missing_ok: bool = False) -> bool: ...
+def doctor(path: str | bytes | os.PathLike[str], now_ns: int = -1) -> dict[str, Any]: ...
+def table_info(table: Table, /) -> dict[str, Any]: ...
+def hottest(table: Table, n: int = 10, now_ns: int = -1) -> list[dict[str, Any]]: ...
+def inspect_key(
+    table: Table,
+    key: str | bytes,
+    algorithm: int,
+    quota: tuple[int, int, int],
+    namespace: bytes,
+    index: int = 0,
+    now_ns: int = -1,
+) -> dict[str, Any]: ...
 def __getattr__(name: str) -> Any: ...

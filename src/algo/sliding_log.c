@@ -92,8 +92,8 @@ int fw_log_eval(const fw_quota_t *q, fw_log_t *log, int64_t now, int64_t cost,
     if (cost > 0) {
         decide(q, log, used, now, cost, append, d);
         d->reset_after_ns = newest_reset(q, log, now);
-        if (d->allowed && !append) /* the entry it would add */
-            d->reset_after_ns = q->window_ns;
+        if (d->allowed && !append && d->reset_after_ns < q->window_ns)
+            d->reset_after_ns = q->window_ns; /* the entry it would add */
         return 0;
     }
     fw_decision_t one;

@@ -20,7 +20,7 @@ import floodwall
 from floodwall.stores import shared
 
 KILLS = 200
-KEYS = 120
+KEYS = 80  # x 3 limiters: within max_keys=256
 HOUR_NS = 3600 * 10**9
 
 

@@ -24,7 +24,6 @@ from floodwall import ConfigError, CostError, KeyTypeError, Limiter, Rate
 from floodwall.stores import LimitSpec, open_backend
 from floodwall.stores.redis import RedisBackend, from_client, parse_url
 
-
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 ALGORITHM_FILES = sorted(p for p in VECTORS.glob("*.json") if "cases" in json.loads(p.read_text()))
 ALGORITHMS = (

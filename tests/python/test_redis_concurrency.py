@@ -13,7 +13,6 @@ import pytest
 
 from floodwall import Limiter, check_all
 
-
 FIXED_NOW = 1_750_000_000 * 10**9
 PROCESSES = 4
 ATTEMPTS = 400  # per process: 1600 attempts for 1000 units

@@ -18,7 +18,6 @@ from redis_servers import RedisServer
 import floodwall
 from floodwall import Limiter, StoreError
 
-
 TIMEOUT = 0.2
 COOLDOWN = 0.3
 

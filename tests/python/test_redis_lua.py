@@ -20,7 +20,6 @@ import redis
 from floodwall.stores import redis_lua
 from floodwall.stores.redis_lua import QuotaParts, check_script, normalise
 
-
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 sys.path.insert(0, str(VECTORS))
 import reference as ref  # noqa: E402
