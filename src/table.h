@@ -45,10 +45,12 @@ typedef struct fw_slot {
     uint64_t state;            /* algorithm state; with tag, one CAS unit */
     uint64_t check;            /* fingerprint, high half                  */
     int64_t expiry;            /* >= the time the state is fresh again    */
-    uint64_t lock;             /* sliding log only: owner pid, 0 = free   */
+    uint64_t lock;             /* owner pid, 0 = free: claims, and
+                                  sliding-log updates                     */
     uint64_t log_pos;          /* sliding log only: head << 32 | len      */
     int64_t seen;              /* gcra family: latest `now` of a commit,
-                                  raised before it (bounds refunds)       */
+                                  raised before it, kept across claims
+                                  (bounds refunds)                        */
     uint64_t reserved[1];
 } fw_slot_t;
 

@@ -6,10 +6,12 @@
  * Invariant checked everywhere: counts are exact, never "about". At a fixed
  * `now` a hot key admits exactly its capacity on every algorithm; an
  * all-or-nothing check admits exactly the tightest limit and leaves every
- * other limit consumed by exactly what was admitted; a sliding log never has
- * more than B units inside any window; a refund never gives back units that
- * another request consumed. Prints "N passed, M failed"; exits non-zero on
- * any failure. argv[1] (the vectors directory) is ignored.
+ * other limit consumed by exactly what was admitted; a sliding log whose
+ * calls arrive out of clock order decides exactly as the reference model
+ * does; a refund never gives back units that another request consumed; no
+ * check ever spins forever (a watchdog turns a hang into a failure).
+ * Prints "N passed, M failed"; exits non-zero on any failure. argv[1] (the
+ * vectors directory) is ignored; FW_STRESS_ONLY=substring runs some tests.
  */
 #define _GNU_SOURCE
 #include <inttypes.h>
@@ -150,7 +152,7 @@ static void churn_once(fw_table_t *t, churn_t *c, uint64_t *rng)
 /* ---- 1. hot keys are exact on every algorithm, under churn ------------------------ */
 
 #define HOT_KEYS 4
-#define HOT_BURST 40
+#define HOT_BURST 200
 
 typedef struct hot_arg {
     fw_table_t *t;
@@ -204,13 +206,16 @@ static void *hot_run(void *p)
 
 static void test_hot_keys_exact(void)
 {
-    enum { ROUNDS = 6 };
+    enum { ROUNDS = 25 };
     for (size_t ai = 0; ai < NALGOS; ai++) {
         fw_table_t *t = open_table(32, HOT_BURST); /* 64 slots, window 32 */
-        int64_t t_hot = 5000 * S_NS + 1;
-        int64_t clock = 0, err = 0, hot_full = 0, cold_ok = 0, cold_full = 0;
+        int64_t clock = 0, err = 0, cold_ok = 0, cold_full = 0;
         int64_t wrong = 0;
         for (int round = 0; round < ROUNDS; round++) {
+            /* each round later than the last one's hot keys are fresh again
+             * (so their slots can be reclaimed), and far after the cold clock
+             * (so a cold key can never take a hot key's slot) */
+            int64_t t_hot = (5000 + 10000 * (int64_t)round) * S_NS + 1;
             /* new hot keys each round, while the churn goes on */
             fw_limit_t hot = limit_of(ALGOS[ai], HOT_BURST, 1000 * S_NS, 0, 7 + (uint64_t)round);
             int64_t admitted[HOT_KEYS] = {0};
@@ -235,7 +240,6 @@ static void test_hot_keys_exact(void)
             run_threads(THREADS, hot_run, args, sizeof(args[0]));
             pthread_barrier_destroy(&bar);
             for (int i = 0; i < THREADS; i++) {
-                hot_full += args[i].full;
                 err += args[i].err + args[i].churn.err;
                 cold_ok += args[i].churn.ok;
                 cold_full += args[i].churn.full;
@@ -344,7 +348,7 @@ static void test_all_or_nothing_exact(void)
         {FW_GCRA, FW_GCRA, FW_GCRA},
     };
     for (size_t c = 0; c < sizeof(combos) / sizeof(combos[0]); c++) {
-        for (int round = 0; round < 4; round++) {
+        for (int round = 0; round < 12; round++) {
             fw_table_t *t = open_table(64, GLOBAL_BURST);
             fw_limit_t lim[3] = {
                 limit_of(combos[c][0], USER_BURST, 100 * S_NS, 0, 1),
@@ -669,8 +673,8 @@ static void test_sliding_log_out_of_order(void)
  * most G's burst may pass at t1, whatever the refunds do. */
 #define G_BURST 4
 #define X_PRIVATE 24
-#define X_THREADS 4
-#define Y_THREADS 4
+#define X_THREADS 3
+#define Y_THREADS 2
 
 typedef struct refund_arg {
     fw_table_t *t;
@@ -705,7 +709,7 @@ static void *refund_run(void *p)
             __atomic_fetch_add(a->x_done, 1, __ATOMIC_SEQ_CST);
         } else {
             /* keep consuming G at t1 until every X is done */
-            for (int i = 0; i < 20000 &&
+            for (int i = 0; i < 3000 &&
                             __atomic_load_n(a->x_done, __ATOMIC_SEQ_CST) < X_THREADS;
                  i++) {
                 size_t v;
@@ -724,52 +728,54 @@ static void *refund_run(void *p)
 
 static void test_refund_with_later_clock(void)
 {
-    enum { ROUNDS = 1500, N = X_THREADS + Y_THREADS };
+    /* episodes of fresh threads: where they land on the CPUs decides how
+     * often the race is hit */
+    enum { EPISODES = 6, ROUNDS = 250, N = X_THREADS + Y_THREADS };
     fw_table_t *t = open_table(512, 0);
     fw_limit_t g = limit_of(FW_GCRA, G_BURST, G_BURST * S_NS, 0, 1); /* T = 1 s */
     fw_limit_t h = limit_of(FW_GCRA, 1, 1000 * S_NS, 1, 2);
     fw_limit_t priv = limit_of(FW_GCRA, 100000, S_NS, 0, 3);
     int64_t t0 = 100 * S_NS, t1 = t0 + 100 * S_NS;
     int64_t *y_admitted = calloc(ROUNDS, sizeof(int64_t));
-    int x_done = 0;
-    pthread_barrier_t bar;
-    pthread_barrier_init(&bar, NULL, N + 1);
-    refund_arg_t args[N];
-    pthread_t th[N];
-    for (int i = 0; i < N; i++) {
-        args[i] = (refund_arg_t){t, &g, &h, &priv, t0, t1, i < X_THREADS, i, &bar,
-                                 ROUNDS, y_admitted, &x_done, 0};
-        pthread_create(&th[i], NULL, refund_run, &args[i]);
+    int64_t over = 0, worst = 0, err = 0;
+    for (int ep = 0; ep < EPISODES; ep++) {
+        int x_done = 0;
+        memset(y_admitted, 0, ROUNDS * sizeof(int64_t));
+        pthread_barrier_t bar;
+        pthread_barrier_init(&bar, NULL, N + 1);
+        refund_arg_t args[N];
+        pthread_t th[N];
+        for (int i = 0; i < N; i++) {
+            args[i] = (refund_arg_t){t, &g, &h, &priv, t0, t1, i < X_THREADS,
+                                     i + N * ep, &bar, ROUNDS, y_admitted, &x_done, 0};
+            pthread_create(&th[i], NULL, refund_run, &args[i]);
+        }
+        for (int round = 0; round < ROUNDS; round++) {
+            fw_table_reset(t, &g, "G", 1);
+            fw_table_reset(t, &h, "H", 1);
+            x_done = 0;
+            pthread_barrier_wait(&bar);
+            pthread_barrier_wait(&bar);
+            /* a sweep at t1: whatever a late refund gave back */
+            int64_t total = y_admitted[round];
+            fw_decision_t d;
+            while (check1(t, &g, "G", 1, t1, &d) == 0 && d.allowed)
+                total++;
+            if (total > G_BURST)
+                over++;
+            if (total > worst)
+                worst = total;
+        }
+        for (int i = 0; i < N; i++) {
+            pthread_join(th[i], NULL);
+            err += args[i].err;
+        }
+        pthread_barrier_destroy(&bar);
     }
-    int64_t over = 0, worst = 0, err = 0, late_x = 0;
-    for (int round = 0; round < ROUNDS; round++) {
-        fw_table_reset(t, &g, "G", 1);
-        fw_table_reset(t, &h, "H", 1);
-        x_done = 0;
-        pthread_barrier_wait(&bar);
-        pthread_barrier_wait(&bar);
-        /* a sweep at t1: whatever a late refund gave back */
-        int64_t total = y_admitted[round];
-        fw_decision_t d;
-        while (check1(t, &g, "G", 1, t1, &d) == 0 && d.allowed)
-            total++;
-        if (total > G_BURST)
-            over++;
-        if (total > worst)
-            worst = total;
-        if (total < G_BURST)
-            late_x++; /* the admitted X landed after a Y: fine */
-    }
-    for (int i = 0; i < N; i++) {
-        pthread_join(th[i], NULL);
-        err += args[i].err;
-    }
-    pthread_barrier_destroy(&bar);
     CHECK(err == 0, "refund: %" PRId64 " errors", err);
     CHECK(over == 0, "refund: %" PRId64 " of %d rounds admitted more than %d at t1 "
           "(worst %" PRId64 "): a refund gave back a unit another request consumed",
-          over, ROUNDS, G_BURST, worst);
-    (void)late_x;
+          over, EPISODES * ROUNDS, G_BURST, worst);
     free(y_admitted);
     fw_table_close(t);
 }
@@ -864,7 +870,7 @@ static void test_reset_clear_stats_race(void)
         fw_limit_t lim = limit_of(ALGOS[ai], 8, 5000, 0, 9);
         misc_arg_t args[THREADS];
         for (int i = 0; i < THREADS; i++)
-            args[i] = (misc_arg_t){t, &lim, 6000, 0, 0x1234567ULL * (uint64_t)(i + 1)};
+            args[i] = (misc_arg_t){t, &lim, 20000, 0, 0x1234567ULL * (uint64_t)(i + 1)};
         run_threads(THREADS, misc_run, args, sizeof(args[0]));
         int64_t err = 0;
         for (int i = 0; i < THREADS; i++)
@@ -887,7 +893,7 @@ static const char *volatile current_test = "";
 static void on_alarm(int sig)
 {
     (void)sig;
-    static const char msg[] = "FAIL: watchdog: no progress for 60 s in test: ";
+    static const char msg[] = "FAIL: watchdog: no progress for 30 s in test: ";
     ssize_t w = write(2, msg, sizeof(msg) - 1);
     w += write(2, current_test, strlen(current_test));
     static const char tail[] = "\n0 passed, 1 failed\n";
@@ -920,7 +926,7 @@ int main(int argc, char **argv)
         if (only && !strstr(tests[i].name, only))
             continue;
         current_test = tests[i].name;
-        alarm(60);
+        alarm(30);
         int f0 = failed;
         double t0 = now_s();
         tests[i].fn();
