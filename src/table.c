@@ -12,6 +12,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -70,6 +71,25 @@ static inline void expiry_raise(fw_slot_t *s, int64_t at) { raise_to(&s->expiry,
 
 /* ---- locks that survive their owner's death -------------------------------- */
 
+/* getpid() is a system call, and a costly one in a VM: cache it, and forget
+ * it in a forked child (the only way a process's pid changes). */
+static uint64_t cached_pid;
+static pthread_once_t fork_hook_once = PTHREAD_ONCE_INIT;
+
+static void forget_pid(void) { __atomic_store_n(&cached_pid, 0, __ATOMIC_RELAXED); }
+static void install_fork_hook(void) { pthread_atfork(NULL, NULL, forget_pid); }
+
+static uint64_t self_pid(void)
+{
+    uint64_t pid = __atomic_load_n(&cached_pid, __ATOMIC_RELAXED);
+    if (pid == 0) {
+        pthread_once(&fork_hook_once, install_fork_hook);
+        pid = (uint64_t)getpid();
+        __atomic_store_n(&cached_pid, pid, __ATOMIC_RELAXED);
+    }
+    return pid;
+}
+
 static int owner_dead(uint64_t owner)
 {
     return owner != 0 && kill((pid_t)owner, 0) == -1 && errno == ESRCH;
@@ -77,7 +97,7 @@ static int owner_dead(uint64_t owner)
 
 static void robust_lock(uint64_t *word)
 {
-    uint64_t me = (uint64_t)getpid();
+    uint64_t me = self_pid();
     for (unsigned spins = 1;; spins++) {
         uint64_t free_word = 0;
         if (__atomic_compare_exchange_n(word, &free_word, me, 0,
@@ -97,7 +117,7 @@ static void robust_lock(uint64_t *word)
 /* Take the lock if it is free or its owner is dead; never waits. */
 static int robust_trylock(uint64_t *word)
 {
-    uint64_t me = (uint64_t)getpid(), owner = 0;
+    uint64_t me = self_pid(), owner = 0;
     if (__atomic_compare_exchange_n(word, &owner, me, 0, __ATOMIC_ACQUIRE,
                                     __ATOMIC_RELAXED))
         return 1;
