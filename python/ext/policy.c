@@ -267,51 +267,43 @@ static int policy_decide(fw_py_policy *p, PyObject *key, int64_t cost,
 
 /* ---- methods ------------------------------------------------------------------- */
 
-static PyObject *policy_check(PyObject *op, PyObject *const *args,
-                              Py_ssize_t nargs, PyObject *kwnames)
+/* The shared body of check/allow/peek: parse, decide, and answer with a
+ * Decision, or with a bool when `as_bool`. A peek takes no cost. */
+static PyObject *decide_call(PyObject *op, const char *fname, PyObject *const *args,
+                             Py_ssize_t nargs, PyObject *kwnames, int with_cost,
+                             int as_bool)
 {
     fw_py_policy *p = (fw_py_policy *)op;
     PyObject *key;
     int64_t cost;
-    if (parse_key_cost(p->st, "check", args, nargs, kwnames, 1, &key, &cost) < 0)
+    if (parse_key_cost(p->st, fname, args, nargs, kwnames, with_cost, &key, &cost) < 0)
         return NULL;
     fw_decision_t d;
     Py_ssize_t idx;
     int how = policy_decide(p, key, cost, &d, &idx);
     if (how < 0)
         return NULL;
+    if (as_bool)
+        return Py_NewRef(d.allowed ? Py_True : Py_False);
     return fw_decision_new(p->st, &d, PyTuple_GET_ITEM(p->labels, idx), how);
+}
+
+static PyObject *policy_check(PyObject *op, PyObject *const *args,
+                              Py_ssize_t nargs, PyObject *kwnames)
+{
+    return decide_call(op, "check", args, nargs, kwnames, 1, 0);
 }
 
 static PyObject *policy_allow(PyObject *op, PyObject *const *args,
                               Py_ssize_t nargs, PyObject *kwnames)
 {
-    fw_py_policy *p = (fw_py_policy *)op;
-    PyObject *key;
-    int64_t cost;
-    if (parse_key_cost(p->st, "allow", args, nargs, kwnames, 1, &key, &cost) < 0)
-        return NULL;
-    fw_decision_t d;
-    Py_ssize_t idx;
-    if (policy_decide(p, key, cost, &d, &idx) < 0)
-        return NULL;
-    return Py_NewRef(d.allowed ? Py_True : Py_False);
+    return decide_call(op, "allow", args, nargs, kwnames, 1, 1);
 }
 
 static PyObject *policy_peek(PyObject *op, PyObject *const *args,
                              Py_ssize_t nargs, PyObject *kwnames)
 {
-    fw_py_policy *p = (fw_py_policy *)op;
-    PyObject *key;
-    int64_t cost;
-    if (parse_key_cost(p->st, "peek", args, nargs, kwnames, 0, &key, &cost) < 0)
-        return NULL;
-    fw_decision_t d;
-    Py_ssize_t idx;
-    int how = policy_decide(p, key, 0, &d, &idx);
-    if (how < 0)
-        return NULL;
-    return fw_decision_new(p->st, &d, PyTuple_GET_ITEM(p->labels, idx), how);
+    return decide_call(op, "peek", args, nargs, kwnames, 0, 0);
 }
 
 static PyObject *policy_reset(PyObject *op, PyObject *const *args,

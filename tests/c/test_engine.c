@@ -9,19 +9,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "check.h"
 #include "floodwall.h"
 
-static int passed, failed;
-
-#define CHECK(cond)                                                            \
-    do {                                                                       \
-        if (cond) {                                                            \
-            passed++;                                                          \
-        } else {                                                               \
-            failed++;                                                          \
-            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);    \
-        }                                                                      \
-    } while (0)
 
 #define HOUR_NS 3600000000000LL
 #define SECOND_NS 1000000000LL
@@ -297,6 +287,5 @@ int main(void)
     test_all_or_nothing();
     test_threads_exact();
     test_reset_and_clear();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_summary();
 }

@@ -23,22 +23,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "floodwall.h"
 #include "table.h"
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                                       \
-    do {                                                                       \
-        if (cond) {                                                            \
-            passed++;                                                          \
-        } else {                                                               \
-            failed++;                                                          \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);   \
-            fprintf(stderr, __VA_ARGS__);                                      \
-            fputc('\n', stderr);                                               \
-        }                                                                      \
-    } while (0)
 
 #define S_NS 1000000000LL
 
@@ -730,6 +718,5 @@ int main(int argc, char **argv)
                now_s() - t0);
     }
     alarm(0);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_summary();
 }
