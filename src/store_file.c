@@ -793,8 +793,7 @@ int fw_table_doctor(const char *path, int64_t now, fw_doctor_report_t *rep)
             if (s->expiry > now)
                 rep->active++;
         }
-        if (h->log_capacity > 0)
-            count_lock(rep, s->lock);
+        count_lock(rep, s->lock); /* claims lock any slot, logs too */
         const char *p = slot_problem(h, slots, i);
         if (p) {
             if (rep->bad_slots++ == 0) {

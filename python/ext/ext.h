@@ -53,6 +53,11 @@ extern PyType_Spec fw_table_spec;
 
 /* ---- Policy (policy.c) ---- */
 extern PyType_Spec fw_policy_spec;
+
+/* The namespace id of rate number `index` of a limiter: what keeps the keys
+ * of different limits apart in one table. */
+uint64_t fw_namespace_id(const char *ns, size_t ns_len, const fw_quota_t *q,
+                         Py_ssize_t index);
 extern PyMethodDef fw_policy_functions[];
 
 /* ---- shared stores (shared_tables.c): shm:// and file:// openers ---- */

@@ -344,13 +344,14 @@ static PyObject *policy_now_ns(PyObject *op, PyObject *unused)
 
 /* ---- construction --------------------------------------------------------------- */
 
-static uint64_t namespace_id(PyObject *ns, const fw_quota_t *q, Py_ssize_t index)
+uint64_t fw_namespace_id(const char *ns, size_t ns_len, const fw_quota_t *q,
+                         Py_ssize_t index)
 {
     /* the limit's identity: user namespace, algorithm, quota, position */
     int64_t parts[5] = {(int64_t)q->algorithm, q->rate, q->period_ns, q->burst,
                         (int64_t)index};
-    fw_hash128_t a = fw_hash128(0x6e616d6573706163ULL, 0x65666c6f6f647761ULL,
-                                PyBytes_AS_STRING(ns), (size_t)PyBytes_GET_SIZE(ns));
+    fw_hash128_t a = fw_hash128(0x6e616d6573706163ULL, 0x65666c6f6f647761ULL, ns,
+                                ns_len);
     fw_hash128_t b = fw_hash128(a.lo, a.hi, parts, sizeof(parts));
     return b.lo;
 }
@@ -438,7 +439,9 @@ static PyObject *policy_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw)
                          rate, period, burst, fw_strerror(rc), hint);
             return NULL;
         }
-        p->limits[i].namespace_id = namespace_id(ns, &p->limits[i].quota, i);
+        p->limits[i].namespace_id =
+            fw_namespace_id(PyBytes_AS_STRING(ns), (size_t)PyBytes_GET_SIZE(ns),
+                            &p->limits[i].quota, i);
     }
     Py_DECREF(seq);
     return (PyObject *)p;

@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "ext.h"
-#include "hash.h"
 #include "table.h"
 
 #define HOTTEST_MAX 100000
@@ -323,19 +322,6 @@ static PyObject *py_hottest(PyObject *module, PyObject *args, PyObject *kw)
     return list;
 }
 
-/* The namespace id floodwall._native.Policy gives rate number `index` of a
- * limiter (the same derivation as policy.c; tests check they agree). */
-static uint64_t policy_namespace_id(const char *ns, size_t ns_len,
-                                    const fw_quota_t *q, Py_ssize_t index)
-{
-    int64_t parts[5] = {(int64_t)q->algorithm, q->rate, q->period_ns, q->burst,
-                        (int64_t)index};
-    fw_hash128_t a = fw_hash128(0x6e616d6573706163ULL, 0x65666c6f6f647761ULL, ns,
-                                ns_len);
-    fw_hash128_t b = fw_hash128(a.lo, a.hi, parts, sizeof(parts));
-    return b.lo;
-}
-
 static PyObject *py_inspect_key(PyObject *module, PyObject *args, PyObject *kw)
 {
     static char *names[] = {"table",  "key",   "algorithm", "quota",
@@ -376,7 +362,7 @@ static PyObject *py_inspect_key(PyObject *module, PyObject *args, PyObject *kw)
         Py_XDECREF(owner);
         return fw_raise(st, rc, "inspect_key: quota");
     }
-    lim.namespace_id = policy_namespace_id(ns, (size_t)ns_len, &lim.quota, index);
+    lim.namespace_id = fw_namespace_id(ns, (size_t)ns_len, &lim.quota, index);
     int64_t now = table_now(t, now_given);
     fw_slot_info_t info;
     fw_decision_t d;
