@@ -201,11 +201,14 @@ FW_API int fw_table_attach(fw_table_t **out, void *mem, size_t len);
 FW_API void fw_table_close(fw_table_t *t);
 
 /*
- * Decide `n` requests all-or-nothing at time `now`, each consuming `cost`.
- * out[i] receives each part's decision. If any part denies, nothing is
- * consumed and *violated is the index of the denying part with the longest
- * retry_after; otherwise *violated is n. Errors: FW_EINVAL, FW_ECOST,
- * FW_EFULL (no slot for a new key; nothing consumed).
+ * Decide `n` (at most 64) requests all-or-nothing at time `now`, each
+ * consuming `cost`. out[i] receives each part's decision. If any part
+ * denies, nothing is consumed and *violated is the index of the denying
+ * part with the longest retry_after (out[*violated] is its denial; the other
+ * entries say what those parts decided, and any of them committed before a
+ * concurrent request made a later part deny was rolled back); otherwise
+ * *violated is n. cost 0 peeks and never writes. Errors: FW_EINVAL,
+ * FW_ECOST, FW_EFULL (no slot for a new key; nothing consumed).
  */
 FW_API int fw_table_check(fw_table_t *t, const fw_request_t *reqs, size_t n,
                           int64_t cost, int64_t now, fw_decision_t *out,

@@ -2,7 +2,8 @@
 
 ``floodwall demo`` runs the main job on the embedded memory store: a burst of
 requests against one key, admitted up to the capacity and then limited, with
-every decision printed.
+every decision printed. ``floodwall doctor TABLE`` checks a file:// or shm://
+table without changing it.
 """
 
 from __future__ import annotations
@@ -43,6 +44,19 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from floodwall.stores import shared
+
+    try:
+        report = shared.doctor(args.table)
+    except OSError as exc:
+        print(f"floodwall: cannot read {args.table}: {exc}", file=sys.stderr)
+        return 2
+    for name in sorted(report):
+        print(f"{name:16} {report[name]}")
+    return 0 if report.get("ok") else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="floodwall", description="floodwall rate limiter")
     parser.add_argument("--version", action="version", version=f"floodwall {__version__}")
@@ -56,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--interval", type=float, default=0.0, help="seconds between requests")
     demo.add_argument("--no-wait", action="store_true", help="do not wait retry_after at the end")
     demo.set_defaults(run=_demo)
+    doctor = sub.add_parser(
+        "doctor", help="check a file:// or shm:// table read-only (exit 1 if damaged)"
+    )
+    doctor.add_argument("table", help="a table file path, file:///path or shm://NAME")
+    doctor.set_defaults(run=_doctor)
     return parser
 
 
