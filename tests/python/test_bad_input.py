@@ -101,3 +101,9 @@ def test_too_many_positional_arguments() -> None:
         limiter.check()  # type: ignore[call-arg]
     with pytest.raises(TypeError, match="unexpected or repeated keyword"):
         limiter.allow("k", weight=3)  # type: ignore[call-arg]
+
+
+def test_sliding_log_on_a_table_without_room() -> None:
+    Limiter("5/minute", store="memory://no-log-room")
+    with pytest.raises(ConfigError, match="sliding logs of 0 entries and this limiter needs 5"):
+        Limiter("5/minute", algorithm="sliding_log", store="memory://no-log-room")

@@ -85,6 +85,14 @@ class NativeBackend:
             raise ConfigError(f"fail must be one of {sorted(FAIL_MODES)}, got {spec.fail!r}")
         self.table = table
         self.spec = spec
+        need = log_capacity_for(spec)
+        room = _native.table_info(table)["log_capacity"] if need else 0
+        if need > room:
+            raise ConfigError(
+                f"{table!r} keeps sliding logs of {room} entries and this limiter needs "
+                f"{need}: a table cannot grow; open it first with the sliding_log "
+                "limiter, or use a store of its own"
+            )
         try:
             self.policy = _native.Policy(
                 table,
