@@ -365,6 +365,11 @@ class Limits:
         """The name of the limit a denial came from (None if allowed)."""
         if decision.allowed:
             return None
+        # each limiter holds its own Rate objects: identity tells them apart
+        # even when two limits have equal rates
+        for name, limiter in self.limiters.items():
+            if any(decision.rate is rate for rate in limiter.rates):
+                return name
         for name, limiter in self.limiters.items():
             if decision.rate in limiter.rates:
                 return name

@@ -172,6 +172,14 @@ def test_limits_on_several_keys(store_url: str, clock) -> None:
         limits.check(user="x")
 
 
+def test_limits_with_equal_rates_name_the_right_one(store_url: str, clock) -> None:
+    limits = floodwall.Limits({"ip": "2/minute", "user": "2/minute"}, store=store_url, clock=clock)
+    assert limits.check(ip="1.2.3.4", user="a") and limits.check(ip="1.2.3.4", user="b")
+    assert limits.violated(limits.check(ip="1.2.3.4", user="c")) == "ip"
+    assert limits.check(ip="5.6.7.8", user="a")
+    assert limits.violated(limits.check(ip="9.9.9.9", user="a")) == "user"
+
+
 def test_check_all_needs_one_store(clock) -> None:
     a = Limiter("1/minute", store="memory://", clock=clock)
     b = Limiter("1/minute", store="memory://", clock=clock)
