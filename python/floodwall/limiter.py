@@ -320,8 +320,10 @@ class Limits:
         first: Limiter | None = None
         self.limiters: dict[str, Limiter] = {}
         for name, rate in limits.items():
-            if not isinstance(name, str) or not name:
-                raise ConfigError("limit names must be non-empty strings")
+            if not isinstance(name, str) or not name or name == "cost":
+                raise ConfigError(
+                    f"limit names must be non-empty strings other than 'cost', got {name!r}"
+                )
             if first is None:
                 first = Limiter(
                     rate,
@@ -353,11 +355,11 @@ class Limits:
             raise ConfigError(f"no key given for limit(s) {sorted(missing)}")
         return [(self.limiters[name], key) for name, key in keys.items()]
 
-    def check(self, cost: int = 1, /, **keys: Key) -> Decision:
+    def check(self, cost: int = 1, **keys: Key) -> Decision:
         """Check every named limit for its key, all-or-nothing."""
         return check_all(self._parts(keys), cost)
 
-    async def acheck(self, cost: int = 1, /, **keys: Key) -> Decision:
+    async def acheck(self, cost: int = 1, **keys: Key) -> Decision:
         """Async :meth:`check`."""
         return await acheck_all(self._parts(keys), cost)
 

@@ -180,6 +180,15 @@ def test_limits_with_equal_rates_name_the_right_one(store_url: str, clock) -> No
     assert limits.violated(limits.check(ip="9.9.9.9", user="a")) == "user"
 
 
+def test_limits_cost_keyword(clock) -> None:
+    limits = floodwall.Limits({"user": "10/minute", "org": "20/minute"}, clock=clock)
+    assert limits.check(user="alice", org="acme", cost=6).remaining == 4
+    assert not limits.check(7, user="alice", org="acme")
+    assert asyncio.run(limits.acheck(user="alice", org="acme", cost=4)).remaining == 0
+    with pytest.raises(floodwall.ConfigError, match="other than 'cost'"):
+        floodwall.Limits({"cost": "1/second"})
+
+
 def test_check_all_needs_one_store(clock) -> None:
     a = Limiter("1/minute", store="memory://", clock=clock)
     b = Limiter("1/minute", store="memory://", clock=clock)
