@@ -46,7 +46,8 @@ typedef struct {
     int clock_realtime;    /* 1 for shared stores: the store's clock */
 } fw_py_table;
 
-/* Wrap an open engine table (takes ownership; closes it on failure). */
+/* Wrap an open engine table. Steals both `t` and `description` (a new
+ * reference, or NULL after a failed creation); on failure closes the table. */
 PyObject *fw_table_wrap(PyObject *module, fw_table_t *t, PyObject *description,
                         int clock_realtime);
 extern PyType_Spec fw_table_spec;

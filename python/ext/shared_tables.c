@@ -97,14 +97,9 @@ static PyObject *py_open_shm(PyObject *module, PyObject *args, PyObject *kw)
     Py_END_ALLOW_THREADS
     if (rc)
         return raise_open_error(st, rc, &err);
-    PyObject *desc = PyUnicode_FromFormat("shm://%s", name[0] == '/' ? name + 1 : name);
-    if (!desc) {
-        fw_table_close(t);
-        return NULL;
-    }
-    PyObject *r = fw_table_wrap(module, t, desc, 1);
-    Py_DECREF(desc);
-    return r;
+    return fw_table_wrap(module, t,
+                         PyUnicode_FromFormat("shm://%s", name[0] == '/' ? name + 1 : name),
+                         1);
 }
 
 static PyObject *py_open_file(PyObject *module, PyObject *args, PyObject *kw)
@@ -153,13 +148,7 @@ static PyObject *py_open_file(PyObject *module, PyObject *args, PyObject *kw)
     }
     PyObject *desc = PyUnicode_FromFormat("file://%s", p);
     Py_DECREF(path);
-    if (!desc) {
-        fw_table_close(t);
-        return NULL;
-    }
-    PyObject *r = fw_table_wrap(module, t, desc, 1);
-    Py_DECREF(desc);
-    return r;
+    return fw_table_wrap(module, t, desc, 1);
 }
 
 static PyObject *py_unlink_shm(PyObject *module, PyObject *args, PyObject *kw)

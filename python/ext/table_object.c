@@ -10,13 +10,14 @@ PyObject *fw_table_wrap(PyObject *module, fw_table_t *t, PyObject *description,
                         int clock_realtime)
 {
     fw_module_state *st = fw_state_of_module(module);
-    fw_py_table *self = PyObject_New(fw_py_table, st->table_type);
+    fw_py_table *self = description ? PyObject_New(fw_py_table, st->table_type) : NULL;
     if (!self) {
         fw_table_close(t);
+        Py_XDECREF(description);
         return NULL;
     }
     self->table = t;
-    self->description = Py_NewRef(description);
+    self->description = description;
     self->clock_realtime = clock_realtime;
     return (PyObject *)self;
 }

@@ -10,30 +10,11 @@
 #include <string.h>
 
 #include "check.h"
+#include "table_helpers.h"
 #include "floodwall.h"
-
 
 #define HOUR_NS 3600000000000LL
 #define SECOND_NS 1000000000LL
-
-static fw_limit_t make_limit(fw_algorithm_t algo, int64_t rate, int64_t period,
-                             int64_t burst, uint64_t ns)
-{
-    fw_limit_t l;
-    memset(&l, 0, sizeof(l));
-    int rc = fw_quota_init(&l.quota, algo, rate, period, burst);
-    CHECK(rc == 0);
-    l.namespace_id = ns;
-    return l;
-}
-
-static int check_one(fw_table_t *t, const fw_limit_t *l, const char *key,
-                     int64_t cost, int64_t now, fw_decision_t *d)
-{
-    fw_request_t r = {l, key, strlen(key)};
-    size_t violated;
-    return fw_table_check(t, &r, 1, cost, now, d, &violated);
-}
 
 static void test_strerror(void)
 {
@@ -101,7 +82,7 @@ static void test_table_args(void)
     CHECK(fw_table_open_memory(&t, &opt) == FW_EINVAL);
     opt.log_capacity = 0;
     CHECK(fw_table_open_memory(&t, &opt) == 0 && t != NULL);
-    fw_limit_t l = make_limit(FW_GCRA, 5, SECOND_NS, 0, 1);
+    fw_limit_t l = limit_of(FW_GCRA, 5, SECOND_NS, 0, 1);
     fw_decision_t d;
     size_t v;
     fw_request_t r = {&l, "k", 1};
@@ -109,7 +90,7 @@ static void test_table_args(void)
     CHECK(fw_table_check(t, &r, 1, -1, 0, &d, &v) == FW_EINVAL);
     CHECK(fw_table_check(t, &r, 1, 1, -5, &d, &v) == FW_EINVAL);
     CHECK(fw_table_check(t, &r, 1, 6, 0, &d, &v) == FW_ECOST);
-    fw_limit_t log = make_limit(FW_SLIDING_LOG, 5, SECOND_NS, 0, 2);
+    fw_limit_t log = limit_of(FW_SLIDING_LOG, 5, SECOND_NS, 0, 2);
     fw_request_t lr = {&log, "k", 1};
     CHECK(fw_table_check(t, &lr, 1, 1, 0, &d, &v) == FW_EINVAL); /* no log room */
     fw_table_close(t);
@@ -125,13 +106,13 @@ static void test_bounded_memory(void)
     CHECK(fw_table_open_memory(&t, &opt) == 0);
     fw_table_stats_t st0, st;
     fw_table_stats(t, 0, &st0);
-    fw_limit_t l = make_limit(FW_GCRA, 10, HOUR_NS, 0, 7);
+    fw_limit_t l = limit_of(FW_GCRA, 10, HOUR_NS, 0, 7);
     int full = 0, ok = 0;
     char key[32];
     for (int i = 0; i < 10000; i++) {
         fw_decision_t d;
         snprintf(key, sizeof key, "key-%d", i);
-        int rc = check_one(t, &l, key, 1, 1000, &d);
+        int rc = check1(t, &l, key, 1, 1000, &d);
         if (rc == FW_EFULL)
             full++;
         else if (rc == 0 && d.allowed)
@@ -145,12 +126,12 @@ static void test_bounded_memory(void)
     CHECK(st.full_errors == (uint64_t)full);
     /* an existing key is still served while the table is full */
     fw_decision_t d;
-    CHECK(check_one(t, &l, "key-0", 1, 1000, &d) == 0 && d.allowed && d.remaining == 8);
+    CHECK(check1(t, &l, "key-0", 1, 1000, &d) == 0 && d.allowed && d.remaining == 8);
     /* once states are fresh again (an hour later), new keys reclaim slots */
     int reclaimed = 0;
     for (int i = 10000; i < 20000; i++) {
         snprintf(key, sizeof key, "key-%d", i);
-        if (check_one(t, &l, key, 1, 2 * HOUR_NS, &d) == 0 && d.allowed)
+        if (check1(t, &l, key, 1, 2 * HOUR_NS, &d) == 0 && d.allowed)
             reclaimed++;
     }
     fw_table_stats(t, 2 * HOUR_NS, &st);
@@ -165,9 +146,9 @@ static void test_all_or_nothing(void)
     fw_table_options_t opt = {64, 16};
     fw_table_t *t;
     CHECK(fw_table_open_memory(&t, &opt) == 0);
-    fw_limit_t user = make_limit(FW_GCRA, 10, HOUR_NS, 0, 1);
-    fw_limit_t org = make_limit(FW_FIXED_WINDOW, 3, HOUR_NS, 0, 2);
-    fw_limit_t log = make_limit(FW_SLIDING_LOG, 16, HOUR_NS, 0, 3);
+    fw_limit_t user = limit_of(FW_GCRA, 10, HOUR_NS, 0, 1);
+    fw_limit_t org = limit_of(FW_FIXED_WINDOW, 3, HOUR_NS, 0, 2);
+    fw_limit_t log = limit_of(FW_SLIDING_LOG, 16, HOUR_NS, 0, 3);
     fw_request_t reqs[3] = {{&user, "alice", 5}, {&org, "acme", 4}, {&log, "alice", 5}};
     fw_decision_t out[3];
     size_t v;
@@ -178,7 +159,7 @@ static void test_all_or_nothing(void)
     CHECK(fw_table_check(t, reqs, 3, 1, 0, out, &v) == 0);
     CHECK(v == 1 && !out[1].allowed);
     fw_decision_t d;
-    CHECK(check_one(t, &user, "alice", 0, 0, &d) == 0 && d.remaining == 7);
+    CHECK(check1(t, &user, "alice", 0, 0, &d) == 0 && d.remaining == 7);
     CHECK(fw_table_peek(t, &log, "alice", 5, 0, &d) == 0 && d.remaining == 13);
     fw_table_close(t);
 }
@@ -234,7 +215,7 @@ static void test_threads_exact(void)
         fw_table_options_t opt = {64, 1000};
         fw_table_t *t;
         CHECK(fw_table_open_memory(&t, &opt) == 0);
-        fw_limit_t l = make_limit((fw_algorithm_t)a, 1000, HOUR_NS, 0, 9);
+        fw_limit_t l = limit_of((fw_algorithm_t)a, 1000, HOUR_NS, 0, 9);
         int admitted = hammer(t, &l, 1, 8, 400);
         if (admitted != 1000)
             fprintf(stderr, "algorithm %d admitted %d\n", a, admitted);
@@ -245,11 +226,11 @@ static void test_threads_exact(void)
     fw_table_options_t opt = {64, 0};
     fw_table_t *t;
     CHECK(fw_table_open_memory(&t, &opt) == 0);
-    fw_limit_t pair[2] = {make_limit(FW_GCRA, 1000, HOUR_NS, 0, 1),
-                          make_limit(FW_FIXED_WINDOW, 700, HOUR_NS, 0, 2)};
+    fw_limit_t pair[2] = {limit_of(FW_GCRA, 1000, HOUR_NS, 0, 1),
+                          limit_of(FW_FIXED_WINDOW, 700, HOUR_NS, 0, 2)};
     CHECK(hammer(t, pair, 2, 8, 400) == 700);
     fw_decision_t d;
-    CHECK(check_one(t, &pair[0], "hot", 0, 2000, &d) == 0 && d.remaining == 300);
+    CHECK(check1(t, &pair[0], "hot", 0, 2000, &d) == 0 && d.remaining == 300);
     fw_table_close(t);
 }
 
@@ -258,20 +239,20 @@ static void test_reset_and_clear(void)
     fw_table_options_t opt = {64, 8};
     fw_table_t *t;
     CHECK(fw_table_open_memory(&t, &opt) == 0);
-    fw_limit_t l = make_limit(FW_GCRA, 2, HOUR_NS, 0, 1);
-    fw_limit_t g = make_limit(FW_SLIDING_LOG, 2, HOUR_NS, 0, 2);
+    fw_limit_t l = limit_of(FW_GCRA, 2, HOUR_NS, 0, 1);
+    fw_limit_t g = limit_of(FW_SLIDING_LOG, 2, HOUR_NS, 0, 2);
     fw_decision_t d;
-    check_one(t, &l, "a", 2, 0, &d);
-    check_one(t, &g, "a", 2, 0, &d);
-    CHECK(check_one(t, &l, "a", 1, 0, &d) == 0 && !d.allowed);
+    check1(t, &l, "a", 2, 0, &d);
+    check1(t, &g, "a", 2, 0, &d);
+    CHECK(check1(t, &l, "a", 1, 0, &d) == 0 && !d.allowed);
     CHECK(fw_table_reset(t, &l, "a", 1) == 0);
     CHECK(fw_table_reset(t, &g, "a", 1) == 0);
-    CHECK(check_one(t, &l, "a", 2, 0, &d) == 0 && d.allowed);
-    CHECK(check_one(t, &g, "a", 2, 0, &d) == 0 && d.allowed);
+    CHECK(check1(t, &l, "a", 2, 0, &d) == 0 && d.allowed);
+    CHECK(check1(t, &g, "a", 2, 0, &d) == 0 && d.allowed);
     CHECK(fw_table_clear(t) == 0);
     fw_table_stats_t st;
     CHECK(fw_table_stats(t, 0, &st) == 0 && st.used == 0);
-    CHECK(check_one(t, &l, "a", 2, 0, &d) == 0 && d.allowed);
+    CHECK(check1(t, &l, "a", 2, 0, &d) == 0 && d.allowed);
     CHECK(fw_table_reset(t, &l, "never-seen", 10) == 0);
     fw_table_close(t);
 }

@@ -24,9 +24,9 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "table_helpers.h"
 #include "floodwall.h"
 #include "table.h"
-
 
 #define S_NS 1000000000LL
 
@@ -58,27 +58,6 @@ static void sleep_us(long us)
 {
     struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
     nanosleep(&ts, NULL);
-}
-
-static fw_limit_t limit_of(fw_algorithm_t a, int64_t rate, int64_t period,
-                           int64_t burst, uint64_t ns)
-{
-    fw_limit_t l;
-    memset(&l, 0, sizeof(l));
-    if (fw_quota_init(&l.quota, a, rate, period, burst) != 0) {
-        fprintf(stderr, "bad quota in the test itself\n");
-        exit(2);
-    }
-    l.namespace_id = ns;
-    return l;
-}
-
-static int check1(fw_table_t *t, const fw_limit_t *l, const char *key,
-                  int64_t cost, int64_t now, fw_decision_t *d)
-{
-    fw_request_t r = {l, key, strlen(key)};
-    size_t v;
-    return fw_table_check(t, &r, 1, cost, now, d, &v);
 }
 
 /* A table laid out in a MAP_SHARED | MAP_ANONYMOUS mapping: fork()ed

@@ -7,6 +7,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -70,6 +71,22 @@ def store_url(request: pytest.FixtureRequest) -> Iterator[str]:
     url = unique_store_url(request.param)
     yield url
     remove_store(url)
+
+
+@pytest.fixture(params=["shm", "file"])
+def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh shm:// or file:// table URL, removed (and unmapped) afterwards."""
+    from floodwall.stores import shared
+
+    if request.param == "shm":
+        url = f"shm://fwtest-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    else:
+        url = f"file://{tmp_path}/table.fw"
+    yield url
+    if request.param == "shm":
+        shared.unlink_shm(url)
+    else:
+        shared.forget(url)
 
 
 @pytest.fixture

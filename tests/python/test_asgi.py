@@ -7,17 +7,14 @@ from typing import Any
 
 import http_sf
 import pytest
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.applications import Starlette
+from starlette.routing import Route
+from starlette.testclient import TestClient
 
-pytest.importorskip("fastapi")
-
-from fastapi import Depends, FastAPI, Request, Response  # noqa: E402
-from fastapi.responses import JSONResponse, PlainTextResponse  # noqa: E402
-from starlette.applications import Starlette  # noqa: E402
-from starlette.routing import Route  # noqa: E402
-from starlette.testclient import TestClient  # noqa: E402
-
-from floodwall.headers import PROBLEM_TYPE  # noqa: E402
-from floodwall.integrations.asgi import Floodwall, FloodwallMiddleware  # noqa: E402
+from floodwall.headers import PROBLEM_TYPE
+from floodwall.integrations.asgi import Floodwall, FloodwallMiddleware
 
 PEER = ("203.0.113.7", 40000)
 

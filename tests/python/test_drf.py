@@ -5,40 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import django_setup
 import http_sf
 import pytest
 
-pytest.importorskip("rest_framework")
-
-from django.conf import settings  # noqa: E402
-
-DJANGO_SETTINGS: dict[str, Any] = {
-    "DEBUG": False,
-    "ALLOWED_HOSTS": ["*"],
-    "SECRET_KEY": "floodwall-tests",
-    "INSTALLED_APPS": ["django.contrib.contenttypes", "django.contrib.auth"],
-    "DATABASES": {},
-    "MIDDLEWARE": [],
-    "ROOT_URLCONF": __name__,
-    "USE_TZ": True,
-    "REST_FRAMEWORK": {
-        "DEFAULT_AUTHENTICATION_CLASSES": [],
-        "DEFAULT_PERMISSION_CLASSES": [],
-        "UNAUTHENTICATED_USER": None,
-        "DEFAULT_THROTTLE_CLASSES": ["floodwall.integrations.drf.FloodwallThrottle"],
-        "DEFAULT_THROTTLE_RATES": {
-            "floodwall": "2/min",
-            "anon": "1/min",
-            "user": "3/min",
-            "uploads": "5/hour",
-        },
-    },
-}
-if not settings.configured:
-    settings.configure(**DJANGO_SETTINGS)
-    import django
-
-    django.setup()
+django_setup.configure()
 
 from django.test import override_settings  # noqa: E402
 from django.urls import path  # noqa: E402

@@ -16,7 +16,7 @@ from floodwall import ConfigError, Limiter, Rate
 from floodwall.stores import ALGORITHMS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vectors"))
-import reference  # noqa: E402
+import reference
 
 START = 1_000_000_000_000
 

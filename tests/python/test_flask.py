@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import flask
 import http_sf
-import pytest
 
-flask = pytest.importorskip("flask")
-
-from floodwall.headers import PROBLEM_TYPE  # noqa: E402
-from floodwall.integrations.flask import Floodwall  # noqa: E402
+from floodwall.headers import PROBLEM_TYPE
+from floodwall.integrations.flask import Floodwall
 
 PEER = {"REMOTE_ADDR": "203.0.113.7"}
 

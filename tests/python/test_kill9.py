@@ -9,11 +9,7 @@ import os
 import random
 import signal
 import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from test_shared_stores import count_admitted
 
 import floodwall
@@ -22,19 +18,6 @@ from floodwall.stores import shared
 KILLS = 200
 KEYS = 80  # x 3 limiters: within max_keys=256
 HOUR_NS = 3600 * 10**9
-
-
-@pytest.fixture(params=["shm", "file"])
-def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "shm":
-        url = f"shm://fwtest-kill-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-    else:
-        url = f"file://{tmp_path}/kill.fw"
-    yield url
-    if request.param == "shm":
-        shared.unlink_shm(url)
-    else:
-        shared.forget(url)
 
 
 def _child(url: str, seed: int) -> None:

@@ -45,7 +45,7 @@ def timed(fn: object) -> tuple[object, float]:
     start = time.perf_counter()
     try:
         result = fn()  # type: ignore[operator]
-    except Exception as exc:  # noqa: BLE001 - returned for the caller to check
+    except Exception as exc:
         result = exc
     return result, time.perf_counter() - start
 
@@ -143,7 +143,7 @@ def test_kill_while_threads_check(fresh_server: RedisServer, fail: str) -> None:
             try:
                 if lim.check("k").fallback:
                     fallbacks += 1
-            except BaseException as exc:  # noqa: BLE001 - recorded for the assert
+            except BaseException as exc:
                 problems.append(exc)
             time.sleep(0.002)
 

@@ -37,19 +37,6 @@ def file_url(tmp_path: Path) -> Iterator[str]:
     shared.forget(url)
 
 
-@pytest.fixture(params=["shm", "file"])
-def shared_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "shm":
-        url = f"shm://fwtest-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-    else:
-        url = f"file://{tmp_path}/table.fw"
-    yield url
-    if request.param == "shm":
-        shared.unlink_shm(url)
-    else:
-        shared.forget(url)
-
-
 # ---- options ---------------------------------------------------------------------
 
 
