@@ -71,11 +71,28 @@ static PyObject *decision_tp_new(PyTypeObject *type, PyObject *args, PyObject *k
     return fw_decision_new(fw_state_of_type(type), &d, rate, fallback);
 }
 
+/* Is s * 1e9 >= ns, computed exactly? s = m * 2^e with m an integer of at
+ * most 53 bits; since ns is an integer, m*1e9*2^e >= ns iff
+ * floor(m*1e9 / 2^-e) >= ns. */
+static int seconds_cover(double s, int64_t ns)
+{
+    int e;
+    double f = frexp(s, &e);
+    uint64_t m = (uint64_t)ldexp(f, 53);
+    e -= 53;
+    unsigned __int128 p = (unsigned __int128)m * 1000000000u;
+    if (e >= 0)
+        return m > 0 || ns <= 0; /* s >= 2^52: beyond any int64 of ns */
+    if (-e >= 128)
+        return ns <= 0;
+    return (p >> -e) >= (unsigned __int128)ns;
+}
+
 /* ns -> seconds, never below the exact value. */
 static PyObject *seconds_up(int64_t ns)
 {
     double s = (double)ns / 1e9;
-    if ((long double)s * 1e9L < (long double)ns)
+    while (!seconds_cover(s, ns))
         s = nextafter(s, INFINITY);
     return PyFloat_FromDouble(s);
 }

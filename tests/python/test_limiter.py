@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import random
+from fractions import Fraction
 
 import pytest
 
@@ -213,9 +215,15 @@ def test_decision_is_immutable_and_constructible() -> None:
 
 
 def test_retry_after_seconds_never_round_down() -> None:
-    for ns in (1, 3, 999_999_999, 1_000_000_001, 123_456_789_123, 2**62 + 1):
-        d = Decision(False, 1, 0, ns, ns)
-        assert d.retry_after * 1e9 >= ns or int(d.retry_after * 1e9) >= ns - 1
+    rng = random.Random(7)
+    samples = [0, 1, 3, 999_999_999, 1_000_000_001, 123_456_789_123, 2**62 + 1, 2**63 - 1]
+    samples += [rng.randrange(1, 2**63) for _ in range(20_000)]
+    for ns in samples:
+        d = Decision(False, 1, 0, ns, ns, ns)
+        for seconds in (d.retry_after, d.reset_after, d.delay):
+            exact = Fraction(seconds) * 10**9
+            assert exact >= ns, ns  # never below the exact wait
+            assert exact - ns < Fraction(ns, 2**51) + 1, ns  # and only just above
 
 
 def test_table_full_raises_or_falls_back(clock) -> None:
