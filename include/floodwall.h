@@ -21,6 +21,18 @@
 extern "C" {
 #endif
 
+/* ---- version ------------------------------------------------------------ */
+
+/* The engine's version (the Python package's, python/floodwall/_version.py). */
+#define FW_VERSION_MAJOR 0
+#define FW_VERSION_MINOR 1
+#define FW_VERSION_PATCH 0
+#define FW_VERSION_NUMBER                                                      \
+    (FW_VERSION_MAJOR * 10000 + FW_VERSION_MINOR * 100 + FW_VERSION_PATCH)
+/* The layout version of tables (header, slots, lock words) this engine
+ * reads and writes; fw_table_attach refuses any other (FW_EVERSION). */
+#define FW_TABLE_LAYOUT_VERSION 1u
+
 #if defined(FW_BUILDING) && defined(__GNUC__)
 #define FW_API __attribute__((visibility("default")))
 #else
@@ -40,7 +52,8 @@ extern "C" {
     X(EBADFILE, -7, "not a floodwall table, or a damaged one")                 \
     X(EVERSION, -8, "table layout version not supported")                      \
     X(EMISMATCH, -9, "table parameters differ from the ones requested")        \
-    X(EBUSY, -10, "resource busy")
+    X(EBUSY, -10, "a lock was not acquired in time (its owner is stopped, "    \
+                  "or slower than the engine waits)")
 
 enum {
 #define FW_ERRNO_ENUM(name, value, msg) FW_##name = (value),
@@ -53,20 +66,47 @@ FW_API const char *fw_strerror(int code);
 
 /* ---- algorithms and quotas ------------------------------------------------ */
 
+/* X(NAME, value, "name"): the one list of algorithms, in engine order.
+ * "name" is what users write (Python's algorithm="..."). */
+#define FW_ALGORITHM_MAP(X)                                                    \
+    X(GCRA, 0, "gcra")                                                         \
+    X(TOKEN_BUCKET, 1, "token_bucket")                                         \
+    X(LEAKY_BUCKET, 2, "leaky_bucket")                 /* policing        */  \
+    X(LEAKY_BUCKET_SHAPING, 3, "leaky_bucket_shaping") /* admit w/ delay  */  \
+    X(FIXED_WINDOW, 4, "fixed_window")                                         \
+    X(SLIDING_WINDOW, 5, "sliding_window")     /* two-window counter */        \
+    X(SLIDING_LOG, 6, "sliding_log")           /* exact rolling window */
+
 typedef enum fw_algorithm {
-    FW_GCRA = 0,
-    FW_TOKEN_BUCKET = 1,
-    FW_LEAKY_BUCKET = 2,         /* policing: deny when full            */
-    FW_LEAKY_BUCKET_SHAPING = 3, /* shaping: admit with a delay          */
-    FW_FIXED_WINDOW = 4,
-    FW_SLIDING_WINDOW = 5, /* two-window weighted counter          */
-    FW_SLIDING_LOG = 6,    /* exact rolling window                 */
-    FW_ALGORITHM_COUNT = 7
+#define FW_ALGORITHM_ENUM(name, value, text) FW_##name = (value),
+    FW_ALGORITHM_MAP(FW_ALGORITHM_ENUM)
+#undef FW_ALGORITHM_ENUM
+    FW_ALGORITHM_COUNT
 } fw_algorithm_t;
 
-/* Largest capacity a sliding_log quota may have (its state is one 16-byte
- * entry per admitted request inside the window). */
-#define FW_SLIDING_LOG_MAX 65536
+/* The user-facing name of `a` ("gcra", ...), or NULL when unknown. */
+FW_API const char *fw_algorithm_name(fw_algorithm_t a);
+
+/* ---- bounds and defaults: the one place they are defined --------------------- */
+
+/* The largest max_keys of a table (its slots: 2 * next_pow2(max_keys)). */
+#define FW_MAX_KEYS_MAX ((uint64_t)1 << 36)
+/* max_keys when none is given (memory://, and new shm:// / file:// tables). */
+#define FW_DEFAULT_MAX_KEYS 65536u
+/* The largest sliding_log capacity (burst) and table log_capacity: the log
+ * keeps one 16-byte entry per admitted request inside the window. */
+#define FW_LOG_CAPACITY_MAX 65536
+/* Largest tau (capacity * interval) of any quota, in ns: about 146 years. */
+#define FW_TAU_MAX ((int64_t)1 << 62)
+/* The most (limit, key) parts one fw_table_check decides together. */
+#define FW_CHECK_PARTS_MAX 64
+
+#define FW_STRINGIFY_(x) #x
+#define FW_STRINGIFY(x) FW_STRINGIFY_(x)
+
+/* Older spellings of the same facts. */
+#define FW_SLIDING_LOG_MAX FW_LOG_CAPACITY_MAX
+#define FW_SHARED_DEFAULT_KEYS FW_DEFAULT_MAX_KEYS
 
 /*
  * A normalised quota: `rate` units per `period_ns`, capacity `burst`.
@@ -170,6 +210,16 @@ typedef struct fw_limit {
     uint64_t namespace_id;
 } fw_limit_t;
 
+/*
+ * The namespace id of limit number `index` of a limiter: the rule that
+ * defines key identity. A key is the same key, in every process and after
+ * a restart, exactly when (user namespace bytes, algorithm, rate, period,
+ * burst, index) are equal; any difference gives another id (a 64-bit keyed
+ * hash of them), so changing a limit starts its keys afresh.
+ */
+FW_API uint64_t fw_namespace_id(const char *ns, size_t ns_len, const fw_quota_t *q,
+                                uint64_t index);
+
 /* One part of an all-or-nothing check. The key bytes are borrowed. */
 typedef struct fw_request {
     const fw_limit_t *limit;
@@ -207,14 +257,22 @@ FW_API void fw_table_close(fw_table_t *t);
  * part with the longest retry_after (out[*violated] is its denial; the other
  * entries say what those parts decided, and any of them committed before a
  * concurrent request made a later part deny was rolled back); otherwise
- * *violated is n. cost 0 peeks and never writes. Errors: FW_EINVAL,
- * FW_ECOST, FW_EFULL (no slot for a new key; nothing consumed).
+ * *violated is n. cost 0 peeks and never consumes. Errors: FW_EINVAL,
+ * FW_ECOST, FW_EFULL (no slot for a new key; nothing consumed), FW_EBUSY (a
+ * lock it needed stayed held: nothing consumed; see "Locks" in
+ * docs/design.md: the wait is bounded, about 20 ms without progress).
+ *
+ * Every stored state is first brought within what its algorithm can
+ * produce at `now` (docs/algorithms.md): a state too far ahead of `now` (a
+ * clock excursion) is clamped, and an impossible one is decided as full
+ * and, on a check with cost >= 1, rewritten so; both are counted in
+ * fw_table_stats.
  */
 FW_API int fw_table_check(fw_table_t *t, const fw_request_t *reqs, size_t n,
                           int64_t cost, int64_t now, fw_decision_t *out,
                           size_t *violated);
 
-/* Forget one key of one limit. */
+/* Forget one key of one limit. FW_EBUSY as fw_table_check (sliding logs). */
 FW_API int fw_table_reset(fw_table_t *t, const fw_limit_t *limit,
                           const void *key, size_t key_len);
 
@@ -227,9 +285,27 @@ typedef struct fw_table_stats {
     uint64_t used;        /* slots holding a key                             */
     uint64_t active;      /* of those, keys not yet back to fresh at `now`   */
     uint64_t full_errors; /* FW_EFULL returned since the table was created   */
+    uint64_t damaged_states;    /* impossible states found and repaired    */
+    uint64_t clamped_states;    /* states too far ahead of now, clamped    */
+    uint64_t last_damaged_slot; /* index + 1 of the latest damaged slot; 0 */
 } fw_table_stats_t;
 
 FW_API int fw_table_stats(fw_table_t *t, int64_t now, fw_table_stats_t *st);
+
+/* What a table is (constant while it is open). */
+typedef struct fw_table_info {
+    uint32_t version;      /* FW_TABLE_LAYOUT_VERSION                       */
+    uint32_t slot_size;    /* bytes per slot                                */
+    uint32_t log_capacity;
+    uint64_t max_keys;
+    uint64_t slots;
+    uint64_t bytes;        /* header + slots                                */
+    uint64_t created_ns;   /* CLOCK_REALTIME when it was formatted          */
+    int shared;            /* 1: shm or file memory other processes may map */
+    int blocking;          /* 1: a check may wait for the disk (sync)       */
+} fw_table_info_t;
+
+FW_API int fw_table_info(fw_table_t *t, fw_table_info_t *info);
 
 /* Read one key's state without consuming (a peek on the stored state). */
 FW_API int fw_table_peek(fw_table_t *t, const fw_limit_t *limit,
@@ -269,7 +345,6 @@ typedef struct fw_shared_options {
     unsigned flags;            /* FW_OPEN_* below                         */
 } fw_shared_options_t;
 
-#define FW_SHARED_DEFAULT_KEYS 65536u
 #define FW_OPEN_NOCREATE 1u /* fail (FW_EIO, ENOENT) rather than create    */
 
 /* Why an open failed: filled on every error when the caller passes one. */
@@ -324,6 +399,8 @@ typedef struct fw_slot_info {
     int64_t expiry_ns;       /* the state is back to fresh at this time     */
     uint32_t log_len;        /* sliding-log tables: entries held            */
     int present;             /* 1 when the slot holds the key asked for     */
+    int64_t damaged_ns;      /* `now` of the latest impossible state found
+                                here (repaired as full), 0 if none          */
 } fw_slot_info_t;
 
 /* The fingerprint this table gives `key` under `limit`. */
@@ -342,6 +419,12 @@ FW_API int fw_table_inspect(fw_table_t *t, const fw_limit_t *limit,
  * pass over the table: O(slots * log cap). */
 FW_API int fw_table_hottest(fw_table_t *t, int64_t now, fw_slot_info_t *out,
                             size_t cap, size_t *n);
+
+/* The slots where a check found an impossible state (since the slot last
+ * changed hands), in slot order: the first min(cap, *n) are written to
+ * `out`, and *n receives how many there are. One pass; never writes. */
+FW_API int fw_table_damaged(fw_table_t *t, fw_slot_info_t *out, size_t cap,
+                            size_t *n);
 
 /* What fw_table_doctor found. */
 typedef struct fw_doctor_report {

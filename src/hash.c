@@ -38,7 +38,7 @@ static uint64_t load_le64(const unsigned char *p)
     return v;
 }
 
-fw_hash128_t fw_hash128(uint64_t k0, uint64_t k1, const void *data, size_t len)
+fwi_hash128_t fwi_hash128(uint64_t k0, uint64_t k1, const void *data, size_t len)
 {
     const unsigned char *p = data;
     uint64_t v0 = k0 ^ 0x736f6d6570736575ULL;
@@ -64,7 +64,7 @@ fw_hash128_t fw_hash128(uint64_t k0, uint64_t k1, const void *data, size_t len)
     SIPROUND;
     SIPROUND;
     SIPROUND;
-    fw_hash128_t h;
+    fwi_hash128_t h;
     h.lo = v0 ^ v1 ^ v2 ^ v3;
     v1 ^= 0xdd;
     SIPROUND;

@@ -7,11 +7,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct fw_hash128 {
+typedef struct fwi_hash128 {
     uint64_t lo, hi;
-} fw_hash128_t;
+} fwi_hash128_t;
 
 /* SipHash-1-3 with a 128-bit output, keyed by (k0, k1). */
-fw_hash128_t fw_hash128(uint64_t k0, uint64_t k1, const void *data, size_t len);
+fwi_hash128_t fwi_hash128(uint64_t k0, uint64_t k1, const void *data, size_t len);
 
 #endif

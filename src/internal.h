@@ -9,31 +9,31 @@
 
 #include "floodwall.h"
 
-typedef unsigned __int128 fw_u128;
-typedef __int128 fw_i128;
+typedef unsigned __int128 fwi_u128;
+typedef __int128 fwi_i128;
 
-#define FW_TIME_MAX INT64_MAX
+#define FWI_TIME_MAX INT64_MAX
 
-static inline int64_t fw_max64(int64_t a, int64_t b) { return a > b ? a : b; }
+static inline int64_t fwi_max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 /* Clamp a 128-bit signed value into int64 (saturating). */
-static inline int64_t fw_sat64(fw_i128 v)
+static inline int64_t fwi_sat64(fwi_i128 v)
 {
-    if (v > (fw_i128)INT64_MAX)
+    if (v > (fwi_i128)INT64_MAX)
         return INT64_MAX;
-    if (v < (fw_i128)INT64_MIN)
+    if (v < (fwi_i128)INT64_MIN)
         return INT64_MIN;
     return (int64_t)v;
 }
 
 /* Clamp a non-negative 128-bit value into int64 (saturating). */
-static inline int64_t fw_sat64u(fw_u128 v)
+static inline int64_t fwi_sat64u(fwi_u128 v)
 {
-    return v > (fw_u128)INT64_MAX ? INT64_MAX : (int64_t)v;
+    return v > (fwi_u128)INT64_MAX ? INT64_MAX : (int64_t)v;
 }
 
 /* Validate the arguments shared by every algorithm step. */
-static inline int fw_check_step_args(const fw_quota_t *q, int64_t now,
+static inline int fwi_check_step_args(const fw_quota_t *q, int64_t now,
                                      int64_t cost, const fw_decision_t *d)
 {
     if (!q || !d || now < 0 || cost < 0)
@@ -43,30 +43,81 @@ static inline int fw_check_step_args(const fw_quota_t *q, int64_t now,
     return 0;
 }
 
-/* Each 64-bit-state algorithm (src/algo/) provides: `decide` for a cost
- * >= 1 (arguments already checked; *next is the state to keep),
- * `reset_after` of an untouched state, `fresh_at` and `refund`. */
-#define FW_DECLARE_ALGORITHM(name)                                             \
-    void fw_##name##_decide(const fw_quota_t *q, uint64_t state, int64_t now,  \
+/* A stored state is clamped when it demands a wait longer than its policy
+ * can produce by more than max(the policy's horizon, this): a clock
+ * excursion, or damage. A caller whose clock read is merely late (a stalled
+ * thread) never gets there, so a clamp never gives back units that another
+ * caller's commit consumed. */
+#define FWI_CLAMP_SLACK_NS ((int64_t)1000 * 1000 * 1000)
+
+/* max(horizon, FWI_CLAMP_SLACK_NS) */
+static inline int64_t fwi_clamp_slack(int64_t horizon)
+{
+    return horizon > FWI_CLAMP_SLACK_NS ? horizon : FWI_CLAMP_SLACK_NS;
+}
+
+/* What a stored state is, compared with what the algorithm can produce at
+ * `now` (docs/algorithms.md, "States the engine does not trust"). */
+typedef enum fwi_verdict {
+    FWI_STATE_OK = 0,
+    FWI_STATE_AHEAD = 1,     /* further ahead of now than the policy allows:
+                                clamped (a clock excursion, or damage)     */
+    FWI_STATE_IMPOSSIBLE = 2 /* no clock could have produced it: damaged,
+                                replaced by "full at now"                  */
+} fwi_verdict_t;
+
+/* Each 64-bit-state algorithm (src/algo/) provides: `sanitize` (bring a
+ * stored state within what the algorithm can produce at `now`, in place,
+ * and say what it was), `decide` for a cost >= 1 (arguments already
+ * checked, state sanitized; *next is the state to keep), `reset_after` of
+ * an untouched state, `fresh_at` and `refund`. */
+#define FWI_DECLARE_ALGORITHM(name)                                             \
+    fwi_verdict_t fwi_##name##_sanitize(const fw_quota_t *q, uint64_t *state,  \
+                                        int64_t now);                          \
+    void fwi_##name##_decide(const fw_quota_t *q, uint64_t state, int64_t now,  \
                             int64_t cost, uint64_t *next, fw_decision_t *d);   \
-    int64_t fw_##name##_reset_after(const fw_quota_t *q, uint64_t state,       \
+    int64_t fwi_##name##_reset_after(const fw_quota_t *q, uint64_t state,       \
                                     int64_t now);                              \
-    int64_t fw_##name##_fresh_at(const fw_quota_t *q, uint64_t state);         \
-    uint64_t fw_##name##_refund(const fw_quota_t *q, uint64_t state,           \
+    int64_t fwi_##name##_fresh_at(const fw_quota_t *q, uint64_t state);         \
+    uint64_t fwi_##name##_refund(const fw_quota_t *q, uint64_t state,           \
                                 int64_t at, int64_t cost);
 
-FW_DECLARE_ALGORITHM(gcra)
-FW_DECLARE_ALGORITHM(fixed_window)
-FW_DECLARE_ALGORITHM(sliding_window)
+FWI_DECLARE_ALGORITHM(gcra)
+FWI_DECLARE_ALGORITHM(fixed_window)
+FWI_DECLARE_ALGORITHM(sliding_window)
+
+/* fw_algo_step, also saying what the stored state was (*verdict). When the
+ * state was not FWI_STATE_OK and cost >= 1, *next is the repaired state even
+ * on a denial (a repair, never a consumption); a peek never changes it. */
+int fwi_algo_step(const fw_quota_t *q, uint64_t state, int64_t now, int64_t cost,
+                  uint64_t *next, fw_decision_t *d, fwi_verdict_t *verdict);
+
+/* The decision on a sliding log that is full at `now` (a damaged log is
+ * decided so: one entry of B units at now), for any cost >= 0. */
+void fwi_log_full_decision(const fw_quota_t *q, fw_decision_t *d);
+
+/* Is this quota's state a GCRA TAT (gcra, token_bucket, both leaky buckets)? */
+int fwi_algo_is_gcra(const fw_quota_t *q);
+
+/* Undo an admitted GCRA commit of `cost` units that stored `committed`,
+ * given `seen` (the latest `now` any commit of the slot made, raised before
+ * its CAS) and the slot's current TAT `state`: returns the refunded TAT. A
+ * commit made later at a time past this one's start (max(tat, now)) has
+ * already forgiven part of this debt, which is not given back twice. */
+uint64_t fwi_gcra_refund_committed(const fw_quota_t *q, uint64_t state,
+                                   uint64_t committed, int64_t seen, int64_t cost);
 
 /* The sliding-log step; with append == 0 it decides (and prunes the view)
- * without writing the new entry: the table publishes it itself. */
-int fw_log_eval(const fw_quota_t *q, fw_log_t *log, int64_t now, int64_t cost,
-                fw_decision_t *d, int append);
+ * without writing the new entry: the table publishes it itself. With
+ * repair != 0 it may rewrite entries in place to bring the log within what
+ * the algorithm can produce (the caller holds the log's lock); otherwise it
+ * only decides as if it had. *verdict says what the log was. */
+int fwi_log_eval(const fw_quota_t *q, fw_log_t *log, int64_t now, int64_t cost,
+                 fw_decision_t *d, int append, int repair, fwi_verdict_t *verdict);
 
 /* A peek (cost 0) expressed through a cost-1 step, as docs/algorithms.md
  * defines it: `one` is the cost-1 decision, `still` the state's own reset. */
-static inline void fw_peek_from(fw_decision_t *d, const fw_decision_t *one,
+static inline void fwi_peek_from(fw_decision_t *d, const fw_decision_t *one,
                                 int64_t reset_after_ns)
 {
     *d = *one;
@@ -76,9 +127,9 @@ static inline void fw_peek_from(fw_decision_t *d, const fw_decision_t *one,
 }
 
 /* store_file.c, for store_shm.c: the steps both shared stores take. */
-int fw_store_fail(fw_store_error_t *err, int code, int sys_errno,
+int fwi_store_fail(fw_store_error_t *err, int code, int sys_errno,
                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-int fw_store_attach_fd(fw_table_t **out, int fd, const char *what,
+int fwi_store_attach_fd(fw_table_t **out, int fd, const char *what,
                        const fw_shared_options_t *opt, fw_store_error_t *err);
 
 #endif

@@ -8,13 +8,13 @@
 
 #include "internal.h"
 
-#define TAU_MAX ((int64_t)1 << 62)
+
 
 /* Does ((INT64_MAX / w + 1) * mult) fit in an unsigned 64-bit state? */
-static int packed_state_fits(int64_t w, fw_u128 mult)
+static int packed_state_fits(int64_t w, fwi_u128 mult)
 {
-    fw_u128 windows = (fw_u128)(INT64_MAX / w) + 1;
-    return windows * mult <= (fw_u128)UINT64_MAX;
+    fwi_u128 windows = (fwi_u128)(INT64_MAX / w) + 1;
+    return windows * mult <= (fwi_u128)UINT64_MAX;
 }
 
 int fw_quota_init(fw_quota_t *q, fw_algorithm_t algorithm, int64_t rate,
@@ -30,27 +30,27 @@ int fw_quota_init(fw_quota_t *q, fw_algorithm_t algorithm, int64_t rate,
         burst = rate;
 
     int64_t interval = period_ns / rate + (period_ns % rate != 0);
-    fw_u128 tau = (fw_u128)interval * (fw_u128)burst;
-    if (tau > (fw_u128)TAU_MAX)
+    fwi_u128 tau = (fwi_u128)interval * (fwi_u128)burst;
+    if (tau > (fwi_u128)FW_TAU_MAX)
         return FW_ERANGE;
-    fw_u128 pb = (fw_u128)period_ns * (fw_u128)burst;
-    fw_u128 window = pb / (fw_u128)rate + (pb % (fw_u128)rate != 0);
-    if (window > (fw_u128)INT64_MAX)
+    fwi_u128 pb = (fwi_u128)period_ns * (fwi_u128)burst;
+    fwi_u128 window = pb / (fwi_u128)rate + (pb % (fwi_u128)rate != 0);
+    if (window > (fwi_u128)INT64_MAX)
         return FW_ERANGE;
 
-    fw_u128 b1 = (fw_u128)burst + 1;
+    fwi_u128 b1 = (fwi_u128)burst + 1;
     switch (algorithm) {
     case FW_FIXED_WINDOW:
         if (!packed_state_fits((int64_t)window, b1))
             return FW_ERANGE;
         break;
     case FW_SLIDING_WINDOW:
-        if (b1 * b1 > (fw_u128)UINT64_MAX ||
+        if (b1 * b1 > (fwi_u128)UINT64_MAX ||
             !packed_state_fits((int64_t)window, b1 * b1))
             return FW_ERANGE;
         break;
     case FW_SLIDING_LOG:
-        if (burst > FW_SLIDING_LOG_MAX)
+        if (burst > FW_LOG_CAPACITY_MAX)
             return FW_ERANGE;
         break;
     default:

@@ -24,6 +24,7 @@
 
 #include "hash.h"
 #include "internal.h"
+#include "lock.h"
 #include "table.h"
 
 #define CREATE_ATTEMPTS 8
@@ -33,7 +34,7 @@ typedef unsigned long long ull;
 
 /* ---- errors ------------------------------------------------------------------ */
 
-int fw_store_fail(fw_store_error_t *err, int code, int sys_errno,
+int fwi_store_fail(fw_store_error_t *err, int code, int sys_errno,
                   const char *fmt, ...)
 {
     if (err) {
@@ -70,7 +71,7 @@ static int expected_layout(uint64_t max_keys, uint32_t log_capacity,
     n *= 2;
     *nslots = n < 64 ? 64 : n;
     uint64_t log_bytes = (uint64_t)log_capacity * sizeof(fw_log_entry_t);
-    *slot_size = (uint32_t)(FW_SLOT_HEAD_SIZE + ((log_bytes + 63) & ~(uint64_t)63));
+    *slot_size = (uint32_t)(FWI_SLOT_HEAD_SIZE + ((log_bytes + 63) & ~(uint64_t)63));
     *bytes = (uint64_t)b;
     return 0;
 }
@@ -80,7 +81,7 @@ static int expected_layout(uint64_t max_keys, uint32_t log_capacity,
  * h past `size` are zero), as a phrase that follows the object's name.
  * Returns 0, FW_EBADFILE or FW_EVERSION.
  */
-static int header_problem(const fw_table_header_t *h, uint64_t size, char *msg,
+static int header_problem(const fwi_table_header_t *h, uint64_t size, char *msg,
                           size_t cap)
 {
     const unsigned char *m = (const unsigned char *)h->magic;
@@ -88,7 +89,7 @@ static int header_problem(const fw_table_header_t *h, uint64_t size, char *msg,
         snprintf(msg, cap, "is empty (0 bytes): not a floodwall table");
         return FW_EBADFILE;
     }
-    if (size < sizeof(h->magic) || memcmp(h->magic, FW_TABLE_MAGIC, 8) != 0) {
+    if (size < sizeof(h->magic) || memcmp(h->magic, FWI_TABLE_MAGIC, 8) != 0) {
         snprintf(msg, cap,
                  "is not a floodwall table: it starts with bytes "
                  "%02x %02x %02x %02x %02x %02x %02x %02x, not the magic "
@@ -96,17 +97,17 @@ static int header_problem(const fw_table_header_t *h, uint64_t size, char *msg,
                  m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]);
         return FW_EBADFILE;
     }
-    if (size < FW_TABLE_HEADER_SIZE) {
+    if (size < FWI_TABLE_HEADER_SIZE) {
         snprintf(msg, cap, "is truncated: %llu bytes, shorter than its %u-byte header",
-                 (ull)size, FW_TABLE_HEADER_SIZE);
+                 (ull)size, FWI_TABLE_HEADER_SIZE);
         return FW_EBADFILE;
     }
-    uint64_t sum = fw_table_header_checksum(h);
-    if (h->version != FW_TABLE_VERSION) {
+    uint64_t sum = fwi_table_header_checksum(h);
+    if (h->version != FWI_TABLE_VERSION) {
         snprintf(msg, cap,
                  "has table layout version %u, and this floodwall reads version "
                  "%u only%s",
-                 h->version, FW_TABLE_VERSION,
+                 h->version, FWI_TABLE_VERSION,
                  sum == h->checksum ? ""
                                     : " (its header checksum does not match "
                                       "either: it may be damaged)");
@@ -120,9 +121,9 @@ static int header_problem(const fw_table_header_t *h, uint64_t size, char *msg,
     }
     uint64_t nslots = 0, bytes = 0;
     uint32_t slot_size = 0;
-    if (h->header_size != FW_TABLE_HEADER_SIZE) {
+    if (h->header_size != FWI_TABLE_HEADER_SIZE) {
         snprintf(msg, cap, "declares a %u-byte header; version %u has %u",
-                 h->header_size, FW_TABLE_VERSION, FW_TABLE_HEADER_SIZE);
+                 h->header_size, FWI_TABLE_VERSION, FWI_TABLE_HEADER_SIZE);
         return FW_EBADFILE;
     }
     if (expected_layout(h->max_keys, h->log_capacity, &nslots, &slot_size,
@@ -144,7 +145,7 @@ static int header_problem(const fw_table_header_t *h, uint64_t size, char *msg,
         snprintf(msg, cap,
                  "is truncated: %llu bytes, but its table needs %llu (a %u-byte "
                  "header and %llu slots of %u bytes)",
-                 (ull)size, (ull)bytes, FW_TABLE_HEADER_SIZE, (ull)nslots,
+                 (ull)size, (ull)bytes, FWI_TABLE_HEADER_SIZE, (ull)nslots,
                  slot_size);
         return FW_EBADFILE;
     }
@@ -152,13 +153,13 @@ static int header_problem(const fw_table_header_t *h, uint64_t size, char *msg,
 }
 
 /* Read the first header page of `fd` (zero-filled past the end of file). */
-static int read_header(int fd, fw_table_header_t *h)
+static int read_header(int fd, fwi_table_header_t *h)
 {
     unsigned char *buf = (unsigned char *)h;
     size_t got = 0;
-    memset(h, 0, FW_TABLE_HEADER_SIZE);
-    while (got < FW_TABLE_HEADER_SIZE) {
-        ssize_t r = pread(fd, buf + got, FW_TABLE_HEADER_SIZE - got, (off_t)got);
+    memset(h, 0, FWI_TABLE_HEADER_SIZE);
+    while (got < FWI_TABLE_HEADER_SIZE) {
+        ssize_t r = pread(fd, buf + got, FWI_TABLE_HEADER_SIZE - got, (off_t)got);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
@@ -171,8 +172,8 @@ static int read_header(int fd, fw_table_header_t *h)
 }
 
 typedef union header_page {
-    fw_table_header_t h;
-    unsigned char bytes[FW_TABLE_HEADER_SIZE];
+    fwi_table_header_t h;
+    unsigned char bytes[FWI_TABLE_HEADER_SIZE];
 } header_page_t;
 
 /* ---- an attached mapping and its sync hooks ----------------------------------- */
@@ -230,19 +231,19 @@ static void mapping_close(fw_table_t *t)
 
 /* ---- attaching an open descriptor (file and shm) ---------------------------------- */
 
-static int options_problem(const fw_table_header_t *h, const fw_shared_options_t *opt,
+static int options_problem(const fwi_table_header_t *h, const fw_shared_options_t *opt,
                            const char *what, fw_store_error_t *err)
 {
     uint64_t want = opt->table.max_keys;
     if (want > h->max_keys)
-        return fw_store_fail(
+        return fwi_store_fail(
             err, FW_EMISMATCH, 0,
             "%s holds a table for max_keys=%llu, and max_keys=%llu was asked for: "
             "a table cannot grow in place. Open it with max_keys <= %llu (or "
             "none), or remove it, losing its state, to create a larger one",
             what, (ull)h->max_keys, (ull)want, (ull)h->max_keys);
     if (opt->table.log_capacity > h->log_capacity)
-        return fw_store_fail(
+        return fwi_store_fail(
             err, FW_EMISMATCH, 0,
             "%s holds a table whose sliding logs hold %u entries, and "
             "log_capacity=%u was asked for: a table cannot grow in place. "
@@ -251,25 +252,25 @@ static int options_problem(const fw_table_header_t *h, const fw_shared_options_t
     return 0;
 }
 
-int fw_store_attach_fd(fw_table_t **out, int fd, const char *what,
+int fwi_store_attach_fd(fw_table_t **out, int fd, const char *what,
                        const fw_shared_options_t *opt, fw_store_error_t *err)
 {
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
-        return fw_store_fail(err, FW_EIO, e, "cannot stat %s: %s", what, strerror(e));
+        return fwi_store_fail(err, FW_EIO, e, "cannot stat %s: %s", what, strerror(e));
     }
     if (!S_ISREG(st.st_mode))
-        return fw_store_fail(err, FW_EBADFILE, 0, "%s is not a regular file", what);
+        return fwi_store_fail(err, FW_EBADFILE, 0, "%s is not a regular file", what);
     header_page_t page;
     if (read_header(fd, &page.h) != 0) {
         int e = errno;
-        return fw_store_fail(err, FW_EIO, e, "cannot read %s: %s", what, strerror(e));
+        return fwi_store_fail(err, FW_EIO, e, "cannot read %s: %s", what, strerror(e));
     }
     char why[320];
     int rc = header_problem(&page.h, (uint64_t)st.st_size, why, sizeof(why));
     if (rc)
-        return fw_store_fail(err, rc, 0, "%s %s", what, why);
+        return fwi_store_fail(err, rc, 0, "%s %s", what, why);
     rc = options_problem(&page.h, opt, what, err);
     if (rc)
         return rc;
@@ -280,7 +281,7 @@ int fw_store_attach_fd(fw_table_t **out, int fd, const char *what,
     void *mem = mmap(NULL, (size_t)bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (mem == MAP_FAILED) {
         int e = errno;
-        return fw_store_fail(err, e == ENOMEM ? FW_ENOMEM : FW_EIO, e,
+        return fwi_store_fail(err, e == ENOMEM ? FW_ENOMEM : FW_EIO, e,
                              "cannot map the %llu bytes of %s: %s", (ull)bytes,
                              what, strerror(e));
     }
@@ -288,14 +289,14 @@ int fw_store_attach_fd(fw_table_t **out, int fd, const char *what,
     rc = fw_table_attach(&t, mem, (size_t)bytes);
     if (rc) {
         munmap(mem, (size_t)bytes);
-        return fw_store_fail(err, rc, 0, "%s was rejected once mapped (%s): was it "
+        return fwi_store_fail(err, rc, 0, "%s was rejected once mapped (%s): was it "
                              "changed while being opened?", what, fw_strerror(rc));
     }
     mapping_t *m = calloc(1, sizeof(*m));
     if (!m) {
         fw_table_close(t);
         munmap(mem, (size_t)bytes);
-        return fw_store_fail(err, FW_ENOMEM, ENOMEM, "%s: out of memory", what);
+        return fwi_store_fail(err, FW_ENOMEM, ENOMEM, "%s: out of memory", what);
     }
     long page_size = sysconf(_SC_PAGESIZE);
     m->base = mem;
@@ -322,7 +323,7 @@ static int make_parents(const char *path, fw_store_error_t *err)
     char dir[PATH_MAX];
     size_t n = strlen(path);
     if (n >= sizeof(dir))
-        return fw_store_fail(err, FW_EINVAL, ENAMETOOLONG,
+        return fwi_store_fail(err, FW_EINVAL, ENAMETOOLONG,
                              "table file path is too long (%zu bytes)", n);
     memcpy(dir, path, n + 1);
     char *slash = strrchr(dir, '/');
@@ -336,7 +337,7 @@ static int make_parents(const char *path, fw_store_error_t *err)
         *p = '\0';
         if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
             int e = errno;
-            return fw_store_fail(err, FW_EIO, e,
+            return fwi_store_fail(err, FW_EIO, e,
                                  "cannot create the directory %s for table file "
                                  "%s: %s",
                                  dir, path, strerror(e));
@@ -390,7 +391,7 @@ static int create_file(const char *path, const fw_table_options_t *topt,
     size_t bytes;
     int rc = fw_table_size(topt, &bytes);
     if (rc)
-        return fw_store_fail(err, rc, 0,
+        return fwi_store_fail(err, rc, 0,
                              "cannot create table file %s: max_keys=%llu, "
                              "log_capacity=%u: %s",
                              path, (ull)topt->max_keys, topt->log_capacity,
@@ -403,12 +404,12 @@ static int create_file(const char *path, const fw_table_options_t *topt,
     int dirlen = slash ? (int)(slash - path + 1) : 0;
     if (snprintf(tmp, sizeof(tmp), "%.*s.%s.new-XXXXXX", dirlen, path,
                  slash ? slash + 1 : path) >= (int)sizeof(tmp))
-        return fw_store_fail(err, FW_EINVAL, ENAMETOOLONG,
+        return fwi_store_fail(err, FW_EINVAL, ENAMETOOLONG,
                              "table file path is too long: %s", path);
     int fd = mkostemp(tmp, O_CLOEXEC); /* mode 0600 */
     if (fd < 0) {
         int e = errno;
-        return fw_store_fail(err, FW_EIO, e, "cannot create table file %s: %s",
+        return fwi_store_fail(err, FW_EIO, e, "cannot create table file %s: %s",
                              path, strerror(e));
     }
     const char *step = "reserve space for";
@@ -422,7 +423,7 @@ static int create_file(const char *path, const fw_table_options_t *topt,
     if (e == 0) {
         rc = fw_table_format(mem, bytes, topt);
         step = "write";
-        if (rc == 0 && msync(mem, FW_TABLE_HEADER_SIZE, MS_SYNC) != 0)
+        if (rc == 0 && msync(mem, FWI_TABLE_HEADER_SIZE, MS_SYNC) != 0)
             e = errno;
         munmap(mem, bytes);
     }
@@ -448,10 +449,10 @@ static int create_file(const char *path, const fw_table_options_t *topt,
     }
     unlink(tmp);
     if (rc)
-        return fw_store_fail(err, rc, 0, "cannot format table file %s: %s", path,
+        return fwi_store_fail(err, rc, 0, "cannot format table file %s: %s", path,
                              fw_strerror(rc));
     if (e)
-        return fw_store_fail(err, FW_EIO, e, "cannot %s table file %s (%llu bytes): %s",
+        return fwi_store_fail(err, FW_EIO, e, "cannot %s table file %s (%llu bytes): %s",
                              step, path, (ull)bytes, strerror(e));
     fsync_parent(path);
     return 0;
@@ -463,18 +464,18 @@ static int check_options(const fw_shared_options_t *opt, const char *what,
     if (!opt)
         return 0;
     if ((int)opt->sync < FW_SYNC_NONE || opt->sync > FW_SYNC_ALWAYS)
-        return fw_store_fail(err, FW_EINVAL, 0,
+        return fwi_store_fail(err, FW_EINVAL, 0,
                              "%s: sync must be none, interval or always", what);
     if (opt->sync == FW_SYNC_INTERVAL && opt->sync_interval_ms < 1)
-        return fw_store_fail(err, FW_EINVAL, 0,
+        return fwi_store_fail(err, FW_EINVAL, 0,
                              "%s: sync_interval_ms must be >= 1 with sync=interval",
                              what);
     if (opt->table.log_capacity > FW_SLIDING_LOG_MAX)
-        return fw_store_fail(err, FW_EINVAL, 0,
+        return fwi_store_fail(err, FW_EINVAL, 0,
                              "%s: log_capacity must be at most %d, got %u", what,
                              FW_SLIDING_LOG_MAX, opt->table.log_capacity);
     if (opt->flags & ~FW_OPEN_NOCREATE)
-        return fw_store_fail(err, FW_EINVAL, 0, "%s: unknown flags %#x", what,
+        return fwi_store_fail(err, FW_EINVAL, 0, "%s: unknown flags %#x", what,
                              opt->flags);
     return 0;
 }
@@ -485,7 +486,7 @@ int fw_table_open_file(fw_table_t **out, const char *path,
     static const fw_shared_options_t defaults = {{0, 0}, FW_SYNC_NONE, 0, 0};
     clear_error(err);
     if (!out || !path || !*path)
-        return fw_store_fail(err, FW_EINVAL, 0, "a table file needs a path");
+        return fwi_store_fail(err, FW_EINVAL, 0, "a table file needs a path");
     *out = NULL;
     if (!opt)
         opt = &defaults;
@@ -500,7 +501,7 @@ int fw_table_open_file(fw_table_t **out, const char *path,
     for (int attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
         int fd = open(path, O_RDWR | O_CLOEXEC);
         if (fd >= 0) {
-            rc = fw_store_attach_fd(out, fd, what, opt, err);
+            rc = fwi_store_attach_fd(out, fd, what, opt, err);
             close(fd);
             return rc;
         }
@@ -508,29 +509,29 @@ int fw_table_open_file(fw_table_t **out, const char *path,
         if (e == EINTR)
             continue;
         if (e != ENOENT || (opt->flags & FW_OPEN_NOCREATE))
-            return fw_store_fail(err, FW_EIO, e, "cannot open %s: %s", what,
+            return fwi_store_fail(err, FW_EIO, e, "cannot open %s: %s", what,
                                  strerror(e));
         rc = create_file(path, &topt, err);
         if (rc)
             return rc;
     }
-    return fw_store_fail(err, FW_EIO, ENOENT,
+    return fwi_store_fail(err, FW_EIO, ENOENT,
                          "cannot open %s: it keeps disappearing while being "
                          "opened", what);
 }
 
 /* ---- inspection -------------------------------------------------------------------- */
 
-static inline fw_slot_t *slot_of(const fw_table_t *t, uint64_t i)
+static inline fwi_slot_t *slot_of(const fw_table_t *t, uint64_t i)
 {
-    return (fw_slot_t *)(void *)(t->slots + (i & t->mask) * t->slot_size);
+    return (fwi_slot_t *)(void *)(t->slots + (i & t->mask) * t->slot_size);
 }
 
 /* The fingerprint of table.c (kept identical; the C tests check it). */
-static fw_hash128_t key_fingerprint(const fw_table_t *t, const fw_limit_t *lim,
+static fwi_hash128_t key_fingerprint(const fw_table_t *t, const fw_limit_t *lim,
                                     const void *key, size_t len)
 {
-    fw_hash128_t h = fw_hash128(t->hdr->seed[0] ^ lim->namespace_id,
+    fwi_hash128_t h = fwi_hash128(t->hdr->seed[0] ^ lim->namespace_id,
                                 t->hdr->seed[1], key, len);
     if (h.lo == 0)
         h.lo = 1;
@@ -539,7 +540,7 @@ static fw_hash128_t key_fingerprint(const fw_table_t *t, const fw_limit_t *lim,
 
 static void slot_read(const fw_table_t *t, uint64_t i, fw_slot_info_t *info)
 {
-    fw_slot_t *s = slot_of(t, i);
+    fwi_slot_t *s = slot_of(t, i);
     info->index = i;
     info->fingerprint[0] = __atomic_load_n(&s->tag, __ATOMIC_RELAXED);
     info->state = __atomic_load_n(&s->state, __ATOMIC_RELAXED);
@@ -559,7 +560,7 @@ int fw_table_fingerprint(fw_table_t *t, const fw_limit_t *limit, const void *key
 {
     if (!t || !limit || (!key && key_len > 0) || !fingerprint)
         return FW_EINVAL;
-    fw_hash128_t h = key_fingerprint(t, limit, key, key_len);
+    fwi_hash128_t h = key_fingerprint(t, limit, key, key_len);
     fingerprint[0] = h.lo;
     fingerprint[1] = h.hi;
     return 0;
@@ -571,13 +572,13 @@ int fw_table_inspect(fw_table_t *t, const fw_limit_t *limit, const void *key,
 {
     if (!t || !limit || (!key && key_len > 0) || !info || now < 0)
         return FW_EINVAL;
-    fw_hash128_t h = key_fingerprint(t, limit, key, key_len);
+    fwi_hash128_t h = key_fingerprint(t, limit, key, key_len);
     memset(info, 0, sizeof(*info));
     info->fingerprint[0] = h.lo;
     info->fingerprint[1] = h.hi;
     uint64_t home = h.hi & t->mask;
     for (uint32_t i = 0; i < t->window; i++) {
-        fw_slot_t *s = slot_of(t, home + i);
+        fwi_slot_t *s = slot_of(t, home + i);
         uint64_t tag = __atomic_load_n(&s->tag, __ATOMIC_SEQ_CST);
         if (tag == h.lo && __atomic_load_n(&s->check, __ATOMIC_SEQ_CST) == h.hi) {
             slot_read(t, (home + i) & t->mask, info);
@@ -630,7 +631,7 @@ int fw_table_hottest(fw_table_t *t, int64_t now, fw_slot_info_t *out, size_t cap
         return FW_EINVAL;
     size_t len = 0;
     for (uint64_t i = 0; i <= t->mask && cap > 0; i++) {
-        fw_slot_t *s = slot_of(t, i);
+        fwi_slot_t *s = slot_of(t, i);
         if (__atomic_load_n(&s->tag, __ATOMIC_RELAXED) == 0)
             continue;
         int64_t expiry = __atomic_load_n(&s->expiry, __ATOMIC_RELAXED);
@@ -662,12 +663,10 @@ int fw_table_hottest(fw_table_t *t, int64_t now, fw_slot_info_t *out, size_t cap
 
 static int pid_state(uint64_t owner)
 {
-    /* 0 free, 1 held by a live process, 2 held by a dead one */
-    if (owner == 0)
-        return 0;
-    if (owner > (uint64_t)INT_MAX)
-        return 2;
-    return kill((pid_t)owner, 0) == -1 && errno == ESRCH ? 2 : 1;
+    /* 0 free, 1 held by a live process, 2 held by a dead one (or a word no
+     * owner could have written: taken over on use) */
+    fwi_lock_owner_t o = fwi_lock_owner(owner);
+    return o == FWI_LOCK_FREE ? 0 : o == FWI_LOCK_LIVE ? 1 : 2;
 }
 
 static void count_lock(fw_doctor_report_t *rep, uint64_t owner)
@@ -680,23 +679,25 @@ static void count_lock(fw_doctor_report_t *rep, uint64_t owner)
 }
 
 /* What is impossible about slot i, or NULL. */
-static const char *slot_problem(const fw_table_header_t *h, const unsigned char *slots,
+static const char *slot_problem(const fwi_table_header_t *h, const unsigned char *slots,
                                 uint64_t i)
 {
     uint64_t mask = h->nslots - 1;
-    uint32_t window = h->nslots < FW_PROBE_WINDOW ? (uint32_t)h->nslots : FW_PROBE_WINDOW;
-    const fw_slot_t *s = (const fw_slot_t *)(const void *)(slots + i * h->slot_size);
+    uint32_t window = h->nslots < FWI_PROBE_WINDOW ? (uint32_t)h->nslots : FWI_PROBE_WINDOW;
+    const fwi_slot_t *s = (const fwi_slot_t *)(const void *)(slots + i * h->slot_size);
     if (s->tag == 0)
         return s->state != 0 ? "an unused slot holds a state" : NULL;
     if (s->expiry < 0)
         return "a negative expiry";
+    if (s->damaged_at != 0)
+        return "a state a check found impossible (decided and rewritten as full)";
     if (s->check != 0) {
         /* a torn claim (killed between tag and check) leaves check 0 */
         if (((i - (s->check & mask)) & mask) >= window)
             return "a fingerprint outside its probe window (no lookup can find it)";
         for (uint32_t d = 1; d < window; d++) {
-            const fw_slot_t *o =
-                (const fw_slot_t *)(const void *)(slots + ((i + d) & mask) * h->slot_size);
+            const fwi_slot_t *o =
+                (const fwi_slot_t *)(const void *)(slots + ((i + d) & mask) * h->slot_size);
             if (o->tag == s->tag && o->check == s->check)
                 return "the same fingerprint as a nearby slot";
         }
@@ -708,7 +709,7 @@ static const char *slot_problem(const fw_table_header_t *h, const unsigned char 
     if (head >= h->log_capacity || len > h->log_capacity)
         return "a sliding-log position outside its ring";
     const fw_log_entry_t *e =
-        (const fw_log_entry_t *)(const void *)((const unsigned char *)s + FW_SLOT_HEAD_SIZE);
+        (const fw_log_entry_t *)(const void *)((const unsigned char *)s + FWI_SLOT_HEAD_SIZE);
     for (uint32_t k = 0; k < len; k++) {
         const fw_log_entry_t *x = &e[(head + k) % h->log_capacity];
         if (x->t < 0 || x->cost < 1 || x->cost > (int64_t)h->log_capacity)
@@ -758,7 +759,7 @@ int fw_table_doctor(const char *path, int64_t now, fw_doctor_report_t *rep)
         return doctor_fail(rep, FW_EBADFILE, 0, "table file %s is not a regular file",
                            path);
     }
-    const fw_table_header_t *h = &page.h;
+    const fwi_table_header_t *h = &page.h;
     rep->file_bytes = (uint64_t)st.st_size;
     rep->version = h->version;
     rep->slot_size = h->slot_size;
@@ -776,7 +777,7 @@ int fw_table_doctor(const char *path, int64_t now, fw_doctor_report_t *rep)
     expected_layout(h->max_keys, h->log_capacity, &nslots, &slot_size, &bytes);
     rep->expected_bytes = bytes;
     rep->full_errors = h->full_errors;
-    for (uint32_t i = 0; i < FW_TABLE_STRIPES; i++)
+    for (uint32_t i = 0; i < FWI_TABLE_STRIPES; i++)
         count_lock(rep, h->stripe_locks[i]);
     void *mem = mmap(NULL, (size_t)bytes, PROT_READ, MAP_SHARED, fd, 0);
     int e = errno;
@@ -784,10 +785,10 @@ int fw_table_doctor(const char *path, int64_t now, fw_doctor_report_t *rep)
     if (mem == MAP_FAILED)
         return doctor_fail(rep, FW_EIO, e, "cannot map table file %s: %s", path,
                            strerror(e));
-    const unsigned char *slots = (const unsigned char *)mem + FW_TABLE_HEADER_SIZE;
+    const unsigned char *slots = (const unsigned char *)mem + FWI_TABLE_HEADER_SIZE;
     const char *first = NULL;
     for (uint64_t i = 0; i < nslots; i++) {
-        const fw_slot_t *s = (const fw_slot_t *)(const void *)(slots + i * slot_size);
+        const fwi_slot_t *s = (const fwi_slot_t *)(const void *)(slots + i * slot_size);
         if (s->tag != 0) {
             rep->used++;
             if (s->expiry > now)

@@ -28,19 +28,19 @@
 static int shm_name(const char *name, char *out, size_t cap, fw_store_error_t *err)
 {
     if (!name)
-        return fw_store_fail(err, FW_EINVAL, 0, "a shm table needs a name");
+        return fwi_store_fail(err, FW_EINVAL, 0, "a shm table needs a name");
     const char *n = name[0] == '/' ? name + 1 : name;
     size_t len = strlen(n);
     if (len < 1 || len > SHM_NAME_MAX)
-        return fw_store_fail(err, FW_EINVAL, 0,
+        return fwi_store_fail(err, FW_EINVAL, 0,
                              "shm name \"%.64s\" must have 1 to %d characters",
                              name, SHM_NAME_MAX);
     if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0)
-        return fw_store_fail(err, FW_EINVAL, 0, "shm name \"%s\" is not allowed", name);
+        return fwi_store_fail(err, FW_EINVAL, 0, "shm name \"%s\" is not allowed", name);
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)n[i];
         if (c == '/' || c <= 0x20 || c >= 0x7f)
-            return fw_store_fail(err, FW_EINVAL, 0,
+            return fwi_store_fail(err, FW_EINVAL, 0,
                                  "shm name \"%.64s\" may hold printable ASCII "
                                  "characters other than space and '/' only",
                                  name);
@@ -93,7 +93,7 @@ static int format_object(int fd, const char *what, const fw_table_options_t *top
     size_t bytes;
     int rc = fw_table_size(topt, &bytes);
     if (rc)
-        return fw_store_fail(err, rc, 0,
+        return fwi_store_fail(err, rc, 0,
                              "cannot create %s: max_keys=%llu, log_capacity=%u: %s",
                              what, (unsigned long long)topt->max_keys,
                              topt->log_capacity, fw_strerror(rc));
@@ -109,7 +109,7 @@ static int format_object(int fd, const char *what, const fw_table_options_t *top
     }
     if (e) {
         discard(fd);
-        return fw_store_fail(err, FW_EIO, e,
+        return fwi_store_fail(err, FW_EIO, e,
                              "cannot create %s: %llu bytes of shared memory are "
                              "needed (max_keys=%llu): %s%s",
                              what, (unsigned long long)bytes,
@@ -120,7 +120,7 @@ static int format_object(int fd, const char *what, const fw_table_options_t *top
     if (mem == MAP_FAILED) {
         e = errno;
         discard(fd);
-        return fw_store_fail(err, FW_EIO, e, "cannot map %s: %s", what, strerror(e));
+        return fwi_store_fail(err, FW_EIO, e, "cannot map %s: %s", what, strerror(e));
     }
     /* format a private copy of the header page, then publish it magic last */
     void *scratch = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
@@ -128,14 +128,14 @@ static int format_object(int fd, const char *what, const fw_table_options_t *top
     if (scratch == MAP_FAILED) {
         munmap(mem, bytes);
         discard(fd);
-        return fw_store_fail(err, FW_ENOMEM, ENOMEM, "cannot create %s: out of memory",
+        return fwi_store_fail(err, FW_ENOMEM, ENOMEM, "cannot create %s: out of memory",
                              what);
     }
     rc = fw_table_format(scratch, bytes, topt);
     if (rc == 0) {
         unsigned char *dst = mem;
         const unsigned char *src = scratch;
-        memcpy(dst + 8, src + 8, FW_TABLE_HEADER_SIZE - 8);
+        memcpy(dst + 8, src + 8, FWI_TABLE_HEADER_SIZE - 8);
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
         memcpy(dst, src, 8);
     }
@@ -143,7 +143,7 @@ static int format_object(int fd, const char *what, const fw_table_options_t *top
     munmap(mem, bytes);
     if (rc) {
         discard(fd);
-        return fw_store_fail(err, rc, 0, "cannot format %s: %s", what, fw_strerror(rc));
+        return fwi_store_fail(err, rc, 0, "cannot format %s: %s", what, fw_strerror(rc));
     }
     return 0;
 }
@@ -157,7 +157,7 @@ int fw_table_open_shm(fw_table_t **out, const char *name,
         err->message[0] = '\0';
     }
     if (!out)
-        return fw_store_fail(err, FW_EINVAL, 0, "fw_table_open_shm needs an output");
+        return fwi_store_fail(err, FW_EINVAL, 0, "fw_table_open_shm needs an output");
     *out = NULL;
     char nm[SHM_NAME_MAX + 2];
     int rc = shm_name(name, nm, sizeof(nm), err);
@@ -169,7 +169,7 @@ int fw_table_open_shm(fw_table_t **out, const char *name,
     o.sync = FW_SYNC_NONE; /* memory needs no syncing */
     o.sync_interval_ms = 0;
     if (o.table.log_capacity > FW_SLIDING_LOG_MAX || (o.flags & ~FW_OPEN_NOCREATE))
-        return fw_store_fail(err, FW_EINVAL, 0,
+        return fwi_store_fail(err, FW_EINVAL, 0,
                              "%s: log_capacity must be at most %d, flags "
                              "FW_OPEN_NOCREATE or 0",
                              what, FW_SLIDING_LOG_MAX);
@@ -181,29 +181,29 @@ int fw_table_open_shm(fw_table_t **out, const char *name,
     int fd = shm_open(nm, O_RDWR | (create ? O_CREAT : 0), 0600);
     if (fd < 0) {
         int e = errno;
-        return fw_store_fail(err, FW_EIO, e, "cannot open %s: %s", what, strerror(e));
+        return fwi_store_fail(err, FW_EIO, e, "cannot open %s: %s", what, strerror(e));
     }
     if (lock_fd(fd, LOCK_EX) != 0) {
         int e = errno;
         close(fd);
-        return fw_store_fail(err, FW_EIO, e, "cannot lock %s: %s", what, strerror(e));
+        return fwi_store_fail(err, FW_EIO, e, "cannot lock %s: %s", what, strerror(e));
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
-        return fw_store_fail(err, FW_EIO, e, "cannot stat %s: %s", what, strerror(e));
+        return fwi_store_fail(err, FW_EIO, e, "cannot stat %s: %s", what, strerror(e));
     }
     rc = 0;
     if (S_ISREG(st.st_mode) && unformatted(fd, &st)) {
         if (create)
             rc = format_object(fd, what, &topt, err);
         else
-            rc = fw_store_fail(err, FW_EIO, ENOENT,
+            rc = fwi_store_fail(err, FW_EIO, ENOENT,
                                "cannot open %s: it holds no table yet", what);
     }
     if (rc == 0)
-        rc = fw_store_attach_fd(out, fd, what, &o, err);
+        rc = fwi_store_attach_fd(out, fd, what, &o, err);
     lock_fd(fd, LOCK_UN);
     close(fd); /* the mapping keeps the object */
     return rc;
@@ -221,7 +221,7 @@ int fw_table_unlink_shm(const char *name, fw_store_error_t *err)
         return rc;
     if (shm_unlink(nm) != 0) {
         int e = errno;
-        return fw_store_fail(err, FW_EIO, e, "cannot remove shm object %s: %s", nm,
+        return fwi_store_fail(err, FW_EIO, e, "cannot remove shm object %s: %s", nm,
                              strerror(e));
     }
     return 0;

@@ -7,14 +7,12 @@
  * a process killed at any instruction leaves every key either before or
  * after its update. Slots are reclaimed for another key only when their
  * expiry says the state is indistinguishable from a fresh key. The only
- * locks (insert stripes, sliding-log slots) record their owner's pid and
- * are taken over when that process is dead.
+ * locks (insert stripes, per-slot) are those of src/lock.h: taken over from
+ * a dead owner, and waited for a bounded time (FW_EBUSY). Every state read
+ * is brought within what its algorithm can produce before it decides.
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <pthread.h>
-#include <sched.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -23,14 +21,14 @@
 
 #include "hash.h"
 #include "internal.h"
+#include "lock.h"
 #include "table.h"
 
-#define MAX_PARTS 64
-#define MAX_KEYS_LIMIT ((uint64_t)1 << 36)
+#define MAX_PARTS FW_CHECK_PARTS_MAX
 
 /* ---- 16-byte compare-and-swap on (tag, state) ----------------------------- */
 
-typedef fw_u128 unit_t;
+typedef fwi_u128 unit_t;
 
 static inline unit_t unit_pack(uint64_t tag, uint64_t state)
 {
@@ -40,7 +38,7 @@ static inline uint64_t unit_tag(unit_t u) { return (uint64_t)u; }
 static inline uint64_t unit_state(unit_t u) { return (uint64_t)(u >> 64); }
 
 /* A possibly torn read: every use is validated by a CAS. */
-static inline unit_t unit_load(fw_slot_t *s)
+static inline unit_t unit_load(fwi_slot_t *s)
 {
     uint64_t tag = __atomic_load_n(&s->tag, __ATOMIC_SEQ_CST);
     uint64_t state = __atomic_load_n(&s->state, __ATOMIC_SEQ_CST);
@@ -48,7 +46,7 @@ static inline unit_t unit_load(fw_slot_t *s)
 }
 
 /* On failure, *expected receives the current value (read atomically). */
-static inline int unit_cas(fw_slot_t *s, unit_t *expected, unit_t desired)
+static inline int unit_cas(fwi_slot_t *s, unit_t *expected, unit_t desired)
 {
     unit_t prev = __sync_val_compare_and_swap((unit_t *)(void *)&s->tag,
                                               *expected, desired);
@@ -67,69 +65,7 @@ static inline void raise_to(int64_t *word, int64_t at)
         ;
 }
 
-static inline void expiry_raise(fw_slot_t *s, int64_t at) { raise_to(&s->expiry, at); }
-
-/* ---- locks that survive their owner's death -------------------------------- */
-
-/* getpid() is a system call, and a costly one in a VM: cache it, and forget
- * it in a forked child (the only way a process's pid changes). */
-static uint64_t cached_pid;
-static pthread_once_t fork_hook_once = PTHREAD_ONCE_INIT;
-
-static void forget_pid(void) { __atomic_store_n(&cached_pid, 0, __ATOMIC_RELAXED); }
-static void install_fork_hook(void) { pthread_atfork(NULL, NULL, forget_pid); }
-
-static uint64_t self_pid(void)
-{
-    uint64_t pid = __atomic_load_n(&cached_pid, __ATOMIC_RELAXED);
-    if (pid == 0) {
-        pthread_once(&fork_hook_once, install_fork_hook);
-        pid = (uint64_t)getpid();
-        __atomic_store_n(&cached_pid, pid, __ATOMIC_RELAXED);
-    }
-    return pid;
-}
-
-static int owner_dead(uint64_t owner)
-{
-    return owner != 0 && kill((pid_t)owner, 0) == -1 && errno == ESRCH;
-}
-
-static void robust_lock(uint64_t *word)
-{
-    uint64_t me = self_pid();
-    for (unsigned spins = 1;; spins++) {
-        uint64_t free_word = 0;
-        if (__atomic_compare_exchange_n(word, &free_word, me, 0,
-                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
-            return;
-        if (spins % 256 == 0) {
-            uint64_t owner = __atomic_load_n(word, __ATOMIC_RELAXED);
-            if (owner_dead(owner) &&
-                __atomic_compare_exchange_n(word, &owner, me, 0,
-                                            __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
-                return;
-            sched_yield();
-        }
-    }
-}
-
-/* Take the lock if it is free or its owner is dead; never waits. */
-static int robust_trylock(uint64_t *word)
-{
-    uint64_t me = self_pid(), owner = 0;
-    if (__atomic_compare_exchange_n(word, &owner, me, 0, __ATOMIC_ACQUIRE,
-                                    __ATOMIC_RELAXED))
-        return 1;
-    return owner_dead(owner) &&
-           __atomic_compare_exchange_n(word, &owner, me, 0, __ATOMIC_ACQUIRE,
-                                       __ATOMIC_RELAXED);
-}
-
-static void robust_unlock(uint64_t *word)
-{
-    __atomic_store_n(word, 0, __ATOMIC_RELEASE);
-}
+static inline void expiry_raise(fwi_slot_t *s, int64_t at) { raise_to(&s->expiry, at); }
 
 /* ---- layout ---------------------------------------------------------------- */
 
@@ -144,16 +80,16 @@ static uint64_t next_pow2(uint64_t v)
 static int layout(const fw_table_options_t *opt, uint64_t *nslots,
                   uint32_t *slot_size, size_t *bytes)
 {
-    if (!opt || opt->max_keys < 1 || opt->max_keys > MAX_KEYS_LIMIT ||
-        opt->log_capacity > FW_SLIDING_LOG_MAX)
+    if (!opt || opt->max_keys < 1 || opt->max_keys > FW_MAX_KEYS_MAX ||
+        opt->log_capacity > FW_LOG_CAPACITY_MAX)
         return FW_EINVAL;
     uint64_t n = next_pow2(opt->max_keys) * 2;
     if (n < 64)
         n = 64;
     uint64_t log_bytes = (uint64_t)opt->log_capacity * sizeof(fw_log_entry_t);
-    uint64_t size = FW_SLOT_HEAD_SIZE + ((log_bytes + 63) & ~(uint64_t)63);
-    fw_u128 total = (fw_u128)n * size + FW_TABLE_HEADER_SIZE;
-    if (total > (fw_u128)SIZE_MAX / 2)
+    uint64_t size = FWI_SLOT_HEAD_SIZE + ((log_bytes + 63) & ~(uint64_t)63);
+    fwi_u128 total = (fwi_u128)n * size + FWI_TABLE_HEADER_SIZE;
+    if (total > (fwi_u128)SIZE_MAX / 2)
         return FW_ERANGE;
     *nslots = n;
     *slot_size = (uint32_t)size;
@@ -170,10 +106,10 @@ int fw_table_size(const fw_table_options_t *opt, size_t *bytes)
     return layout(opt, &nslots, &slot_size, bytes);
 }
 
-uint64_t fw_table_header_checksum(const fw_table_header_t *h)
+uint64_t fwi_table_header_checksum(const fwi_table_header_t *h)
 {
-    fw_hash128_t d = fw_hash128(0x666c6f6f6477616cULL, 0x6865616465723031ULL, h,
-                                offsetof(fw_table_header_t, checksum));
+    fwi_hash128_t d = fwi_hash128(0x666c6f6f6477616cULL, 0x6865616465723031ULL, h,
+                                offsetof(fwi_table_header_t, checksum));
     return d.lo;
 }
 
@@ -198,18 +134,18 @@ int fw_table_format(void *mem, size_t len, const fw_table_options_t *opt)
         return rc;
     if (len < bytes)
         return FW_EINVAL;
-    fw_table_header_t *h = mem;
-    memset(h, 0, FW_TABLE_HEADER_SIZE);
-    memcpy(h->magic, FW_TABLE_MAGIC, sizeof(h->magic));
-    h->version = FW_TABLE_VERSION;
-    h->header_size = FW_TABLE_HEADER_SIZE;
+    fwi_table_header_t *h = mem;
+    memset(h, 0, FWI_TABLE_HEADER_SIZE);
+    memcpy(h->magic, FWI_TABLE_MAGIC, sizeof(h->magic));
+    h->version = FWI_TABLE_VERSION;
+    h->header_size = FWI_TABLE_HEADER_SIZE;
     h->slot_size = slot_size;
     h->log_capacity = opt->log_capacity;
     h->nslots = nslots;
     h->max_keys = opt->max_keys;
     random_seed(h->seed);
     h->created_ns = (uint64_t)fw_clock_realtime_ns();
-    h->checksum = fw_table_header_checksum(h);
+    h->checksum = fwi_table_header_checksum(h);
     return 0;
 }
 
@@ -218,18 +154,18 @@ int fw_table_attach(fw_table_t **out, void *mem, size_t len)
     if (!out || !mem || ((uintptr_t)mem % 64) != 0)
         return FW_EINVAL;
     *out = NULL;
-    fw_table_header_t *h = mem;
-    if (len < FW_TABLE_HEADER_SIZE || memcmp(h->magic, FW_TABLE_MAGIC, 8) != 0)
+    fwi_table_header_t *h = mem;
+    if (len < FWI_TABLE_HEADER_SIZE || memcmp(h->magic, FWI_TABLE_MAGIC, 8) != 0)
         return FW_EBADFILE;
-    if (h->version != FW_TABLE_VERSION)
+    if (h->version != FWI_TABLE_VERSION)
         return FW_EVERSION;
-    if (h->checksum != fw_table_header_checksum(h))
+    if (h->checksum != fwi_table_header_checksum(h))
         return FW_EBADFILE;
     fw_table_options_t opt = {h->max_keys, h->log_capacity};
     uint64_t nslots;
     uint32_t slot_size;
     size_t bytes;
-    if (h->header_size != FW_TABLE_HEADER_SIZE ||
+    if (h->header_size != FWI_TABLE_HEADER_SIZE ||
         layout(&opt, &nslots, &slot_size, &bytes) != 0 ||
         nslots != h->nslots || slot_size != h->slot_size)
         return FW_EBADFILE;
@@ -239,10 +175,10 @@ int fw_table_attach(fw_table_t **out, void *mem, size_t len)
     if (!t)
         return FW_ENOMEM;
     t->hdr = h;
-    t->slots = (unsigned char *)mem + FW_TABLE_HEADER_SIZE;
+    t->slots = (unsigned char *)mem + FWI_TABLE_HEADER_SIZE;
     t->len = len;
     t->mask = nslots - 1;
-    t->window = nslots < FW_PROBE_WINDOW ? (uint32_t)nslots : FW_PROBE_WINDOW;
+    t->window = nslots < FWI_PROBE_WINDOW ? (uint32_t)nslots : FWI_PROBE_WINDOW;
     t->slot_size = slot_size;
     t->log_capacity = h->log_capacity;
     *out = t;
@@ -286,26 +222,26 @@ void fw_table_close(fw_table_t *t)
 
 /* ---- lookup and insertion -------------------------------------------------- */
 
-static inline fw_slot_t *slot_at(const fw_table_t *t, uint64_t i)
+static inline fwi_slot_t *slot_at(const fw_table_t *t, uint64_t i)
 {
-    return (fw_slot_t *)(void *)(t->slots + (i & t->mask) * t->slot_size);
+    return (fwi_slot_t *)(void *)(t->slots + (i & t->mask) * t->slot_size);
 }
 
-static inline fw_hash128_t fingerprint(const fw_table_t *t, const fw_limit_t *lim,
+static inline fwi_hash128_t fingerprint(const fw_table_t *t, const fw_limit_t *lim,
                                        const void *key, size_t len)
 {
-    fw_hash128_t h = fw_hash128(t->hdr->seed[0] ^ lim->namespace_id,
+    fwi_hash128_t h = fwi_hash128(t->hdr->seed[0] ^ lim->namespace_id,
                                 t->hdr->seed[1], key, len);
     if (h.lo == 0)
         h.lo = 1; /* 0 marks an unused slot */
     return h;
 }
 
-static fw_slot_t *find(const fw_table_t *t, fw_hash128_t h)
+static fwi_slot_t *find(const fw_table_t *t, fwi_hash128_t h)
 {
     uint64_t home = h.hi & t->mask;
     for (uint32_t i = 0; i < t->window; i++) {
-        fw_slot_t *s = slot_at(t, home + i);
+        fwi_slot_t *s = slot_at(t, home + i);
         uint64_t tag = __atomic_load_n(&s->tag, __ATOMIC_SEQ_CST);
         if (tag == h.lo && __atomic_load_n(&s->check, __ATOMIC_SEQ_CST) == h.hi)
             return s;
@@ -316,7 +252,7 @@ static fw_slot_t *find(const fw_table_t *t, fw_hash128_t h)
 }
 
 /* Let a persisting store flush what a commit changed. */
-static void table_wrote(fw_table_t *t, fw_slot_t *s)
+static void table_wrote(fw_table_t *t, fwi_slot_t *s)
 {
     if (t->after_write)
         t->after_write(t, s, t->slot_size);
@@ -325,7 +261,7 @@ static void table_wrote(fw_table_t *t, fw_slot_t *s)
 /* A slot may change hands when it is unused, or when its state has been
  * fresh since before `now` (strictly: a slot claimed at `now` is not taken
  * back at that same `now`, see try_claim). */
-static int claimable(fw_slot_t *s, unit_t cur, int64_t now)
+static int claimable(fwi_slot_t *s, unit_t cur, int64_t now)
 {
     return unit_tag(cur) == 0 || __atomic_load_n(&s->expiry, __ATOMIC_SEQ_CST) < now;
 }
@@ -336,68 +272,102 @@ static int claimable(fw_slot_t *s, unit_t cur, int64_t now)
  * sliding-log update runs meanwhile. The claimed slot's expiry becomes at
  * least `now`: otherwise the parts of one request, or two requests at the
  * same time, could take each other's fresh slots back forever. */
-static int try_claim(fw_slot_t *s, fw_hash128_t h, int64_t now)
+static int try_claim(fwi_slot_t *s, fwi_hash128_t h, int64_t now)
 {
+    /* returns 1 taken, 0 not claimable, FW_EBUSY: its lock is stuck */
     unit_t cur = unit_load(s);
     if (!claimable(s, cur, now))
         return 0;
     /* An unused slot is waited for: its holder is another claimer (done in
      * a moment) or a dead one. Skipping it could leave it unused before the
      * slot this key then takes, which would hide the key from find(). */
-    if (unit_tag(cur) == 0)
-        robust_lock(&s->lock);
-    else if (!robust_trylock(&s->lock))
+    if (unit_tag(cur) == 0) {
+        int rc = fwi_lock_acquire(&s->lock);
+        if (rc)
+            return rc;
+    } else if (!fwi_lock_try(&s->lock)) {
         return 0;
+    }
     cur = unit_load(s); /* re-read under the lock */
     int won = claimable(s, cur, now) && unit_cas(s, &cur, unit_pack(h.lo, 0));
     if (won) {
         expiry_raise(s, now);
         __atomic_store_n(&s->check, h.hi, __ATOMIC_SEQ_CST);
         __atomic_store_n(&s->log_pos, 0, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&s->damaged_at, 0, __ATOMIC_SEQ_CST);
     }
-    robust_unlock(&s->lock);
+    fwi_lock_release(&s->lock);
     return won;
 }
 
-/* Find the key's slot, inserting it if absent. NULL means the table is full. */
-static fw_slot_t *find_or_insert(fw_table_t *t, fw_hash128_t h, int64_t now)
+/* Find the key's slot into *out, inserting it if absent. FW_EFULL: no slot
+ * for it; FW_EBUSY: a lock it needs stayed held by a live owner. */
+static int find_or_insert(fw_table_t *t, fwi_hash128_t h, int64_t now,
+                          fwi_slot_t **out)
 {
-    fw_slot_t *s = find(t, h);
+    fwi_slot_t *s = find(t, h);
+    *out = s;
     if (s)
-        return s;
+        return 0;
     uint64_t home = h.hi & t->mask;
-    uint64_t *stripe = &t->hdr->stripe_locks[home % FW_TABLE_STRIPES];
-    robust_lock(stripe);
+    uint64_t *stripe = &t->hdr->stripe_locks[home % FWI_TABLE_STRIPES];
+    int rc = fwi_lock_acquire(stripe);
+    if (rc)
+        return rc;
     s = find(t, h); /* inserts of one key are serialised by its stripe */
-    if (!s) {
-        for (uint32_t i = 0; i < t->window && !s; i++) {
-            fw_slot_t *c = slot_at(t, home + i);
-            if (try_claim(c, h, now))
-                s = c;
+    for (uint32_t i = 0; i < t->window && !s && rc == 0; i++) {
+        fwi_slot_t *c = slot_at(t, home + i);
+        rc = try_claim(c, h, now);
+        if (rc == 1) {
+            s = c;
+            rc = 0;
         }
     }
-    robust_unlock(stripe);
-    if (!s)
+    fwi_lock_release(stripe);
+    if (rc)
+        return rc;
+    if (!s) {
         __atomic_fetch_add(&t->hdr->full_errors, 1, __ATOMIC_RELAXED);
-    return s;
+        return FW_EFULL;
+    }
+    *out = s;
+    return 0;
+}
+
+/* Count a state that was not what its algorithm can produce at `now`. */
+static void note_verdict(fw_table_t *t, fwi_slot_t *s, fwi_verdict_t v, int64_t now)
+{
+    if (v == FWI_STATE_OK)
+        return;
+    if (v == FWI_STATE_AHEAD) {
+        __atomic_fetch_add(&t->hdr->clamped_states, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    __atomic_fetch_add(&t->hdr->damaged_states, 1, __ATOMIC_RELAXED);
+    uint64_t index = (uint64_t)((unsigned char *)s - t->slots) / t->slot_size;
+    __atomic_store_n(&t->hdr->last_damaged_slot, index + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->damaged_at, now > 0 ? now : 1, __ATOMIC_RELAXED);
 }
 
 /* ---- sliding-log slots ----------------------------------------------------- */
 
-static fw_log_t log_view(const fw_table_t *t, fw_slot_t *s)
+/* A view of the slot's log extent; *bad is set when the published position
+ * lies outside the ring (damage: the view is then empty). */
+static fw_log_t log_view(const fw_table_t *t, fwi_slot_t *s, int *bad)
 {
     uint64_t pos = __atomic_load_n(&s->log_pos, __ATOMIC_SEQ_CST);
     fw_log_t log;
-    log.entries = (fw_log_entry_t *)(void *)((unsigned char *)s + FW_SLOT_HEAD_SIZE);
+    log.entries = (fw_log_entry_t *)(void *)((unsigned char *)s + FWI_SLOT_HEAD_SIZE);
     log.capacity = t->log_capacity;
     log.head = (uint32_t)(pos >> 32);
     log.len = (uint32_t)pos;
-    if (log.head >= log.capacity || log.len > log.capacity)
-        log.head = log.len = 0; /* never trust a damaged position */
+    *bad = log.head >= log.capacity || log.len > log.capacity;
+    if (*bad)
+        log.head = log.len = 0;
     return log;
 }
 
-static void log_store_pos(fw_slot_t *s, const fw_log_t *log)
+static void log_store_pos(fwi_slot_t *s, const fw_log_t *log)
 {
     __atomic_store_n(&s->log_pos, ((uint64_t)log->head << 32) | log->len,
                      __ATOMIC_SEQ_CST);
@@ -410,11 +380,11 @@ static void log_store_pos(fw_slot_t *s, const fw_log_t *log)
  * log in time order: the newest entry is copied one place on and published
  * first, so a crash while the newer entries move leaves duplicates (an
  * over-count), never a gap. */
-static void log_append(fw_slot_t *s, fw_log_t *log, const fw_quota_t *q,
+static void log_append(fwi_slot_t *s, fw_log_t *log, const fw_quota_t *q,
                        int64_t now, int64_t cost)
 {
     log_store_pos(s, log);
-    expiry_raise(s, fw_sat64((fw_i128)now + q->window_ns));
+    expiry_raise(s, fwi_sat64((fwi_i128)now + q->window_ns));
     fw_log_entry_t *at = log->entries;
     uint32_t cap = log->capacity, i = log->len;
 #define LOG_AT(k) at[(log->head + (k)) % cap]
@@ -439,20 +409,14 @@ static void log_append(fw_slot_t *s, fw_log_t *log, const fw_quota_t *q,
 
 typedef struct part {
     const fw_limit_t *limit;
-    fw_hash128_t h;
-    fw_slot_t *slot;   /* NULL: key absent (peek) */
+    fwi_hash128_t h;
+    fwi_slot_t *slot;   /* NULL: key absent (peek) */
     uint64_t before;   /* state the decision was made from */
     uint64_t after;    /* state committed */
-    int committed;
+    int committed;     /* consumed units (a refund may give them back) */
+    int wrote;         /* changed the slot: consumed, or repaired a state */
     int locked;        /* sliding log: holds slot->lock */
 } part_t;
-
-/* The algorithms whose state is a TAT (see docs/algorithms.md). */
-static int is_gcra(const fw_quota_t *q)
-{
-    return q->algorithm == FW_GCRA || q->algorithm == FW_TOKEN_BUCKET ||
-           q->algorithm == FW_LEAKY_BUCKET || q->algorithm == FW_LEAKY_BUCKET_SHAPING;
-}
 
 static int is_log(const part_t *p)
 {
@@ -481,19 +445,40 @@ static int log_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
     }
     if (__atomic_load_n(&p->slot->tag, __ATOMIC_SEQ_CST) != p->h.lo)
         return 1;
-    fw_log_t log = log_view(t, p->slot); /* a local view of the extent */
-    fw_log_eval(&p->limit->quota, &log, now, cost, d, 0);
+    const fw_quota_t *q = &p->limit->quota;
+    int bad, repair = cost > 0; /* under the slot's lock; a peek never writes */
+    fw_log_t log = log_view(t, p->slot, &bad); /* a local view of the extent */
+    if (bad) {
+        if (!repair) {
+            fwi_log_full_decision(q, d);
+            return 0;
+        }
+        log.entries[0].t = now; /* full at now, for one window */
+        log.entries[0].cost = q->burst;
+        log.len = 1;
+        log_store_pos(p->slot, &log);
+        note_verdict(t, p->slot, FWI_STATE_IMPOSSIBLE, now);
+        table_wrote(t, p->slot);
+    }
+    fwi_verdict_t v = FWI_STATE_OK;
+    fwi_log_eval(q, &log, now, cost, d, 0, repair, &v);
+    if (repair && v != FWI_STATE_OK) {
+        if (v == FWI_STATE_IMPOSSIBLE)
+            log_store_pos(p->slot, &log); /* the one entry it left */
+        note_verdict(t, p->slot, v, now);
+        table_wrote(t, p->slot);
+    }
     if (commit && cost > 0 && d->allowed) {
-        log_append(p->slot, &log, &p->limit->quota, now, cost);
-        p->committed = 1;
+        log_append(p->slot, &log, q, now, cost);
+        p->committed = p->wrote = 1;
     }
     return 0;
 }
 
 /* One 64-bit-state part: evaluate, and commit with CAS if asked to. Returns
  * 1 when the slot no longer holds the key (the caller locates it again). */
-static int state_part_step(part_t *p, int64_t now, int64_t cost, int commit,
-                           fw_decision_t *d)
+static int state_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
+                           int commit, fw_decision_t *d)
 {
     const fw_quota_t *q = &p->limit->quota;
     if (!p->slot) {
@@ -506,7 +491,8 @@ static int state_part_step(part_t *p, int64_t now, int64_t cost, int commit,
         if (unit_tag(cur) != p->h.lo)
             return 1;
         uint64_t next;
-        fw_algo_step(q, unit_state(cur), now, cost, &next, d);
+        fwi_verdict_t v;
+        fwi_algo_step(q, unit_state(cur), now, cost, &next, d, &v);
         p->before = unit_state(cur);
         p->after = next;
         if (!commit || next == unit_state(cur)) {
@@ -515,11 +501,14 @@ static int state_part_step(part_t *p, int64_t now, int64_t cost, int commit,
                 return 0;
             continue;
         }
+        /* an admission, or the repair of a state that was not OK */
         expiry_raise(p->slot, fw_algo_fresh_at(q, next));
-        if (is_gcra(q))
+        if (fwi_algo_is_gcra(q))
             raise_to(&p->slot->seen, now);
         if (unit_cas(p->slot, &cur, unit_pack(p->h.lo, next))) {
-            p->committed = 1;
+            p->committed = d->allowed;
+            p->wrote = 1;
+            note_verdict(t, p->slot, v, now);
             return 0;
         }
     }
@@ -530,7 +519,8 @@ static void refund_part(part_t *p, const fw_table_t *t, int64_t now, int64_t cos
     if (!p->committed)
         return;
     if (is_log(p)) {
-        fw_log_t log = log_view(t, p->slot);
+        int bad;
+        fw_log_t log = log_view(t, p->slot, &bad);
         fw_log_refund(&log, now, cost);
         log_store_pos(p->slot, &log);
         p->committed = 0;
@@ -540,18 +530,9 @@ static void refund_part(part_t *p, const fw_table_t *t, int64_t now, int64_t cos
     unit_t cur = unit_load(p->slot);
     while (unit_tag(cur) == p->h.lo) {
         uint64_t back;
-        if (is_gcra(q)) {
-            /* The commit made tat = x0 + n*T, x0 = max(old tat, now). A
-             * later commit at a time past its tat (max(tat, t) + ...) has
-             * forgiven that much of this debt already: giving back all of
-             * n*T would return units that request consumed. */
-            fw_u128 debt = (fw_u128)cost * (fw_u128)q->interval_ns;
-            fw_u128 x0 = p->after > debt ? p->after - debt : 0;
+        if (fwi_algo_is_gcra(q)) {
             int64_t seen = __atomic_load_n(&p->slot->seen, __ATOMIC_SEQ_CST);
-            if (seen > 0 && (fw_u128)seen > x0)
-                debt = (fw_u128)seen - x0 >= debt ? 0 : debt - ((fw_u128)seen - x0);
-            back = (fw_u128)unit_state(cur) > debt
-                       ? (uint64_t)((fw_u128)unit_state(cur) - debt) : 0;
+            back = fwi_gcra_refund_committed(q, unit_state(cur), p->after, seen, cost);
         } else {
             back = fw_algo_refund(q, unit_state(cur), now, cost);
         }
@@ -568,8 +549,11 @@ static int compare_slots(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Lock the sliding-log slots in address order (no deadlock), once each. */
-static void lock_logs(part_t *parts, size_t n)
+static void unlock_logs(part_t *parts, size_t n);
+
+/* Lock the sliding-log slots in address order (no deadlock), once each.
+ * FW_EBUSY (nothing held) when one stays held by a live owner too long. */
+static int lock_logs(part_t *parts, size_t n)
 {
     part_t *order[MAX_PARTS];
     size_t m = 0;
@@ -580,16 +564,20 @@ static void lock_logs(part_t *parts, size_t n)
     for (size_t i = 0; i < m; i++) {
         if (i > 0 && order[i]->slot == order[i - 1]->slot)
             continue;
-        robust_lock(&order[i]->slot->lock);
+        if (fwi_lock_acquire(&order[i]->slot->lock) != 0) {
+            unlock_logs(parts, n);
+            return FW_EBUSY;
+        }
         order[i]->locked = 1;
     }
+    return 0;
 }
 
 static void unlock_logs(part_t *parts, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (parts[i].locked) {
-            robust_unlock(&parts[i].slot->lock);
+            fwi_lock_release(&parts[i].slot->lock);
             parts[i].locked = 0;
         }
 }
@@ -614,15 +602,19 @@ static int validate_parts(const fw_table_t *t, const fw_request_t *reqs,
 }
 
 /* Locate every part's slot (inserting when consuming); FW_EFULL if one
- * cannot get a slot. */
+ * cannot get a slot, FW_EBUSY if a lock it needs stayed held too long. */
 static int locate_parts(fw_table_t *t, part_t *parts, size_t n, int64_t cost,
                         int64_t now)
 {
     for (size_t i = 0; i < n; i++) {
         part_t *p = &parts[i];
-        p->slot = cost > 0 ? find_or_insert(t, p->h, now) : find(t, p->h);
-        if (cost > 0 && !p->slot)
-            return FW_EFULL;
+        if (cost == 0) {
+            p->slot = find(t, p->h);
+            continue;
+        }
+        int rc = find_or_insert(t, p->h, now, &p->slot);
+        if (rc)
+            return rc;
     }
     return 0;
 }
@@ -638,16 +630,18 @@ static size_t worst_denial(const fw_decision_t *out, size_t n)
     return worst;
 }
 
-/* The whole check with every part located; returns 1 to start over. */
+/* The whole check with every part located; returns 1 to start over, 0 when
+ * decided, FW_EBUSY when a sliding-log lock stayed held too long. */
 static int check_located(fw_table_t *t, part_t *parts, size_t n, int64_t cost,
                          int64_t now, fw_decision_t *out, size_t *violated)
 {
-    lock_logs(parts, n);
+    if (lock_logs(parts, n) != 0)
+        return FW_EBUSY;
     int again = 0;
     /* dry run: decide every part without writing */
     for (size_t i = 0; i < n && !again; i++)
         again = is_log(&parts[i]) ? log_part_step(t, &parts[i], now, cost, 0, &out[i])
-                                  : state_part_step(&parts[i], now, cost, 0, &out[i]);
+                                  : state_part_step(t, &parts[i], now, cost, 0, &out[i]);
     if (again) {
         unlock_logs(parts, n);
         return 1;
@@ -661,10 +655,13 @@ static int check_located(fw_table_t *t, part_t *parts, size_t n, int64_t cost,
     for (size_t i = 0; i < n; i++) {
         part_t *p = &parts[i];
         again = is_log(p) ? log_part_step(t, p, now, cost, 1, &out[i])
-                          : state_part_step(p, now, cost, 1, &out[i]);
+                          : state_part_step(t, p, now, cost, 1, &out[i]);
         if (again || !out[i].allowed) {
             for (size_t j = 0; j < i; j++)
                 refund_part(&parts[j], t, now, cost);
+            for (size_t j = 0; j <= i; j++)
+                if (parts[j].wrote)
+                    table_wrote(t, parts[j].slot);
             unlock_logs(parts, n);
             if (again)
                 return 1;
@@ -673,7 +670,7 @@ static int check_located(fw_table_t *t, part_t *parts, size_t n, int64_t cost,
         }
     }
     for (size_t i = 0; i < n; i++)
-        if (parts[i].committed)
+        if (parts[i].wrote)
             table_wrote(t, parts[i].slot);
     unlock_logs(parts, n);
     *violated = n;
@@ -695,15 +692,19 @@ int fw_table_check(fw_table_t *t, const fw_request_t *reqs, size_t n,
     if (n == 1 && reqs[0].limit->quota.algorithm != FW_SLIDING_LOG) {
         part_t p = {reqs[0].limit, fingerprint(t, reqs[0].limit, reqs[0].key,
                                                 reqs[0].key_len),
-                    NULL, 0, 0, 0, 0};
+                    NULL, 0, 0, 0, 0, 0};
         for (;;) {
-            p.slot = cost > 0 ? find_or_insert(t, p.h, now) : find(t, p.h);
-            if (cost > 0 && !p.slot)
-                return FW_EFULL;
-            if (!state_part_step(&p, now, cost, 1, out))
+            if (cost == 0) {
+                p.slot = find(t, p.h);
+            } else {
+                rc = find_or_insert(t, p.h, now, &p.slot);
+                if (rc)
+                    return rc;
+            }
+            if (!state_part_step(t, &p, now, cost, 1, out))
                 break;
         }
-        if (p.committed)
+        if (p.wrote)
             table_wrote(t, p.slot);
         *violated = out->allowed ? 1 : 0;
         return 0;
@@ -719,8 +720,9 @@ int fw_table_check(fw_table_t *t, const fw_request_t *reqs, size_t n,
         rc = locate_parts(t, parts, n, cost, now);
         if (rc)
             return rc;
-        if (!check_located(t, parts, n, cost, now, out, violated))
-            return 0;
+        rc = check_located(t, parts, n, cost, now, out, violated);
+        if (rc <= 0)
+            return rc;
     }
 }
 
@@ -737,15 +739,17 @@ int fw_table_reset(fw_table_t *t, const fw_limit_t *limit, const void *key,
 {
     if (!t || !limit || (!key && key_len > 0))
         return FW_EINVAL;
-    fw_hash128_t h = fingerprint(t, limit, key, key_len);
-    fw_slot_t *s = find(t, h);
+    fwi_hash128_t h = fingerprint(t, limit, key, key_len);
+    fwi_slot_t *s = find(t, h);
     if (!s)
         return 0;
     if (limit->quota.algorithm == FW_SLIDING_LOG) {
-        robust_lock(&s->lock);
+        int rc = fwi_lock_acquire(&s->lock);
+        if (rc)
+            return rc;
         if (__atomic_load_n(&s->tag, __ATOMIC_SEQ_CST) == h.lo)
             __atomic_store_n(&s->log_pos, 0, __ATOMIC_SEQ_CST);
-        robust_unlock(&s->lock);
+        fwi_lock_release(&s->lock);
         table_wrote(t, s);
         return 0;
     }
@@ -761,13 +765,14 @@ int fw_table_clear(fw_table_t *t)
     if (!t)
         return FW_EINVAL;
     for (uint64_t i = 0; i <= t->mask; i++) {
-        fw_slot_t *s = slot_at(t, i);
+        fwi_slot_t *s = slot_at(t, i);
         unit_t cur = unit_load(s);
         while (!unit_cas(s, &cur, 0))
             ;
         __atomic_store_n(&s->check, 0, __ATOMIC_SEQ_CST);
         __atomic_store_n(&s->expiry, 0, __ATOMIC_SEQ_CST);
         __atomic_store_n(&s->log_pos, 0, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&s->damaged_at, 0, __ATOMIC_SEQ_CST);
     }
     if (t->after_write)
         t->after_write(t, t->slots, (size_t)(t->mask + 1) * t->slot_size);
@@ -782,13 +787,61 @@ int fw_table_stats(fw_table_t *t, int64_t now, fw_table_stats_t *st)
     st->slots = t->mask + 1;
     st->max_keys = t->hdr->max_keys;
     st->full_errors = __atomic_load_n(&t->hdr->full_errors, __ATOMIC_RELAXED);
+    st->damaged_states = __atomic_load_n(&t->hdr->damaged_states, __ATOMIC_RELAXED);
+    st->clamped_states = __atomic_load_n(&t->hdr->clamped_states, __ATOMIC_RELAXED);
+    st->last_damaged_slot = __atomic_load_n(&t->hdr->last_damaged_slot, __ATOMIC_RELAXED);
     for (uint64_t i = 0; i <= t->mask; i++) {
-        fw_slot_t *s = slot_at(t, i);
+        fwi_slot_t *s = slot_at(t, i);
         if (__atomic_load_n(&s->tag, __ATOMIC_RELAXED) == 0)
             continue;
         st->used++;
         if (__atomic_load_n(&s->expiry, __ATOMIC_RELAXED) > now)
             st->active++;
     }
+    return 0;
+}
+
+int fw_table_info(fw_table_t *t, fw_table_info_t *info)
+{
+    if (!t || !info)
+        return FW_EINVAL;
+    memset(info, 0, sizeof(*info));
+    info->version = t->hdr->version;
+    info->slot_size = t->slot_size;
+    info->log_capacity = t->log_capacity;
+    info->max_keys = t->hdr->max_keys;
+    info->slots = t->mask + 1;
+    info->bytes = t->len;
+    info->created_ns = t->hdr->created_ns;
+    info->shared = !t->owns_memory;
+    info->blocking = t->after_write != NULL;
+    return 0;
+}
+
+int fw_table_damaged(fw_table_t *t, fw_slot_info_t *out, size_t cap, size_t *n)
+{
+    if (!t || (!out && cap > 0) || !n)
+        return FW_EINVAL;
+    size_t found = 0;
+    for (uint64_t i = 0; i <= t->mask; i++) {
+        fwi_slot_t *s = slot_at(t, i);
+        int64_t at = __atomic_load_n(&s->damaged_at, __ATOMIC_RELAXED);
+        if (at == 0)
+            continue;
+        if (found < cap) {
+            fw_slot_info_t *o = &out[found];
+            memset(o, 0, sizeof(*o));
+            o->index = i;
+            o->fingerprint[0] = __atomic_load_n(&s->tag, __ATOMIC_RELAXED);
+            o->fingerprint[1] = __atomic_load_n(&s->check, __ATOMIC_RELAXED);
+            o->state = __atomic_load_n(&s->state, __ATOMIC_RELAXED);
+            o->expiry_ns = __atomic_load_n(&s->expiry, __ATOMIC_RELAXED);
+            o->log_len = (uint32_t)__atomic_load_n(&s->log_pos, __ATOMIC_RELAXED);
+            o->damaged_ns = at;
+            o->present = 1;
+        }
+        found++;
+    }
+    *n = found;
     return 0;
 }

@@ -11,14 +11,14 @@
 
 #include "floodwall.h"
 
-#define FW_TABLE_MAGIC "FLOODWL\0"
-#define FW_TABLE_VERSION 1u
-#define FW_TABLE_HEADER_SIZE 4096u
-#define FW_TABLE_STRIPES 256u
-#define FW_SLOT_HEAD_SIZE 64u
-#define FW_PROBE_WINDOW 32u
+#define FWI_TABLE_MAGIC "FLOODWL\0"
+#define FWI_TABLE_VERSION FW_TABLE_LAYOUT_VERSION
+#define FWI_TABLE_HEADER_SIZE 4096u
+#define FWI_TABLE_STRIPES 256u
+#define FWI_SLOT_HEAD_SIZE 64u
+#define FWI_PROBE_WINDOW 32u
 
-typedef struct fw_table_header {
+typedef struct fwi_table_header {
     /* fixed part: written once by fw_table_format, checksummed */
     char magic[8];
     uint32_t version;
@@ -32,33 +32,38 @@ typedef struct fw_table_header {
     uint64_t checksum; /* SipHash of the bytes above, fixed key */
     /* mutable part */
     uint64_t full_errors;
-    uint64_t reserved[7];
-    uint64_t stripe_locks[FW_TABLE_STRIPES]; /* owner pid, 0 = free */
-} fw_table_header_t;
+    uint64_t damaged_states;    /* impossible states found (and repaired)   */
+    uint64_t clamped_states;    /* states further ahead of now than their
+                                   policy allows, clamped (clock excursion) */
+    uint64_t last_damaged_slot; /* index + 1 of the latest; 0 = none        */
+    uint64_t reserved[4];
+    uint64_t stripe_locks[FWI_TABLE_STRIPES]; /* lock words (src/lock.h)    */
+} fwi_table_header_t;
 
-_Static_assert(sizeof(fw_table_header_t) <= FW_TABLE_HEADER_SIZE,
+_Static_assert(sizeof(fwi_table_header_t) <= FWI_TABLE_HEADER_SIZE,
                "header must fit its page");
 
 /* The head of every slot; sliding-log tables follow it with the log ring. */
-typedef struct fw_slot {
+typedef struct fwi_slot {
     _Alignas(16) uint64_t tag; /* fingerprint, low half; 0 = never used */
     uint64_t state;            /* algorithm state; with tag, one CAS unit */
     uint64_t check;            /* fingerprint, high half                  */
     int64_t expiry;            /* >= the time the state is fresh again    */
-    uint64_t lock;             /* owner pid, 0 = free: claims, and
-                                  sliding-log updates                     */
+    uint64_t lock;             /* lock word (src/lock.h), 0 = free:
+                                  claims, and sliding-log updates         */
     uint64_t log_pos;          /* sliding log only: head << 32 | len      */
     int64_t seen;              /* gcra family: latest `now` of a commit,
                                   raised before it, kept across claims
                                   (bounds refunds)                        */
-    uint64_t reserved[1];
-} fw_slot_t;
+    int64_t damaged_at;        /* `now` when an impossible state was last
+                                  found here (0 = never); reset by a claim */
+} fwi_slot_t;
 
-_Static_assert(sizeof(fw_slot_t) == FW_SLOT_HEAD_SIZE, "slot head is 64 bytes");
+_Static_assert(sizeof(fwi_slot_t) == FWI_SLOT_HEAD_SIZE, "slot head is 64 bytes");
 
 /* An open table: a view on memory laid out as above. */
 struct fw_table {
-    fw_table_header_t *hdr;
+    fwi_table_header_t *hdr;
     unsigned char *slots;
     size_t len;
     uint64_t mask;
@@ -73,6 +78,6 @@ struct fw_table {
 };
 
 /* Checksum of the header's fixed part. */
-uint64_t fw_table_header_checksum(const fw_table_header_t *h);
+uint64_t fwi_table_header_checksum(const fwi_table_header_t *h);
 
 #endif

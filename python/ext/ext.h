@@ -21,6 +21,7 @@ typedef struct fw_module_state {
     PyObject *key_type_error;
     PyObject *store_error;
     PyObject *store_full_error;
+    PyObject *store_busy_error;
 } fw_module_state;
 
 fw_module_state *fw_state_of_module(PyObject *module);
@@ -44,6 +45,8 @@ typedef struct {
     fw_table_t *table;
     PyObject *description; /* str: what this table is, for repr and errors */
     int clock_realtime;    /* 1 for shared stores: the store's clock */
+    int blocking;          /* 1: a check may wait for the disk: release the
+                              GIL around it                              */
 } fw_py_table;
 
 /* Wrap an open engine table. Steals both `t` and `description` (a new
@@ -55,10 +58,6 @@ extern PyType_Spec fw_table_spec;
 /* ---- Policy (policy.c) ---- */
 extern PyType_Spec fw_policy_spec;
 
-/* The namespace id of rate number `index` of a limiter: what keeps the keys
- * of different limits apart in one table. */
-uint64_t fw_namespace_id(const char *ns, size_t ns_len, const fw_quota_t *q,
-                         Py_ssize_t index);
 extern PyMethodDef fw_policy_functions[];
 
 /* ---- shared stores (shared_tables.c): shm:// and file:// openers ---- */

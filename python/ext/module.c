@@ -35,6 +35,9 @@ PyObject *fw_raise(fw_module_state *st, int code, const char *context)
     case FW_EFULL:
         cls = st->store_full_error;
         break;
+    case FW_EBUSY:
+        cls = st->store_busy_error;
+        break;
     default:
         cls = st->store_error;
         break;
@@ -64,6 +67,51 @@ static int fetch_error(PyObject *errors, const char *name, PyObject **slot)
     return *slot ? 0 : -1;
 }
 
+/* The engine's facts, from include/floodwall.h: the algorithms (one int
+ * constant each, and ALGORITHMS: their names in engine order), the bounds
+ * and defaults, and the versions. */
+static int add_constants(PyObject *module)
+{
+    static const struct {
+        const char *name;
+        long long value;
+    } constants[] = {
+#define FW_ALGORITHM_CONSTANT(name, value, text) {#name, FW_##name},
+        FW_ALGORITHM_MAP(FW_ALGORITHM_CONSTANT)
+#undef FW_ALGORITHM_CONSTANT
+        {"MAX_KEYS_MAX", (long long)FW_MAX_KEYS_MAX},
+        {"DEFAULT_MAX_KEYS", FW_DEFAULT_MAX_KEYS},
+        {"LOG_CAPACITY_MAX", FW_LOG_CAPACITY_MAX},
+        {"SLIDING_LOG_MAX", FW_LOG_CAPACITY_MAX},
+        {"CHECK_PARTS_MAX", FW_CHECK_PARTS_MAX},
+        {"TABLE_LAYOUT_VERSION", FW_TABLE_LAYOUT_VERSION},
+        {"ENGINE_VERSION", FW_VERSION_NUMBER},
+    };
+    for (size_t i = 0; i < sizeof(constants) / sizeof(constants[0]); i++) {
+        PyObject *v = PyLong_FromLongLong(constants[i].value);
+        if (!v || PyModule_AddObject(module, constants[i].name, v) < 0) {
+            Py_XDECREF(v);
+            return -1;
+        }
+    }
+    PyObject *names = PyTuple_New(FW_ALGORITHM_COUNT);
+    if (!names)
+        return -1;
+    for (int a = 0; a < FW_ALGORITHM_COUNT; a++) {
+        PyObject *s = PyUnicode_FromString(fw_algorithm_name((fw_algorithm_t)a));
+        if (!s) {
+            Py_DECREF(names);
+            return -1;
+        }
+        PyTuple_SET_ITEM(names, a, s);
+    }
+    if (PyModule_AddObject(module, "ALGORITHMS", names) < 0) {
+        Py_DECREF(names);
+        return -1;
+    }
+    return 0;
+}
+
 static int fw_exec(PyObject *module)
 {
     fw_module_state *st = fw_state_of_module(module);
@@ -73,7 +121,8 @@ static int fw_exec(PyObject *module)
     int rc = fetch_error(errors, "CostError", &st->cost_error) ||
              fetch_error(errors, "KeyTypeError", &st->key_type_error) ||
              fetch_error(errors, "StoreError", &st->store_error) ||
-             fetch_error(errors, "StoreFullError", &st->store_full_error);
+             fetch_error(errors, "StoreFullError", &st->store_full_error) ||
+             fetch_error(errors, "StoreBusyError", &st->store_busy_error);
     Py_DECREF(errors);
     if (rc)
         return -1;
@@ -84,23 +133,7 @@ static int fw_exec(PyObject *module)
     if (PyModule_AddFunctions(module, fw_policy_functions) < 0 ||
         PyModule_AddFunctions(module, fw_shared_table_functions) < 0)
         return -1;
-    static const struct {
-        const char *name;
-        int value;
-    } constants[] = {
-        {"GCRA", FW_GCRA},
-        {"TOKEN_BUCKET", FW_TOKEN_BUCKET},
-        {"LEAKY_BUCKET", FW_LEAKY_BUCKET},
-        {"LEAKY_BUCKET_SHAPING", FW_LEAKY_BUCKET_SHAPING},
-        {"FIXED_WINDOW", FW_FIXED_WINDOW},
-        {"SLIDING_WINDOW", FW_SLIDING_WINDOW},
-        {"SLIDING_LOG", FW_SLIDING_LOG},
-        {"SLIDING_LOG_MAX", FW_SLIDING_LOG_MAX},
-    };
-    for (size_t i = 0; i < sizeof(constants) / sizeof(constants[0]); i++)
-        if (PyModule_AddIntConstant(module, constants[i].name, constants[i].value) < 0)
-            return -1;
-    return 0;
+    return add_constants(module);
 }
 
 static int fw_traverse(PyObject *module, visitproc visit, void *arg)
@@ -113,6 +146,7 @@ static int fw_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->key_type_error);
     Py_VISIT(st->store_error);
     Py_VISIT(st->store_full_error);
+    Py_VISIT(st->store_busy_error);
     return 0;
 }
 
@@ -126,6 +160,7 @@ static int fw_clear(PyObject *module)
     Py_CLEAR(st->key_type_error);
     Py_CLEAR(st->store_error);
     Py_CLEAR(st->store_full_error);
+    Py_CLEAR(st->store_busy_error);
     return 0;
 }
 

@@ -8,11 +8,9 @@
 #include <string.h>
 
 #include "ext.h"
-#include "hash.h"
-#include "table.h"
 
 #define MAX_RATES 16
-#define MAX_PARTS 64
+#define MAX_PARTS FW_CHECK_PARTS_MAX
 
 typedef struct {
     PyObject_HEAD
@@ -227,7 +225,7 @@ static int policy_decide(fw_py_policy *p, PyObject *key, int64_t cost,
     }
     size_t violated;
     int rc;
-    if (p->table->after_write) {
+    if (((fw_py_table *)p->table_obj)->blocking) {
         /* a durable store waits for the disk: let other threads run */
         Py_BEGIN_ALLOW_THREADS
         rc = fw_table_check(p->table, reqs, (size_t)p->nlimits, cost, now, out,
@@ -238,7 +236,7 @@ static int policy_decide(fw_py_policy *p, PyObject *key, int64_t cost,
                             &violated);
     }
     Py_XDECREF(kv.owner);
-    if (rc == FW_EFULL && p->fail_mode != FAIL_RAISE)
+    if ((rc == FW_EFULL || rc == FW_EBUSY) && p->fail_mode != FAIL_RAISE)
         return store_fallback(p, rc, d, index);
     if (rc) {
         raise_check_error(p, rc, cost, Py_None);
@@ -344,18 +342,6 @@ static PyObject *policy_now_ns(PyObject *op, PyObject *unused)
 
 /* ---- construction --------------------------------------------------------------- */
 
-uint64_t fw_namespace_id(const char *ns, size_t ns_len, const fw_quota_t *q,
-                         Py_ssize_t index)
-{
-    /* the limit's identity: user namespace, algorithm, quota, position */
-    int64_t parts[5] = {(int64_t)q->algorithm, q->rate, q->period_ns, q->burst,
-                        (int64_t)index};
-    fw_hash128_t a = fw_hash128(0x6e616d6573706163ULL, 0x65666c6f6f647761ULL, ns,
-                                ns_len);
-    fw_hash128_t b = fw_hash128(a.lo, a.hi, parts, sizeof(parts));
-    return b.lo;
-}
-
 static PyObject *policy_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
     static char *names[] = {"table", "algorithm", "quotas", "namespace", "labels",
@@ -425,7 +411,7 @@ static PyObject *policy_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw)
                                       "(2**63 / window_ns) < 2**64: use gcra or "
                                       "a smaller capacity",
                 [FW_SLIDING_LOG] = "; sliding_log keeps one entry per request, "
-                                   "capacity at most 65536",
+                                   "capacity at most " FW_STRINGIFY(FW_LOG_CAPACITY_MAX),
             };
             const char *hint = "";
             if (rc == FW_ERANGE && algorithm >= 0 && algorithm < FW_ALGORITHM_COUNT &&
@@ -441,7 +427,7 @@ static PyObject *policy_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw)
         }
         p->limits[i].namespace_id =
             fw_namespace_id(PyBytes_AS_STRING(ns), (size_t)PyBytes_GET_SIZE(ns),
-                            &p->limits[i].quota, i);
+                            &p->limits[i].quota, (uint64_t)i);
     }
     Py_DECREF(seq);
     return (PyObject *)p;

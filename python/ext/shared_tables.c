@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "ext.h"
-#include "table.h"
 
 #define HOTTEST_MAX 100000
 
@@ -57,11 +56,11 @@ static int parse_sync(PyObject *obj, fw_sync_t *out)
 
 static int check_sizes(unsigned long long max_keys, unsigned int log_capacity)
 {
-    if (max_keys > ((unsigned long long)1 << 36)) {
+    if (max_keys > FW_MAX_KEYS_MAX) {
         PyErr_Format(PyExc_ValueError,
-                     "max_keys must be between 1 and 2**36 (0: the existing "
+                     "max_keys must be between 1 and %llu (0: the existing "
                      "table's, or %u for a new one), got %llu",
-                     FW_SHARED_DEFAULT_KEYS, max_keys);
+                     (unsigned long long)FW_MAX_KEYS_MAX, FW_DEFAULT_MAX_KEYS, max_keys);
         return -1;
     }
     if (log_capacity > FW_SLIDING_LOG_MAX) {
@@ -257,14 +256,17 @@ static PyObject *py_table_info(PyObject *module, PyObject *arg)
     fw_py_table *t = table_arg(fw_state_of_module(module), arg);
     if (!t)
         return NULL;
-    const fw_table_header_t *h = t->table->hdr;
+    fw_table_info_t h;
+    int rc = fw_table_info(t->table, &h);
+    if (rc)
+        return fw_raise(fw_state_of_module(module), rc, "table_info");
     return Py_BuildValue("{s:O,s:I,s:K,s:K,s:I,s:I,s:K,s:K,s:O}", "store",
-                         t->description, "version", h->version, "max_keys",
-                         (unsigned long long)h->max_keys, "slots",
-                         (unsigned long long)h->nslots, "slot_size", h->slot_size,
-                         "log_capacity", h->log_capacity, "bytes",
-                         (unsigned long long)t->table->len, "created_ns",
-                         (unsigned long long)h->created_ns, "clock_realtime",
+                         t->description, "version", h.version, "max_keys",
+                         (unsigned long long)h.max_keys, "slots",
+                         (unsigned long long)h.slots, "slot_size", h.slot_size,
+                         "log_capacity", h.log_capacity, "bytes",
+                         (unsigned long long)h.bytes, "created_ns",
+                         (unsigned long long)h.created_ns, "clock_realtime",
                          t->clock_realtime ? Py_True : Py_False);
 }
 

@@ -4,7 +4,6 @@
  * Invariant: the engine table lives exactly as long as this object.
  */
 #include "ext.h"
-#include "table.h"
 
 PyObject *fw_table_wrap(PyObject *module, fw_table_t *t, PyObject *description,
                         int clock_realtime)
@@ -16,29 +15,31 @@ PyObject *fw_table_wrap(PyObject *module, fw_table_t *t, PyObject *description,
         Py_XDECREF(description);
         return NULL;
     }
+    fw_table_info_t info;
     self->table = t;
     self->description = description;
     self->clock_realtime = clock_realtime;
+    self->blocking = fw_table_info(t, &info) == 0 && info.blocking;
     return (PyObject *)self;
 }
 
 static PyObject *table_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
     static char *names[] = {"max_keys", "log_capacity", NULL};
-    unsigned long long max_keys = 65536;
+    unsigned long long max_keys = FW_DEFAULT_MAX_KEYS;
     unsigned int log_capacity = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|$KI:Table", names, &max_keys,
                                      &log_capacity))
         return NULL;
     fw_module_state *st = fw_state_of_type(type);
-    if (max_keys < 1 || max_keys > ((unsigned long long)1 << 36)) {
-        PyErr_Format(PyExc_ValueError,
-                     "max_keys must be between 1 and 2**36, got %llu", max_keys);
+    if (max_keys < 1 || max_keys > FW_MAX_KEYS_MAX) {
+        PyErr_Format(PyExc_ValueError, "max_keys must be between 1 and %llu, got %llu",
+                     (unsigned long long)FW_MAX_KEYS_MAX, max_keys);
         return NULL;
     }
-    if (log_capacity > FW_SLIDING_LOG_MAX) {
+    if (log_capacity > FW_LOG_CAPACITY_MAX) {
         PyErr_Format(PyExc_ValueError, "log_capacity must be at most %d, got %u",
-                     FW_SLIDING_LOG_MAX, log_capacity);
+                     FW_LOG_CAPACITY_MAX, log_capacity);
         return NULL;
     }
     fw_table_options_t opt = {max_keys, log_capacity};
@@ -54,6 +55,7 @@ static PyObject *table_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     self->table = t;
     self->description = PyUnicode_FromString("memory://");
     self->clock_realtime = 0;
+    self->blocking = 0;
     if (!self->description) {
         Py_DECREF(self);
         return NULL;
@@ -86,11 +88,61 @@ static PyObject *table_stats(PyObject *op, PyObject *const *args, Py_ssize_t n)
     int rc = fw_table_stats(self->table, now, &s);
     if (rc)
         return fw_raise(fw_state_of_type(Py_TYPE(op)), rc, "stats");
-    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K}", "slots", (unsigned long long)s.slots,
-                         "max_keys", (unsigned long long)s.max_keys, "used_slots",
+    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "slots",
+                         (unsigned long long)s.slots, "max_keys",
+                         (unsigned long long)s.max_keys, "used_slots",
                          (unsigned long long)s.used, "active_keys",
                          (unsigned long long)s.active, "full_errors",
-                         (unsigned long long)s.full_errors);
+                         (unsigned long long)s.full_errors, "damaged_states",
+                         (unsigned long long)s.damaged_states, "clamped_states",
+                         (unsigned long long)s.clamped_states, "last_damaged_slot",
+                         (unsigned long long)s.last_damaged_slot);
+}
+
+#define DAMAGED_MAX 100000
+
+static PyObject *table_damaged(PyObject *op, PyObject *const *args, Py_ssize_t n)
+{
+    fw_py_table *self = (fw_py_table *)op;
+    Py_ssize_t cap = 100;
+    if (n > 1) {
+        PyErr_SetString(PyExc_TypeError, "damaged(n=100) takes at most one argument");
+        return NULL;
+    }
+    if (n == 1 && (cap = PyLong_AsSsize_t(args[0])) == -1 && PyErr_Occurred())
+        return NULL;
+    if (cap < 0 || cap > DAMAGED_MAX) {
+        PyErr_Format(PyExc_ValueError, "n must be between 0 and %d, got %zd",
+                     DAMAGED_MAX, cap);
+        return NULL;
+    }
+    fw_slot_info_t *out = PyMem_Calloc((size_t)cap + 1, sizeof(*out));
+    if (!out)
+        return PyErr_NoMemory();
+    size_t found = 0;
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = fw_table_damaged(self->table, out, (size_t)cap, &found);
+    Py_END_ALLOW_THREADS
+    if (rc) {
+        PyMem_Free(out);
+        return fw_raise(fw_state_of_type(Py_TYPE(op)), rc, "damaged");
+    }
+    size_t shown = found < (size_t)cap ? found : (size_t)cap;
+    PyObject *list = PyList_New((Py_ssize_t)shown);
+    for (size_t i = 0; list && i < shown; i++) {
+        PyObject *item = Py_BuildValue(
+            "{s:K,s:L,s:K,s:L}", "slot", (unsigned long long)out[i].index,
+            "damaged_ns", (long long)out[i].damaged_ns, "state",
+            (unsigned long long)out[i].state, "expiry_ns", (long long)out[i].expiry_ns);
+        if (!item) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, item);
+    }
+    PyMem_Free(out);
+    return list;
 }
 
 static PyObject *table_clear(PyObject *op, PyObject *unused)
@@ -121,12 +173,15 @@ static PyObject *table_get_realtime(PyObject *op, void *c)
 static PyObject *table_get_blocking(PyObject *op, void *c)
 {
     (void)c;
-    return PyBool_FromLong(((fw_py_table *)op)->table->after_write != NULL);
+    return PyBool_FromLong(((fw_py_table *)op)->blocking);
 }
 
 static PyMethodDef table_methods[] = {
     {"stats", (PyCFunction)(void (*)(void))table_stats, METH_FASTCALL,
      "stats(now_ns) -> dict of slot counts."},
+    {"damaged", (PyCFunction)(void (*)(void))table_damaged, METH_FASTCALL,
+     "damaged(n=100) -> the first n slots where a check found an impossible "
+     "state (repaired as full): dicts of slot, damaged_ns, state, expiry_ns."},
     {"clear", table_clear, METH_NOARGS, "Forget every key."},
     {NULL, NULL, 0, NULL},
 };

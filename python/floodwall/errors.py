@@ -19,6 +19,7 @@ __all__ = [
     "RateLimited",
     "RateParseError",
     "StoreError",
+    "StoreBusyError",
     "StoreFullError",
 ]
 
@@ -51,6 +52,11 @@ class StoreError(FloodwallError):
 
 class StoreFullError(StoreError):
     """The table has no free or expired slot for a new key."""
+
+
+class StoreBusyError(StoreError):
+    """A lock of a shared table stayed held too long (its owner is stopped or
+    too slow): the check gave up after a bounded wait; nothing was consumed."""
 
 
 class ConfigError(FloodwallError, ValueError):

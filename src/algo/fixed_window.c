@@ -1,7 +1,9 @@
 /*
  * fixed_window.c - a counter per window [k*W, (k+1)*W), aligned on time 0.
  * Invariant: the state packs (k, count) as k*(B+1) + count, and count <= B;
- * a clock stepping back keeps the stored window (it never refills).
+ * a clock stepping back keeps the stored window (it never refills), unless
+ * the stored window starts more than max(W, 1 s) after now (a clock excursion,
+ * or damage): then its count is carried into now's window.
  */
 #include "internal.h"
 
@@ -22,12 +24,29 @@ static window_view_t view_at(const fw_quota_t *q, uint64_t state, int64_t now)
     return v;
 }
 
-static int64_t window_end_after(const fw_quota_t *q, int64_t k, int64_t now)
+fwi_verdict_t fwi_fixed_window_sanitize(const fw_quota_t *q, uint64_t *state,
+                                        int64_t now)
 {
-    return fw_sat64((fw_i128)(k + 1) * q->window_ns - now);
+    uint64_t b1 = (uint64_t)q->burst + 1;
+    uint64_t k = *state / b1, c = *state % b1;
+    uint64_t k_now = (uint64_t)(now / q->window_ns);
+    /* the stored window starts more than max(W, 1 s) after now? */
+    if ((fwi_i128)k * q->window_ns - now <= fwi_clamp_slack(q->window_ns))
+        return FWI_STATE_OK;
+    if (k > (uint64_t)(INT64_MAX / q->window_ns)) { /* beyond any clock */
+        *state = k_now * b1 + (uint64_t)q->burst;     /* full at now */
+        return FWI_STATE_IMPOSSIBLE;
+    }
+    *state = k_now * b1 + c;
+    return FWI_STATE_AHEAD;
 }
 
-void fw_fixed_window_decide(const fw_quota_t *q, uint64_t state, int64_t now,
+static int64_t window_end_after(const fw_quota_t *q, int64_t k, int64_t now)
+{
+    return fwi_sat64((fwi_i128)(k + 1) * q->window_ns - now);
+}
+
+void fwi_fixed_window_decide(const fw_quota_t *q, uint64_t state, int64_t now,
                             int64_t cost, uint64_t *next, fw_decision_t *d)
 {
     window_view_t v = view_at(q, state, now);
@@ -50,22 +69,22 @@ void fw_fixed_window_decide(const fw_quota_t *q, uint64_t state, int64_t now,
     }
 }
 
-int64_t fw_fixed_window_reset_after(const fw_quota_t *q, uint64_t state,
+int64_t fwi_fixed_window_reset_after(const fw_quota_t *q, uint64_t state,
                                     int64_t now)
 {
     window_view_t v = view_at(q, state, now);
     return v.count > 0 ? window_end_after(q, v.k, now) : 0;
 }
 
-int64_t fw_fixed_window_fresh_at(const fw_quota_t *q, uint64_t state)
+int64_t fwi_fixed_window_fresh_at(const fw_quota_t *q, uint64_t state)
 {
     uint64_t b1 = (uint64_t)q->burst + 1;
     if (state % b1 == 0)
         return 0;
-    return fw_sat64((fw_i128)(state / b1 + 1) * q->window_ns);
+    return fwi_sat64((fwi_i128)(state / b1 + 1) * q->window_ns);
 }
 
-uint64_t fw_fixed_window_refund(const fw_quota_t *q, uint64_t state,
+uint64_t fwi_fixed_window_refund(const fw_quota_t *q, uint64_t state,
                                 int64_t at, int64_t cost)
 {
     uint64_t b1 = (uint64_t)q->burst + 1;

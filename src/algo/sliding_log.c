@@ -5,7 +5,11 @@
  * Invariant: the log holds at most B entries, in time order (an entry made
  * at an earlier time than the newest one is inserted at its place), so the
  * dead entries are always at the front; only live entries count; a denial
- * or a peek only prunes dead entries.
+ * or a peek only prunes dead entries. A log no algorithm run can produce (an
+ * entry with a negative time, a cost outside [1, B], out of time order) is
+ * replaced by one entry of B units at now: full, until one window passes;
+ * an entry more than max(W, 1 s) ahead of now (a clock excursion) is
+ * moved back to now.
  */
 #include "internal.h"
 
@@ -16,7 +20,7 @@ static fw_log_entry_t *entry_at(fw_log_t *log, uint32_t i)
 
 static int live(const fw_quota_t *q, const fw_log_entry_t *e, int64_t now)
 {
-    return (fw_i128)e->t + q->window_ns > now;
+    return (fwi_i128)e->t + q->window_ns > now;
 }
 
 /* Drop dead entries from the front; return the units still live. */
@@ -30,15 +34,16 @@ static int64_t prune(const fw_quota_t *q, fw_log_t *log, int64_t now)
     for (uint32_t i = 0; i < log->len; i++)
         if (live(q, entry_at(log, i), now))
             used += entry_at(log, i)->cost;
-    return used;
+    /* duplicates left by a crash mid-insert over-count: never beyond B */
+    return used < q->burst ? used : q->burst;
 }
 
 static int64_t newest_reset(const fw_quota_t *q, fw_log_t *log, int64_t now)
 {
     if (log->len == 0)
         return 0;
-    fw_i128 end = (fw_i128)entry_at(log, log->len - 1)->t + q->window_ns;
-    return end > now ? fw_sat64(end - now) : 0;
+    fwi_i128 end = (fwi_i128)entry_at(log, log->len - 1)->t + q->window_ns;
+    return end > now ? fwi_sat64(end - now) : 0;
 }
 
 static void decide(const fw_quota_t *q, fw_log_t *log, int64_t used,
@@ -73,21 +78,67 @@ static void decide(const fw_quota_t *q, fw_log_t *log, int64_t used,
             continue;
         freed += e->cost;
         if (freed >= need) {
-            d->retry_after_ns = fw_sat64((fw_i128)e->t + q->window_ns - now);
+            d->retry_after_ns = fwi_sat64((fwi_i128)e->t + q->window_ns - now);
             break;
         }
     }
 }
 
-int fw_log_eval(const fw_quota_t *q, fw_log_t *log, int64_t now, int64_t cost,
-                fw_decision_t *d, int append)
+/* Check every entry against what the algorithm can produce; with `repair`,
+ * rewrite the log in place to the conservative equivalent. */
+static fwi_verdict_t sanitize(const fw_quota_t *q, fw_log_t *log, int64_t now,
+                              int repair)
 {
-    int rc = fw_check_step_args(q, now, cost, d);
+    fwi_verdict_t v = FWI_STATE_OK;
+    int64_t prev = 0;
+    for (uint32_t i = 0; i < log->len; i++) {
+        fw_log_entry_t *e = entry_at(log, i);
+        if (e->t < prev || e->cost < 1 || e->cost > q->burst) {
+            v = FWI_STATE_IMPOSSIBLE; /* e->t < 0 included (prev >= 0) */
+            break;
+        }
+        if ((fwi_i128)e->t > (fwi_i128)now + fwi_clamp_slack(q->window_ns)) {
+            v = FWI_STATE_AHEAD;
+            if (!repair)
+                break;
+            e->t = now > prev ? now : prev; /* keeps the time order */
+        }
+        prev = e->t;
+    }
+    if (v == FWI_STATE_IMPOSSIBLE && repair) {
+        entry_at(log, 0)->t = now; /* full at now, for one window */
+        entry_at(log, 0)->cost = q->burst;
+        log->len = 1;
+    }
+    return v;
+}
+
+void fwi_log_full_decision(const fw_quota_t *q, fw_decision_t *d)
+{
+    d->allowed = 0;
+    d->limit = q->burst;
+    d->remaining = 0;
+    d->retry_after_ns = q->window_ns;
+    d->reset_after_ns = q->window_ns;
+    d->delay_ns = 0;
+}
+
+int fwi_log_eval(const fw_quota_t *q, fw_log_t *log, int64_t now, int64_t cost,
+                 fw_decision_t *d, int append, int repair, fwi_verdict_t *verdict)
+{
+    int rc = fwi_check_step_args(q, now, cost, d);
     if (rc)
         return rc;
     if (!log || !log->entries || log->capacity < q->burst ||
         log->head >= log->capacity || log->len > log->capacity)
         return FW_EINVAL;
+    fwi_verdict_t v = sanitize(q, log, now, repair);
+    if (verdict)
+        *verdict = v;
+    if (v != FWI_STATE_OK && !repair) {
+        fwi_log_full_decision(q, d); /* decided as if repaired */
+        return 0;
+    }
     int64_t used = prune(q, log, now);
     if (cost > 0) {
         decide(q, log, used, now, cost, append, d);
@@ -98,14 +149,14 @@ int fw_log_eval(const fw_quota_t *q, fw_log_t *log, int64_t now, int64_t cost,
     }
     fw_decision_t one;
     decide(q, log, used, now, 1, 0, &one);
-    fw_peek_from(d, &one, newest_reset(q, log, now));
+    fwi_peek_from(d, &one, newest_reset(q, log, now));
     return 0;
 }
 
 int fw_log_step(const fw_quota_t *q, fw_log_t *log, int64_t now, int64_t cost,
                 fw_decision_t *d)
 {
-    return fw_log_eval(q, log, now, cost, d, 1);
+    return fwi_log_eval(q, log, now, cost, d, 1, cost > 0, NULL);
 }
 
 void fw_log_refund(fw_log_t *log, int64_t at, int64_t cost)

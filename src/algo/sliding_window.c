@@ -3,7 +3,9 @@
  * previous window, weighted by how much of it still overlaps the rolling
  * window, plus the count of the current one.
  * Invariant: the state packs (k, prev, cur) as (k*(B+1) + prev)*(B+1) + cur;
- * admission compares exact integers (no floating point).
+ * admission compares exact integers (no floating point); a stored window
+ * ahead of now by more than max(W, 1 s) (a clock excursion, or damage) is
+ * brought back to now's window with its counts.
  */
 #include "internal.h"
 
@@ -34,9 +36,26 @@ static sliding_view_t view_at(const fw_quota_t *q, uint64_t state, int64_t now)
         v.prev = 0;
         v.cur = 0;
     }
-    fw_i128 start = (fw_i128)v.k * w;
+    fwi_i128 start = (fwi_i128)v.k * w;
     v.elapsed = now > start ? (int64_t)(now - start) : 0;
     return v;
+}
+
+fwi_verdict_t fwi_sliding_window_sanitize(const fw_quota_t *q, uint64_t *state,
+                                          int64_t now)
+{
+    uint64_t b1 = (uint64_t)q->burst + 1;
+    uint64_t k = *state / b1 / b1, rest = *state % (b1 * b1);
+    uint64_t k_now = (uint64_t)(now / q->window_ns);
+    /* the stored window starts more than max(W, 1 s) after now? */
+    if ((fwi_i128)k * q->window_ns - now <= fwi_clamp_slack(q->window_ns))
+        return FWI_STATE_OK;
+    if (k > (uint64_t)(INT64_MAX / q->window_ns)) { /* beyond any clock */
+        *state = k_now * b1 * b1 + (uint64_t)q->burst; /* cur = B: full */
+        return FWI_STATE_IMPOSSIBLE;
+    }
+    *state = k_now * b1 * b1 + rest;
+    return FWI_STATE_AHEAD;
 }
 
 static uint64_t pack(const fw_quota_t *q, const sliding_view_t *v)
@@ -46,10 +65,10 @@ static uint64_t pack(const fw_quota_t *q, const sliding_view_t *v)
 }
 
 /* Weighted usage times W: prev*(W - e) + cur*W. */
-static fw_i128 usage_w(const fw_quota_t *q, const sliding_view_t *v, int64_t cur)
+static fwi_i128 usage_w(const fw_quota_t *q, const sliding_view_t *v, int64_t cur)
 {
     int64_t w = q->window_ns;
-    return (fw_i128)v->prev * (w - v->elapsed) + (fw_i128)cur * w;
+    return (fwi_i128)v->prev * (w - v->elapsed) + (fwi_i128)cur * w;
 }
 
 static int64_t reset_after(const fw_quota_t *q, const sliding_view_t *v,
@@ -57,9 +76,9 @@ static int64_t reset_after(const fw_quota_t *q, const sliding_view_t *v,
 {
     int64_t w = q->window_ns;
     if (cur > 0)
-        return fw_sat64((fw_i128)(v->k + 2) * w - now);
+        return fwi_sat64((fwi_i128)(v->k + 2) * w - now);
     if (v->prev > 0)
-        return fw_sat64((fw_i128)(v->k + 1) * w - now);
+        return fwi_sat64((fwi_i128)(v->k + 1) * w - now);
     return 0;
 }
 
@@ -69,25 +88,25 @@ static int64_t retry_after(const fw_quota_t *q, const sliding_view_t *v,
     int64_t w = q->window_ns, b = q->burst;
     int64_t x = b - v->cur - cost;
     if (x >= 0 && v->prev > 0) {
-        fw_i128 e1 = w - ((fw_i128)x * w) / v->prev;
+        fwi_i128 e1 = w - ((fwi_i128)x * w) / v->prev;
         if (e1 < w)
-            return fw_sat64((fw_i128)v->k * w + e1 - now);
+            return fwi_sat64((fwi_i128)v->k * w + e1 - now);
     }
-    fw_i128 e2 = 0;
+    fwi_i128 e2 = 0;
     if (v->cur > 0) {
-        e2 = w - ((fw_i128)(b - cost) * w) / v->cur;
+        e2 = w - ((fwi_i128)(b - cost) * w) / v->cur;
         if (e2 < 0)
             e2 = 0;
     }
-    return fw_sat64((fw_i128)(v->k + 1) * w + e2 - now);
+    return fwi_sat64((fwi_i128)(v->k + 1) * w + e2 - now);
 }
 
-void fw_sliding_window_decide(const fw_quota_t *q, uint64_t state, int64_t now,
+void fwi_sliding_window_decide(const fw_quota_t *q, uint64_t state, int64_t now,
                               int64_t cost, uint64_t *next, fw_decision_t *d)
 {
     sliding_view_t v = view_at(q, state, now);
     int64_t w = q->window_ns, b = q->burst;
-    fw_i128 cap = (fw_i128)b * w;
+    fwi_i128 cap = (fwi_i128)b * w;
     d->limit = b;
     d->delay_ns = 0;
     int64_t cur = v.cur;
@@ -103,30 +122,30 @@ void fw_sliding_window_decide(const fw_quota_t *q, uint64_t state, int64_t now,
         d->retry_after_ns = retry_after(q, &v, cost, now);
         *next = state;
     }
-    fw_i128 left = (cap - usage_w(q, &v, cur)) / w;
+    fwi_i128 left = (cap - usage_w(q, &v, cur)) / w;
     d->remaining = left > 0 ? (int64_t)left : 0;
     d->reset_after_ns = reset_after(q, &v, cur, now);
 }
 
-int64_t fw_sliding_window_reset_after(const fw_quota_t *q, uint64_t state,
+int64_t fwi_sliding_window_reset_after(const fw_quota_t *q, uint64_t state,
                                       int64_t now)
 {
     sliding_view_t v = view_at(q, state, now);
     return reset_after(q, &v, v.cur, now);
 }
 
-int64_t fw_sliding_window_fresh_at(const fw_quota_t *q, uint64_t state)
+int64_t fwi_sliding_window_fresh_at(const fw_quota_t *q, uint64_t state)
 {
     uint64_t b1 = (uint64_t)q->burst + 1;
     uint64_t k = state / b1 / b1, p = (state / b1) % b1, c = state % b1;
     if (c > 0)
-        return fw_sat64((fw_i128)(k + 2) * q->window_ns);
+        return fwi_sat64((fwi_i128)(k + 2) * q->window_ns);
     if (p > 0)
-        return fw_sat64((fw_i128)(k + 1) * q->window_ns);
+        return fwi_sat64((fwi_i128)(k + 1) * q->window_ns);
     return 0;
 }
 
-uint64_t fw_sliding_window_refund(const fw_quota_t *q, uint64_t state,
+uint64_t fwi_sliding_window_refund(const fw_quota_t *q, uint64_t state,
                                   int64_t at, int64_t cost)
 {
     uint64_t b1 = (uint64_t)q->burst + 1;

@@ -53,8 +53,9 @@ static void test_step_rejects(void)
     CHECK(fw_algo_step(&q, 0, 0, 5, &next, &d) == 0 && d.allowed && d.remaining == 0);
 }
 
-/* Decision fields saturate instead of wrapping (clock stepped far back,
- * windows near 2^62 ns). */
+/* Decision fields saturate instead of wrapping (windows near 2^62 ns); a
+ * state stored at the end of time and read at 0 (a clock stepped far back)
+ * is clamped: it demands no more than the policy can (docs/algorithms.md). */
 static void test_saturation(void)
 {
     fw_quota_t q;
@@ -65,11 +66,12 @@ static void test_saturation(void)
     CHECK(fw_quota_init(&q, FW_GCRA, 1, (int64_t)1 << 62, 1) == 0);
     fw_algo_step(&q, 0, INT64_MAX, 1, &s, &d);
     CHECK(fw_algo_step(&q, s, 0, 1, &next, &d) == 0 && !d.allowed && d.remaining == 0);
-    CHECK(d.retry_after_ns == INT64_MAX && d.reset_after_ns == INT64_MAX);
+    CHECK(d.retry_after_ns == q.interval_ns && d.reset_after_ns == q.tau_ns);
+    CHECK(next == (uint64_t)q.tau_ns, "the clamp is kept: %llu", (unsigned long long)next);
     CHECK(fw_quota_init(&q, FW_FIXED_WINDOW, 1, 10, 1) == 0);
     fw_algo_step(&q, 0, INT64_MAX - 5, 1, &s, &d);
     CHECK(fw_algo_step(&q, s, 0, 1, &next, &d) == 0 && !d.allowed);
-    CHECK(d.retry_after_ns == INT64_MAX && d.reset_after_ns == INT64_MAX);
+    CHECK(d.retry_after_ns == 10 && d.reset_after_ns == 10);
 }
 
 static void test_table_args(void)

@@ -278,20 +278,20 @@ typedef struct damage_case {
 /* Apply damage number `i` to a copy of a good table file. */
 static void damage(int i, unsigned char *buf, size_t *len)
 {
-    fw_table_header_t *h = (fw_table_header_t *)(void *)buf;
+    fwi_table_header_t *h = (fwi_table_header_t *)(void *)buf;
     switch (i) {
     case 0: buf[0] ^= 0x01; break;                    /* magic */
     case 1: h->seed[0] ^= 1; break;                    /* checksum */
     case 2: h->max_keys += 1; break;                   /* checksum */
     case 3: h->version = 2; break;                     /* version */
-    case 4: h->version = 2; h->checksum = fw_table_header_checksum(h); break;
+    case 4: h->version = 2; h->checksum = fwi_table_header_checksum(h); break;
     case 5: *len = 100; break;                         /* truncated header */
-    case 6: *len = FW_TABLE_HEADER_SIZE + 64; break;   /* truncated slots */
+    case 6: *len = FWI_TABLE_HEADER_SIZE + 64; break;   /* truncated slots */
     case 7: *len = 0; break;                           /* empty */
     case 8: memset(buf, 'x', *len); break;             /* garbage */
     case 9: *len = 5; break;                           /* tiny */
     case 10: /* consistent checksum, impossible sizes */
-        h->nslots = 8; h->checksum = fw_table_header_checksum(h); break;
+        h->nslots = 8; h->checksum = fwi_table_header_checksum(h); break;
     default: break;
     }
 }
@@ -430,7 +430,7 @@ static void test_doctor_and_inspect(void)
     fw_table_stats_t st;
     fw_table_stats(t, NOW, &st);
     for (uint64_t i = 0; i < st.slots; i++) {
-        fw_slot_t *s = (fw_slot_t *)(void *)(t->slots + i * t->slot_size);
+        fwi_slot_t *s = (fwi_slot_t *)(void *)(t->slots + i * t->slot_size);
         if (s->tag == 0) {
             s->state = 42;
             break;

@@ -26,7 +26,10 @@
 #include "check.h"
 #include "table_helpers.h"
 #include "floodwall.h"
+#include "lock.h"
 #include "table.h"
+
+static uint64_t own_lock_word(void) { return fwi_lock_self(); }
 
 #define S_NS 1000000000LL
 
@@ -88,9 +91,9 @@ static void shared_close(shared_table_t *st)
     munmap(st->mem, st->len);
 }
 
-static fw_slot_t *slot_n(fw_table_t *t, uint64_t i)
+static fwi_slot_t *slot_n(fw_table_t *t, uint64_t i)
 {
-    return (fw_slot_t *)(void *)(t->slots + (i & t->mask) * t->slot_size);
+    return (fwi_slot_t *)(void *)(t->slots + (i & t->mask) * t->slot_size);
 }
 
 static uint64_t home_of(fw_table_t *t, const fw_limit_t *l, const char *key)
@@ -102,15 +105,15 @@ static uint64_t home_of(fw_table_t *t, const fw_limit_t *l, const char *key)
 
 /* The slot that holds `key`, or NULL; counts in *copies the slots carrying
  * its whole fingerprint (more than one: the key has two slots). */
-static fw_slot_t *slot_of_key(fw_table_t *t, const fw_limit_t *l, const char *key,
+static fwi_slot_t *slot_of_key(fw_table_t *t, const fw_limit_t *l, const char *key,
                               int *copies)
 {
     uint64_t fp[2];
     fw_table_fingerprint(t, l, key, strlen(key), fp);
-    fw_slot_t *found = NULL;
+    fwi_slot_t *found = NULL;
     int n = 0;
     for (uint64_t i = 0; i <= t->mask; i++) {
-        fw_slot_t *s = slot_n(t, i);
+        fwi_slot_t *s = slot_n(t, i);
         if (s->tag == fp[0] && s->check == fp[1]) {
             n++;
             if (!found)
@@ -193,18 +196,20 @@ static void test_lock_owners(void)
     fw_decision_t d;
     check1(t, &log, "k", 1, 1000, &d);
     int copies;
-    fw_slot_t *s = slot_of_key(t, &log, "k", &copies);
+    fwi_slot_t *s = slot_of_key(t, &log, "k", &copies);
     CHECK(s && copies == 1, "key k has %d slots", copies);
     if (!s)
         return;
 
     /* a slot lock held by this process (as if another of its threads were
-     * inside): waited for, never taken over */
-    __atomic_store_n(&s->lock, (uint64_t)getpid(), __ATOMIC_SEQ_CST);
+     * inside): waited for, never taken over; released within the bound, the
+     * check completes */
+    uint64_t mine = own_lock_word();
+    __atomic_store_n(&s->lock, mine, __ATOMIC_SEQ_CST);
     lock_case_t c = {t, &log, "k", 1001, 0, 0, 0};
     pthread_t th;
     pthread_create(&th, NULL, lock_case_run, &c);
-    sleep_us(100000);
+    sleep_us(5000);
     CHECK(!__atomic_load_n(&c.done, __ATOMIC_SEQ_CST),
           "a check went through a slot lock this process holds");
     __atomic_store_n(&s->lock, 0, __ATOMIC_SEQ_CST);
@@ -212,25 +217,26 @@ static void test_lock_owners(void)
     CHECK(c.done && c.rc == 0 && c.allowed, "the check did not complete after unlock");
 
     /* held by a dead process: taken over */
-    __atomic_store_n(&s->lock, (uint64_t)dead_pid(), __ATOMIC_SEQ_CST);
+    __atomic_store_n(&s->lock, fwi_lock_word((uint64_t)dead_pid(), 0, 0), __ATOMIC_SEQ_CST);
     lock_case_t c2 = {t, &log, "k", 1002, 0, 0, 0};
     CHECK(finishes_within(lock_case_fn, &c2, 5), "a dead owner's slot lock was not taken over");
     __atomic_store_n(&s->lock, 0, __ATOMIC_SEQ_CST);
 
     /* a stripe lock: the same two rules, on an insert */
-    uint64_t stripe = home_of(t, &gcra, "new") % FW_TABLE_STRIPES;
-    __atomic_store_n(&t->hdr->stripe_locks[stripe], (uint64_t)getpid(), __ATOMIC_SEQ_CST);
+    uint64_t stripe = home_of(t, &gcra, "new") % FWI_TABLE_STRIPES;
+    __atomic_store_n(&t->hdr->stripe_locks[stripe], mine, __ATOMIC_SEQ_CST);
     lock_case_t c3 = {t, &gcra, "new", 1000, 0, 0, 0};
     pthread_create(&th, NULL, lock_case_run, &c3);
-    sleep_us(100000);
+    sleep_us(5000);
     CHECK(!__atomic_load_n(&c3.done, __ATOMIC_SEQ_CST),
           "an insert went through a stripe lock this process holds");
     __atomic_store_n(&t->hdr->stripe_locks[stripe], 0, __ATOMIC_SEQ_CST);
     pthread_join(th, NULL);
     CHECK(c3.done && c3.rc == 0 && c3.allowed, "the insert did not complete after unlock");
     lock_case_t c4 = {t, &gcra, "new2", 1000, 0, 0, 0};
-    stripe = home_of(t, &gcra, "new2") % FW_TABLE_STRIPES;
-    __atomic_store_n(&t->hdr->stripe_locks[stripe], (uint64_t)dead_pid(), __ATOMIC_SEQ_CST);
+    stripe = home_of(t, &gcra, "new2") % FWI_TABLE_STRIPES;
+    __atomic_store_n(&t->hdr->stripe_locks[stripe], fwi_lock_word((uint64_t)dead_pid(), 0, 0),
+                     __ATOMIC_SEQ_CST);
     CHECK(finishes_within(lock_case_fn, &c4, 5), "a dead owner's stripe lock was not taken over");
     fw_table_close(t);
 }
@@ -257,7 +263,7 @@ static void test_dead_lock_on_expired_slot(void)
         CHECK(s0.used == s0.slots, "could not fill the table (%" PRIu64 " used)", s0.used);
         pid_t gone = dead_pid();
         for (uint64_t i = 0; i <= t->mask; i++)
-            slot_n(t, i)->lock = (uint64_t)gone;
+            slot_n(t, i)->lock = fwi_lock_word((uint64_t)gone, 0, 0);
         /* much later: every key is fresh, every slot reclaimable */
         int ok = 0;
         for (int i = 0; i < 16; i++) {
@@ -305,7 +311,7 @@ static int setup_race(shared_table_t *st, race_keys_t *k)
         return 0;
     /* S: one slot made reclaimable; D: an exhausted key elsewhere */
     k->sidx = 20;
-    fw_slot_t *s = slot_n(t, k->sidx);
+    fwi_slot_t *s = slot_n(t, k->sidx);
     s->expiry = 0;
     for (int i = 0;; i++) {
         snprintf(k->d, sizeof(k->d), "f%d", i);
@@ -373,7 +379,7 @@ static void test_interrupted_claim(void)
         uint64_t fx[2][2];
         for (int j = 0; j < 2; j++)
             fw_table_fingerprint(st.t, &k.xlim, k.x[j], strlen(k.x[j]), fx[j]);
-        fw_slot_t *s = slot_n(st.t, k.sidx);
+        fwi_slot_t *s = slot_n(st.t, k.sidx);
         for (int stops = 0; stops < 400 && !hit; stops++) {
             trials++;
             sleep_us((long)(rng_next(&seed) % 40));
@@ -400,7 +406,7 @@ static void test_interrupted_claim(void)
             uint64_t fa[2];
             fw_table_fingerprint(st.t, &k.alim, k.a, strlen(k.a), fa);
             for (uint64_t i = 0; i <= st.t->mask; i++) {
-                fw_slot_t *x = slot_n(st.t, i);
+                fwi_slot_t *x = slot_n(st.t, i);
                 int tag_a = x->tag == fa[0], chk_a = x->check == fa[1];
                 int tag_x = x->tag == fx[0][0] || x->tag == fx[1][0];
                 int chk_x = x->check == fx[0][1] || x->check == fx[1][1];
@@ -485,7 +491,7 @@ static void crash_child(fw_table_t *t, crash_shared_t *sh, uint64_t seed)
 static int table_consistent(fw_table_t *t, char *why, size_t cap)
 {
     for (uint64_t i = 0; i <= t->mask; i++) {
-        fw_slot_t *s = slot_n(t, i);
+        fwi_slot_t *s = slot_n(t, i);
         if (s->tag == 0)
             continue;
         if (s->expiry < 0) {
@@ -497,7 +503,7 @@ static int table_consistent(fw_table_t *t, char *why, size_t cap)
             snprintf(why, cap, "slot %" PRIu64 ": log position %u+%u", i, head, len);
             return 0;
         }
-        fw_log_entry_t *e = (fw_log_entry_t *)(void *)((unsigned char *)s + FW_SLOT_HEAD_SIZE);
+        fw_log_entry_t *e = (fw_log_entry_t *)(void *)((unsigned char *)s + FWI_SLOT_HEAD_SIZE);
         for (uint32_t j = 0; j < len; j++) {
             fw_log_entry_t *x = &e[(head + j) % t->log_capacity];
             fw_log_entry_t *y = &e[(head + j + 1) % t->log_capacity];
@@ -546,7 +552,7 @@ static void test_sigkill_loop(void)
         kills++;
         for (uint64_t j = 0; j <= t->mask; j++)
             held_at_death += slot_n(t, j)->lock == (uint64_t)kids[i];
-        for (unsigned j = 0; j < FW_TABLE_STRIPES; j++)
+        for (unsigned j = 0; j < FWI_TABLE_STRIPES; j++)
             held_at_death += t->hdr->stripe_locks[j] == (uint64_t)kids[i];
         kids[i] = fork_child();
         if (kids[i] == 0)
@@ -565,7 +571,7 @@ static void test_sigkill_loop(void)
     uint64_t held = 0;
     for (uint64_t i = 0; i <= t->mask; i++)
         held += slot_n(t, i)->lock != 0;
-    for (unsigned i = 0; i < FW_TABLE_STRIPES; i++)
+    for (unsigned i = 0; i < FWI_TABLE_STRIPES; i++)
         held += t->hdr->stripe_locks[i] != 0;
     printf("  locks held by a process as it was killed: %" PRIu64 " (left at the end: %"
            PRIu64 ")\n", held_at_death, held);
