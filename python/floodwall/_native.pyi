@@ -11,7 +11,16 @@ LEAKY_BUCKET_SHAPING: int
 FIXED_WINDOW: int
 SLIDING_WINDOW: int
 SLIDING_LOG: int
-SLIDING_LOG_MAX: int
+# the engine's facts (include/floodwall.h): algorithm names in engine order
+# (ALGORITHMS[GCRA] == "gcra"), bounds and defaults, versions
+ALGORITHMS: tuple[str, ...]
+MAX_KEYS_MAX: int
+DEFAULT_MAX_KEYS: int
+LOG_CAPACITY_MAX: int
+SLIDING_LOG_MAX: int  # the same as LOG_CAPACITY_MAX
+CHECK_PARTS_MAX: int
+TABLE_LAYOUT_VERSION: int
+ENGINE_VERSION: int
 
 class Decision:
     def __init__(
@@ -54,6 +63,7 @@ class Decision:
 class Table:
     def __init__(self, *, max_keys: int = 65536, log_capacity: int = 0) -> None: ...
     def stats(self, now_ns: int, /) -> dict[str, int]: ...
+    def damaged(self, n: int = 100, /) -> list[dict[str, int]]: ...
     def clear(self) -> None: ...
     @property
     def clock_realtime(self) -> bool: ...

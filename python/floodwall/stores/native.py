@@ -127,6 +127,8 @@ class NativeBackend:
             "slots": table["slots"],
             "max_keys": table["max_keys"],
             "full_errors": table["full_errors"],
+            "damaged_states": table["damaged_states"],
+            "clamped_states": table["clamped_states"],
         }
 
     # The engine answers in about a hundred nanoseconds: the async twins call
