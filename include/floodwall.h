@@ -104,9 +104,6 @@ FW_API const char *fw_algorithm_name(fw_algorithm_t a);
 #define FW_STRINGIFY_(x) #x
 #define FW_STRINGIFY(x) FW_STRINGIFY_(x)
 
-/* Older spellings of the same facts. */
-#define FW_SLIDING_LOG_MAX FW_LOG_CAPACITY_MAX
-#define FW_SHARED_DEFAULT_KEYS FW_DEFAULT_MAX_KEYS
 
 /*
  * A normalised quota: `rate` units per `period_ns`, capacity `burst`.
@@ -335,7 +332,7 @@ typedef enum fw_sync {
 
 /* Options of fw_table_open_shm / fw_table_open_file. */
 typedef struct fw_shared_options {
-    /* max_keys: for a new table, its capacity (0 means FW_SHARED_DEFAULT_KEYS);
+    /* max_keys: for a new table, its capacity (0 means FW_DEFAULT_MAX_KEYS);
      * for an existing one, 0 accepts its capacity, a value up to its
      * capacity is satisfied, a larger one fails with FW_EMISMATCH (a
      * table cannot grow in place). log_capacity: the same rule. */

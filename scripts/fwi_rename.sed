@@ -6,3 +6,6 @@ s/\bFW_(TABLE_MAGIC|TABLE_VERSION|TABLE_HEADER_SIZE|TABLE_STRIPES|SLOT_HEAD_SIZE
 s/\bfw_(table_header_t|table_header|slot_t|slot|table_header_checksum|u128|i128|max64|sat64u|sat64|check_step_args|log_eval|peek_from|store_fail|store_attach_fd)\b/fwi_\1/g
 s/\bfw_(gcra|fixed_window|sliding_window)_(decide|reset_after|fresh_at|refund)\b/fwi_\1_\2/g
 s/\bfw_##name##_/fwi_##name##_/g
+# one name per bound (include/floodwall.h, "bounds and defaults")
+s/\bFW_SLIDING_LOG_MAX\b/FW_LOG_CAPACITY_MAX/g
+s/\bFW_SHARED_DEFAULT_KEYS\b/FW_DEFAULT_MAX_KEYS/g

@@ -470,10 +470,10 @@ static int check_options(const fw_shared_options_t *opt, const char *what,
         return fwi_store_fail(err, FW_EINVAL, 0,
                              "%s: sync_interval_ms must be >= 1 with sync=interval",
                              what);
-    if (opt->table.log_capacity > FW_SLIDING_LOG_MAX)
+    if (opt->table.log_capacity > FW_LOG_CAPACITY_MAX)
         return fwi_store_fail(err, FW_EINVAL, 0,
                              "%s: log_capacity must be at most %d, got %u", what,
-                             FW_SLIDING_LOG_MAX, opt->table.log_capacity);
+                             FW_LOG_CAPACITY_MAX, opt->table.log_capacity);
     if (opt->flags & ~FW_OPEN_NOCREATE)
         return fwi_store_fail(err, FW_EINVAL, 0, "%s: unknown flags %#x", what,
                              opt->flags);
@@ -497,7 +497,7 @@ int fw_table_open_file(fw_table_t **out, const char *path,
         return rc;
     fw_table_options_t topt = opt->table;
     if (topt.max_keys == 0)
-        topt.max_keys = FW_SHARED_DEFAULT_KEYS;
+        topt.max_keys = FW_DEFAULT_MAX_KEYS;
     for (int attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
         int fd = open(path, O_RDWR | O_CLOEXEC);
         if (fd >= 0) {

@@ -168,14 +168,14 @@ int fw_table_open_shm(fw_table_t **out, const char *name,
     fw_shared_options_t o = opt ? *opt : defaults;
     o.sync = FW_SYNC_NONE; /* memory needs no syncing */
     o.sync_interval_ms = 0;
-    if (o.table.log_capacity > FW_SLIDING_LOG_MAX || (o.flags & ~FW_OPEN_NOCREATE))
+    if (o.table.log_capacity > FW_LOG_CAPACITY_MAX || (o.flags & ~FW_OPEN_NOCREATE))
         return fwi_store_fail(err, FW_EINVAL, 0,
                              "%s: log_capacity must be at most %d, flags "
                              "FW_OPEN_NOCREATE or 0",
-                             what, FW_SLIDING_LOG_MAX);
+                             what, FW_LOG_CAPACITY_MAX);
     fw_table_options_t topt = o.table;
     if (topt.max_keys == 0)
-        topt.max_keys = FW_SHARED_DEFAULT_KEYS;
+        topt.max_keys = FW_DEFAULT_MAX_KEYS;
 
     int create = !(o.flags & FW_OPEN_NOCREATE);
     int fd = shm_open(nm, O_RDWR | (create ? O_CREAT : 0), 0600);

@@ -63,9 +63,9 @@ static int check_sizes(unsigned long long max_keys, unsigned int log_capacity)
                      (unsigned long long)FW_MAX_KEYS_MAX, FW_DEFAULT_MAX_KEYS, max_keys);
         return -1;
     }
-    if (log_capacity > FW_SLIDING_LOG_MAX) {
+    if (log_capacity > FW_LOG_CAPACITY_MAX) {
         PyErr_Format(PyExc_ValueError, "log_capacity must be at most %d, got %u",
-                     FW_SLIDING_LOG_MAX, log_capacity);
+                     FW_LOG_CAPACITY_MAX, log_capacity);
         return -1;
     }
     return 0;

@@ -80,7 +80,7 @@ static void test_table_args(void)
     fw_table_t *t = NULL;
     CHECK(fw_table_open_memory(&t, &opt) == FW_EINVAL && t == NULL);
     opt.max_keys = 16;
-    opt.log_capacity = FW_SLIDING_LOG_MAX + 1;
+    opt.log_capacity = FW_LOG_CAPACITY_MAX + 1;
     CHECK(fw_table_open_memory(&t, &opt) == FW_EINVAL);
     opt.log_capacity = 0;
     CHECK(fw_table_open_memory(&t, &opt) == 0 && t != NULL);

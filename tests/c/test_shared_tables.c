@@ -527,7 +527,7 @@ static void test_shm_damage(void)
     CHECK_RC(fw_table_open_shm(&t, name, NULL, &err), 0);
     fw_table_stats_t st;
     CHECK_RC(fw_table_stats(t, NOW, &st), 0);
-    CHECK(st.used == 0 && st.max_keys == FW_SHARED_DEFAULT_KEYS);
+    CHECK(st.used == 0 && st.max_keys == FW_DEFAULT_MAX_KEYS);
     fw_table_close(t);
     close(fd);
     fw_table_unlink_shm(name, NULL);
