@@ -257,7 +257,8 @@ FW_API void fw_table_close(fw_table_t *t);
  * *violated is n. cost 0 peeks and never consumes. Errors: FW_EINVAL,
  * FW_ECOST, FW_EFULL (no slot for a new key; nothing consumed), FW_EBUSY (a
  * lock it needed stayed held: nothing consumed; see "Locks" in
- * docs/design.md: the wait is bounded, about 20 ms without progress).
+ * docs/design.md: the wait is bounded, 20 ms on a stopped owner, 200 ms in
+ * all).
  *
  * Every stored state is first brought within what its algorithm can
  * produce at `now` (docs/algorithms.md): a state too far ahead of `now` (a

@@ -4,8 +4,8 @@
  *
  * Invariant: an owner is a process incarnation (pid and start time), so a
  * reused pid is never mistaken for the owner; a word no owner can write is
- * taken over at once; no wait lasts longer than FWI_LOCK_STALL_NS without
- * the lock changing hands, nor FWI_LOCK_WAIT_MAX_NS in all.
+ * taken over at once; no wait outlasts FWI_LOCK_STALL_NS while a stopped
+ * owner holds the lock, nor FWI_LOCK_WAIT_MAX_NS in all.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -123,8 +123,12 @@ uint64_t fwi_lock_self(void)
     return self_word() & ~COUNTER_MASK;
 }
 
-fwi_lock_owner_t fwi_lock_owner(uint64_t word)
+/* fwi_lock_owner; *stopped (when not NULL) says whether a live owner is
+ * stopped (SIGSTOP, a debugger, a frozen cgroup: state T or t). */
+static fwi_lock_owner_t classify(uint64_t word, int *stopped)
 {
+    if (stopped)
+        *stopped = 0;
     if (word == 0)
         return FWI_LOCK_FREE;
     uint64_t pid = word_pid(word);
@@ -139,8 +143,12 @@ fwi_lock_owner_t fwi_lock_owner(uint64_t word)
         return FWI_LOCK_DEAD; /* exited, not yet reaped */
     if (word_start(word) != 0 && word_start(word) != (v.start & START_MASK))
         return FWI_LOCK_DEAD; /* the pid now names another process */
+    if (stopped)
+        *stopped = v.state == 'T' || v.state == 't';
     return FWI_LOCK_LIVE;
 }
+
+fwi_lock_owner_t fwi_lock_owner(uint64_t word) { return classify(word, NULL); }
 
 /* ---- acquiring --------------------------------------------------------------- */
 
@@ -176,6 +184,7 @@ int fwi_lock_acquire(uint64_t *word)
     int64_t start = 0, held_since = 0;
     uint64_t last = 0;
     long sleep_ns = 20 * 1000;
+    int stopped = 0;
     for (unsigned i = 0;; i++) {
         uint64_t cur = __atomic_load_n(word, __ATOMIC_RELAXED);
         if (cur == 0) {
@@ -200,11 +209,14 @@ int fwi_lock_acquire(uint64_t *word)
             held_since = now;
         }
         if (i >= SPINS + YIELDS / 2) {
-            fwi_lock_owner_t o = fwi_lock_owner(cur);
+            fwi_lock_owner_t o = classify(cur, &stopped);
             if ((o == FWI_LOCK_DEAD || o == FWI_LOCK_INVALID) && take(word, cur, me))
                 return 0;
         }
-        if (now - held_since >= FWI_LOCK_STALL_NS || now - start >= FWI_LOCK_WAIT_MAX_NS)
+        /* a stopped owner will not release soon; a running one (preempted,
+         * waiting for the disk) may: it gets the whole bound */
+        int64_t stall = stopped ? FWI_LOCK_STALL_NS : FWI_LOCK_WAIT_MAX_NS;
+        if (now - held_since >= stall || now - start >= FWI_LOCK_WAIT_MAX_NS)
             return FW_EBUSY;
         if (i < SPINS + YIELDS) {
             sched_yield();

@@ -1,7 +1,7 @@
 /*
  * lock.h - the engine's locks that no dead, reborn or stopped process can
  * hold for ever: a 64-bit word naming its owner's incarnation.
- * Invariant: every wait is bounded (FWI_LOCK_STALL_NS without progress,
+ * Invariant: every wait is bounded (FWI_LOCK_STALL_NS on a stopped owner,
  * FWI_LOCK_WAIT_MAX_NS in all); a word whose owner is gone, is another
  * process that reuses the pid, or cannot have been written by any owner is
  * taken over.
@@ -21,8 +21,9 @@
 #define FWI_LOCK_START_BITS 26
 #define FWI_LOCK_PID_LIMIT ((uint64_t)1 << 22)
 
-/* A waiter gives up with FW_EBUSY when the same owner held the lock this
- * long, or after this long in all (owners changing, yet never this one). */
+/* A waiter gives up with FW_EBUSY when a stopped owner (state T or t) has
+ * held the lock this long, or after this long in all (a running owner:
+ * preempted, or waiting for the disk; or owners changing, never this one). */
 #define FWI_LOCK_STALL_NS ((int64_t)20 * 1000 * 1000)
 #define FWI_LOCK_WAIT_MAX_NS ((int64_t)200 * 1000 * 1000)
 

@@ -23,17 +23,42 @@ static int live(const fw_quota_t *q, const fw_log_entry_t *e, int64_t now)
     return (fwi_i128)e->t + q->window_ns > now;
 }
 
-/* Drop dead entries from the front; return the units still live. */
-static int64_t prune(const fw_quota_t *q, fw_log_t *log, int64_t now)
+/* Drop dead entries from the front, check the others against what the
+ * algorithm can produce (one pass: the hot path reads each entry once), and
+ * return the units still live. With `repair`, a far-ahead entry is moved
+ * back to now, and an impossible log becomes one entry of B units at now. */
+static int64_t prune(const fw_quota_t *q, fw_log_t *log, int64_t now, int repair,
+                     fwi_verdict_t *v)
 {
+    *v = FWI_STATE_OK;
     while (log->len > 0 && !live(q, entry_at(log, 0), now)) {
         log->head = (log->head + 1) % log->capacity;
         log->len--;
     }
-    int64_t used = 0;
-    for (uint32_t i = 0; i < log->len; i++)
-        if (live(q, entry_at(log, i), now))
-            used += entry_at(log, i)->cost;
+    fwi_i128 ahead = (fwi_i128)now + fwi_clamp_slack(q->window_ns);
+    int64_t used = 0, prev = 0;
+    for (uint32_t i = 0; i < log->len; i++) {
+        fw_log_entry_t *e = entry_at(log, i);
+        if (e->t < prev || e->cost < 1 || e->cost > q->burst) {
+            *v = FWI_STATE_IMPOSSIBLE; /* e->t < 0 included (prev >= 0) */
+            break;
+        }
+        if ((fwi_i128)e->t > ahead) {
+            *v = FWI_STATE_AHEAD;
+            if (!repair)
+                break;
+            e->t = now > prev ? now : prev; /* keeps the time order */
+        }
+        prev = e->t;
+        if (live(q, e, now))
+            used += e->cost;
+    }
+    if (*v == FWI_STATE_IMPOSSIBLE && repair) {
+        entry_at(log, 0)->t = now; /* full at now, for one window */
+        entry_at(log, 0)->cost = q->burst;
+        log->len = 1;
+        used = q->burst;
+    }
     /* duplicates left by a crash mid-insert over-count: never beyond B */
     return used < q->burst ? used : q->burst;
 }
@@ -84,35 +109,6 @@ static void decide(const fw_quota_t *q, fw_log_t *log, int64_t used,
     }
 }
 
-/* Check every entry against what the algorithm can produce; with `repair`,
- * rewrite the log in place to the conservative equivalent. */
-static fwi_verdict_t sanitize(const fw_quota_t *q, fw_log_t *log, int64_t now,
-                              int repair)
-{
-    fwi_verdict_t v = FWI_STATE_OK;
-    int64_t prev = 0;
-    for (uint32_t i = 0; i < log->len; i++) {
-        fw_log_entry_t *e = entry_at(log, i);
-        if (e->t < prev || e->cost < 1 || e->cost > q->burst) {
-            v = FWI_STATE_IMPOSSIBLE; /* e->t < 0 included (prev >= 0) */
-            break;
-        }
-        if ((fwi_i128)e->t > (fwi_i128)now + fwi_clamp_slack(q->window_ns)) {
-            v = FWI_STATE_AHEAD;
-            if (!repair)
-                break;
-            e->t = now > prev ? now : prev; /* keeps the time order */
-        }
-        prev = e->t;
-    }
-    if (v == FWI_STATE_IMPOSSIBLE && repair) {
-        entry_at(log, 0)->t = now; /* full at now, for one window */
-        entry_at(log, 0)->cost = q->burst;
-        log->len = 1;
-    }
-    return v;
-}
-
 void fwi_log_full_decision(const fw_quota_t *q, fw_decision_t *d)
 {
     d->allowed = 0;
@@ -132,14 +128,14 @@ int fwi_log_eval(const fw_quota_t *q, fw_log_t *log, int64_t now, int64_t cost,
     if (!log || !log->entries || log->capacity < q->burst ||
         log->head >= log->capacity || log->len > log->capacity)
         return FW_EINVAL;
-    fwi_verdict_t v = sanitize(q, log, now, repair);
+    fwi_verdict_t v;
+    int64_t used = prune(q, log, now, repair, &v);
     if (verdict)
         *verdict = v;
     if (v != FWI_STATE_OK && !repair) {
         fwi_log_full_decision(q, d); /* decided as if repaired */
         return 0;
     }
-    int64_t used = prune(q, log, now);
     if (cost > 0) {
         decide(q, log, used, now, cost, append, d);
         d->reset_after_ns = newest_reset(q, log, now);

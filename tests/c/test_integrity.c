@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -104,6 +105,38 @@ static void test_stopped_owner(void)
           "the dead owner's slot lock was not taken over");
     fw_table_close(t);
     munmap(mem, len);
+}
+
+/* A running owner (preempted, or waiting for the disk) that releases within
+ * FWI_LOCK_WAIT_MAX_NS is waited for: no FW_EBUSY after only the stall
+ * bound meant for stopped owners. */
+static void *release_later(void *p)
+{
+    usleep(60000);
+    fwi_lock_release(p);
+    return NULL;
+}
+
+static void test_slow_owner_waited_for(void)
+{
+    fw_table_t *t;
+    fw_table_options_t o = {32, 4};
+    CHECK(fw_table_open_memory(&t, &o) == 0);
+    fw_limit_t gcra = limit_of(FW_GCRA, 4, S_NS, 0, 2);
+    for (uint32_t i = 0; i < FWI_TABLE_STRIPES; i++)
+        CHECK(fwi_lock_acquire(&t->hdr->stripe_locks[i]) == 0);
+    pthread_t th[FWI_TABLE_STRIPES];
+    for (uint32_t i = 0; i < FWI_TABLE_STRIPES; i++)
+        pthread_create(&th[i], NULL, release_later, &t->hdr->stripe_locks[i]);
+    fw_decision_t d;
+    int64_t t0 = mono_ms();
+    int rc = check1(t, &gcra, "k", 1, S_NS, &d);
+    int64_t waited = mono_ms() - t0;
+    for (uint32_t i = 0; i < FWI_TABLE_STRIPES; i++)
+        pthread_join(th[i], NULL);
+    CHECK(rc == 0 && d.allowed && waited >= 40,
+          "a running owner's lock: rc %d after %" PRId64 " ms", rc, waited);
+    fw_table_close(t);
 }
 
 /* A lock word naming a live process that is not its owner (the pid was
@@ -374,6 +407,7 @@ int main(void)
         void (*fn)(void);
     } tests[] = {
         {"stopped lock owner", test_stopped_owner},
+        {"slow running owner", test_slow_owner_waited_for},
         {"reused pid", test_reused_pid},
         {"invalid lock words", test_invalid_words},
         {"damaged slots (fuzz)", test_damaged_slots},
