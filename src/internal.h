@@ -97,7 +97,11 @@ int fwi_algo_step(const fw_quota_t *q, uint64_t state, int64_t now, int64_t cost
 void fwi_log_full_decision(const fw_quota_t *q, fw_decision_t *d);
 
 /* Is this quota's state a GCRA TAT (gcra, token_bucket, both leaky buckets)? */
-int fwi_algo_is_gcra(const fw_quota_t *q);
+static inline int fwi_algo_is_gcra(const fw_quota_t *q)
+{
+    return q->algorithm == FW_GCRA || q->algorithm == FW_TOKEN_BUCKET ||
+           q->algorithm == FW_LEAKY_BUCKET || q->algorithm == FW_LEAKY_BUCKET_SHAPING;
+}
 
 /* Undo an admitted GCRA commit of `cost` units that stored `committed`,
  * given `seen` (the latest `now` any commit of the slot made, raised before

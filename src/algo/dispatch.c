@@ -42,11 +42,6 @@ static const algorithm_ops_t *ops_for(const fw_quota_t *q)
     }
 }
 
-int fwi_algo_is_gcra(const fw_quota_t *q)
-{
-    return ops_for(q) == &gcra_ops;
-}
-
 int fwi_algo_step(const fw_quota_t *q, uint64_t state, int64_t now, int64_t cost,
                   uint64_t *next, fw_decision_t *d, fwi_verdict_t *verdict)
 {
