@@ -60,7 +60,7 @@ int fwi_algo_step(const fw_quota_t *q, uint64_t state, int64_t now, int64_t cost
         ops->decide(q, clean, now, cost, next ? next : &unused, d);
         return 0;
     }
-    fw_decision_t one;
+    fw_decision_t one = {0}; /* copied whole: no stray padding bytes */
     ops->decide(q, clean, now, 1, &unused, &one);
     fwi_peek_from(d, &one, ops->reset_after(q, clean, now));
     if (next)

@@ -143,7 +143,7 @@ int fwi_log_eval(const fw_quota_t *q, fw_log_t *log, int64_t now, int64_t cost,
             d->reset_after_ns = q->window_ns; /* the entry it would add */
         return 0;
     }
-    fw_decision_t one;
+    fw_decision_t one = {0}; /* copied whole: no stray padding bytes */
     decide(q, log, used, now, 1, 0, &one);
     fwi_peek_from(d, &one, newest_reset(q, log, now));
     return 0;
