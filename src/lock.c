@@ -75,13 +75,11 @@ static proc_view_t proc_read(uint64_t pid)
     return v;
 }
 
-static uint64_t pid_max(void)
+static uint64_t pid_max_cached;
+
+static uint64_t pid_max_read(void)
 {
-    static uint64_t cached;
-    uint64_t m = __atomic_load_n(&cached, __ATOMIC_RELAXED);
-    if (m)
-        return m;
-    m = FWI_LOCK_PID_LIMIT;
+    uint64_t m = FWI_LOCK_PID_LIMIT;
     FILE *f = fopen("/proc/sys/kernel/pid_max", "re");
     if (f) {
         unsigned long long v;
@@ -89,8 +87,20 @@ static uint64_t pid_max(void)
             m = v;
         fclose(f);
     }
-    __atomic_store_n(&cached, m, __ATOMIC_RELAXED);
+    __atomic_store_n(&pid_max_cached, m, __ATOMIC_RELAXED);
     return m;
+}
+
+/* Can `pid` name a process? A pid at or above the cached pid_max is
+ * checked against a fresh read (an administrator may have raised it). */
+static int pid_possible(uint64_t pid)
+{
+    if (pid == 0)
+        return 0;
+    uint64_t m = __atomic_load_n(&pid_max_cached, __ATOMIC_RELAXED);
+    if (m && pid < m)
+        return 1;
+    return pid < pid_max_read();
 }
 
 /* ---- this process's identity ------------------------------------------------- */
@@ -132,7 +142,7 @@ static fwi_lock_owner_t classify(uint64_t word, int *stopped)
     if (word == 0)
         return FWI_LOCK_FREE;
     uint64_t pid = word_pid(word);
-    if (pid == 0 || pid >= pid_max())
+    if (!pid_possible(pid))
         return FWI_LOCK_INVALID;
     if (kill((pid_t)pid, 0) == -1 && errno == ESRCH)
         return FWI_LOCK_DEAD;
@@ -192,7 +202,7 @@ int fwi_lock_acquire(uint64_t *word)
                 return 0;
             continue;
         }
-        if (word_pid(cur) == 0 || word_pid(cur) >= pid_max()) {
+        if (!pid_possible(word_pid(cur))) {
             if (take(word, cur, me)) /* no owner could have written it */
                 return 0;
             continue;
