@@ -125,3 +125,44 @@ def test_engine_matches_reference_model(algorithm: str, quota: tuple[int, int, i
             want.reset_after_ns,
             want.delay_ns,
         ), (algorithm, quota, clock.now - START, cost)
+
+
+DAY = 86_400 * 10**9
+jumps = st.lists(
+    st.tuples(
+        st.one_of(
+            st.integers(-3 * 10**10, 3 * 10**10),  # jitter, both ways
+            st.sampled_from([DAY, -DAY, 7 * DAY, -7 * DAY]),  # clock excursions
+        ),
+        st.integers(0, 5),
+    ),
+    min_size=1,
+    max_size=60,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(algorithm=st.sampled_from(list(ALGORITHMS)), quota=quotas, seq=jumps)
+def test_clock_jumps_never_demand_more_than_the_policy_bound(
+    algorithm: str, quota: tuple[int, int, int], seq
+) -> None:
+    # docs/algorithms.md: a stored state ahead of now is clamped once it
+    # demands more than max(horizon, 1 s) beyond its policy, so no decision
+    # waits longer than 2 * horizon + max(horizon, 1 s), whatever the clock
+    # did; and remaining stays in [0, limit]
+    clock = Clock()
+    clock.now = 30 * DAY
+    limiter = make(algorithm, quota, clock)
+    q = reference.normalise(algorithm, *quota)
+    if algorithm in ("fixed_window", "sliding_window", "sliding_log"):
+        horizon = q.window_ns
+    else:
+        horizon = q.interval_ns * q.burst
+    bound = 2 * horizon + max(horizon, 10**9)
+    for dt, cost in seq:
+        clock.now = max(0, clock.now + dt)
+        cost = min(cost, q.burst)
+        for d in (limiter.check("k", cost), limiter.peek("k")):
+            assert 0 <= d.remaining <= d.limit == q.burst
+            assert d.retry_after_ns <= bound, (algorithm, d)
+            assert d.reset_after_ns <= bound, (algorithm, d)
