@@ -142,9 +142,12 @@ typedef struct fw_decision {
 /*
  * The pure step of a 64-bit-state algorithm (every algorithm except
  * FW_SLIDING_LOG): given `state` (0 is a fresh key) at time `now`, decide a
- * request of `cost` units and write the state to keep into *next (equal to
- * `state` when denied or when cost == 0). cost == 0 is a peek: it reports
- * whether one unit would be admitted, without consuming.
+ * request of `cost` units and write the state to keep into *next. A denial
+ * consumes nothing: *next is `state`, or, when `state` was not one the
+ * algorithm can produce at `now` (too far ahead: a clock excursion; or
+ * impossible: damage), its repaired form (docs/algorithms.md, "States the
+ * engine does not trust"). cost == 0 is a peek: it reports whether one unit
+ * would be admitted, answers from the repaired form, and *next is `state`.
  * Errors: FW_EINVAL (bad argument), FW_ECOST (cost > burst).
  */
 FW_API int fw_algo_step(const fw_quota_t *q, uint64_t state, int64_t now,
@@ -176,7 +179,9 @@ typedef struct fw_log {
     uint32_t len;            /* number of entries                             */
 } fw_log_t;
 
-/* The sliding-log step: same contract as fw_algo_step, on a log in place. */
+/* The sliding-log step: same contract as fw_algo_step, on a log in place
+ * (a check with cost >= 1 may repair entries in place; a peek never
+ * writes). FW_EINVAL when the ring position is outside the ring. */
 FW_API int fw_log_step(const fw_quota_t *q, fw_log_t *log, int64_t now,
                        int64_t cost, fw_decision_t *d);
 
