@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -617,6 +618,51 @@ static int create_table(const char *path, const char *what,
     return 0;
 }
 
+/*
+ * Creators of one directory take turns (an flock on the directory), so that
+ * a stampede of workers formats one table, not one each: N full-size
+ * temporaries at once could exhaust a small /dev/shm. The lock only saves
+ * resources, correctness never depends on it: anyone may hold it (it is on
+ * a shared directory), so the wait is bounded and creation goes ahead
+ * without it after CREATE_LOCK_WAIT_MS. Returns the directory fd to pass to
+ * creators_done, or -1.
+ */
+#define CREATE_LOCK_WAIT_MS 3000
+
+static int creators_turn(const char *path)
+{
+    char dir[PATH_MAX];
+    const char *base = base_of(path);
+    size_t dl = (size_t)(base - path);
+    if (dl == 0 || dl >= sizeof(dir))
+        return -1;
+    memcpy(dir, path, dl);
+    dir[dl] = '\0';
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -1;
+    int64_t deadline = fw_clock_monotonic_ns() + (int64_t)CREATE_LOCK_WAIT_MS * 1000000;
+    long pause_ns = 100000;
+    while (flock(dfd, LOCK_EX | LOCK_NB) != 0) {
+        if ((errno != EWOULDBLOCK && errno != EINTR) ||
+            fw_clock_monotonic_ns() >= deadline) {
+            close(dfd);
+            return -1;
+        }
+        struct timespec ts = {0, pause_ns};
+        nanosleep(&ts, NULL);
+        if (pause_ns < 10000000)
+            pause_ns *= 2;
+    }
+    return dfd;
+}
+
+static void creators_done(int dfd)
+{
+    if (dfd >= 0)
+        close(dfd); /* releases the flock */
+}
+
 /* ---- opening ----------------------------------------------------------------------- */
 
 int fw_mapping_open(fw_table_t **out, const char *path, const char *what,
@@ -650,8 +696,13 @@ int fw_mapping_open(fw_table_t **out, const char *path, const char *what,
             return fw_symlink_problem(path, what, err);
         if (e != ENOENT || !create)
             return fw_store_fail(err, FW_EIO, e, "cannot open %s: %s", what, strerror(e));
-        int lost = 0;
-        int rc = create_table(path, what, &topt, backing, &lost, err);
+        int lost = 0, rc = 0;
+        int turn = creators_turn(path);
+        struct stat st;
+        /* while we waited, another creator may have made it */
+        if (lstat(path, &st) != 0 && errno == ENOENT)
+            rc = create_table(path, what, &topt, backing, &lost, err);
+        creators_done(turn);
         if (rc)
             return rc;
     }

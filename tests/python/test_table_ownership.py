@@ -184,13 +184,16 @@ def test_planted_symlink_is_not_followed(shared_dir: Path, tmp_path: Path) -> No
     with pytest.raises(StoreError, match="symbolic link"):
         floodwall.Limiter("3/minute", store=f"file://{link}")
     assert digest(theirs) == before
-    # and a link to a table of our own is refused the same way
+    # and a link to a table of our own is refused the same way, even while
+    # this process has the table itself open
     own_link = tmp_path / "link.fw"
     own_link.symlink_to(ours)
+    open_one = floodwall.Limiter("3/minute", store=f"file://{ours}")
     before = digest(ours)
     with pytest.raises(StoreError, match="symbolic link.*ours.fw"):
         floodwall.Limiter("3/minute", store=f"file://{own_link}")
     assert digest(ours) == before
+    assert open_one.peek("k").remaining == 2
 
 
 def test_dangling_symlink_is_named_at_once(tmp_path: Path) -> None:

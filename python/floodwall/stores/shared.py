@@ -217,7 +217,11 @@ def _shared_backend(
 
 
 def _file_key(path: str) -> tuple[str, str]:
-    return ("file", os.path.realpath(path))
+    # the directories resolved, the last component not: a symbolic link at
+    # the table's path is refused on open, never matched to its target's
+    # mapping
+    head, tail = os.path.split(os.path.abspath(path))
+    return ("file", os.path.join(os.path.realpath(head), tail))
 
 
 def forget(url: str | None = None) -> None:
