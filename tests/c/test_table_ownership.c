@@ -433,6 +433,71 @@ static void test_shm_names(void)
     CHECK(fw_table_unlink_shm("../x", &err) == FW_EINVAL);
 }
 
+/* Many processes create one table at once: all get the same table (one
+ * creation date), and no temporary is left behind. */
+static void test_creation_stampede(void)
+{
+    char name[96], dev[160];
+    snprintf(name, sizeof(name), "%s-stampede", shm_base);
+    snprintf(dev, sizeof(dev), "%s/%s", FW_SHM_DIR, name);
+    enum { N = 6 };
+    const int64_t NOW = (int64_t)1700000000 * 1000000000;
+    fw_limit_t lim;
+    memset(&lim, 0, sizeof(lim));
+    CHECK(fw_quota_init(&lim.quota, FW_FIXED_WINDOW, 100, (int64_t)3600 * 1000000000,
+                        0) == 0);
+    int fds[N][2];
+    pid_t pids[N];
+    for (int i = 0; i < N; i++) {
+        CHECK(pipe(fds[i]) == 0);
+        pids[i] = fork();
+        if (pids[i] == 0) {
+            fw_table_t *t = NULL;
+            fw_store_error_t err;
+            fw_shared_options_t opt = {{20000, 0}, FW_SYNC_NONE, 0, 0};
+            uint64_t created = 0;
+            if (fw_table_open_shm(&t, name, &opt, &err) == 0) {
+                fw_table_stats_t st;
+                fw_table_stats(t, 1, &st);
+                fw_decision_t d;
+                size_t violated;
+                fw_request_t r = {&lim, "k", 1};
+                if (fw_table_check(t, &r, 1, 1, NOW, &d, &violated) == 0 && d.allowed)
+                    created = (uint64_t)st.max_keys;
+                fw_table_close(t);
+            }
+            ssize_t w = write(fds[i][1], &created, sizeof(created));
+            _exit(w == (ssize_t)sizeof(created) ? 0 : 1);
+        }
+        close(fds[i][1]);
+    }
+    for (int i = 0; i < N; i++) {
+        uint64_t got = 0;
+        CHECK(read(fds[i][0], &got, sizeof(got)) == (ssize_t)sizeof(got));
+        CHECK(got == 20000, "child %d got max_keys %llu", i, (unsigned long long)got);
+        close(fds[i][0]);
+        int status;
+        waitpid(pids[i], &status, 0);
+    }
+    /* one table: it counted every child's check */
+    fw_table_t *t = NULL;
+    fw_store_error_t err;
+    CHECK(fw_table_open_shm(&t, name, NULL, &err) == 0, "%s", err.message);
+    if (t) {
+        fw_decision_t d;
+        size_t violated;
+        fw_request_t r = {&lim, "k", 1};
+        CHECK(fw_table_check(t, &r, 1, 0, NOW, &d, &violated) == 0);
+        CHECK(d.remaining == 100 - N, "remaining %lld", (long long)d.remaining);
+        fw_table_close(t);
+    }
+    char pattern[200];
+    snprintf(pattern, sizeof(pattern), "ls -a %s | grep -q -- '^\\.%s\\.new-'",
+             FW_SHM_DIR, name);
+    CHECK(system(pattern) != 0, "a temporary was left in /dev/shm");
+    fw_table_unlink_shm(name, NULL);
+}
+
 /* ---- doctor ---------------------------------------------------------------------- */
 
 static void test_doctor_never_blocks(void)
@@ -489,6 +554,7 @@ int main(void)
     test_temporaries();
     test_shm_squatted();
     test_shm_names();
+    test_creation_stampede();
     test_doctor_never_blocks();
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
