@@ -262,6 +262,15 @@ def test_hostile_shm_names(name: str) -> None:
         shared.unlink_shm(name)
 
 
+def test_shm_path_is_the_one_check() -> None:
+    assert shared.shm_path("api") == "/dev/shm/api"
+    for bad in ("x\x00y", "", "../x"):
+        with pytest.raises(ConfigError):
+            shared.shm_path(bad)
+    with pytest.raises(ConfigError, match="shm name"):
+        floodwall.Limiter("1/second", store="shm://x%2F..%2F..%2Fetc%2Fpasswd")
+
+
 def test_doctor_of_shm_reads_nothing_outside_dev_shm(tmp_path: Path) -> None:
     secret = tmp_path / "secret"
     secret.write_bytes(b"FLOODWL\0 not really")

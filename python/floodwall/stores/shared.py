@@ -121,7 +121,7 @@ def shm_path(name: str) -> str:
     try:
         return _native.shm_path(name)
     except ValueError as exc:
-        raise ConfigError(f"invalid shm name {name!r}: {exc}") from None
+        raise ConfigError(str(exc)) from None
 
 
 def file_path(url_or_path: str | os.PathLike[str]) -> str:
