@@ -32,7 +32,7 @@ NOBODY = 65534
 SHM = Path("/dev/shm")
 
 
-def as_nobody(action: Callable[[], None], timeout: float = 30.0) -> None:
+def as_nobody(action: Callable[[], object], timeout: float = 30.0) -> None:
     """Run ``action`` in a child that dropped to nobody; re-raise its failure."""
     if os.geteuid() != 0:
         pytest.fail("these tests need root, to act as a second user (nobody)")
