@@ -218,16 +218,15 @@ int fw_object_problem(const struct stat *st, const char *path, const char *what,
         return fw_store_fail(
             err, FW_EUNSAFE, 0,
             "%s is owned by uid %u (%s), mode %04o, not by this process's uid %u "
-            "(%s): refused and left untouched, since its owner could change every "
-            "limit. Fix: remove it (rm '%s') so floodwall creates its own, or "
-            "use a path in a directory only uid %u can write",
-            what, (unsigned)st->st_uid, owner, mode, (unsigned)me, self, path,
-            (unsigned)me);
+            "(%s): refused and left untouched, as its owner could change every "
+            "limit. Fix: rm '%s' to let floodwall create its own, or use a "
+            "private directory",
+            what, (unsigned)st->st_uid, owner, mode, (unsigned)me, self, path);
     return fw_store_fail(
         err, FW_EUNSAFE, 0,
-        "%s has mode %04o (owner uid %u, %s): group or others can write it and "
+        "%s has mode %04o (owner uid %u, %s): group or others can write it, and "
         "so change every limit; refused and left untouched. Fix: chmod 600 '%s' "
-        "if its content is trusted, or remove it",
+        "if you trust its content, or remove it",
         what, mode, (unsigned)st->st_uid, owner, path);
 }
 
