@@ -259,41 +259,61 @@ static const char *base_of(const char *path)
     return slash ? slash + 1 : path;
 }
 
-/* The pid of a temporary's name `name` made for `base` (or for any base
- * when base is NULL), or -1 when `name` is not of that form. */
-static long temp_pid(const char *name, const char *base)
+/* 1 when `p` is six letters or digits (mkstemp's XXXXXX) and the end. */
+static int random_suffix(const char *p)
 {
-    if (name[0] != '.')
-        return -1;
-    const char *tag = base ? NULL : strstr(name + 1, TEMP_TAG);
-    if (base) {
-        size_t bl = strlen(base);
-        if (strncmp(name + 1, base, bl) != 0 ||
-            strncmp(name + 1 + bl, TEMP_TAG, strlen(TEMP_TAG)) != 0)
-            return -1;
-        tag = name + 1 + bl;
-    }
-    if (!tag || tag == name + 1)
-        return -1;
+    for (int i = 0; i < 6; i++, p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
+              (*p >= 'A' && *p <= 'Z')))
+            return 0;
+    return *p == '\0';
+}
+
+/* The pid in `tag` (TEMP_TAG "PID-XXXXXX" and the end); 0 for the form
+ * older versions made (TEMP_TAG "XXXXXX": no pid); -1 for neither. */
+static long tag_pid(const char *tag)
+{
     const char *p = tag + strlen(TEMP_TAG);
+    if (random_suffix(p))
+        return 0;
     long pid = 0;
     int digits = 0;
     while (*p >= '0' && *p <= '9' && digits < 10) {
         pid = pid * 10 + (*p++ - '0');
         digits++;
     }
-    if (digits == 0 || *p++ != '-')
+    if (digits == 0 || pid <= 0 || *p++ != '-')
         return -1;
-    for (int i = 0; i < 6; i++, p++)
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
-              (*p >= 'A' && *p <= 'Z')))
+    return random_suffix(p) ? pid : -1;
+}
+
+/* The pid of a temporary's name `name` made for `base` (or for any base
+ * when base is NULL; 0: no pid in the name), or -1 when `name` is not of
+ * that form. */
+static long temp_pid(const char *name, const char *base)
+{
+    if (name[0] != '.')
+        return -1;
+    if (base) {
+        size_t bl = strlen(base);
+        if (bl == 0 || strncmp(name + 1, base, bl) != 0 ||
+            strncmp(name + 1 + bl, TEMP_TAG, strlen(TEMP_TAG)) != 0)
             return -1;
-    return *p == '\0' && pid > 0 ? pid : -1;
+        return tag_pid(name + 1 + bl);
+    }
+    /* any base: every occurrence of the tag after a non-empty base */
+    for (const char *tag = strstr(name + 2, TEMP_TAG); tag;
+         tag = strstr(tag + 1, TEMP_TAG)) {
+        long pid = tag_pid(tag);
+        if (pid >= 0)
+            return pid;
+    }
+    return -1;
 }
 
 int fw_is_temp_name(const char *path)
 {
-    return temp_pid(base_of(path), NULL) > 0;
+    return temp_pid(base_of(path), NULL) >= 0;
 }
 
 static int pid_is_dead(long pid)
@@ -341,7 +361,7 @@ int fw_mapping_sweep(const char *path, int64_t now_s)
             continue;
         int64_t age = now_s - (int64_t)st.st_mtime;
         int stale = age >= SWEEP_ANY_AGE_S ||
-                    (age >= SWEEP_DEAD_AGE_S && pid != (long)getpid() &&
+                    (pid > 0 && age >= SWEEP_DEAD_AGE_S && pid != (long)getpid() &&
                      pid_is_dead(pid));
         if (stale && unlinkat(dfd, e->d_name, 0) == 0)
             removed++;

@@ -277,6 +277,24 @@ static void sweep_cases(const char *path, int is_shm, const char *name)
     make_temp(path, 1, "DDDDDD", 20 * 60, geteuid());        /* 20 min: removed */
     if (geteuid() == 0)
         make_temp(path, dead, "EEEEEE", 60 * 60, NOBODY);    /* not ours: kept */
+    /* older versions' form, without a pid: by age alone */
+    char legacy_old[600], legacy_new[600];
+    const char *sl = strrchr(path, '/');
+    snprintf(legacy_old, sizeof(legacy_old), "%.*s.%s.new-Lg0ld1", (int)(sl - path + 1),
+             path, sl + 1);
+    snprintf(legacy_new, sizeof(legacy_new), "%.*s.%s.new-Lgnew1", (int)(sl - path + 1),
+             path, sl + 1);
+    const char *legacy[] = {legacy_old, legacy_new};
+    for (int i = 0; i < 2; i++) {
+        int lfd = open(legacy[i], O_RDWR | O_CREAT | O_EXCL, 0600);
+        CHECK(lfd >= 0);
+        close(lfd);
+        struct timeval ltv[2];
+        gettimeofday(&ltv[0], NULL);
+        ltv[0].tv_sec -= i == 0 ? 20 * 60 : 60;
+        ltv[1] = ltv[0];
+        CHECK(utimes(legacy[i], ltv) == 0);
+    }
     fw_store_error_t err;
     fw_table_t *t = NULL;
     int rc = is_shm ? fw_table_open_shm(&t, name, NULL, &err)
@@ -288,6 +306,9 @@ static void sweep_cases(const char *path, int is_shm, const char *name)
     CHECK(temp_exists(path, dead, "BBBBBB"), "a fresh temporary was removed");
     CHECK(temp_exists(path, 1, "CCCCCC"), "a live creator's temporary was removed");
     CHECK(!temp_exists(path, 1, "DDDDDD"), "a 20-minute-old temporary stayed");
+    CHECK(access(legacy_old, F_OK) != 0, "an old-form temporary of 20 min stayed");
+    CHECK(access(legacy_new, F_OK) == 0, "an old-form temporary of 1 min was removed");
+    unlink(legacy_new);
     if (geteuid() == 0)
         CHECK(temp_exists(path, dead, "EEEEEE"), "another user's file was removed");
     else
@@ -420,8 +441,15 @@ static void test_shm_names(void)
           strcmp(out, "/dev/shm/api") == 0);
     CHECK(fw_shm_path("/api", out, sizeof(out), &err) == 0 &&
           strcmp(out, "/dev/shm/api") == 0);
+    /* names that only look a little like a temporary's are fine */
+    const char *fine[] = {".api", "api.new-42-abcdef", ".api.new-42-abcde",
+                          ".new-42-abcdef", ".api.new--abcdef", ".api.new-42-abcdefg",
+                          ".api.new-0-abcdef"};
+    for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++)
+        CHECK(fw_shm_path(fine[i], out, sizeof(out), &err) == 0, "%s", fine[i]);
     const char *bad[] = {"../../etc/passwd", "..", ".", "", "a/b", "with space",
-                         ".api.new-42-abcdef", "\x7f"};
+                         ".api.new-42-abcdef", ".a.new-b.new-42-abcdef", ".api.new-abcdef",
+                         "\x7f"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         CHECK(fw_shm_path(bad[i], out, sizeof(out), &err) == FW_EINVAL, "%s", bad[i]);
         CHECK(err.message[0] != '\0');
