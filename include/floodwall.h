@@ -53,7 +53,10 @@ extern "C" {
     X(EVERSION, -8, "table layout version not supported")                      \
     X(EMISMATCH, -9, "table parameters differ from the ones requested")        \
     X(EBUSY, -10, "a lock was not acquired in time (its owner is stopped, "    \
-                  "or slower than the engine waits)")
+                  "or slower than the engine waits)")                          \
+    /* the shared-table stores (store_shm.c, store_file.c, mapping.c) */     \
+    X(EUNSAFE, -20, "refused: another user could control this table "        \
+                    "(its owner, its mode, or a symbolic link)")
 
 enum {
 #define FW_ERRNO_ENUM(name, value, msg) FW_##name = (value),
@@ -364,7 +367,8 @@ typedef struct fw_store_error {
  * (an undersized /dev/shm fails here with FW_EIO/ENOSPC instead of a SIGBUS
  * later; larger tables stay sparse). `err` may be NULL.
  * Errors: FW_EINVAL (bad name or options), FW_EIO (system call; see
- * err->sys_errno), FW_EBADFILE, FW_EVERSION, FW_EMISMATCH, FW_ENOMEM.
+ * err->sys_errno), FW_EBADFILE, FW_EVERSION, FW_EMISMATCH, FW_ENOMEM,
+ * FW_EUNSAFE (see "who may own them" below).
  */
 FW_API int fw_table_open_shm(fw_table_t **out, const char *name,
                              const fw_shared_options_t *opt,
@@ -387,6 +391,27 @@ FW_API int fw_table_unlink_shm(const char *name, fw_store_error_t *err);
 FW_API int fw_table_open_file(fw_table_t **out, const char *path,
                               const fw_shared_options_t *opt,
                               fw_store_error_t *err);
+
+/* ---- shared tables: names and who may own them ------------------------------
+ *
+ * A table object belongs to the user the service runs as: an existing shm
+ * object or file (or a symbolic link at the table's path) that another user
+ * owns, or that group or others can write, is refused with FW_EUNSAFE
+ * (sys_errno 0; the message names the path, owner, mode and the fix) and
+ * never modified. Symbolic links at a table's path are never followed. An
+ * existing object is only ever used when complete: floodwall makes a table
+ * whole under a temporary name (".BASE.new-PID-XXXXXX", mode 0600) and
+ * links it into place, so it never "finishes" an object it finds; it
+ * removes such temporaries left by dead creators (stale ones only; see
+ * docs/stores.md). Linux: shm objects are the files of FW_SHM_DIR.
+ */
+#define FW_SHM_DIR "/dev/shm"
+
+/* The path of the shm object `name` ("NAME" or "/NAME": 1-200 printable
+ * ASCII characters, no space or '/', not "." or "..", not of a temporary's
+ * form) into out[cap]: the one check of shm names, used by the store, the
+ * doctor and inspection. FW_EINVAL with err->message saying why. */
+FW_API int fw_shm_path(const char *name, char *out, size_t cap, fw_store_error_t *err);
 
 /* ---- inspection (never consumes; for the CLI and operators) ------------------
  *
@@ -448,10 +473,13 @@ typedef struct fw_doctor_report {
 
 /*
  * Check the table file at `path` (a shm object is the file
- * /dev/shm/NAME on Linux) read-only: header, sizes, and every slot's
- * content. Returns rep->status: 0 when healthy; FW_EIO (cannot read it),
- * FW_EBADFILE, FW_EVERSION otherwise, with rep->problem saying what.
- * Never writes the file.
+ * /dev/shm/NAME on Linux: see fw_shm_path) read-only: header, sizes, and
+ * every slot's content. Returns rep->status: 0 when healthy; FW_EIO (cannot
+ * read it), FW_EBADFILE (also: not a regular file), FW_EVERSION, FW_EUNSAFE
+ * (a symbolic link, or writable by group/others: the stores refuse it)
+ * otherwise, with rep->problem saying what. Never writes, never blocks:
+ * the type is checked before opening (a FIFO or device is never opened)
+ * and the final component is not followed.
  */
 FW_API int fw_table_doctor(const char *path, int64_t now, fw_doctor_report_t *rep);
 

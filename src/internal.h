@@ -130,10 +130,4 @@ static inline void fwi_peek_from(fw_decision_t *d, const fw_decision_t *one,
     d->reset_after_ns = reset_after_ns;
 }
 
-/* store_file.c, for store_shm.c: the steps both shared stores take. */
-int fwi_store_fail(fw_store_error_t *err, int code, int sys_errno,
-                  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-int fwi_store_attach_fd(fw_table_t **out, int fd, const char *what,
-                       const fw_shared_options_t *opt, fw_store_error_t *err);
-
 #endif

@@ -1,6 +1,6 @@
 /*
  * shared_tables.c - module functions for the shm:// and file:// tables:
- * open_shm, open_file, unlink_shm, doctor, and the inspection helpers
+ * open_shm, open_file, unlink_shm, shm_path, doctor, and the inspection helpers
  * table_info, hottest and inspect_key (which never consume).
  * Invariant: every table opened here is wrapped with the store's clock
  * (CLOCK_REALTIME), and every failure raises with the engine's message,
@@ -16,9 +16,24 @@
 
 /* ---- errors ------------------------------------------------------------------ */
 
+/* floodwall.errors.ConfigError (a ValueError), looked up when needed: bad
+ * names and options are rare, and the module state is not ours to grow. */
+static PyObject *config_error(void)
+{
+    PyObject *errors = PyImport_ImportModule("floodwall.errors");
+    PyObject *cls = errors ? PyObject_GetAttrString(errors, "ConfigError") : NULL;
+    Py_XDECREF(errors);
+    if (!cls) {
+        PyErr_Clear();
+        return Py_NewRef(PyExc_ValueError);
+    }
+    return cls;
+}
+
 /* OSError (the errno picks the subclass: FileNotFoundError, PermissionError,
- * ...) when a system call failed; else ValueError for bad arguments and
- * floodwall.errors.StoreError for a table that cannot be used. */
+ * ...) when a system call failed; else ConfigError for bad names and options
+ * and floodwall.errors.StoreError for a table that cannot be used (including
+ * FW_EUNSAFE: another user could control it). */
 static PyObject *raise_open_error(fw_module_state *st, int rc,
                                   const fw_store_error_t *err)
 {
@@ -33,9 +48,13 @@ static PyObject *raise_open_error(fw_module_state *st, int rc,
     }
     if (rc == FW_ENOMEM)
         return PyErr_NoMemory();
-    PyErr_SetString(rc == FW_EINVAL || rc == FW_ERANGE ? PyExc_ValueError
-                                                        : st->store_error,
-                    msg);
+    if (rc == FW_EINVAL || rc == FW_ERANGE) {
+        PyObject *cls = config_error();
+        PyErr_SetString(cls, msg);
+        Py_DECREF(cls);
+        return NULL;
+    }
+    PyErr_SetString(st->store_error, msg);
     return NULL;
 }
 
@@ -165,6 +184,32 @@ static PyObject *py_unlink_shm(PyObject *module, PyObject *args, PyObject *kw)
     if (missing_ok && err.sys_errno == ENOENT)
         Py_RETURN_FALSE;
     return raise_open_error(fw_state_of_module(module), rc, &err);
+}
+
+static PyObject *py_shm_path(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (!PyUnicode_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "a shm name must be str, not %.100s",
+                     Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    Py_ssize_t len;
+    const char *name = PyUnicode_AsUTF8AndSize(arg, &len);
+    if (!name)
+        return NULL;
+    fw_store_error_t err;
+    char path[512];
+    int rc = (size_t)len != strlen(name)
+                 ? FW_EINVAL
+                 : fw_shm_path(name, path, sizeof(path), &err);
+    if (rc) {
+        PyErr_SetString(PyExc_ValueError, (size_t)len != strlen(name)
+                                              ? "a shm name may not hold NUL characters"
+                                              : err.message);
+        return NULL;
+    }
+    return PyUnicode_FromString(path);
 }
 
 /* ---- doctor --------------------------------------------------------------------- */
@@ -392,6 +437,9 @@ PyMethodDef fw_shared_table_functions[] = {
     {"unlink_shm", KW(py_unlink_shm),
      "unlink_shm(name, *, missing_ok=False) -> bool\n"
      "Remove a shm object; processes that have it open keep it."},
+    {"shm_path", py_shm_path, METH_O,
+     "shm_path(name) -> str\nThe file of shm object NAME (the one check of shm "
+     "names); ValueError naming the problem."},
     {"doctor", KW(py_doctor),
      "doctor(path, now_ns=-1) -> dict\nCheck a table file read-only."},
     {"table_info", py_table_info, METH_O,

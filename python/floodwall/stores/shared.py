@@ -36,6 +36,7 @@ __all__ = [
     "hottest",
     "inspect",
     "shm_name",
+    "shm_path",
     "unlink_shm",
 ]
 
@@ -101,7 +102,9 @@ def _sync(options: dict[str, Any]) -> tuple[str, int]:
 
 
 def shm_name(url_or_name: str) -> str:
-    """``shm://NAME`` (or a bare NAME) -> NAME."""
+    """``shm://NAME`` (or a bare NAME) -> NAME, checked by the engine's one
+    check of shm names (the store, the doctor and inspection all come here):
+    :class:`~floodwall.errors.ConfigError` naming the problem otherwise."""
     if url_or_name.startswith("shm:"):
         parts = urlsplit(url_or_name)
         name = unquote(parts.netloc + parts.path).lstrip("/")
@@ -109,7 +112,16 @@ def shm_name(url_or_name: str) -> str:
         name = url_or_name.lstrip("/")
     if not name:
         raise ConfigError(f"shm:// needs a name, e.g. 'shm://myapp-limits', got {url_or_name!r}")
+    shm_path(name)
     return name
+
+
+def shm_path(name: str) -> str:
+    """The file that holds shm object ``name`` (``/dev/shm/NAME``)."""
+    try:
+        return _native.shm_path(name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def file_path(url_or_path: str | os.PathLike[str]) -> str:
@@ -205,7 +217,11 @@ def _shared_backend(
 
 
 def _file_key(path: str) -> tuple[str, str]:
-    return ("file", os.path.realpath(path))
+    # the directories resolved, the last component not: a symbolic link at
+    # the table's path is refused on open, never matched to its target's
+    # mapping
+    head, tail = os.path.split(os.path.abspath(path))
+    return ("file", os.path.join(os.path.realpath(head), tail))
 
 
 def forget(url: str | None = None) -> None:
@@ -270,11 +286,12 @@ def unlink_shm(name: str, *, missing_ok: bool = True) -> bool:
 def doctor(url_or_path: str | os.PathLike[str]) -> dict[str, Any]:
     """Check a table file (or ``shm://NAME``, through /dev/shm) read-only:
     header, sizes and every slot. ``result["ok"]`` says whether it is
-    healthy; ``result["problem"]`` what is wrong. Raises OSError when it
-    cannot be read."""
+    healthy; ``result["problem"]`` what is wrong (also: not a regular file,
+    a symbolic link, writable by others). Never writes and never blocks.
+    Raises OSError when it cannot be read, ConfigError for a bad shm name."""
     text = os.fspath(url_or_path)
     if text.startswith("shm:"):
-        path = os.path.join("/dev/shm", shm_name(text))
+        path = shm_path(shm_name(text))
     else:
         path = file_path(text)
     return dict(_native.doctor(path))
