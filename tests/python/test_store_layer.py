@@ -17,7 +17,6 @@ import floodwall
 from floodwall import ConfigError, Limiter, Limits, check_all
 from floodwall.errors import CostError, KeyTypeError
 from floodwall.integrations._common import Guard
-from floodwall.stores.capabilities import StoreCapabilities
 
 SECOND = 1_000_000_000
 
@@ -47,6 +46,8 @@ def _recording(fn: Callable[..., Any], seen: list[int]) -> Callable[..., Any]:
 
 
 def test_capabilities_are_asked_of_each_native_store(tmp_path: Path) -> None:
+    from floodwall.stores.capabilities import StoreCapabilities
+
     memory = Limiter("5/minute").store.capabilities
     assert isinstance(memory, StoreCapabilities)
     assert (memory.kind, memory.inline, memory.blocking, memory.shared) == (
