@@ -94,6 +94,8 @@ _LAZY_MODULES: dict[str, str] = {
     "unix": "floodwall.stores.redis",
     "redis+sentinel": "floodwall.stores.redis",
     "redis+cluster": "floodwall.stores.redis",
+    "rediss+sentinel": "floodwall.stores.redis",
+    "rediss+cluster": "floodwall.stores.redis",
 }
 
 

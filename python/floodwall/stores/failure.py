@@ -109,18 +109,22 @@ class FailurePolicy:
         rate: Any,
         readable: Decision | None = None,
         retry_in: float | None = None,
+        reached: bool = True,
     ) -> Decision:
         """The answer to a check that failed with ``exc``.
 
         ``rate``: the first rate of the check (the fallback's ``limit`` is its
         capacity). ``readable``: the denial of a part the store could still
         read, if any (it wins). ``retry_in``: seconds until the store will be
-        tried again, if the store knows (a breaker).
+        tried again, if the store knows (a breaker). ``reached``: False
+        when the store was not even tried (an open breaker): that is not a
+        new error, so neither ``errors`` nor ``on_error`` see it.
         """
-        with self._lock:
-            self.errors += 1
-        if self.on_error is not None:
-            self.on_error(exc)
+        if reached:
+            with self._lock:
+                self.errors += 1
+            if self.on_error is not None:
+                self.on_error(exc)
         if readable is not None and not readable.allowed:
             return readable
         if self.mode == "raise":
