@@ -186,11 +186,11 @@ class RedisBackend:
     ) -> Decision:
         conn = self.conn
         client = conn.sync_client()
-        breaker = conn.breaker_for(client, keys[0]) if conn.cluster else conn.breaker
+        breaker, target = conn.route(client, keys[0])
         if breaker._state and not breaker.allow():  # not closed
             return self._skipped(breaker, meta)
         try:
-            res = run_sync(client, script_call(conn.scripts, keys, argv))
+            res = run_sync(client, script_call(conn.scripts, keys, argv), target)
         except _STORE_ERRORS as exc:
             return self._failed(exc, meta, breaker)
         breaker.success()
@@ -201,19 +201,16 @@ class RedisBackend:
     ) -> Decision:
         conn = self.conn
         client = conn.async_client()
-        if not conn.cluster:
-            breaker = conn.breaker
-        else:
-            breaker = conn.breaker_for(client or conn.sync_client(), keys[0])
+        breaker, target = conn.route(client or conn.sync_client(), keys[0])
         if breaker._state and not breaker.allow():
             return self._skipped(breaker, meta)
         try:
             async with conn.deadline(breaker):
                 routine = script_call(conn.scripts, keys, argv)
                 if client is None:  # only a synchronous user client: use a thread
-                    res = await asyncio.to_thread(run_sync, conn.sync_client(), routine)
+                    res = await asyncio.to_thread(run_sync, conn.sync_client(), routine, target)
                 else:
-                    res = await run_async(client, routine)
+                    res = await run_async(client, routine, target)
         except _STORE_ERRORS as exc:
             if breaker.state == OPEN:  # it opened while this call waited
                 return self._skipped(breaker, meta)
@@ -235,18 +232,23 @@ class RedisBackend:
             argv = self._argv(cost, self._parts)
         conn = self.conn
         client = conn._sync or conn.sync_client()
-        breaker = conn.breaker_for(client, keys[0]) if conn.cluster else conn.breaker
+        if conn.cluster:
+            breaker, target = conn.route(client, keys[0])
+        else:
+            breaker, target = conn.breaker, None
         if breaker._state and not breaker.allow():  # not closed: maybe skip
             return self._skipped(breaker, self._meta)
         scripts = conn.scripts
         try:
             try:
-                if scripts.use_fcall:
+                if target is not None:  # Cluster: straight to the key's node
+                    res = run_sync(client, script_call(scripts, keys, argv), target)
+                elif scripts.use_fcall:
                     res = client.execute_command("FCALL", scripts.fname, len(keys), *keys, *argv)
                 else:
                     res = client.execute_command("EVALSHA", scripts.sha, len(keys), *keys, *argv)
             except ResponseError as exc:  # NOSCRIPT, no function yet...: the routine
-                res = run_sync(client, script_call(scripts, keys, argv, exc))
+                res = run_sync(client, script_call(scripts, keys, argv, exc), target)
         except _STORE_ERRORS as exc:
             return self._failed(exc, self._meta, breaker)
         if breaker._failures:

@@ -88,13 +88,15 @@ def script_call(
         return (yield ("EVAL", mode.script, n, *keys, *argv))
 
 
-def run_sync(client: Any, routine: Routine) -> Any:
-    """Drive a routine with a synchronous client."""
+def run_sync(client: Any, routine: Routine, target: Any = None) -> Any:
+    """Drive a routine with a synchronous client (on Cluster, ``target`` is
+    the node every command goes to)."""
+    kw = {} if target is None else {"target_nodes": target}
     try:
         command = next(routine)
         while True:
             try:
-                answer = client.execute_command(*command)
+                answer = client.execute_command(*command, **kw)
             except Exception as exc:  # handed to the routine, which may re-raise
                 command = routine.throw(exc)
             else:
@@ -103,13 +105,14 @@ def run_sync(client: Any, routine: Routine) -> Any:
         return stop.value
 
 
-async def run_async(client: Any, routine: Routine) -> Any:
+async def run_async(client: Any, routine: Routine, target: Any = None) -> Any:
     """Drive a routine with a redis.asyncio client."""
+    kw = {} if target is None else {"target_nodes": target}
     try:
         command = next(routine)
         while True:
             try:
-                answer = await client.execute_command(*command)
+                answer = await client.execute_command(*command, **kw)
             except Exception as exc:
                 command = routine.throw(exc)
             else:

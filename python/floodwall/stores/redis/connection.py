@@ -128,24 +128,27 @@ class Connection:
         s = self.settings
         return CircuitBreaker(s.breaker_threshold, s.breaker_cooldown)
 
-    def breaker_for(self, client: Any, key: bytes) -> CircuitBreaker:
-        """The breaker of the server that holds ``key``: on a cluster, the
-        node serving its slot (the connection-wide one until the topology
-        is known); elsewhere the one breaker."""
+    def route(self, client: Any, key: bytes) -> tuple[CircuitBreaker, Any]:
+        """(breaker, target node) for a call on ``key``. On a cluster: the
+        node serving its slot, and that node's breaker; the call is sent to
+        that node directly (redis-py would otherwise ask its default node
+        for the keys of every FCALL: a second round trip, and one hung node
+        stalling every check). Until the topology is known, or off a
+        cluster: the connection's breaker and no target."""
         if not self.cluster:
-            return self.breaker
+            return self.breaker, None
         try:
             from redis.crc import key_slot
 
             node = client.nodes_manager.get_node_from_slot(key_slot(key))
             name = node.name
         except Exception:  # topology not known yet: the cluster as a whole
-            return self.breaker
+            return self.breaker, None
         breaker = self._node_breakers.get(name)
         if breaker is None:
             with self._lock:
                 breaker = self._node_breakers.setdefault(name, self._new_breaker())
-        return breaker
+        return breaker, node
 
     def breakers(self) -> list[CircuitBreaker]:
         return [self.breaker, *self._node_breakers.values()]
