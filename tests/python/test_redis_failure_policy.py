@@ -17,6 +17,7 @@ from redis_servers import RedisClusterProcs, RedisServer
 
 import floodwall
 from floodwall import ConfigError, Limiter, check_all
+
 KEY_SECRET_ENV = "FLOODWALL_KEY_SECRET"  # the documented variable
 
 

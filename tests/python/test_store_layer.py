@@ -239,7 +239,9 @@ def test_full_table_check_all_and_limits_keep_a_readable_denial(clock: Any) -> N
 def test_full_table_check_all_follows_fail(fail: str, allowed: bool, clock: Any) -> None:
     """A full table answered 500 on stacked routes (check_all raised
     StoreFullError) whatever fail= said."""
-    a = Limiter("5/minute", store="memory://fw-test-full-group", max_keys=16, clock=clock, fail=fail)
+    a = Limiter(
+        "5/minute", store="memory://fw-test-full-group", max_keys=16, clock=clock, fail=fail
+    )
     b = Limiter("9/minute", store=a.store, namespace="b", clock=clock, fail=fail)
     slots = a.stats()["slots"]
     _fill(a, lambda i: check_all([(a, f"a{i}"), (b, f"b{i}")]), slots)

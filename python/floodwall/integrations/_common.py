@@ -335,7 +335,6 @@ class Guard:
         return limiter
 
     def bind(self, spec: LimitInput, scope: str) -> BoundLimit:
-        from floodwall import Limiter
 
         limit = _as_limit(spec)
         limiter = self.make_limiter(limit)

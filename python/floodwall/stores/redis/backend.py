@@ -201,22 +201,49 @@ class RedisBackend:
     ) -> Decision:
         conn = self.conn
         client = conn.async_client()
-        breaker, target = conn.route(client or conn.sync_client(), keys[0])
+        if conn.cluster:
+            breaker, target = conn.route(client or conn.sync_client(), keys[0])
+        else:
+            breaker, target = conn.breaker, None
         if breaker._state and not breaker.allow():
             return self._skipped(breaker, meta)
+        deadline = conn.deadline(breaker)
         try:
-            async with conn.deadline(breaker):
-                routine = script_call(conn.scripts, keys, argv)
-                if client is None:  # only a synchronous user client: use a thread
-                    res = await asyncio.to_thread(run_sync, conn.sync_client(), routine, target)
-                else:
-                    res = await run_async(client, routine, target)
+            if deadline is None:
+                res = await self._acall(client, keys, argv, target)
+            else:
+                async with deadline:
+                    res = await self._acall(client, keys, argv, target)
         except _STORE_ERRORS as exc:
             if breaker.state == OPEN:  # it opened while this call waited
                 return self._skipped(breaker, meta)
             return self._failed(exc, meta, breaker)
+        finally:
+            if deadline is not None:
+                conn.done(breaker, deadline)
         breaker.success()
         return self._decision(res, meta)
+
+    async def _acall(
+        self, client: Any, keys: Sequence[bytes], argv: Sequence[Any], target: Any
+    ) -> Any:
+        conn = self.conn
+        scripts = conn.scripts
+        if client is None:  # only a synchronous user client: use a thread
+            routine = script_call(scripts, keys, argv)
+            return await asyncio.to_thread(run_sync, conn.sync_client(), routine, target)
+        if target is None:  # the common case first, as in check()
+            try:
+                if scripts.use_fcall:
+                    return await client.execute_command(
+                        "FCALL", scripts.fname, len(keys), *keys, *argv
+                    )
+                return await client.execute_command(
+                    "EVALSHA", scripts.sha, len(keys), *keys, *argv
+                )
+            except ResponseError as exc:  # NOSCRIPT, no function yet...: the routine
+                return await run_async(client, script_call(scripts, keys, argv, exc))
+        return await run_async(client, script_call(scripts, keys, argv), target)
 
     # -- checks -------------------------------------------------------------
 

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import threading
 import weakref
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
@@ -166,31 +166,32 @@ class Connection:
             except RuntimeError:
                 running = None
             if running is loop:
-                deadline.reschedule(loop.time())
+                _expire(deadline, loop)
             else:
                 loop.call_soon_threadsafe(_expire, deadline, loop)
 
-    @contextlib.asynccontextmanager
-    async def deadline(self, breaker: CircuitBreaker) -> AsyncIterator[None]:
-        """Bound an async call by the timeout in total (waiting for a pooled
-        connection included); expired early when ``breaker`` opens. Raises
-        TimeoutError when it expires."""
+    def deadline(self, breaker: CircuitBreaker) -> Any:
+        """The deadline of one async call: an ``asyncio.timeout`` of the
+        whole timeout (waiting for a pooled connection included), expired
+        early when ``breaker`` opens; the caller enters it and then calls
+        :meth:`done`. None when there is no timeout (or on Python < 3.11,
+        where the pool's and the sockets' timeouts bound each step)."""
         timeout = self.timeout
-        if timeout is None:
-            yield
-            return
-        if not _HAS_TIMEOUT:  # Python < 3.11: the socket timeouts bound it
-            yield
-            return
+        if timeout is None or not _HAS_TIMEOUT:
+            return None
         loop = asyncio.get_running_loop()
-        async with asyncio.timeout(timeout) as cm:
-            entry = (loop, cm)
+        cm = asyncio.timeout(timeout)
+        waiting = self._waiting.get(id(breaker))
+        if waiting is None:
             waiting = self._waiting.setdefault(id(breaker), set())
-            waiting.add(entry)
-            try:
-                yield
-            finally:
-                waiting.discard(entry)
+        waiting.add((loop, cm))
+        return cm
+
+    def done(self, breaker: CircuitBreaker, deadline: Any) -> None:
+        """The call that entered ``deadline`` is over."""
+        waiting = self._waiting.get(id(breaker))
+        if waiting is not None:
+            waiting.discard((asyncio.get_running_loop(), deadline))
 
     # -- client construction --------------------------------------------
 
@@ -268,7 +269,8 @@ class Connection:
                 pool = redis.asyncio.BlockingConnectionPool.from_url(
                     p.redis_url(),
                     max_connections=self.max_connections,
-                    timeout=self.timeout,
+                    # the check's deadline bounds the wait (Python >= 3.11)
+                    timeout=None if _HAS_TIMEOUT else self.timeout,
                     **kw,
                 )
                 return redis.asyncio.Redis.from_pool(pool)
@@ -324,6 +326,7 @@ class Connection:
 
 
 def _expire(deadline: Any, loop: asyncio.AbstractEventLoop) -> None:
+    """Expire a deadline now (a call that already finished is left alone)."""
     with contextlib.suppress(RuntimeError):
         deadline.reschedule(loop.time())
 

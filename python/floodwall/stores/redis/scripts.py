@@ -4,8 +4,8 @@ Assembles the one check script from the package data under ``lua/`` (exact
 integer maths first, then one file per algorithm, then the entry point),
 and turns a quota into the five ARGV items (algo, B, T, tau, W) the script
 reads per part, normalised exactly as docs/algorithms.md says (the same
-bounds as the C engine's fw_quota_init). Invariant: the script text, and so its SHA1, depend only on the
-package.
+bounds as the C engine's fw_quota_init). Invariant: the script text, and
+so its SHA1, depend only on the package.
 """
 
 from __future__ import annotations
