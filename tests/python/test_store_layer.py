@@ -274,3 +274,18 @@ def test_closed_means_the_same_on_every_store() -> None:
     assert (policy.errors, policy.fallbacks) == (2, 2)
     with pytest.raises(ConfigError, match="fail must be one of"):
         FailurePolicy("sometimes")
+
+
+# ---- one list of algorithms ------------------------------------------------------
+
+
+def test_every_store_knows_every_algorithm_of_the_one_list() -> None:
+    from floodwall import _native
+    from floodwall.algorithms import ALGORITHMS
+    from floodwall.stores.redis.scripts import ALGORITHM_CODES
+
+    assert set(ALGORITHM_CODES) == set(ALGORITHMS)
+    assert sorted(ALGORITHMS.values()) == list(range(len(ALGORITHMS)))
+    for name, number in ALGORITHMS.items():
+        assert getattr(_native, name.upper()) == number
+        assert Limiter("5/minute", algorithm=name).algorithm == name

@@ -50,7 +50,6 @@ ALGORITHM_CODES = {
 INT64_MAX = 2**63 - 1
 U64_MAX = 2**64 - 1
 TAU_MAX = 2**62
-SLIDING_LOG_MAX = LOG_CAPACITY_MAX
 
 
 def _library_text() -> str:
@@ -161,6 +160,6 @@ def normalise(algorithm: str, rate: int, period_ns: int, burst: int | None = Non
         raise ValueError("quota out of range for fixed_window: burst too large for the window")
     if algorithm == "sliding_window" and (k_max + 1) * (b + 1) * (b + 1) > U64_MAX:
         raise ValueError("quota out of range for sliding_window: burst too large for the window")
-    if algorithm == "sliding_log" and b > SLIDING_LOG_MAX:
-        raise ValueError(f"sliding_log burst must be <= {SLIDING_LOG_MAX}, got {b}")
+    if algorithm == "sliding_log" and b > LOG_CAPACITY_MAX:
+        raise ValueError(f"sliding_log burst must be <= {LOG_CAPACITY_MAX}, got {b}")
     return q
