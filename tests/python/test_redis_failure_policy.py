@@ -158,14 +158,16 @@ def cluster() -> Iterator[RedisClusterProcs]:
         procs.cleanup()
 
 
-def _keys_by_node(cluster: RedisClusterProcs) -> dict[int, list[str]]:
+def _keys_by_node(cluster: RedisClusterProcs, lim: Limiter) -> dict[int, list[str]]:
+    """300 user keys, grouped by the port of the master that holds them."""
+    namer = lim.backend.namer  # type: ignore[attr-defined]
     client = RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port)
     try:
         by_port: dict[int, list[str]] = {}
         for i in range(300):
             key = f"user{i}"
             # the backend's key names carry the key's id as the hash tag
-            lim_key = lim_namer.keys(key)[0]
+            lim_key = namer.keys(key)[0]
             node = client.nodes_manager.get_node_from_slot(key_slot(lim_key))
             by_port.setdefault(node.port, []).append(key)
         return by_port
@@ -173,11 +175,7 @@ def _keys_by_node(cluster: RedisClusterProcs) -> dict[int, list[str]]:
         client.close()
 
 
-lim_namer: object = None
-
-
 def test_one_hung_master_neither_slows_nor_trips_the_others(cluster: RedisClusterProcs) -> None:
-    global lim_namer
     errors: list[BaseException] = []
     timeout = 0.3
     lim = Limiter(
@@ -190,8 +188,7 @@ def test_one_hung_master_neither_slows_nor_trips_the_others(cluster: RedisCluste
         namespace="hung",
         on_error=errors.append,
     )
-    lim_namer = lim.backend.namer  # type: ignore[attr-defined]
-    by_port = _keys_by_node(cluster)
+    by_port = _keys_by_node(cluster, lim)
     assert len(by_port) == 3
     for keys in by_port.values():
         assert not lim.check(keys[0]).fallback  # topology known, every node healthy
