@@ -102,11 +102,12 @@ def pipelined_section(url: str, batches: int) -> None:
     be = lim.backend
     client = be.conn.sync_client()
     be.check("warm")  # loads the function (or, on Redis < 7, use the script)
-    if be.conn.use_fcall:
-        command, name = "FCALL", be._fname
+    scripts = be.conn.scripts
+    if scripts.use_fcall:
+        command, name = "FCALL", scripts.fname
     else:
-        client.script_load(be._script)
-        command, name = "EVALSHA", be._sha
+        client.script_load(scripts.script)
+        command, name = "EVALSHA", scripts.sha
     keys_of = [be.namer.keys(k) for k in KEYS]
     argv = be._argv1
 

@@ -21,13 +21,12 @@ typedef struct {
     int clock_realtime;
     Py_ssize_t nlimits;
     fw_limit_t limits[MAX_RATES];
-    unsigned long long allowed, denied, fallbacks;
-    int fail_mode;     /* FAIL_RAISE, FAIL_OPEN or FAIL_CLOSED */
-    PyObject *on_error; /* NULL, or a callable given the exception */
+    unsigned long long allowed, denied;
+    /* NULL (raise), or the failure policy's decide(exc, rate, readable):
+     * called only on the error path (floodwall.stores.failure) */
+    PyObject *fail_decide;
     fw_module_state *st;
 } fw_py_policy;
-
-enum { FAIL_RAISE = 0, FAIL_OPEN = 1, FAIL_CLOSED = 2 };
 
 /* ---- argument helpers -------------------------------------------------------- */
 
@@ -65,7 +64,8 @@ static int key_get(fw_module_state *st, PyObject *key, key_view_t *kv)
 
 static int cost_get(fw_module_state *st, PyObject *obj, int64_t *cost)
 {
-    if (!PyLong_Check(obj)) {
+    /* exactly int: a bool or an IntEnum is the caller's mistake */
+    if (!PyLong_CheckExact(obj)) {
         PyErr_Format(st->cost_error, "cost must be an int >= 0, not %.100s",
                      Py_TYPE(obj)->tp_name);
         return -1;
@@ -172,41 +172,84 @@ static void raise_check_error(fw_py_policy *p, int rc, int64_t cost, PyObject *r
     fw_raise(p->st, rc, "check");
 }
 
-/* The store could not decide (table full): report it to on_error and let
- * the failure policy decide. Returns 1 (a fallback decision), -1 on error. */
-static int store_fallback(fw_py_policy *p, int rc, fw_decision_t *d,
-                          Py_ssize_t *index)
+/* What the parts the store can read decide, when a check failed (a part
+ * could not be inserted, a lock not taken in time): each part is peeked
+ * without writing. Returns a new Decision (not a fallback) for the denying
+ * part with the longest wait and sets *index, Py_None when none denies, or
+ * NULL with an exception. A fallback must never admit what one of these
+ * denies (issue 10). For a cost above 1 the wait is the part's reset_after,
+ * after which any admissible cost passes. */
+static PyObject *readable_denial(fw_module_state *st, fw_table_t *t,
+                                 const fw_request_t *reqs, PyObject *const *labels,
+                                 Py_ssize_t n, int64_t cost, int64_t now,
+                                 Py_ssize_t *index)
 {
-    if (p->on_error) {
-        PyObject *type, *value, *tb;
-        fw_raise(p->st, rc, "check");
-        PyErr_Fetch(&type, &value, &tb);
-        PyErr_NormalizeException(&type, &value, &tb);
-        PyObject *r = value ? PyObject_CallOneArg(p->on_error, value) : NULL;
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(tb);
-        if (!r)
-            return -1;
-        Py_DECREF(r);
+    fw_decision_t worst;
+    Py_ssize_t worst_i = -1;
+    for (Py_ssize_t i = 0; i < n && cost > 0; i++) {
+        fw_decision_t d;
+        size_t violated;
+        if (fw_table_check(t, &reqs[i], 1, 0, now, &d, &violated) != 0)
+            continue; /* this part cannot be read either */
+        if (d.allowed && d.remaining >= cost)
+            continue;
+        if (d.allowed || cost > 1) {
+            d.allowed = 0;
+            if (d.reset_after_ns > d.retry_after_ns)
+                d.retry_after_ns = d.reset_after_ns;
+        }
+        if (d.retry_after_ns < 1)
+            d.retry_after_ns = 1;
+        d.delay_ns = 0;
+        if (worst_i < 0 || d.retry_after_ns > worst.retry_after_ns) {
+            worst = d;
+            worst_i = i;
+        }
     }
-    const fw_quota_t *q = &p->limits[0].quota;
-    memset(d, 0, sizeof(*d));
-    d->limit = q->burst;
-    d->allowed = p->fail_mode == FAIL_OPEN;
-    if (!d->allowed) {
-        d->retry_after_ns = q->interval_ns;
-        d->reset_after_ns = q->interval_ns;
+    if (worst_i < 0)
+        Py_RETURN_NONE;
+    *index = worst_i;
+    return fw_decision_new(st, &worst, labels[worst_i], 0);
+}
+
+/* The store could not decide; a StoreError is set. Without a failure
+ * policy it propagates; else the policy's decide(exc, rate, readable)
+ * answers (it calls on_error, counts, and may raise). Returns a new
+ * Decision and sets *index, or NULL with an exception. */
+static PyObject *store_failed(fw_module_state *st, PyObject *fail_decide,
+                              fw_table_t *t, const fw_request_t *reqs,
+                              PyObject *const *labels, Py_ssize_t n, int64_t cost,
+                              int64_t now, Py_ssize_t *index)
+{
+    if (!fail_decide || !PyErr_ExceptionMatches(st->store_error))
+        return NULL;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb && value)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    if (!value)
+        return NULL;
+    Py_ssize_t ri = 0;
+    PyObject *readable = readable_denial(st, t, reqs, labels, n, cost, now, &ri);
+    PyObject *result = NULL;
+    if (readable) {
+        PyObject *args[3] = {value, labels[0], readable};
+        result = PyObject_Vectorcall(fail_decide, args, 3, NULL);
+        *index = result == readable ? ri : 0;
+        Py_DECREF(readable);
     }
-    *index = 0;
-    p->fallbacks++;
-    return 1;
+    Py_DECREF(value);
+    return result;
 }
 
 /* Decide `cost` on `key` for every limit; *index is the deciding limit.
- * Returns 0, 1 for a failure-policy decision, or -1 with an exception. */
+ * Returns 0, 1 for a failure-policy decision (a new Decision in *answer),
+ * or -1 with an exception. */
 static int policy_decide(fw_py_policy *p, PyObject *key, int64_t cost,
-                         fw_decision_t *d, Py_ssize_t *index)
+                         fw_decision_t *d, Py_ssize_t *index, PyObject **answer)
 {
     key_view_t kv;
     int64_t now;
@@ -235,13 +278,19 @@ static int policy_decide(fw_py_policy *p, PyObject *key, int64_t cost,
         rc = fw_table_check(p->table, reqs, (size_t)p->nlimits, cost, now, out,
                             &violated);
     }
-    Py_XDECREF(kv.owner);
-    if ((rc == FW_EFULL || rc == FW_EBUSY) && p->fail_mode != FAIL_RAISE)
-        return store_fallback(p, rc, d, index);
     if (rc) {
         raise_check_error(p, rc, cost, Py_None);
-        return -1;
+        *answer = store_failed(p->st, p->fail_decide, p->table, reqs,
+                               PySequence_Fast_ITEMS(p->labels), p->nlimits, cost,
+                               now, index);
+        Py_XDECREF(kv.owner);
+        if (!*answer)
+            return -1;
+        if (cost > 0 && !PyObject_IsTrue(*answer))
+            p->denied++;
+        return 1;
     }
+    Py_XDECREF(kv.owner);
     Py_ssize_t idx = 0;
     if (p->nlimits == 1) {
         idx = 0;
@@ -278,12 +327,20 @@ static PyObject *decide_call(PyObject *op, const char *fname, PyObject *const *a
         return NULL;
     fw_decision_t d;
     Py_ssize_t idx;
-    int how = policy_decide(p, key, cost, &d, &idx);
+    PyObject *answer = NULL;
+    int how = policy_decide(p, key, cost, &d, &idx, &answer);
     if (how < 0)
         return NULL;
+    if (how == 1) {
+        if (!as_bool)
+            return answer;
+        int allowed = PyObject_IsTrue(answer);
+        Py_DECREF(answer);
+        return allowed < 0 ? NULL : Py_NewRef(allowed ? Py_True : Py_False);
+    }
     if (as_bool)
         return Py_NewRef(d.allowed ? Py_True : Py_False);
-    return fw_decision_new(p->st, &d, PyTuple_GET_ITEM(p->labels, idx), how);
+    return fw_decision_new(p->st, &d, PyTuple_GET_ITEM(p->labels, idx), 0);
 }
 
 static PyObject *policy_check(PyObject *op, PyObject *const *args,
@@ -328,7 +385,7 @@ static PyObject *policy_counts(PyObject *op, PyObject *unused)
 {
     (void)unused;
     fw_py_policy *p = (fw_py_policy *)op;
-    return Py_BuildValue("(KKK)", p->allowed, p->denied, p->fallbacks);
+    return Py_BuildValue("(KK)", p->allowed, p->denied);
 }
 
 static PyObject *policy_now_ns(PyObject *op, PyObject *unused)
@@ -345,19 +402,18 @@ static PyObject *policy_now_ns(PyObject *op, PyObject *unused)
 static PyObject *policy_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
     static char *names[] = {"table", "algorithm", "quotas", "namespace", "labels",
-                            "clock", "fail", "on_error", NULL};
-    PyObject *table, *quotas, *ns, *labels, *clock = Py_None, *on_error = Py_None;
-    int algorithm, fail_mode = FAIL_RAISE;
+                            "clock", "fail_decide", NULL};
+    PyObject *table, *quotas, *ns, *labels, *clock = Py_None, *fail_decide = Py_None;
+    int algorithm;
     fw_module_state *st = fw_state_of_type(type);
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!iOSO!|OiO:Policy", names,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!iOSO!|OO:Policy", names,
                                      st->table_type, &table, &algorithm, &quotas,
                                      &ns, &PyTuple_Type, &labels, &clock,
-                                     &fail_mode, &on_error))
+                                     &fail_decide))
         return NULL;
-    if (fail_mode < FAIL_RAISE || fail_mode > FAIL_CLOSED ||
-        (on_error != Py_None && !PyCallable_Check(on_error))) {
-        PyErr_SetString(PyExc_ValueError, "fail must be 0 (raise), 1 (open) or "
-                                          "2 (closed); on_error a callable or None");
+    if (fail_decide != Py_None && !PyCallable_Check(fail_decide)) {
+        PyErr_SetString(PyExc_TypeError, "fail_decide must be None (raise) or a "
+                                         "callable (exc, rate, readable) -> Decision");
         return NULL;
     }
     PyObject *seq = PySequence_Fast(quotas, "quotas must be a sequence");
@@ -388,9 +444,8 @@ static PyObject *policy_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     p->labels = Py_NewRef(labels);
     p->clock = clock == Py_None ? NULL : Py_NewRef(clock);
     p->nlimits = n;
-    p->allowed = p->denied = p->fallbacks = 0;
-    p->fail_mode = fail_mode;
-    p->on_error = on_error == Py_None ? NULL : Py_NewRef(on_error);
+    p->allowed = p->denied = 0;
+    p->fail_decide = fail_decide == Py_None ? NULL : Py_NewRef(fail_decide);
     for (Py_ssize_t i = 0; i < n; i++) {
         long long rate, period, burst;
         if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "LLL;a quota is "
@@ -440,7 +495,7 @@ static void policy_dealloc(PyObject *op)
     Py_XDECREF(p->table_obj);
     Py_XDECREF(p->labels);
     Py_XDECREF(p->clock);
-    Py_XDECREF(p->on_error);
+    Py_XDECREF(p->fail_decide);
     PyObject_Free(op);
     Py_DECREF(tp);
 }
@@ -510,11 +565,16 @@ static PyObject *check_all(PyObject *module, PyObject *const *args, Py_ssize_t n
     size_t violated;
     int rc = fw_table_check(first->table, reqs, (size_t)nreqs, cost, now, out,
                             &violated);
+    Py_ssize_t idx = 0;
     if (rc) {
+        /* the first limiter's failure policy decides for the group */
         raise_check_error(first, rc, cost, Py_None);
+        PyObject *dec = store_failed(st, first->fail_decide, first->table, reqs,
+                                     labels, nreqs, cost, now, &idx);
+        if (dec)
+            result = Py_BuildValue("(Nn)", dec, idx);
         goto done;
     }
-    Py_ssize_t idx = 0;
     if (violated < (size_t)nreqs)
         idx = (Py_ssize_t)violated;
     else
@@ -546,14 +606,14 @@ static PyMethodDef policy_methods[] = {
     {"allow", CAST(policy_allow), FASTKW, "allow(key, cost=1) -> bool"},
     {"peek", CAST(policy_peek), FASTKW, "peek(key) -> Decision (never writes)"},
     {"reset", CAST(policy_reset), FASTKW, "reset(key): forget the key"},
-    {"counts", policy_counts, METH_NOARGS, "counts() -> (allowed, denied, fallbacks)"},
+    {"counts", policy_counts, METH_NOARGS, "counts() -> (allowed, denied)"},
     {"now_ns", policy_now_ns, METH_NOARGS, "now_ns() -> the clock this policy uses"},
     {NULL, NULL, 0, NULL},
 };
 
 static PyType_Slot policy_slots[] = {
     {Py_tp_doc, "Policy(table, algorithm, quotas, namespace, labels, clock=None, "
-                "fail=0, on_error=None)"},
+                "fail_decide=None)"},
     {Py_tp_new, policy_tp_new},
     {Py_tp_dealloc, policy_dealloc},
     {Py_tp_methods, policy_methods},

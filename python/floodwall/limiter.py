@@ -21,9 +21,11 @@ from typing import (
     cast,
 )
 
+from floodwall.algorithms import ALGORITHMS, DEFAULT_ALGORITHM
 from floodwall.errors import ConfigError, RateLimited
 from floodwall.rates import Rate, parse_rates
-from floodwall.stores import ALGORITHMS, Backend, LimitSpec, open_backend
+from floodwall.stores import Backend, LimitSpec, open_backend
+from floodwall.stores.failure import check_fail_mode
 
 if TYPE_CHECKING:
     from floodwall._native import Decision
@@ -33,8 +35,6 @@ __all__ = ["Limiter", "Limits", "check_all", "acheck_all"]
 Key = Union[str, bytes]
 F = TypeVar("F", bound=Callable[..., Any])
 RateInput = Union[str, Rate, Sequence[Union[str, Rate]], int, None]
-
-_FAIL_MODES = ("open", "closed", "raise")
 
 
 def _period_seconds(value: float | datetime.timedelta, name: str) -> Rate | float:
@@ -120,7 +120,9 @@ class Limiter:
         clock: a callable returning int nanoseconds, for tests; by default the
             store's own clock.
         fail: what a check answers when the store cannot: ``"open"`` (admit),
-            ``"closed"`` (deny) or ``"raise"`` (:class:`StoreError`).
+            ``"closed"`` (deny) or ``"raise"`` (:class:`StoreError`); see
+            :mod:`floodwall.stores.failure` (a part the store could still
+            read that denies is always the answer).
         on_error: called with the exception when ``fail`` decides.
         **store_options: options of the store, e.g. ``max_keys``.
     """
@@ -132,7 +134,7 @@ class Limiter:
         per: float | datetime.timedelta | None = None,
         requests: int | None = None,
         period: float | datetime.timedelta | None = None,
-        algorithm: str = "gcra",
+        algorithm: str = DEFAULT_ALGORITHM,
         burst: int | None = None,
         store: Any = "memory://",
         namespace: str = "default",
@@ -141,8 +143,7 @@ class Limiter:
         on_error: Callable[[BaseException], object] | None = None,
         **store_options: Any,
     ) -> None:
-        if fail not in _FAIL_MODES:
-            raise ConfigError(f"fail must be one of {', '.join(_FAIL_MODES)}, got {fail!r}")
+        check_fail_mode(fail)
         if not isinstance(namespace, str) or not namespace:
             raise ConfigError("namespace must be a non-empty str")
         rates = resolve_rates(rate, per=per, requests=requests, period=period, burst=burst)
@@ -286,7 +287,8 @@ def _group(parts: Sequence[tuple[Limiter, Key]]) -> tuple[Backend, list[tuple[Ba
 def check_all(parts: Sequence[tuple[Limiter, Key]], cost: int = 1) -> Decision:
     """Decide several limiters and keys all-or-nothing: if any denies, none
     is consumed, and the Decision (with its ``rate``) is the violated one's.
-    The limiters must share one store (e.g. ``memory://shared``)."""
+    The limiters must share one store (e.g. ``memory://shared``). When the
+    store cannot decide, the first limiter's ``fail=`` policy answers."""
     first, pairs = _group(parts)
     return first.check_group(pairs, cost)
 
@@ -303,16 +305,19 @@ class Limits:
     ``Limits({"user": "100/minute", "org": "10000/day"})`` then
     ``limits.check(user="alice", org="acme", cost=3)``: if any limit denies,
     nothing is consumed, and ``violated(decision)`` names the limit.
+    ``fail``/``on_error``: the failure policy, as for :class:`Limiter`.
     """
 
     def __init__(
         self,
         limits: Mapping[str, RateInput],
         *,
-        algorithm: str = "gcra",
+        algorithm: str = DEFAULT_ALGORITHM,
         store: Any = None,
         namespace: str = "limits",
         clock: Callable[[], int] | None = None,
+        fail: str = "raise",
+        on_error: Callable[[BaseException], object] | None = None,
         **store_options: Any,
     ) -> None:
         if not limits:
@@ -331,6 +336,8 @@ class Limits:
                     store="memory://" if store is None else store,
                     namespace=f"{namespace}:{name}",
                     clock=clock,
+                    fail=fail,
+                    on_error=on_error,
                     **store_options,
                 )
                 limiter = first
@@ -341,6 +348,8 @@ class Limits:
                     store=first.store,
                     namespace=f"{namespace}:{name}",
                     clock=clock,
+                    fail=fail,
+                    on_error=on_error,
                 )
             self.limiters[name] = limiter
 

@@ -229,7 +229,7 @@ def test_auto_falls_back_to_evalsha(redis_url: str, client: redis.Redis) -> None
         url = redis_url.replace("redis://", "redis://limited:pw@")
         lim = Limiter("2/second", store=url)
         assert [lim.allow("k") for _ in range(3)] == [True, True, False]
-        assert lim.backend.conn.use_fcall is False
+        assert lim.backend.conn.scripts.use_fcall is False
         strict = Limiter("2/second", store=url, scripting="function", fail="raise")
         with pytest.raises(floodwall.StoreError):
             strict.check("k")

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import redis
 
-from floodwall.stores import redis_lua
-from floodwall.stores.redis_lua import QuotaParts, check_script, normalise
+from floodwall.stores.redis import scripts as redis_lua
+from floodwall.stores.redis.scripts import QuotaParts, check_script, normalise
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 sys.path.insert(0, str(VECTORS))

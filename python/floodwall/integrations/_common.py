@@ -48,8 +48,6 @@ LIMITS_ATTR = "__floodwall_limits__"
 #: Set on a view exempt from every limit.
 EXEMPT_ATTR = "__floodwall_exempt__"
 
-_LOCAL_SCHEMES = ("memory:", "shm:", "file:")
-
 
 @dataclass(frozen=True)
 class Limit:
@@ -91,7 +89,8 @@ class BoundLimit:
         self.key = key
         self.prefix = prefix
         self.name = name
-        #: True for in-process stores (memory, shm, file): checked inline.
+        #: True when the store says a check is inline (in-process, never
+        #: waits): async callers then check on the event-loop thread.
         self.local = local
 
 
@@ -247,7 +246,7 @@ class Guard:
         *,
         routes: Mapping[str, LimitInput] | None = None,
         exempt: Iterable[str] = (),
-        store: str = "memory://",
+        store: Any = "memory://",
         algorithm: str = "gcra",
         namespace: str = "floodwall",
         clock: Callable[[], int] | None = None,
@@ -336,14 +335,12 @@ class Guard:
         return limiter
 
     def bind(self, spec: LimitInput, scope: str) -> BoundLimit:
-        from floodwall import Limiter
 
         limit = _as_limit(spec)
         limiter = self.make_limiter(limit)
         key = self.key if limit.key is None else self.resolve_key(limit.key)
         prefix = (limit.name or scope) + "|"
-        url = limiter.store_url if isinstance(limit.rate, Limiter) else self.store
-        return BoundLimit(limiter, key, prefix, limit.name, url.startswith(_LOCAL_SCHEMES))
+        return BoundLimit(limiter, key, prefix, limit.name, limiter.store.capabilities.inline)
 
     def limit_set(
         self,
@@ -467,8 +464,9 @@ class Guard:
     async def acheck(
         self, limits: LimitSet, view: RequestView, cost: int | None = None
     ) -> Outcome | None:
-        """Async twin of :meth:`check`. Local stores (memory, shm, file) answer
-        in microseconds and are called inline; network stores are awaited."""
+        """Async twin of :meth:`check`. Stores whose capabilities say
+        ``inline`` answer in microseconds and are called inline; the others
+        (network stores, a file synced on every write) are awaited."""
         if not self.enabled:
             return None
         if limits.local:

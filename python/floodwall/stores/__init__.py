@@ -1,21 +1,28 @@
-"""Store registry: turns a store URL (or client object) into a backend.
+"""Store registry: turns a store URL (or an opened store) into a backend.
 
 Built-in schemes are imported lazily, so ``import floodwall`` never imports a
-network client: ``memory`` (here), ``shm`` and ``file``
-(:mod:`floodwall.stores.shared`), ``redis``, ``rediss``, ``redis+unix``,
-``redis+sentinel``, ``redis+cluster`` (:mod:`floodwall.stores.redis`).
+network client: ``memory`` (:mod:`floodwall.stores.native`), ``shm`` and
+``file`` (:mod:`floodwall.stores.shared`), ``redis``, ``rediss``,
+``redis+unix``, ``redis+sentinel``, ``redis+cluster``
+(:mod:`floodwall.stores.redis`). A URL is parsed once
+(:mod:`floodwall.stores.url`); a backend says what it is
+(:class:`~floodwall.stores.capabilities.StoreCapabilities`) and answers
+failures with one policy (:mod:`floodwall.stores.failure`).
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Protocol, Union
-from urllib.parse import urlsplit
 
+from floodwall.algorithms import ALGORITHMS
 from floodwall.errors import ConfigError
 from floodwall.rates import Rate
+from floodwall.stores.capabilities import StoreCapabilities
+from floodwall.stores.url import StoreURL, parse_store_url
 
 if TYPE_CHECKING:
     from floodwall._native import Decision
@@ -24,22 +31,13 @@ __all__ = [
     "ALGORITHMS",
     "Backend",
     "LimitSpec",
+    "StoreCapabilities",
+    "StoreURL",
     "open_backend",
     "register",
 ]
 
 Key = Union[str, bytes]
-
-#: Every algorithm name, in the engine's numbering.
-ALGORITHMS: dict[str, int] = {
-    "gcra": 0,
-    "token_bucket": 1,
-    "leaky_bucket": 2,
-    "leaky_bucket_shaping": 3,
-    "fixed_window": 4,
-    "sliding_window": 5,
-    "sliding_log": 6,
-}
 
 
 @dataclass(frozen=True)
@@ -57,6 +55,13 @@ class LimitSpec:
 
 class Backend(Protocol):
     """What every store implements (see docs/python-api.md)."""
+
+    capabilities: StoreCapabilities
+
+    def bind(self, spec: LimitSpec, **options: Any) -> Backend:
+        """Another limit on this same opened store (what ``store=`` of a
+        limiter's ``store`` does)."""
+        ...
 
     def check(self, key: Key, cost: int = 1) -> Decision: ...
     def allow(self, key: Key, cost: int = 1) -> bool: ...
@@ -89,11 +94,14 @@ _LAZY_MODULES: dict[str, str] = {
     "unix": "floodwall.stores.redis",
     "redis+sentinel": "floodwall.stores.redis",
     "redis+cluster": "floodwall.stores.redis",
+    "rediss+sentinel": "floodwall.stores.redis",
+    "rediss+cluster": "floodwall.stores.redis",
 }
 
 
 def register(scheme: str, factory: Factory) -> None:
-    """Make ``factory(url, spec, **options) -> Backend`` serve ``scheme://``."""
+    """Make ``factory(url, spec, **options) -> Backend`` serve ``scheme://``;
+    ``url`` is the parsed :class:`StoreURL`."""
     _FACTORIES[scheme.lower()] = factory
 
 
@@ -102,7 +110,7 @@ def _factory_for(scheme: str) -> Factory:
         try:
             importlib.import_module(_LAZY_MODULES[scheme])
         except ImportError as exc:
-            if scheme.startswith(("redis", "unix")):
+            if _LAZY_MODULES[scheme] == "floodwall.stores.redis":
                 raise ConfigError(
                     f"the {scheme}:// store needs redis-py: "
                     f"pip install 'floodwall[redis]' ({exc})"
@@ -118,26 +126,44 @@ def _factory_for(scheme: str) -> Factory:
 
 
 def open_backend(store: Any, spec: LimitSpec, **options: Any) -> Backend:
-    """Open the backend for ``store``: a URL string, a native table, a
-    limiter (to share its store), or a Redis client object."""
+    """Open the backend for ``store``: a URL string, an opened store (a
+    backend, e.g. ``limiter.store``, or a native table), or a Redis client."""
     if isinstance(store, str):
-        scheme = urlsplit(store).scheme.lower()
-        if not scheme or "://" not in store:
-            raise ConfigError(
-                f"store must be a URL such as 'memory://', 'shm://NAME', "
-                f"'file:///path' or 'redis://host:6379/0', got {store!r}"
-            )
-        return _factory_for(scheme)(store, spec, **options)
-    from floodwall.stores import native
+        url = parse_store_url(store)
+        return _factory_for(url.scheme)(url, spec, **options)
+    if isinstance(getattr(store, "capabilities", None), StoreCapabilities):
+        backend: Backend = store.bind(spec, **options)
+        return backend
+    from floodwall import _native
 
-    if native.is_native_store(store):
-        return native.from_store(store, spec, **options)
-    module = type(store).__module__
-    if module.startswith(("redis", "floodwall.stores.redis")):
+    if isinstance(store, _native.Table):
+        from floodwall.stores import native
+
+        return native.from_table(store, spec, **options)
+    if _is_redis_client(store):
         from floodwall.stores import redis as redis_store
 
         return redis_store.from_client(store, spec, **options)
     raise ConfigError(
-        f"store must be a URL string, a floodwall table or a Redis client, "
-        f"not {type(store).__name__}"
+        f"store must be a URL string, an opened store (limiter.store), a floodwall "
+        f"table or a Redis client, not {type(store).__name__}"
     )
+
+
+def _is_redis_client(obj: object) -> bool:
+    """A redis-py client (never imports redis: a client exists only if the
+    application imported it)."""
+    if "redis" not in sys.modules:
+        return False
+    import redis
+    import redis.asyncio
+
+    kinds: list[type] = [redis.Redis, redis.asyncio.Redis]
+    try:
+        from redis.asyncio.cluster import RedisCluster as AsyncCluster
+        from redis.cluster import RedisCluster
+
+        kinds += [RedisCluster, AsyncCluster]
+    except ImportError:  # pragma: no cover - every supported redis-py has them
+        pass
+    return isinstance(obj, tuple(kinds))

@@ -1,11 +1,13 @@
-# floodwall.stores.breaker: a circuit breaker for network stores.
-#
-# After `threshold` consecutive failures the breaker opens: calls are not
-# even tried for `cooldown` seconds (each costs a lock-free attribute read),
-# then one probe is let through (half-open); its success closes the
-# breaker, its failure opens it for another cooldown.
-# Invariant: while closed, `allow()` and `success()` take no lock; at most
-# one probe is in flight per cooldown.
+"""A circuit breaker for network stores (part of the failure policy).
+
+After ``threshold`` consecutive failures the breaker opens: calls are not
+even tried for ``cooldown`` seconds (each costs a lock-free attribute read),
+then one probe is let through (half-open); its success closes the breaker,
+its failure opens it for another cooldown. Settings and their defaults live
+in :mod:`floodwall.stores.failure`. Invariant: while closed, ``allow()`` and
+``success()`` take no lock; at most one probe is in flight per cooldown.
+"""
+
 from __future__ import annotations
 
 import threading
@@ -89,16 +91,20 @@ class CircuitBreaker:
             self._failures = 0
             self._state = CLOSED
 
-    def failure(self) -> None:
+    def failure(self) -> bool:
+        """Count a failure; True when it just opened the breaker."""
         if not self.threshold:
-            return
+            return False
         with self._lock:
             self._failures += 1
             if self._state == HALF_OPEN or self._failures >= self.threshold:
-                if self._state != OPEN:
+                opened = self._state != OPEN
+                if opened:
                     self.trips += 1
                 self._state = OPEN
                 self._open_until = self._clock() + self.cooldown
+                return opened
+            return False
 
     def retry_in(self) -> float:
         """Seconds until the next call will be tried (0 if now)."""

@@ -2,7 +2,9 @@
 and file://) served by the C slot table.
 
 The hot methods of a backend are the C policy's own bound methods, so a call
-to ``limiter.allow(key)`` goes straight into C.
+to ``limiter.allow(key)`` goes straight into C. When the table cannot decide
+(full, or a lock not taken in time) the C policy calls this limiter's
+:class:`~floodwall.stores.failure.FailurePolicy`, on that error path only.
 """
 
 from __future__ import annotations
@@ -11,19 +13,25 @@ import asyncio
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, Union
-from urllib.parse import parse_qsl, urlsplit
 
 from floodwall import _native
+from floodwall.algorithms import (
+    ALGORITHMS,
+    DEFAULT_MAX_KEYS,
+    LOG_CAPACITY_MAX,
+    MAX_KEYS_MAX,
+    MAX_KEYS_MIN,
+)
 from floodwall.errors import ConfigError
-from floodwall.stores import ALGORITHMS, LimitSpec, register
+from floodwall.stores import LimitSpec, register
+from floodwall.stores.capabilities import StoreCapabilities
+from floodwall.stores.failure import FailurePolicy
+from floodwall.stores.url import Options, StoreURL
 
-__all__ = ["NativeBackend", "from_store", "is_native_store", "memory_table"]
+__all__ = ["NativeBackend", "from_table", "memory_table", "table_capabilities"]
 
 Key = Union[str, bytes]
 T = TypeVar("T")
-
-DEFAULT_MAX_KEYS = 65_536
-FAIL_MODES = {"raise": 0, "open": 1, "closed": 2}
 
 _named_tables: dict[str, _native.Table] = {}
 _named_lock = threading.Lock()
@@ -34,38 +42,39 @@ def log_capacity_for(spec: LimitSpec) -> int:
     if spec.algorithm != "sliding_log":
         return 0
     need = max(rate.burst for rate in spec.rates)
-    if need > _native.SLIDING_LOG_MAX:
+    if need > LOG_CAPACITY_MAX:
         raise ConfigError(
             f"sliding_log keeps one entry per request: capacity at most "
-            f"{_native.SLIDING_LOG_MAX}, got {need}; use sliding_window or gcra"
+            f"{LOG_CAPACITY_MAX}, got {need}; use sliding_window or gcra"
         )
     return need
 
 
-def parse_int_option(name: str, value: Any, low: int, high: int) -> int:
-    """An integer option from a URL or keyword, with a clear error."""
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be an integer, got {value!r}") from None
-    if not low <= number <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}, got {number}")
-    return number
+def table_capabilities(table: _native.Table) -> StoreCapabilities:
+    """What a native table is: asked of the table itself."""
+    info = _native.table_info(table)
+    kind = str(info["store"]).split(":", 1)[0]
+    blocking = bool(table.blocking)
+    shared = kind != "memory"
+    return StoreCapabilities(
+        kind=kind,
+        inline=not blocking,
+        blocking=blocking,
+        groups=True,
+        shared=shared,
+        shared_clock=True,
+        durable=kind == "file",
+    )
 
 
-def memory_table(url: str, spec: LimitSpec, max_keys: Any = None) -> _native.Table:
+def memory_table(url: StoreURL, spec: LimitSpec, **options: Any) -> _native.Table:
     """``memory://`` gives a table of its own; ``memory://NAME`` one shared by
     every limiter of this process that names it (needed by check_all)."""
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    unknown = set(query) - {"max_keys"}
-    if unknown:
-        raise ConfigError(f"unknown option(s) {sorted(unknown)} in {url!r}; known: max_keys")
-    if max_keys is None:
-        max_keys = query.get("max_keys", DEFAULT_MAX_KEYS)
-    keys = parse_int_option("max_keys", max_keys, 1, 2**36)
+    opts = Options(url, options, known={"max_keys"})
+    keys = opts.int_option("max_keys", DEFAULT_MAX_KEYS, MAX_KEYS_MIN, MAX_KEYS_MAX)
+    assert keys is not None
     need = log_capacity_for(spec)
-    name = parts.netloc + parts.path
+    name = url.netloc + url.path
     if not name:
         return _native.Table(max_keys=keys, log_capacity=need)
     with _named_lock:
@@ -81,10 +90,12 @@ class NativeBackend:
     """A limit spec bound to a native table."""
 
     def __init__(self, table: _native.Table, spec: LimitSpec) -> None:
-        if spec.fail not in FAIL_MODES:
-            raise ConfigError(f"fail must be one of {sorted(FAIL_MODES)}, got {spec.fail!r}")
         self.table = table
         self.spec = spec
+        self.capabilities = table_capabilities(table)
+        self.failure = FailurePolicy(
+            spec.fail, spec.on_error, label=str(_native.table_info(table)["store"])
+        )
         need = log_capacity_for(spec)
         room = _native.table_info(table)["log_capacity"] if need else 0
         if need > room:
@@ -101,8 +112,7 @@ class NativeBackend:
                 spec.namespace.encode("utf-8", "surrogatepass"),
                 tuple(spec.rates),
                 spec.clock,
-                FAIL_MODES[spec.fail],
-                spec.on_error,
+                self.failure.decide,
             )
         except ValueError as exc:
             raise ConfigError(f"{exc} (store {table!r})") from None
@@ -112,16 +122,21 @@ class NativeBackend:
         self.peek = self.policy.peek
         self.reset = self.policy.reset
 
+    def bind(self, spec: LimitSpec, **options: Any) -> NativeBackend:
+        """Another limit on this backend's table."""
+        return from_table(self.table, spec, **options)
+
     def clear(self) -> None:
         self.table.clear()
 
     def stats(self) -> dict[str, int]:
-        allowed, denied, fallbacks = self.policy.counts()
+        allowed, denied = self.policy.counts()
         table = self.table.stats(self.policy.now_ns())
         return {
             "allowed": allowed,
             "denied": denied,
-            "fallbacks": fallbacks,
+            "fallbacks": self.failure.fallbacks,
+            "errors": self.failure.errors,
             "active_keys": table["active_keys"],
             "used_slots": table["used_slots"],
             "slots": table["slots"],
@@ -135,7 +150,7 @@ class NativeBackend:
     # straight through, except on a store whose writes wait for the disk
     # (file:// with sync), whose checks run in a worker thread.
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        if not self.table.blocking:
+        if self.capabilities.inline:
             return fn(*args)
         return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
@@ -155,6 +170,8 @@ class NativeBackend:
         await self._call(self.clear)
 
     def check_group(self, parts: Sequence[tuple[Any, Key]], cost: int) -> _native.Decision:
+        """All-or-nothing over several (backend, key) parts on this table; a
+        failure goes to the first part's failure policy."""
         native_parts = []
         for backend, key in parts:
             if not isinstance(backend, NativeBackend):
@@ -179,26 +196,19 @@ class NativeBackend:
     def close(self) -> None:
         """Nothing to release: the table goes with its last user."""
 
+    def __repr__(self) -> str:
+        return f"<NativeBackend {self.spec.algorithm} on {self.failure.label}>"
 
-def is_native_store(store: object) -> bool:
-    return isinstance(store, (_native.Table, NativeBackend))
 
-
-def from_store(store: Any, spec: LimitSpec, **options: Any) -> NativeBackend:
-    """Bind a spec to an existing table (or another limiter's backend)."""
+def from_table(table: _native.Table, spec: LimitSpec, **options: Any) -> NativeBackend:
+    """Bind a spec to an existing table."""
     if options:
         raise ConfigError(f"unexpected option(s) {sorted(options)} for an open table")
-    table = store.table if isinstance(store, NativeBackend) else store
     return NativeBackend(table, spec)
 
 
-def _memory_factory(url: str, spec: LimitSpec, **options: Any) -> NativeBackend:
-    max_keys = options.pop("max_keys", None)
-    if options:
-        raise ConfigError(
-            f"unexpected option(s) {sorted(options)} for memory://; known: max_keys"
-        )
-    return NativeBackend(memory_table(url, spec, max_keys), spec)
+def _memory_factory(url: StoreURL, spec: LimitSpec, **options: Any) -> NativeBackend:
+    return NativeBackend(memory_table(url, spec, **options), spec)
 
 
 register("memory", _memory_factory)

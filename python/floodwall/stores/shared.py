@@ -20,12 +20,14 @@ import os
 import threading
 import weakref
 from typing import Any, Callable, Union
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from floodwall import _native
+from floodwall.algorithms import ALGORITHMS, LOG_CAPACITY_MAX, MAX_KEYS_MAX, MAX_KEYS_MIN
 from floodwall.errors import ConfigError
 from floodwall.stores import LimitSpec, register
-from floodwall.stores.native import NativeBackend, log_capacity_for, parse_int_option
+from floodwall.stores.native import NativeBackend, log_capacity_for
+from floodwall.stores.url import Options, StoreURL
 
 __all__ = [
     "DEFAULT_SYNC_INTERVAL_MS",
@@ -44,40 +46,19 @@ Key = Union[str, bytes]
 
 SYNC_MODES = ("none", "interval", "always")
 DEFAULT_SYNC_INTERVAL_MS = 1000
-MAX_KEYS_LIMIT = 2**36
 
 _SHM_OPTIONS = frozenset({"max_keys", "log_capacity"})
 _FILE_OPTIONS = _SHM_OPTIONS | {"sync", "sync_interval_ms"}
 
-# ---- URL and option parsing --------------------------------------------------
+# ---- options ---------------------------------------------------------------------
 
 
-def _options(url: str, known: frozenset[str], keywords: dict[str, Any]) -> dict[str, Any]:
-    """URL query options, overridden by keywords; unknown names are errors."""
-    scheme = url.split(":", 1)[0]
-    query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
-    for source, names in (("URL", set(query)), ("keyword", set(keywords))):
-        unknown = names - known
-        if unknown:
-            raise ConfigError(
-                f"unknown {source} option(s) {sorted(unknown)} for {scheme}:// "
-                f"(in {url!r}); known: {', '.join(sorted(known))}"
-            )
-    merged: dict[str, Any] = dict(query)
-    merged.update({k: v for k, v in keywords.items() if v is not None})
-    return merged
-
-
-def _sizes(options: dict[str, Any], spec: LimitSpec) -> tuple[int, int]:
+def _sizes(opts: Options, spec: LimitSpec) -> tuple[int, int]:
     """(max_keys, log_capacity) to ask for; 0 means "the existing table's"."""
-    max_keys = 0
-    if "max_keys" in options:
-        max_keys = parse_int_option("max_keys", options["max_keys"], 1, MAX_KEYS_LIMIT)
+    max_keys = opts.int_option("max_keys", 0, MAX_KEYS_MIN, MAX_KEYS_MAX) or 0
     log_capacity = log_capacity_for(spec)
-    if "log_capacity" in options:
-        asked = parse_int_option(
-            "log_capacity", options["log_capacity"], 0, _native.SLIDING_LOG_MAX
-        )
+    asked = opts.int_option("log_capacity", None, 0, LOG_CAPACITY_MAX)
+    if asked is not None:
         if asked < log_capacity:
             raise ConfigError(
                 f"log_capacity={asked} is too small for this sliding_log limit: "
@@ -87,18 +68,16 @@ def _sizes(options: dict[str, Any], spec: LimitSpec) -> tuple[int, int]:
     return max_keys, log_capacity
 
 
-def _sync(options: dict[str, Any]) -> tuple[str, int]:
-    sync = str(options.get("sync", "")).lower()
-    interval = options.get("sync_interval_ms")
-    if not sync:
-        sync = "interval" if interval is not None else "none"
-    if sync not in SYNC_MODES:
-        raise ConfigError(f"sync must be one of {', '.join(SYNC_MODES)}, got {sync!r}")
-    if interval is None:
+def _sync(opts: Options) -> tuple[str, int]:
+    interval_given = opts.has("sync_interval_ms")
+    sync = opts.choice_option("sync", "interval" if interval_given else "none", SYNC_MODES)
+    if not interval_given:
         return sync, DEFAULT_SYNC_INTERVAL_MS if sync == "interval" else 0
     if sync != "interval":
         raise ConfigError(f"sync_interval_ms applies to sync=interval only, not sync={sync}")
-    return sync, parse_int_option("sync_interval_ms", interval, 1, 86_400_000)
+    interval = opts.int_option("sync_interval_ms", None, 1, 86_400_000)
+    assert interval is not None
+    return sync, interval
 
 
 def shm_name(url_or_name: str) -> str:
@@ -124,12 +103,16 @@ def shm_path(name: str) -> str:
         raise ConfigError(str(exc)) from None
 
 
-def file_path(url_or_path: str | os.PathLike[str]) -> str:
+def file_path(url_or_path: StoreURL | str | os.PathLike[str]) -> str:
     """``file:///abs/path`` (or a path) -> an absolute path."""
-    text = os.fspath(url_or_path)
-    if not text.startswith("file:"):
-        return os.path.abspath(text)
-    parts = urlsplit(text)
+    if isinstance(url_or_path, StoreURL):
+        parts = urlsplit(url_or_path.raw)
+        text = url_or_path.text
+    else:
+        text = os.fspath(url_or_path)
+        if not text.startswith("file:"):
+            return os.path.abspath(text)
+        parts = urlsplit(text)
     if parts.netloc not in ("", "localhost"):
         raise ConfigError(
             f"file:// needs an absolute path, as in 'file:///var/lib/app/limits.fw' "
@@ -237,10 +220,10 @@ def forget(url: str | None = None) -> None:
             _mappings.pop(_file_key(file_path(url)), None)
 
 
-def _shm_factory(url: str, spec: LimitSpec, **options: Any) -> NativeBackend:
-    opts = _options(url, _SHM_OPTIONS, options)
+def _shm_factory(url: StoreURL, spec: LimitSpec, **options: Any) -> NativeBackend:
+    opts = Options(url, options, known=_SHM_OPTIONS)
     max_keys, log_capacity = _sizes(opts, spec)
-    name = shm_name(url)
+    name = shm_name(url.raw)
     return _shared_backend(
         ("shm", name),
         ("none", 0),
@@ -251,8 +234,8 @@ def _shm_factory(url: str, spec: LimitSpec, **options: Any) -> NativeBackend:
     )
 
 
-def _file_factory(url: str, spec: LimitSpec, **options: Any) -> NativeBackend:
-    opts = _options(url, _FILE_OPTIONS, options)
+def _file_factory(url: StoreURL, spec: LimitSpec, **options: Any) -> NativeBackend:
+    opts = Options(url, options, known=_FILE_OPTIONS)
     max_keys, log_capacity = _sizes(opts, spec)
     sync, interval = _sync(opts)
     path = file_path(url)
@@ -354,6 +337,4 @@ def hottest(target: Any, n: int = 10, *, now_ns: int | None = None) -> list[dict
 
 
 def _native_algorithm(name: str) -> int:
-    from floodwall.stores import ALGORITHMS
-
     return ALGORITHMS[name]

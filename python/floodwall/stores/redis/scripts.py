@@ -1,16 +1,20 @@
-# floodwall.stores.redis_lua: the Lua side of the Redis store.
-#
-# Assembles the one check script from the package data under lua/ (exact
-# integer maths first, then one file per algorithm, then the entry point),
-# and turns a quota into the five ARGV items (algo, B, T, tau, W) the script
-# reads per part, normalised exactly as docs/algorithms.md says (the same bounds as
-# the C engine's fw_quota_init). Imports nothing but the standard library.
-# Invariant: the script text, and so its SHA1, depend only on the package.
+"""The Lua side of the Redis store: the script text and its arguments.
+
+Assembles the one check script from the package data under ``lua/`` (exact
+integer maths first, then one file per algorithm, then the entry point),
+and turns a quota into the five ARGV items (algo, B, T, tau, W) the script
+reads per part, normalised exactly as docs/algorithms.md says (the same
+bounds as the C engine's fw_quota_init). Invariant: the script text, and
+so its SHA1, depend only on the package.
+"""
+
 from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
 from importlib import resources
+
+from floodwall.algorithms import LOG_CAPACITY_MAX
 
 __all__ = [
     "ALGORITHM_CODES",
@@ -46,7 +50,6 @@ ALGORITHM_CODES = {
 INT64_MAX = 2**63 - 1
 U64_MAX = 2**64 - 1
 TAU_MAX = 2**62
-SLIDING_LOG_MAX = 65536
 
 
 def _library_text() -> str:
@@ -157,6 +160,6 @@ def normalise(algorithm: str, rate: int, period_ns: int, burst: int | None = Non
         raise ValueError("quota out of range for fixed_window: burst too large for the window")
     if algorithm == "sliding_window" and (k_max + 1) * (b + 1) * (b + 1) > U64_MAX:
         raise ValueError("quota out of range for sliding_window: burst too large for the window")
-    if algorithm == "sliding_log" and b > SLIDING_LOG_MAX:
-        raise ValueError(f"sliding_log burst must be <= {SLIDING_LOG_MAX}, got {b}")
+    if algorithm == "sliding_log" and b > LOG_CAPACITY_MAX:
+        raise ValueError(f"sliding_log burst must be <= {LOG_CAPACITY_MAX}, got {b}")
     return q

@@ -1,0 +1,522 @@
+"""The Redis backend: one limit spec on a Redis deployment.
+
+Every check is one call of the check script (:mod:`.calls`): all the rates
+of a limiter, and all the parts of a check_all, decided all-or-nothing in
+one round trip, with Redis TIME as the clock. A failing Redis goes through
+the failure policy (:mod:`floodwall.stores.failure`) and the circuit
+breaker of the server concerned (:mod:`.connection`), so a dead server
+costs microseconds, not timeouts. A caller's mistake (a bad cost or key)
+is raised before Redis is asked, and never counts as a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, Union
+
+from redis.exceptions import RedisError, ResponseError
+
+from floodwall._native import Decision
+from floodwall.errors import ConfigError, CostError, StoreError
+from floodwall.rates import Rate
+from floodwall.stores import LimitSpec
+from floodwall.stores.breaker import OPEN, CircuitBreaker
+from floodwall.stores.capabilities import StoreCapabilities
+from floodwall.stores.failure import FailurePolicy
+from floodwall.stores.redis.calls import run_async, run_sync, script_call
+from floodwall.stores.redis.connection import Connection, acquire, release, shared
+from floodwall.stores.redis.keys import KeyNamer, resolve_key_secret
+from floodwall.stores.redis.scripts import QuotaParts, normalise
+from floodwall.stores.redis.url import RedisOptions, RedisURL
+from floodwall.stores.url import StoreURL
+
+__all__ = ["CAPABILITIES", "RedisBackend", "from_client", "open_redis"]
+
+Key = Union[str, bytes]
+
+_INT64_MAX = 2**63 - 1
+_STORE_ERRORS = (RedisError, OSError)  # OSError covers socket errors and TimeoutError
+
+#: What a Redis store is.
+CAPABILITIES = StoreCapabilities(
+    kind="redis",
+    inline=False,
+    blocking=True,
+    groups=True,
+    shared=True,
+    shared_clock=True,
+    durable=False,
+)
+
+
+def _i64(value: Any) -> int:
+    v = int(value)
+    return v if v <= _INT64_MAX else _INT64_MAX
+
+
+def validate_cost(cost: object) -> int:
+    """The cost as an int; exactly an int (a bool or an IntEnum is a
+    mistake), >= 0. CostError is the caller's, never a store failure."""
+    if cost.__class__ is not int:
+        raise CostError(f"cost must be an int >= 0, not {type(cost).__name__}")
+    assert isinstance(cost, int)
+    if cost < 0:
+        raise CostError(f"cost must be an int >= 0, got {cost!r}")
+    return cost
+
+
+class RedisBackend:
+    """A limit spec on a Redis deployment (see docs/redis.md)."""
+
+    capabilities = CAPABILITIES
+
+    def __init__(self, conn: Connection, spec: LimitSpec, opts: RedisOptions) -> None:
+        self.conn = conn
+        self.spec = spec
+        fail = opts.fail or spec.fail
+        on_error = opts.on_error or spec.on_error
+        self.failure = FailurePolicy(fail, on_error, label="Redis store")
+        self.fail = self.failure.mode
+        self.on_error = self.failure.on_error
+        self.options = opts
+        if not spec.rates:
+            raise ConfigError("a limit needs at least one rate")
+        quotas: list[QuotaParts] = []
+        for rate in spec.rates:
+            try:
+                quotas.append(normalise(spec.algorithm, rate.amount, rate.period_ns, rate.burst))
+            except ValueError as exc:
+                raise ConfigError(f"{exc} (rate {rate})") from None
+        self.quotas = tuple(quotas)
+        self.rates: tuple[Rate, ...] = tuple(spec.rates)
+        self.capacity = min(q.burst for q in quotas)
+        self._meta = tuple((q.burst, r) for q, r in zip(quotas, self.rates))
+        self._parts = tuple(x for q in quotas for x in q.part)
+        self.namer = KeyNamer(
+            spec.namespace,
+            spec.algorithm,
+            quotas,
+            plain_keys=opts.plain_keys,
+            key_secret=resolve_key_secret(opts.key_secret),
+            hash_tag=opts.hash_tag,
+        )
+        self._clock = spec.clock
+        self._expire = b"0" if spec.clock is not None else b"1"
+        # the ARGV of a cost-1 check with Redis's own clock, built once
+        self._argv1 = (b"", b"1", self._expire, *self._parts)
+        self._allowed = 0
+        self._denied = 0
+        self._closed = False
+
+    def bind(self, spec: LimitSpec, **options: Any) -> RedisBackend:
+        """Another limit on this backend's connection (so check_all can
+        group them)."""
+        return from_client(self, spec, **options)
+
+    # -- helpers ------------------------------------------------------------
+
+    def _argv(self, cost: int, parts: Sequence[bytes]) -> tuple[Any, ...]:
+        if self._clock is None:
+            now: Any = b""
+            if cost == 1 and parts is self._parts:
+                return self._argv1
+        else:
+            now = self._clock()
+            if isinstance(now, bool) or not isinstance(now, int) or not 0 <= now <= _INT64_MAX:
+                raise ConfigError(f"clock() must return int ns in [0, 2^63-1], got {now!r}")
+        return (now, cost, self._expire, *parts)
+
+    def _cost_error(self, cost: int, meta: Sequence[tuple[int, Rate]]) -> CostError | None:
+        for burst, rate in meta:
+            if cost > burst:
+                return CostError(
+                    f"cost {cost} exceeds the capacity {burst} of {rate}: it can never be admitted"
+                )
+        return None
+
+    def _checked_cost(self, cost: object) -> int:
+        """The cost as an int, or CostError (the slow path of check)."""
+        n = validate_cost(cost)
+        err = self._cost_error(n, self._meta)
+        if err is not None:
+            raise err
+        return n
+
+    def _decision(self, res: Sequence[Any], meta: Sequence[tuple[int, Rate]]) -> Decision:
+        burst, rate = meta[int(res[1])]
+        return Decision(
+            bool(res[0]),
+            burst,
+            _i64(res[2]),
+            _i64(res[3]),
+            _i64(res[4]),
+            _i64(res[5]),
+            rate=rate,
+        )
+
+    def _count(self, d: Decision, cost: int) -> Decision:
+        if cost and not d.fallback:
+            if d.allowed:
+                self._allowed += 1
+            else:
+                self._denied += 1
+        return d
+
+    def _failed(
+        self, exc: BaseException, meta: Sequence[tuple[int, Rate]], breaker: CircuitBreaker
+    ) -> Decision:
+        """A call that reached for Redis and failed: count it on the breaker
+        (waking the async calls queued on it if it opens), then the policy."""
+        if breaker.failure():
+            self.conn.tripped(breaker)
+        return self.failure.decide(exc, meta[0][1], None, breaker.retry_in() or breaker.cooldown)
+
+    def _skipped(self, breaker: CircuitBreaker, meta: Sequence[tuple[int, Rate]]) -> Decision:
+        exc = StoreError(
+            f"Redis store skipped: the circuit breaker is open after "
+            f"{breaker.threshold} consecutive failures; next try in {breaker.retry_in():.3f}s"
+        )
+        return self.failure.decide(
+            exc, meta[0][1], None, breaker.retry_in() or breaker.cooldown, reached=False
+        )
+
+    def _run(
+        self, keys: Sequence[bytes], argv: Sequence[Any], meta: Sequence[tuple[int, Rate]]
+    ) -> Decision:
+        conn = self.conn
+        client = conn.sync_client()
+        breaker, target = conn.route(client, keys[0])
+        if breaker._state and not breaker.allow():  # not closed
+            return self._skipped(breaker, meta)
+        try:
+            res = run_sync(client, script_call(conn.scripts, keys, argv), target)
+        except _STORE_ERRORS as exc:
+            return self._failed(exc, meta, breaker)
+        breaker.success()
+        return self._decision(res, meta)
+
+    async def _arun(
+        self, keys: Sequence[bytes], argv: Sequence[Any], meta: Sequence[tuple[int, Rate]]
+    ) -> Decision:
+        conn = self.conn
+        client = conn.async_client()
+        if conn.cluster:
+            breaker, target = conn.route(client or conn.sync_client(), keys[0])
+        else:
+            breaker, target = conn.breaker, None
+        if breaker._state and not breaker.allow():
+            return self._skipped(breaker, meta)
+        deadline = conn.deadline(breaker)
+        try:
+            if deadline is None:
+                res = await self._acall(client, keys, argv, target)
+            else:
+                async with deadline:
+                    res = await self._acall(client, keys, argv, target)
+        except _STORE_ERRORS as exc:
+            if breaker.state == OPEN:  # it opened while this call waited
+                return self._skipped(breaker, meta)
+            return self._failed(exc, meta, breaker)
+        finally:
+            if deadline is not None:
+                conn.done(breaker, deadline)
+        breaker.success()
+        return self._decision(res, meta)
+
+    async def _acall(
+        self, client: Any, keys: Sequence[bytes], argv: Sequence[Any], target: Any
+    ) -> Any:
+        conn = self.conn
+        scripts = conn.scripts
+        if client is None:  # only a synchronous user client: use a thread
+            routine = script_call(scripts, keys, argv)
+            return await asyncio.to_thread(run_sync, conn.sync_client(), routine, target)
+        if target is None:  # the common case first, as in check()
+            try:
+                if scripts.use_fcall:
+                    return await client.execute_command(
+                        "FCALL", scripts.fname, len(keys), *keys, *argv
+                    )
+                return await client.execute_command(
+                    "EVALSHA", scripts.sha, len(keys), *keys, *argv
+                )
+            except ResponseError as exc:  # NOSCRIPT, no function yet...: the routine
+                return await run_async(client, script_call(scripts, keys, argv, exc))
+        return await run_async(client, script_call(scripts, keys, argv), target)
+
+    # -- checks -------------------------------------------------------------
+
+    def check(self, key: Key, cost: int = 1) -> Decision:
+        """Decide `cost` units for `key` on every rate, all-or-nothing."""
+        # The hot path, kept flat: one FCALL (or EVALSHA), no helper frames.
+        if cost.__class__ is not int or cost < 0 or cost > self.capacity:
+            cost = self._checked_cost(cost)
+        keys = self.namer.keys(key)
+        if cost == 1 and self._clock is None:
+            argv: Sequence[Any] = self._argv1
+        else:
+            argv = self._argv(cost, self._parts)
+        conn = self.conn
+        client = conn._sync or conn.sync_client()
+        if conn.cluster:
+            breaker, target = conn.route(client, keys[0])
+        else:
+            breaker, target = conn.breaker, None
+        if breaker._state and not breaker.allow():  # not closed: maybe skip
+            return self._skipped(breaker, self._meta)
+        scripts = conn.scripts
+        try:
+            try:
+                if target is not None:  # Cluster: straight to the key's node
+                    res = run_sync(client, script_call(scripts, keys, argv), target)
+                elif scripts.use_fcall:
+                    res = client.execute_command("FCALL", scripts.fname, len(keys), *keys, *argv)
+                else:
+                    res = client.execute_command("EVALSHA", scripts.sha, len(keys), *keys, *argv)
+            except ResponseError as exc:  # NOSCRIPT, no function yet...: the routine
+                res = run_sync(client, script_call(scripts, keys, argv, exc), target)
+        except _STORE_ERRORS as exc:
+            return self._failed(exc, self._meta, breaker)
+        if breaker._failures:
+            breaker.success()
+        burst, rate = self._meta[res[1]]
+        rem, retry, reset, delay = res[2], res[3], res[4], res[5]
+        if (
+            rem.__class__ is not int
+            or retry.__class__ is not int
+            or reset.__class__ is not int
+            or delay.__class__ is not int
+        ):  # 2^53 or more comes as decimal text
+            rem, retry, reset, delay = _i64(rem), _i64(retry), _i64(reset), _i64(delay)
+        if res[0]:
+            if cost:
+                self._allowed += 1
+            return Decision(True, burst, rem, retry, reset, delay, rate=rate)
+        if cost:
+            self._denied += 1
+        return Decision(False, burst, rem, retry, reset, delay, rate=rate)
+
+    def allow(self, key: Key, cost: int = 1) -> bool:
+        return self.check(key, cost).allowed
+
+    def peek(self, key: Key) -> Decision:
+        return self.check(key, 0)
+
+    async def acheck(self, key: Key, cost: int = 1) -> Decision:
+        if cost.__class__ is not int or cost < 0 or cost > self.capacity:
+            cost = self._checked_cost(cost)
+        keys = self.namer.keys(key)
+        d = await self._arun(keys, self._argv(cost, self._parts), self._meta)
+        return self._count(d, cost)
+
+    async def aallow(self, key: Key, cost: int = 1) -> bool:
+        return (await self.acheck(key, cost)).allowed
+
+    async def apeek(self, key: Key) -> Decision:
+        return await self.acheck(key, 0)
+
+    # -- groups -------------------------------------------------------------
+
+    def _group(
+        self, parts: Sequence[tuple[Any, Key]], cost: int
+    ) -> tuple[list[bytes], tuple[Any, ...], list[tuple[int, Rate]]]:
+        cost = validate_cost(cost)
+        if not parts:
+            raise ConfigError("check_all needs at least one (limiter, key) pair")
+        keys: list[bytes] = []
+        specs: list[bytes] = []
+        meta: list[tuple[int, Rate]] = []
+        for backend, key in parts:
+            if not isinstance(backend, RedisBackend) or backend.conn is not self.conn:
+                raise ConfigError(
+                    "check_all needs every limiter on the same Redis store: open them "
+                    "with the same URL and options, or pass store=<first limiter>"
+                )
+            err = backend._cost_error(cost, backend._meta)
+            if err is not None:
+                raise err
+            keys.extend(backend.namer.keys(key))
+            specs.extend(backend._parts)
+            meta.extend(backend._meta)
+        if self.conn.cluster:
+            from redis.crc import key_slot
+
+            slots = {key_slot(k) for k in keys}
+            if len(slots) > 1:
+                raise ConfigError(
+                    "on Redis Cluster, the keys of one check_all must share a hash tag "
+                    "(one slot, or Redis would answer CROSSSLOT): give the limiters "
+                    "hash_tag=... (a constant, or a function of the key such as a "
+                    "tenant id) so that every part maps to the same tag; see docs/redis.md"
+                )
+        return keys, self._argv(cost, specs), meta
+
+    def check_group(self, parts: Sequence[tuple[Any, Key]], cost: int = 1) -> Decision:
+        """All-or-nothing over several (backend, key) parts, in one script call."""
+        keys, argv, meta = self._group(parts, cost)
+        return self._count(self._run(keys, argv, meta), cost)
+
+    async def acheck_group(self, parts: Sequence[tuple[Any, Key]], cost: int = 1) -> Decision:
+        keys, argv, meta = self._group(parts, cost)
+        return self._count(await self._arun(keys, argv, meta), cost)
+
+    # -- administration -----------------------------------------------------
+
+    def reset(self, key: Key) -> None:
+        """Forget `key` (every rate). Raises StoreError if Redis fails."""
+        keys = self.namer.keys(key)
+        try:
+            self.conn.sync_client().delete(*keys)
+        except _STORE_ERRORS as exc:
+            raise StoreError(f"Redis reset failed: {exc}") from exc
+
+    async def areset(self, key: Key) -> None:
+        keys = self.namer.keys(key)
+        try:
+            client = self.conn.async_client()
+            if client is None:
+                await asyncio.to_thread(self.conn.sync_client().delete, *keys)
+            else:
+                await client.delete(*keys)
+        except _STORE_ERRORS as exc:
+            raise StoreError(f"Redis reset failed: {exc}") from exc
+
+    def _scan_delete(self, client: Any) -> int:
+        batch: list[bytes] = []
+        n = 0
+        for k in client.scan_iter(match=self.namer.pattern, count=1000):
+            batch.append(k)
+            if len(batch) >= 500:
+                n += self._unlink(client, batch)
+                batch = []
+        if batch:
+            n += self._unlink(client, batch)
+        return n
+
+    def _unlink(self, client: Any, batch: list[bytes]) -> int:
+        if self.conn.cluster:  # one slot at a time
+            return sum(int(client.unlink(k)) for k in batch)
+        return int(client.unlink(*batch))
+
+    def clear(self) -> None:
+        """Forget every key of this limiter (namespace and algorithm)."""
+        try:
+            self._scan_delete(self.conn.sync_client())
+        except _STORE_ERRORS as exc:
+            raise StoreError(f"Redis clear failed: {exc}") from exc
+
+    async def aclear(self) -> None:
+        try:
+            client = self.conn.async_client()
+            if client is None:
+                await asyncio.to_thread(self._scan_delete, self.conn.sync_client())
+                return
+            batch: list[bytes] = []
+            async for k in client.scan_iter(match=self.namer.pattern, count=1000):
+                batch.append(k)
+            for i in range(0, len(batch), 500):
+                chunk = batch[i : i + 500]
+                if self.conn.cluster:
+                    for k in chunk:
+                        await client.unlink(k)
+                else:
+                    await client.unlink(*chunk)
+        except _STORE_ERRORS as exc:
+            raise StoreError(f"Redis clear failed: {exc}") from exc
+
+    def stats(self) -> dict[str, int]:
+        """This process's counts, the breakers, and the keys in Redis (-1 if
+        Redis cannot be reached; counting scans the namespace)."""
+        active = -1
+        breakers = self.conn.breakers()
+        try:
+            if self.conn.breaker.state != OPEN:
+                active = sum(
+                    1
+                    for _ in self.conn.sync_client().scan_iter(match=self.namer.pattern, count=1000)
+                )
+        except (ConfigError, *_STORE_ERRORS):
+            active = -1
+        return {
+            "allowed": self._allowed,
+            "denied": self._denied,
+            "fallbacks": self.failure.fallbacks,
+            "errors": self.failure.errors,
+            "breaker_open": sum(1 for b in breakers if b.state == OPEN),
+            "breaker_trips": sum(b.trips for b in breakers),
+            "active_keys": active,
+        }
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self.conn.owned:
+                release(self.conn)
+
+    async def aclose(self) -> None:
+        await self.conn.aclose()
+        self.close()
+
+    def __repr__(self) -> str:
+        where = (
+            self.conn.parsed.store_url.text
+            if self.conn.parsed
+            else type(self.conn._sync or self.conn._user_async).__name__
+        )
+        return f"<RedisBackend {self.spec.algorithm} {list(map(str, self.rates))} on {where}>"
+
+
+def open_redis(url: StoreURL, spec: LimitSpec, **options: Any) -> RedisBackend:
+    """The factory of every Redis URL scheme (registered by the package)."""
+    parsed = RedisURL(url)
+    opts = RedisOptions.read(options, parsed)
+    conn = shared(
+        parsed,
+        (
+            opts.failure,
+            opts.max_connections,
+            opts.scripting,
+            repr(sorted(opts.client_options.items())),
+        ),
+        settings=opts.failure,
+        client_options=opts.client_options,
+        max_connections=opts.max_connections,
+        scripting=opts.scripting,
+    )
+    try:
+        if parsed.kind != "cluster":
+            conn.sync_client()  # builds the client (no I/O): bad options fail now
+        return RedisBackend(conn, spec, opts)
+    except BaseException:
+        release(conn)
+        raise
+
+
+def from_client(client: Any, spec: LimitSpec, **options: Any) -> RedisBackend:
+    """A backend on an existing redis.Redis, redis.asyncio.Redis or
+    RedisCluster client (its own timeouts apply), or sharing the connection
+    of another RedisBackend (so that check_all can group them)."""
+    if isinstance(client, RedisBackend):
+        base = client
+        if {"timeout", "client_options", "connect_timeout", "max_connections"} & set(options):
+            raise ConfigError(
+                "a limiter sharing another's Redis store shares its connection options"
+            )
+        merged: dict[str, Any] = {
+            "plain_keys": base.namer.plain,
+            "key_secret": base.namer.key_secret,
+        }
+        merged.update(options)
+        if base.conn.owned:
+            acquire(base.conn)
+        return RedisBackend(base.conn, spec, RedisOptions.read(merged))
+    if not (hasattr(client, "execute_command") and hasattr(client, "scan_iter")):
+        raise ConfigError(f"not a Redis client: {type(client).__name__}")
+    if "client_options" in options or "timeout" in options:
+        raise ConfigError(
+            "timeout and client_options apply to clients floodwall creates; set them on your client"
+        )
+    opts = RedisOptions.read(options)
+    conn = Connection(client=client, settings=opts.failure, scripting=opts.scripting)
+    return RedisBackend(conn, spec, opts)
