@@ -119,6 +119,8 @@ def rate_limit(
     proxy_header: str = "x-forwarded-for",
     on_missing_key: str = "shared",
     on_limited: Callable[[Any, Decision | None], Any] | None = None,
+    max_delay: float | None = None,
+    max_waiting: float | None = None,
     **store_options: Any,
 ) -> Callable[[_T], _T]:
     """Rate-limit a Flask view, a FastAPI/Starlette endpoint or a Django view.
@@ -133,6 +135,8 @@ def rate_limit(
     ``on_limited(request, decision)``'s response) as a Flask response, a
     Starlette Response, or a Django HttpResponse; allowed responses carry the
     rate headers. One ``rate_limit(...)`` object is one bucket per client.
+    ``max_delay`` / ``max_waiting`` bound leaky-bucket shaping as in the
+    integrations (defaults 1 s and 10 s; the budget is per decorator).
     """
     given = sum(x is not None for x in (rate, requests, name))
     if given != 1 or (requests is None) != (period is None):
@@ -140,9 +144,16 @@ def rate_limit(
             "rate_limit needs exactly one of: a rate ('5/5minutes'), "
             "requests= with period=, or name="
         )
-    from floodwall.integrations._common import Guard, Limit
+    from floodwall.integrations._common import (
+        DEFAULT_MAX_DELAY,
+        DEFAULT_MAX_WAITING,
+        Guard,
+        Limit,
+    )
 
     guard = Guard(
+        max_delay=DEFAULT_MAX_DELAY if max_delay is None else max_delay,
+        max_waiting=DEFAULT_MAX_WAITING if max_waiting is None else max_waiting,
         store=store,
         algorithm=algorithm or "gcra",
         clock=clock,

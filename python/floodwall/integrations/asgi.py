@@ -76,12 +76,13 @@ def _mark(obj: Any, attr: str = ENFORCED_ATTR) -> None:
 class ASGIView:
     """RequestView over an ASGI scope (and a Starlette Request when there is one)."""
 
-    __slots__ = ("_headers", "_request", "scope")
+    __slots__ = ("_fields", "_headers", "_request", "scope")
 
     def __init__(self, scope: Scope, request: Any = None) -> None:
         self.scope = scope
         self._request = request
         self._headers: dict[str, str] | None = None
+        self._fields: dict[str, list[str]] | None = None
 
     @property
     def peer(self) -> str | None:
@@ -98,6 +99,16 @@ class ASGIView:
                 headers[ks] = headers[ks] + ", " + vs if ks in headers else vs
             self._headers = headers
         return headers.get(name)
+
+    def header_values(self, name: str) -> list[str]:
+        """Every field of a header, in the order received."""
+        fields = self._fields
+        if fields is None:
+            fields = {}
+            for k, v in self.scope.get("headers") or ():
+                fields.setdefault(k.decode("latin-1").lower(), []).append(v.decode("latin-1"))
+            self._fields = fields
+        return fields.get(name, [])
 
     @property
     def path(self) -> str:
@@ -348,8 +359,7 @@ class Floodwall(Guard):
                 return None
             if not outcome.allowed:
                 raise RateLimitExceeded(outcome)
-            if outcome.delay:
-                await sleep(outcome.delay)
+            await guard.await_delay(outcome, sleep)
             for k, v in outcome.header_pairs():
                 response.headers[k] = v
             return outcome.decision
@@ -419,8 +429,7 @@ class FloodwallMiddleware:
         if not outcome.allowed:
             await self._deny(outcome, scope, receive, send)
             return
-        if outcome.delay:
-            await fw.sleep(outcome.delay)
+        await fw.await_delay(outcome, fw.sleep)
         extra = outcome.raw_header_pairs()
         if not extra:
             await self.app(scope, receive, send)
@@ -568,8 +577,7 @@ def wrap_endpoint(
                 if inspect.isawaitable(result):
                     result = await result
                 return finish(result, None, outcome)
-            if outcome.delay:
-                await asleep(outcome.delay)
+            await guard.await_delay(outcome, asleep)
             return finish(await fn(*args, **kwargs), response, outcome)
 
         wrapper = async_wrapper
@@ -586,8 +594,7 @@ def wrap_endpoint(
                 if handler is None:
                     return resp
                 return finish(handler(request, outcome.decision), None, outcome)
-            if outcome.delay:
-                time.sleep(outcome.delay)
+            guard.wait(outcome, time.sleep)
             return finish(fn(*args, **kwargs), response, outcome)
 
         wrapper = sync_wrapper

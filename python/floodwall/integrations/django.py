@@ -71,6 +71,8 @@ SETTINGS_KEYS: dict[str, str] = {
     "ENABLED": "enabled",
     "FAIL": "fail",
     "ON_LIMITED": "on_limited",
+    "MAX_DELAY": "max_delay",
+    "MAX_WAITING": "max_waiting",
 }
 
 _OUTCOME_ATTR = "_floodwall_outcome"
@@ -102,6 +104,12 @@ class DjangoView:
             return meta.get("CONTENT_LENGTH") or None
         value = meta.get("HTTP_" + name.upper().replace("-", "_"))
         return str(value) if value else None
+
+    def header_values(self, name: str) -> list[str]:
+        """The header as one field: Django (like WSGI servers) joins
+        repeated fields before the application sees them."""
+        value = self.header(name)
+        return [value] if value else []
 
     @property
     def path(self) -> str:
@@ -282,8 +290,7 @@ class FloodwallMiddleware:
                 setattr(request, _OUTCOME_ATTR, outcome)
                 if not outcome.allowed:
                     return _deny(outcome, request, _settings_guard.on_limited)
-                if outcome.delay:
-                    time.sleep(outcome.delay)
+                guard.wait(outcome, time.sleep)
         response = self.get_response(request)
         return _add_headers(response, getattr(request, _OUTCOME_ATTR, None))
 
@@ -297,8 +304,7 @@ class FloodwallMiddleware:
                 setattr(request, _OUTCOME_ATTR, outcome)
                 if not outcome.allowed:
                     return _deny(outcome, request, _settings_guard.on_limited)
-                if outcome.delay:
-                    await asyncio.sleep(outcome.delay)
+                await guard.await_delay(outcome, asyncio.sleep)
         response = await self.get_response(request)
         return _add_headers(response, getattr(request, _OUTCOME_ATTR, None))
 
@@ -331,12 +337,12 @@ def wrap_view(
             request, native = _find_request(args)
             limits = get_limits()
             view = await _async_view(request, native, limits)
-            outcome = await get_guard().acheck(limits, view)
+            guard = get_guard()
+            outcome = await guard.acheck(limits, view)
             if outcome is not None:
                 if not outcome.allowed:
                     return _deny(outcome, native, get_on_limited())
-                if outcome.delay:
-                    await asyncio.sleep(outcome.delay)
+                await guard.await_delay(outcome, asyncio.sleep)
             return _add_headers(await fn(*args, **kwargs), outcome)
 
         setattr(async_view, ENFORCED_ATTR, True)
@@ -345,12 +351,12 @@ def wrap_view(
     @functools.wraps(fn)
     def sync_view(*args: Any, **kwargs: Any) -> Any:
         request, native = _find_request(args)
-        outcome = get_guard().check(get_limits(), DjangoView(request, native))
+        guard = get_guard()
+        outcome = guard.check(get_limits(), DjangoView(request, native))
         if outcome is not None:
             if not outcome.allowed:
                 return _deny(outcome, native, get_on_limited())
-            if outcome.delay:
-                time.sleep(outcome.delay)
+            guard.wait(outcome, time.sleep)
         return _add_headers(fn(*args, **kwargs), outcome)
 
     setattr(sync_view, ENFORCED_ATTR, True)

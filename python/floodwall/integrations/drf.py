@@ -114,14 +114,15 @@ class FloodwallThrottle(BaseThrottle):  # type: ignore[misc]
             return True
         limits = self._limits(scope, rate)
         http_request = getattr(request, "_request", request)
-        outcome = get_guard().check(limits, DjangoView(http_request, request))
+        guard = get_guard()
+        outcome = guard.check(limits, DjangoView(http_request, request))
         self.outcome = outcome
         if outcome is None:
             return True
         # The middleware (if installed) writes these headers on the response.
         setattr(http_request, _OUTCOME_ATTR, outcome)
-        if outcome.allowed and outcome.delay:
-            time.sleep(outcome.delay)
+        if outcome.allowed:
+            guard.wait(outcome, time.sleep)
         return outcome.allowed
 
     def wait(self) -> float | None:

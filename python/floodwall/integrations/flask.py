@@ -57,6 +57,11 @@ class FlaskView:
             return None
         return values[0] if len(values) == 1 else ", ".join(values)
 
+    def header_values(self, name: str) -> list[str]:
+        """Every field of a header (WSGI servers usually join repeated
+        fields into one before Flask sees them)."""
+        return [str(v) for v in self.request.headers.getlist(name)]
+
     @property
     def path(self) -> str:
         return str(self.request.path)
@@ -232,8 +237,7 @@ class Floodwall(Guard):
         setattr(flask.g, _G_ATTR, outcome)
         if not outcome.allowed:
             return _deny_response(outcome, self.on_limited)
-        if outcome.delay:
-            self.sleep(outcome.delay)
+        self.wait(outcome, self.sleep)
         return None
 
     def _after_request(self, response: Any) -> Any:
@@ -262,10 +266,10 @@ def wrap_view(
             outcome = await guard.acheck(get_limits(), FlaskView(flask.request))
             if outcome is not None and not outcome.allowed:
                 return _deny_response(outcome, on_limited)
-            if outcome is not None and outcome.delay:
+            if outcome is not None:
                 import asyncio
 
-                await asyncio.sleep(outcome.delay)
+                await guard.await_delay(outcome, asyncio.sleep)
             rv = await fn(*args, **kwargs)
             return _add_headers(flask.make_response(rv), outcome)
 
@@ -277,8 +281,8 @@ def wrap_view(
         outcome = guard.check(get_limits(), FlaskView(flask.request))
         if outcome is not None and not outcome.allowed:
             return _deny_response(outcome, on_limited)
-        if outcome is not None and outcome.delay:
-            sleep(outcome.delay)
+        if outcome is not None:
+            guard.wait(outcome, sleep)
         return _add_headers(flask.make_response(fn(*args, **kwargs)), outcome)
 
     setattr(view, ENFORCED_ATTR, True)
