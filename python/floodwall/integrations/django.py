@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -241,6 +242,21 @@ def _view_marked(func: Any, attr: str) -> bool:
     return bool(view_class is not None and getattr(view_class, attr, False))
 
 
+def _drf_throttled(func: Any) -> bool:
+    """Whether a resolved view is a DRF view throttled by a floodwall
+    throttle class: it then checks its own limits (the throttle's)."""
+    drf = sys.modules.get("floodwall.integrations.drf")
+    view_class = getattr(func, "cls", None)
+    if drf is None or view_class is None:
+        return False
+    try:
+        classes = list(getattr(view_class, "throttle_classes", ()) or ())
+    except Exception:
+        return False
+    base = drf.FloodwallThrottle
+    return any(isinstance(c, type) and issubclass(c, base) for c in classes)
+
+
 class FloodwallMiddleware:
     """Add ``"floodwall.integrations.django.FloodwallMiddleware"`` to
     MIDDLEWARE (after AuthenticationMiddleware when keying by user).
@@ -276,6 +292,8 @@ class FloodwallMiddleware:
         if match is not None:
             if _view_marked(match.func, EXEMPT_ATTR) or _view_marked(match.func, ENFORCED_ATTR):
                 return None
+            if _drf_throttled(match.func):
+                return None  # its floodwall throttles charge it, once
         return routed if routed is not None else guard.default
 
     def __call__(self, request: HttpRequest) -> Any:

@@ -120,7 +120,11 @@ class FloodwallThrottle(BaseThrottle):  # type: ignore[misc]
         if outcome is None:
             return True
         # The middleware (if installed) writes these headers on the response.
-        setattr(http_request, _OUTCOME_ATTR, outcome)
+        # With several throttle classes a denial's headers win: a 429 shows
+        # the limit that denied, not one that allowed.
+        previous = getattr(http_request, _OUTCOME_ATTR, None)
+        if previous is None or previous.allowed:
+            setattr(http_request, _OUTCOME_ATTR, outcome)
         if outcome.allowed:
             guard.wait(outcome, time.sleep)
         return outcome.allowed
