@@ -138,6 +138,15 @@ def rate_limit(
     ``max_delay`` / ``max_waiting`` bound leaky-bucket shaping as in the
     integrations (defaults 1 s and 10 s; the budget is per decorator).
     """
+    if rate is not None and callable(rate) and not isinstance(rate, str):
+        from floodwall import Limiter, Rate
+
+        if not isinstance(rate, (Rate, Limiter)):
+            raise ConfigError(
+                f"{getattr(rate, '__qualname__', rate)!r} was given where a rate belongs: "
+                "@floodwall.rate_limit was used without parentheses; write "
+                "@floodwall.rate_limit('5/minute')"
+            )
     given = sum(x is not None for x in (rate, requests, name))
     if given != 1 or (requests is None) != (period is None):
         raise ValueError(
@@ -195,6 +204,19 @@ def rate_limit(
         get_limits()  # fail fast on a bad rate
 
     def decorate(target: Any) -> Any:
+        if not inspect.isclass(target) and "starlette" in sys.modules:
+            from floodwall.integrations import asgi
+
+            frame = sys._getframe(1)
+            if asgi.registered_in(target, frame.f_locals) or asgi.registered_in(
+                target, frame.f_globals
+            ):
+                raise ConfigError(
+                    f"@floodwall.rate_limit is above the route decorator of "
+                    f"{getattr(target, '__qualname__', target)!r}: the route already holds "
+                    "the undecorated function and would not be limited; put "
+                    "@floodwall.rate_limit(...) under @app.get(...)"
+                )
         if state["scope"] is None:
             state["scope"] = name or "rl:{}.{}".format(
                 getattr(target, "__module__", "?"), getattr(target, "__qualname__", id(target))

@@ -239,6 +239,13 @@ class Limiter:
         :class:`floodwall.RateLimited` carrying the decision.
         """
 
+        if isinstance(key, str) and _looks_like_rate(key):
+            raise ConfigError(
+                f"Limiter.limit({key!r}): the argument is a key, not a rate; the rate is "
+                f"the Limiter's own: Limiter({key!r}).limit(); for a per-route rate in a "
+                f"web app use @floodwall.rate_limit({key!r}) or the integration's limit()"
+            )
+
         def decorate(fn: F) -> F:
             default_key = f"{fn.__module__}.{fn.__qualname__}"
 
@@ -270,6 +277,18 @@ class Limiter:
             return cast(F, wrapper)
 
         return decorate
+
+
+def _looks_like_rate(text: str) -> bool:
+    """Whether a key is in fact a rate string ("5/minute"), the habit of
+    libraries whose decorators take the rate."""
+    from floodwall.rates import parse_rates
+
+    try:
+        parse_rates(text)
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 def _group(parts: Sequence[tuple[Limiter, Key]]) -> tuple[Backend, list[tuple[Backend, Key]]]:

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from floodwall import Decision, Limiter, Rate
 
 __all__ = [
+    "DEFAULT_MAX_DELAY",
+    "DEFAULT_MAX_WAITING",
     "ENFORCED_ATTR",
     "EXEMPT_ATTR",
     "LIMITS_ATTR",
@@ -40,6 +42,7 @@ __all__ = [
     "LimitSet",
     "Outcome",
     "PathMatcher",
+    "check_rates",
     "missing_key_body",
 ]
 
@@ -81,6 +84,30 @@ class Limit:
 
 
 LimitInput = Union[str, "Rate", Sequence["Rate"], "Limiter", Limit]
+
+
+def check_rates(rates: Sequence[Any], form: str) -> None:
+    """Refuse, when a decorator is built, what is not a limit: no rate at
+    all, or a function (the decorator was used without parentheses).
+    ``form`` is how the call should look, e.g. ``"@fw.limit('5/minute')"``."""
+    if not rates:
+        raise ConfigError(f"a rate is needed: write {form}")
+    from floodwall import Limiter, Rate
+
+    for r in rates:
+        if isinstance(r, (str, Rate, Limiter, Limit)):
+            continue
+        if callable(r):
+            raise ConfigError(
+                f"{getattr(r, '__qualname__', r)!r} was given where a rate belongs: the "
+                f"decorator was used without parentheses or without a rate; write {form}"
+            )
+        if isinstance(r, (list, tuple)) and all(isinstance(x, Rate) for x in r):
+            continue
+        raise ConfigError(
+            f"{r!r} is not a limit: give a rate string, a Rate, a Limiter or a Limit, "
+            f"e.g. {form}"
+        )
 
 
 def _as_limit(spec: LimitInput) -> Limit:

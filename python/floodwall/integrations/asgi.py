@@ -12,7 +12,7 @@ import functools
 import inspect
 import itertools
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from floodwall.headers import PROBLEM_CONTENT_TYPE
@@ -24,6 +24,7 @@ from floodwall.integrations._common import (
     LimitInput,
     LimitSet,
     Outcome,
+    check_rates,
 )
 
 if TYPE_CHECKING:
@@ -60,6 +61,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+#: Set on an endpoint function to the LimitSet of a floodwall decorator that
+#: wrapped it; the middleware reads it when the router holds the unwrapped
+#: function (the decorator was placed above @app.get).
+_LATE_ATTR = "__floodwall_route_limits__"
 _REQ = "_floodwall_request"
 _RESP = "_floodwall_response"
 _counter = itertools.count(1)
@@ -189,13 +194,22 @@ class _RouteIndex:
     """Which Starlette route a request will hit, and whether it is marked.
 
     States: 0 = the middleware applies its limits; 1 = the endpoint checks its
-    own limits; 2 = the endpoint is exempt. Cached per (method, path)."""
+    own limits; 2 = the endpoint is exempt; a LimitSet = the endpoint was
+    given limits by a decorator placed *above* the route decorator (the
+    router holds the undecorated function), so the middleware checks them.
+    Cached per (method, host, path): Host routes can send one path to
+    different endpoints."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[str, str], int] = {}
+        self._cache: dict[tuple[str, str, str], int | LimitSet] = {}
 
-    def state(self, scope: Scope, app: Any = None) -> int:
-        k = (scope.get("method", ""), scope.get("path", ""))
+    def state(self, scope: Scope, app: Any = None) -> int | LimitSet:
+        host = ""
+        for name, value in scope.get("headers") or ():
+            if name == b"host":
+                host = value.decode("latin-1")
+                break
+        k = (scope.get("method", ""), host, scope.get("path", ""))
         v = self._cache.get(k)
         if v is None:
             v = self._lookup(scope, scope.get("app") or app)
@@ -204,16 +218,16 @@ class _RouteIndex:
             self._cache[k] = v
         return v
 
-    def _lookup(self, scope: Scope, app: Any) -> int:
+    def _lookup(self, scope: Scope, app: Any) -> int | LimitSet:
         router = getattr(app, "router", None)
         routes = getattr(router, "routes", None)
         if routes is None:
             return 0
         try:
-            from starlette.routing import Match, Mount
+            from starlette.routing import Host, Match, Mount
         except ImportError:  # pragma: no cover
             return 0
-        route = self._walk(routes, scope, Match, Mount, 0)
+        route = self._walk(routes, scope, Match, (Mount, Host), 0)
         if route is None:
             return 0
         endpoint = getattr(route, "endpoint", None)
@@ -223,9 +237,13 @@ class _RouteIndex:
             return 1
         if _dependency_marked(getattr(route, "dependant", None)):
             return 1
+        late = getattr(endpoint, _LATE_ATTR, None)
+        if isinstance(late, LimitSet):
+            return late
         return 0
 
     def _walk(self, routes: Iterable[Any], scope: Scope, match: Any, mount: Any, depth: int) -> Any:
+        # Mount and Host both route into sub-routes: walk into either.
         for route in routes:
             try:
                 m, child = route.matches(scope)
@@ -239,6 +257,35 @@ class _RouteIndex:
                     return route
                 return route
         return None
+
+
+def registered_in(fn: Any, namespace: Mapping[str, Any]) -> bool:
+    """Whether ``fn`` is already the endpoint of a route of a Starlette app
+    or router found in ``namespace`` (a module's globals): a decorator that
+    wraps it now comes too late for that route."""
+    try:
+        from starlette.applications import Starlette
+        from starlette.routing import BaseRoute, Router
+    except ImportError:  # pragma: no cover
+        return False
+
+    def walk(routes: Any, depth: int) -> bool:
+        for route in routes or ():
+            if not isinstance(route, BaseRoute):
+                continue
+            if getattr(route, "endpoint", None) is fn:
+                return True
+            sub = getattr(route, "routes", None)
+            if sub and depth < 8 and walk(sub, depth + 1):
+                return True
+        return False
+
+    for value in list(namespace.values()):
+        if isinstance(value, Starlette):
+            value = value.router
+        if isinstance(value, Router) and walk(value.routes, 0):
+            return True
+    return False
 
 
 # ------------------------------------------------------------------ configuration
@@ -315,13 +362,16 @@ class Floodwall(Guard):
         ``request: Request`` parameter) and Starlette endpoints. Put it
         *under* ``@app.get(...)``. Several rates are decided all-or-nothing.
         """
-        if not rates:
-            raise ValueError("limit() needs at least one rate, e.g. limit('5/minute')")
+        check_rates(rates, "@fw.limit('5/minute') under @app.get(...)")
 
         def decorate(fn: Any) -> Any:
             scope = f"route:{fn.__module__}.{fn.__qualname__}"
             limits = self._route_set(rates, scope, key, cost, name, algorithm, burst)
-            return wrap_endpoint(fn, self, limits, on_limited=self.on_limited, sleep=self.sleep)
+            wrapped = wrap_endpoint(fn, self, limits, on_limited=self.on_limited, sleep=self.sleep)
+            # Placed above @app.get, the router keeps ``fn`` itself: the
+            # middleware finds these limits on it and checks them instead.
+            setattr(fn, _LATE_ATTR, limits)
+            return wrapped
 
         return decorate
 
@@ -342,6 +392,8 @@ class Floodwall(Guard):
         from starlette.requests import Request
         from starlette.responses import Response
 
+        if rates:
+            check_rates(rates, "Depends(fw.depends('5/minute'))")
         scope = f"dep#{next(_counter)}"
         limits = (
             self._route_set(rates, scope, key, cost, name, algorithm, burst)
@@ -415,10 +467,13 @@ class FloodwallMiddleware:
         if limits is None:
             if _MARKED["any"]:
                 state = fw.routes_index.state(scope, self.app)
-                if state:
+                if isinstance(state, LimitSet):
+                    limits = state
+                elif state:
                     await self.app(scope, receive, send)
                     return
-            limits = fw.default
+            if limits is None:
+                limits = fw.default
             if limits is None:
                 await self.app(scope, receive, send)
                 return

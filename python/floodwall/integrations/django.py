@@ -33,6 +33,7 @@ from floodwall.integrations._common import (
     LimitInput,
     LimitSet,
     Outcome,
+    check_rates,
 )
 
 if TYPE_CHECKING:
@@ -410,8 +411,7 @@ def limit(
     wrapped). Store, key and header options come from settings.FLOODWALL;
     ``key``/``cost``/``name`` override them for this view. One ``limit(...)``
     object is one bucket per client: reusing it on several views shares it."""
-    if not rates:
-        raise ValueError("limit() needs at least one rate, e.g. limit('5/minute')")
+    check_rates(rates, "@limit('5/minute')")
     specs = [
         r
         if isinstance(r, Limit)

@@ -26,6 +26,7 @@ from floodwall.integrations._common import (
     LimitInput,
     LimitSet,
     Outcome,
+    check_rates,
 )
 
 if TYPE_CHECKING:
@@ -166,8 +167,7 @@ class Floodwall(Guard):
     ) -> Callable[[_T], _T]:
         """Give a view (or a Blueprint) its own limits; stacking adds limits,
         decided all-or-nothing."""
-        if not rates:
-            raise ValueError("limit() needs at least one rate, e.g. limit('5/minute')")
+        check_rates(rates, "@fw.limit('5/minute') under @app.route(...)")
         specs = [
             r
             if isinstance(r, Limit)
