@@ -151,3 +151,28 @@ def test_limiter_limit_given_a_rate_fails_at_decoration() -> None:
     # A key that is not a rate is still a key.
     calls = limiter.limit("jobs")(lambda: "ran")
     assert calls() == "ran"
+
+
+# ------------------------------------------------------------------ Django: middleware alone
+
+
+def test_django_middleware_without_setting_is_reported(caplog: Any) -> None:
+    from django.core import checks
+    from django.test import Client, override_settings
+
+    mw = "floodwall.integrations.django.FloodwallMiddleware"
+    with override_settings(MIDDLEWARE=[mw], ROOT_URLCONF="django.contrib.auth.urls"):
+        messages = [m for m in checks.run_checks() if m.id == "floodwall.W001"]
+        assert len(messages) == 1
+        assert "FLOODWALL is not set" in messages[0].msg
+        assert "DEFAULT" in (messages[0].hint or "")
+        with caplog.at_level("WARNING", logger="floodwall.django"):
+            Client().get("/nowhere")
+        assert any("limits no request" in r.getMessage() for r in caplog.records)
+    with override_settings(MIDDLEWARE=[mw], FLOODWALL={"STORE": "memory://"}):
+        messages = [m for m in checks.run_checks() if m.id == "floodwall.W001"]
+        assert len(messages) == 1 and "neither DEFAULT nor ROUTES" in messages[0].msg
+    with override_settings(MIDDLEWARE=[mw], FLOODWALL={"DEFAULT": "1/minute"}):
+        assert not [m for m in checks.run_checks() if m.id == "floodwall.W001"]
+    with override_settings(MIDDLEWARE=[], FLOODWALL={}):
+        assert not [m for m in checks.run_checks() if m.id == "floodwall.W001"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import logging
 import sys
 import threading
 import time
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
+from django.core import checks
 from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, resolve
@@ -78,6 +80,8 @@ SETTINGS_KEYS: dict[str, str] = {
 }
 
 _OUTCOME_ATTR = "_floodwall_outcome"
+_MIDDLEWARE_PATH = "floodwall.integrations.django.FloodwallMiddleware"
+logger = logging.getLogger("floodwall.django")
 _KEY_SHORTCUTS = ("ip", "user", "path")
 _UNSET: Any = object()
 
@@ -195,6 +199,50 @@ def get_guard() -> Guard:
     return _settings_guard.get()
 
 
+# ------------------------------------------------------------------ configuration check
+
+
+def _middleware_limits_nothing() -> str | None:
+    """Why the installed middleware would limit nothing, or None."""
+    if _MIDDLEWARE_PATH not in list(getattr(settings, "MIDDLEWARE", None) or ()):
+        return None
+    conf = getattr(settings, "FLOODWALL", None)
+    if conf is None:
+        return "settings.FLOODWALL is not set"
+    if not isinstance(conf, Mapping):
+        return None  # the middleware itself reports a malformed setting
+    if conf.get("ENABLED", True) is False:
+        return None  # turned off on purpose
+    if conf.get("DEFAULT") is None and not conf.get("ROUTES"):
+        return "settings.FLOODWALL sets neither DEFAULT nor ROUTES"
+    return None
+
+
+def _limits_nothing_message(reason: str) -> str:
+    return (
+        f"FloodwallMiddleware is installed but {reason}: the middleware limits no "
+        "request (only views with @limit and DRF floodwall throttles are limited)"
+    )
+
+
+_HINT = (
+    'Set FLOODWALL = {"DEFAULT": "100/minute"} (and "STORE": "shm://NAME" to share '
+    "the limits between worker processes), or remove the middleware."
+)
+
+
+def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Django system check ``floodwall.W001``: the middleware is installed
+    but the configuration gives it nothing to limit."""
+    reason = _middleware_limits_nothing()
+    if reason is None:
+        return []
+    return [checks.Warning(_limits_nothing_message(reason), hint=_HINT, id="floodwall.W001")]
+
+
+checks.register(check_configuration, "floodwall")
+
+
 # ------------------------------------------------------------------ responses
 
 
@@ -277,6 +325,9 @@ class FloodwallMiddleware:
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
+        reason = _middleware_limits_nothing()
+        if reason is not None:
+            logger.warning("%s. %s", _limits_nothing_message(reason), _HINT)
 
     def _limits_for(self, guard: Guard, request: HttpRequest) -> LimitSet | None:
         if not guard.enabled:
