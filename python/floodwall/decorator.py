@@ -147,6 +147,14 @@ def rate_limit(
                 "@floodwall.rate_limit was used without parentheses; write "
                 "@floodwall.rate_limit('5/minute')"
             )
+    from floodwall.integrations._common import FOREIGN_OPTIONS
+
+    for option in store_options:
+        if option in FOREIGN_OPTIONS:
+            raise ConfigError(
+                f"rate_limit({option}=...) is another library's spelling; in floodwall "
+                f"write {FOREIGN_OPTIONS[option]}"
+            )
     given = sum(x is not None for x in (rate, requests, name))
     if given != 1 or (requests is None) != (period is None):
         raise ValueError(

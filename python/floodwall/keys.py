@@ -526,9 +526,31 @@ def by_path(*, method: bool = False) -> KeyFunc:
     return KeyFunc(key, f"by_path(method={method})")
 
 
+def _check_one_argument(fn: Callable[..., Any]) -> None:
+    """Refuse at setup a key function that cannot take the request."""
+    import inspect
+
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # no signature to read (some builtins): trust it
+    try:
+        sig.bind(None)
+    except TypeError:
+        from floodwall.errors import ConfigError
+
+        raise ConfigError(
+            f"key function {getattr(fn, '__qualname__', fn)!r}{sig} must take one "
+            "argument, the framework's request, e.g. key=lambda request: "
+            "request.headers.get('X-Api-Key')"
+        ) from None
+
+
 def by_callable(fn: Callable[[Any], Any]) -> KeyFunc:
     """Wrap a callable taking the framework's native request. It may return
-    a str, bytes, int (converted to text) or None (no key)."""
+    a str, bytes, int (converted to text) or None (no key). A callable that
+    cannot take one argument is refused here, not at the first request."""
+    _check_one_argument(fn)
 
     def key(view: RequestView) -> str | None:
         value = fn(view.native)

@@ -176,3 +176,49 @@ def test_django_middleware_without_setting_is_reported(caplog: Any) -> None:
         assert not [m for m in checks.run_checks() if m.id == "floodwall.W001"]
     with override_settings(MIDDLEWARE=[], FLOODWALL={}):
         assert not [m for m in checks.run_checks() if m.id == "floodwall.W001"]
+
+
+# ------------------------------------------------------------------ setup-time validation
+
+
+def test_zero_argument_key_function_fails_at_setup() -> None:
+    with pytest.raises(ConfigError, match="must take one argument"):
+        AsgiFloodwall("5/minute", key=lambda: "x")
+    fw = AsgiFloodwall("5/minute")
+    with pytest.raises(ConfigError, match="must take one argument"):
+        fw.limit("1/minute", key=lambda a, b: "x")
+    app = flask.Flask(__name__)
+    with pytest.raises(ConfigError, match="must take one argument"):
+        FlaskFloodwall(app, "5/minute", key=lambda: "x")
+    with pytest.raises(ConfigError, match="must take one argument"):
+        floodwall.rate_limit("5/minute", key=lambda: "x")
+    # One argument, or one plus defaults / *args, is fine.
+    AsgiFloodwall("5/minute", key=lambda request, extra=1: "x")
+    AsgiFloodwall("5/minute", key=lambda *args: "x")
+
+
+@pytest.mark.parametrize(
+    ("name", "spelling"),
+    [
+        ("default_limits", "default="),
+        ("key_func", "key="),
+        ("storage_uri", "store="),
+        ("strategy", "algorithm="),
+        ("swallow_errors", "fail='open'"),
+    ],
+)
+def test_other_libraries_option_names_answered_in_floodwall_terms(name: str, spelling: str) -> None:
+    value: Any = ["100/minute"] if name == "default_limits" else "x"
+    with pytest.raises(ConfigError, match=f"another library's spelling.*{spelling}"):
+        AsgiFloodwall(**{name: value})
+    with pytest.raises(ConfigError, match=f"another library's spelling.*{spelling}"):
+        FlaskFloodwall(flask.Flask(__name__), **{name: value})
+    with pytest.raises(ConfigError, match=f"another library's spelling.*{spelling}"):
+        floodwall.rate_limit("5/minute", **{name: value})
+    with pytest.raises(ConfigError, match="has no option 'bogus'"):
+        AsgiFloodwall(bogus=1)
+
+
+def test_flask_floodwall_given_a_rate_first() -> None:
+    with pytest.raises(ConfigError, match="first argument is the Flask app"):
+        FlaskFloodwall("100/minute")  # type: ignore[arg-type]

@@ -42,6 +42,7 @@ __all__ = [
     "LimitSet",
     "Outcome",
     "PathMatcher",
+    "check_key",
     "check_rates",
     "missing_key_body",
 ]
@@ -84,6 +85,12 @@ class Limit:
 
 
 LimitInput = Union[str, "Rate", Sequence["Rate"], "Limiter", Limit]
+
+
+def check_key(key: KeySpec | None) -> None:
+    """Refuse a bad ``key=`` when a decorator is built, not at a request."""
+    if key is not None and not isinstance(key, KeyFunc):
+        resolve_key(key)
 
 
 def check_rates(rates: Sequence[Any], form: str) -> None:
@@ -260,6 +267,52 @@ class PathMatcher:
             if (m is None or m == method or (head and m == "GET")) and rx.match(path):
                 return index
         return best
+
+
+#: Option names other rate-limit libraries use (Flask-Limiter, slowapi,
+#: django-ratelimit...) and how floodwall spells them.
+FOREIGN_OPTIONS: dict[str, str] = {
+    "default_limits": "default='100/minute' (one limit; several rates as '100/minute; 1000/day')",
+    "application_limits": "default='100/minute'",
+    "limits": "default='100/minute'",
+    "rate": "default='100/minute'",
+    "limit": "default='100/minute'",
+    "key_func": "key=callable(request) (or 'ip', 'user', 'header:X-Api-Key')",
+    "storage_uri": "store='redis://host:6379/0' (or 'memory://', 'shm://NAME', 'file:///path')",
+    "storage": "store=",
+    "storage_options": "store_options={...}",
+    "strategy": "algorithm='sliding_window' (or 'gcra', 'fixed_window', ...)",
+    "key_prefix": "namespace='myapp'",
+    "headers_enabled": "headers='both' (or 'ietf', 'x-ratelimit', 'none')",
+    "swallow_errors": "fail='open'",
+    "in_memory_fallback_enabled": "fail='open'",
+    "on_breach": "on_limited=handler(request, decision)",
+    "exempt_when": "exempt=['/path/glob', ...] or @fw.exempt",
+}
+
+
+def check_options(options: Mapping[str, Any], allowed: Iterable[str], owner: str) -> None:
+    """Refuse an unknown option with a message in floodwall's terms: the
+    floodwall spelling of a name from another library, else the list of
+    accepted names (never a TypeError naming an internal class)."""
+    allowed = set(allowed)
+    for name in options:
+        if name in allowed:
+            continue
+        if name in FOREIGN_OPTIONS:
+            raise ConfigError(
+                f"{owner}({name}=...) is another library's spelling; in floodwall "
+                f"write {FOREIGN_OPTIONS[name]}"
+            )
+        raise ConfigError(f"{owner} has no option {name!r}; the options are {sorted(allowed)}")
+
+
+def guard_option_names() -> frozenset[str]:
+    """The keyword options Guard accepts."""
+    import inspect
+
+    params = inspect.signature(Guard.__init__).parameters
+    return frozenset(n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
 class Guard:

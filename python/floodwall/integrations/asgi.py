@@ -24,7 +24,10 @@ from floodwall.integrations._common import (
     LimitInput,
     LimitSet,
     Outcome,
+    check_key,
+    check_options,
     check_rates,
+    guard_option_names,
 )
 
 if TYPE_CHECKING:
@@ -312,6 +315,7 @@ class Floodwall(Guard):
         sleep: Callable[[float], Awaitable[Any]] | None = None,
         **options: Any,
     ) -> None:
+        check_options(options, guard_option_names(), "Floodwall")
         super().__init__(default, **options)
         self.on_limited = on_limited
         self.sleep: Callable[[float], Awaitable[Any]] = sleep or asyncio.sleep
@@ -363,6 +367,7 @@ class Floodwall(Guard):
         *under* ``@app.get(...)``. Several rates are decided all-or-nothing.
         """
         check_rates(rates, "@fw.limit('5/minute') under @app.get(...)")
+        check_key(key)
 
         def decorate(fn: Any) -> Any:
             scope = f"route:{fn.__module__}.{fn.__qualname__}"
@@ -394,6 +399,7 @@ class Floodwall(Guard):
 
         if rates:
             check_rates(rates, "Depends(fw.depends('5/minute'))")
+        check_key(key)
         scope = f"dep#{next(_counter)}"
         limits = (
             self._route_set(rates, scope, key, cost, name, algorithm, burst)

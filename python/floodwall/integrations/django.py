@@ -35,6 +35,7 @@ from floodwall.integrations._common import (
     LimitInput,
     LimitSet,
     Outcome,
+    check_key,
     check_rates,
 )
 
@@ -463,6 +464,7 @@ def limit(
     ``key``/``cost``/``name`` override them for this view. One ``limit(...)``
     object is one bucket per client: reusing it on several views shares it."""
     check_rates(rates, "@limit('5/minute')")
+    check_key(key)
     specs = [
         r
         if isinstance(r, Limit)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import flask
 
+from floodwall.errors import ConfigError
 from floodwall.headers import PROBLEM_CONTENT_TYPE
 from floodwall.integrations._common import (
     ENFORCED_ATTR,
@@ -26,7 +27,10 @@ from floodwall.integrations._common import (
     LimitInput,
     LimitSet,
     Outcome,
+    check_key,
+    check_options,
     check_rates,
+    guard_option_names,
 )
 
 if TYPE_CHECKING:
@@ -136,6 +140,13 @@ class Floodwall(Guard):
         sleep: Callable[[float], Any] = time.sleep,
         **options: Any,
     ) -> None:
+        check_options(options, guard_option_names(), "Floodwall")
+        if app is not None and not isinstance(app, flask.Flask):
+            raise ConfigError(
+                f"Floodwall(app, default): the first argument is the Flask app, not "
+                f"{type(app).__name__}; write Floodwall(app, '100/minute') or "
+                "Floodwall(default='100/minute') and fw.init_app(app)"
+            )
         super().__init__(default, **options)
         self.on_limited = on_limited
         self.sleep = sleep
@@ -168,6 +179,7 @@ class Floodwall(Guard):
         """Give a view (or a Blueprint) its own limits; stacking adds limits,
         decided all-or-nothing."""
         check_rates(rates, "@fw.limit('5/minute') under @app.route(...)")
+        check_key(key)
         specs = [
             r
             if isinstance(r, Limit)
