@@ -59,6 +59,31 @@ def test_host_routed_endpoint_with_own_limit_is_not_charged_the_default(
     assert [c.get(prefix + "/plain").status_code for _ in range(3)] == [200, 200, 429]
 
 
+def test_same_path_on_two_hosts_is_looked_up_per_host(clock: Any) -> None:
+    fw = AsgiFloodwall("2/minute", clock=clock)
+
+    @fw.limit("5/minute")
+    async def own(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("own")
+
+    async def plain(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("plain")
+
+    app = Starlette(
+        routes=[
+            Host("a.example.com", app=Router(routes=[Route("/x", own)])),
+            Host("b.example.com", app=Router(routes=[Route("/x", plain)])),
+        ]
+    )
+    fw.init_app(app)
+    a = TestClient(app, client=PEER, base_url="http://a.example.com")
+    b = TestClient(app, client=PEER, base_url="http://b.example.com")
+    assert a.get("/x").text == "own"
+    # b's /x has no limit of its own: the default (2/minute) applies there.
+    assert [b.get("/x").status_code for _ in range(3)] == [200, 200, 429]
+    assert [a.get("/x").status_code for _ in range(5)] == [200, 200, 200, 200, 429]
+
+
 # ------------------------------------------------------------------ decorator order
 
 

@@ -193,6 +193,25 @@ def _dependency_marked(dependant: Any, depth: int = 0) -> bool:
     return False
 
 
+def _has_host_routes(app: Any) -> bool:
+    try:
+        from starlette.routing import Host
+    except ImportError:  # pragma: no cover
+        return False
+
+    def walk(routes: Any, depth: int) -> bool:
+        for route in routes or ():
+            if isinstance(route, Host):
+                return True
+            sub = getattr(route, "routes", None)
+            if sub and depth < 8 and walk(sub, depth + 1):
+                return True
+        return False
+
+    router = getattr(app, "router", None)
+    return walk(getattr(router, "routes", None), 0)
+
+
 class _RouteIndex:
     """Which Starlette route a request will hit, and whether it is marked.
 
@@ -205,17 +224,24 @@ class _RouteIndex:
 
     def __init__(self) -> None:
         self._cache: dict[tuple[str, str, str], int | LimitSet] = {}
+        #: Whether the app routes by Host (then the Host header is part of
+        #: the cache key; otherwise clients cannot spread the cache with it).
+        self._by_host: bool | None = None
 
     def state(self, scope: Scope, app: Any = None) -> int | LimitSet:
+        target = scope.get("app") or app
+        if self._by_host is None:
+            self._by_host = _has_host_routes(target)
         host = ""
-        for name, value in scope.get("headers") or ():
-            if name == b"host":
-                host = value.decode("latin-1")
-                break
+        if self._by_host:
+            for name, value in scope.get("headers") or ():
+                if name == b"host":
+                    host = value.decode("latin-1")
+                    break
         k = (scope.get("method", ""), host, scope.get("path", ""))
         v = self._cache.get(k)
         if v is None:
-            v = self._lookup(scope, scope.get("app") or app)
+            v = self._lookup(scope, target)
             if len(self._cache) >= 4096:
                 self._cache.clear()
             self._cache[k] = v
