@@ -235,3 +235,14 @@ def test_several_throttles_429_shows_the_denying_limit(store_url: str, clock: An
         assert r["X-RateLimit-Limit"] == "1"
         assert r["X-RateLimit-Remaining"] == "0"
         assert sf_list(r["RateLimit"])[0][0] == "strict"
+
+
+def test_drf_rate_with_an_unknown_period_is_refused() -> None:
+    """Issue 11: DRF reads only the first letter, so "100/month" was per minute."""
+    from floodwall.errors import ConfigError
+
+    for text in ("100/month", "5/week", "3/mo", "10/y"):
+        with pytest.raises(ConfigError, match="unknown period"):
+            parse_drf_rate(text)
+    assert parse_drf_rate("100/minutes").period == 60
+    assert parse_drf_rate("100/30days")[0].period == 30 * 86400
