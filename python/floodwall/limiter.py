@@ -247,6 +247,11 @@ class Limiter:
             )
 
         def decorate(fn: F) -> F:
+            if not callable(fn):
+                raise ConfigError(
+                    f"Limiter.limit(...) decorates a function, not {type(fn).__name__}: "
+                    "was it used without parentheses? write @limiter.limit()"
+                )
             default_key = f"{fn.__module__}.{fn.__qualname__}"
 
             def resolve(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Key, int]:

@@ -247,3 +247,15 @@ def test_other_libraries_option_names_answered_in_floodwall_terms(name: str, spe
 def test_flask_floodwall_given_a_rate_first() -> None:
     with pytest.raises(ConfigError, match="first argument is the Flask app"):
         FlaskFloodwall("100/minute")  # type: ignore[arg-type]
+
+
+def test_limiter_limit_without_parentheses_says_so_at_the_first_call() -> None:
+    limiter = floodwall.Limiter("100/hour")
+
+    @limiter.limit  # type: ignore[arg-type]
+    def job(n: int) -> int:
+        return n
+
+    # `job` is now the decorator itself: its first use names the mistake.
+    with pytest.raises(ConfigError, match="without parentheses"):
+        job(1)
