@@ -168,6 +168,9 @@ _UNREADABLE = None
 
 _TCHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _OWS = " \t"
+#: An unquoted value may also hold ":" and brackets: proxies often write a
+#: bare IPv6 node (``for=2001:db8::1``) although RFC 7239 wants it quoted.
+_VALUE_CHARS = _TCHARS | frozenset(":[]")
 
 
 def _forwarded_strict(value: str) -> list[str] | None:
@@ -177,7 +180,8 @@ def _forwarded_strict(value: str) -> list[str] | None:
     pair without ``=``, a repeated ``for``, a control character...).
 
     Optional whitespace is tolerated around ``,`` and ``;``; empty list
-    elements and empty pairs are skipped, as RFC 9110 and RFC 7239 allow.
+    elements and empty pairs are skipped, as RFC 9110 and RFC 7239 allow; an
+    unquoted value may hold ``:`` and brackets (a bare IPv6 node).
     """
     hops: list[str] = []
     i, n = 0, len(value)
@@ -217,7 +221,7 @@ def _forwarded_strict(value: str) -> list[str] | None:
                     val = "".join(chars)
                 else:
                     start = i
-                    while i < n and value[i] in _TCHARS:
+                    while i < n and value[i] in _VALUE_CHARS:
                         i += 1
                     val = value[start:i]
                     if not val:

@@ -80,7 +80,7 @@ HOSTILE_PREFIXES = [
     "for=1.2.3.4;for=5.6.7.8",  # "for" twice in one element
     "for=_obfuscated;x=\"",
     "for=unknown, for=",
-    "for=[2001:db8::1]:443",  # IPv6 not quoted: invalid, must not matter
+    "for=[2001:db8::1]:443",  # IPv6 not quoted (tolerated): still the client's part
     'for="[2001:db8::1',
     "for==1.2.3.4",
     "for",
@@ -95,7 +95,14 @@ HOSTILE_PREFIXES = [
 @pytest.mark.parametrize("prefix", HOSTILE_PREFIXES)
 @pytest.mark.parametrize(
     "proxy_node",
-    ["198.51.100.9", '"198.51.100.9:4711"', '"[2001:db8:cafe::17]:4711"', '"[2001:db8:cafe::17]"'],
+    [
+        "198.51.100.9",
+        '"198.51.100.9:4711"',
+        '"[2001:db8:cafe::17]:4711"',
+        '"[2001:db8:cafe::17]"',
+        "2001:db8:cafe::17",  # unquoted, as many proxy configurations write it
+        "[2001:db8:cafe::17]:4711",
+    ],
 )
 def test_forwarded_hostile_prefix_changes_nothing(prefix: str, proxy_node: str) -> None:
     proxy_part = f"for={proxy_node};proto=https"
@@ -216,6 +223,7 @@ _REAL_NODES = st.sampled_from(
         ('"198.51.100.9:8080"', "198.51.100.9:8080"),
         ('"[2001:db8:cafe::17]:4711"', "[2001:db8:cafe::17]:4711"),
         ('"[2001:db8:cafe::17]"', "2001:db8:cafe::17"),
+        ("2001:db8:cafe::17", "2001:db8:cafe::17"),
         ("unknown", "unknown"),
         ("_obf", "_obf"),
     ]
