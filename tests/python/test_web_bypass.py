@@ -93,7 +93,26 @@ class ShapedView(APIView):
         return DRFResponse({"ok": True})
 
 
-urlpatterns = [path("items", django_items), path("shaped", ShapedView.as_view())]
+class KeyedThrottle(fw_drf.FloodwallThrottle):
+    rate = "3/minute"
+    scope = "keyed"
+    key = "header:X-Api-Key"
+
+
+class KeyedView(APIView):
+    throttle_classes = [KeyedThrottle]
+
+    def get(self, request: Any) -> DRFResponse:
+        value = request.headers.get("X-Api-Key")
+        assert API_KEY(fw_django.DjangoView(request._request)) == "hdr:x-api-key:" + value
+        return DRFResponse({"key": value})
+
+
+urlpatterns = [
+    path("items", django_items),
+    path("shaped", ShapedView.as_view()),
+    path("keyed", KeyedView.as_view()),
+]
 
 
 def django_conf(clock: Any, **extra: Any) -> dict[str, Any]:
@@ -143,6 +162,10 @@ def test_django_and_drf_key_header_is_what_the_app_reads(clock: Any) -> None:
     with override_settings(FLOODWALL=conf, MIDDLEWARE=[MW], ROOT_URLCONF=__name__):
         c = Client(REMOTE_ADDR=PEER)
         codes = [c.get("/items", HTTP_X_API_KEY="A").status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    with override_settings(FLOODWALL={"CLOCK": clock}, ROOT_URLCONF=__name__):
+        api = APIClient(REMOTE_ADDR=PEER)
+        codes = [api.get("/keyed", HTTP_X_API_KEY="A").status_code for _ in range(4)]
     assert codes == [200, 200, 200, 429]
 
 
