@@ -259,3 +259,14 @@ def test_limiter_limit_without_parentheses_says_so_at_the_first_call() -> None:
     # `job` is now the decorator itself: its first use names the mistake.
     with pytest.raises(ConfigError, match="without parentheses"):
         job(1)
+
+
+def test_django_setting_with_another_librarys_name() -> None:
+    from django.test import override_settings
+
+    from floodwall.integrations.django import get_guard
+
+    for name, spelling in (("DEFAULT_LIMITS", "DEFAULT"), ("STORAGE_URI", "STORE")):
+        with override_settings(FLOODWALL={name: "x"}):
+            with pytest.raises(ConfigError, match=f"another library's spelling.*{spelling}"):
+                get_guard()

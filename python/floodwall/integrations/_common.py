@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_MAX_WAITING",
     "ENFORCED_ATTR",
     "EXEMPT_ATTR",
+    "FOREIGN_OPTIONS",
     "LIMITS_ATTR",
     "BoundLimit",
     "Guard",

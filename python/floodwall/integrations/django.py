@@ -30,6 +30,7 @@ from floodwall.headers import PROBLEM_CONTENT_TYPE
 from floodwall.integrations._common import (
     ENFORCED_ATTR,
     EXEMPT_ATTR,
+    FOREIGN_OPTIONS,
     Guard,
     Limit,
     LimitInput,
@@ -142,6 +143,13 @@ class DjangoView:
 
 def _guard_options(conf: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
     unknown = sorted(set(conf) - set(SETTINGS_KEYS))
+    for name in unknown:
+        foreign = FOREIGN_OPTIONS.get(str(name).lower())
+        if foreign is not None:
+            raise ConfigError(
+                f"settings.FLOODWALL[{name!r}] is another library's spelling; in floodwall "
+                f"write {foreign.split('=', 1)[0].upper()} (as the option {foreign})"
+            )
     if unknown:
         raise ConfigError(
             f"unknown settings.FLOODWALL key(s) {unknown}: allowed are {sorted(SETTINGS_KEYS)}"
