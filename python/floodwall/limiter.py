@@ -291,7 +291,7 @@ def _looks_like_rate(text: str) -> bool:
 
     try:
         parse_rates(text)
-    except (ValueError, TypeError):
+    except Exception:  # anything that does not parse is a key
         return False
     return True
 
