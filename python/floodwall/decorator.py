@@ -119,6 +119,8 @@ def rate_limit(
     proxy_header: str = "x-forwarded-for",
     on_missing_key: str = "shared",
     on_limited: Callable[[Any, Decision | None], Any] | None = None,
+    max_delay: float | None = None,
+    max_waiting: float | None = None,
     **store_options: Any,
 ) -> Callable[[_T], _T]:
     """Rate-limit a Flask view, a FastAPI/Starlette endpoint or a Django view.
@@ -133,16 +135,42 @@ def rate_limit(
     ``on_limited(request, decision)``'s response) as a Flask response, a
     Starlette Response, or a Django HttpResponse; allowed responses carry the
     rate headers. One ``rate_limit(...)`` object is one bucket per client.
+    ``max_delay`` / ``max_waiting`` bound leaky-bucket shaping as in the
+    integrations (defaults 1 s and 10 s; the budget is per decorator).
     """
+    if rate is not None and callable(rate) and not isinstance(rate, str):
+        from floodwall import Limiter, Rate
+
+        if not isinstance(rate, (Rate, Limiter)):
+            raise ConfigError(
+                f"{getattr(rate, '__qualname__', rate)!r} was given where a rate belongs: "
+                "@floodwall.rate_limit was used without parentheses; write "
+                "@floodwall.rate_limit('5/minute')"
+            )
+    from floodwall.integrations._common import FOREIGN_OPTIONS
+
+    for option in store_options:
+        if option in FOREIGN_OPTIONS:
+            raise ConfigError(
+                f"rate_limit({option}=...) is another library's spelling; in floodwall "
+                f"write {FOREIGN_OPTIONS[option]}"
+            )
     given = sum(x is not None for x in (rate, requests, name))
     if given != 1 or (requests is None) != (period is None):
         raise ValueError(
             "rate_limit needs exactly one of: a rate ('5/5minutes'), "
             "requests= with period=, or name="
         )
-    from floodwall.integrations._common import Guard, Limit
+    from floodwall.integrations._common import (
+        DEFAULT_MAX_DELAY,
+        DEFAULT_MAX_WAITING,
+        Guard,
+        Limit,
+    )
 
     guard = Guard(
+        max_delay=DEFAULT_MAX_DELAY if max_delay is None else max_delay,
+        max_waiting=DEFAULT_MAX_WAITING if max_waiting is None else max_waiting,
         store=store,
         algorithm=algorithm or "gcra",
         clock=clock,
@@ -184,6 +212,19 @@ def rate_limit(
         get_limits()  # fail fast on a bad rate
 
     def decorate(target: Any) -> Any:
+        if not inspect.isclass(target) and "starlette" in sys.modules:
+            from floodwall.integrations import asgi
+
+            frame = sys._getframe(1)
+            if asgi.registered_in(target, frame.f_locals) or asgi.registered_in(
+                target, frame.f_globals
+            ):
+                raise ConfigError(
+                    f"@floodwall.rate_limit is above the route decorator of "
+                    f"{getattr(target, '__qualname__', target)!r}: the route already holds "
+                    "the undecorated function and would not be limited; put "
+                    "@floodwall.rate_limit(...) under @app.get(...)"
+                )
         if state["scope"] is None:
             state["scope"] = name or "rl:{}.{}".format(
                 getattr(target, "__module__", "?"), getattr(target, "__qualname__", id(target))

@@ -22,6 +22,7 @@ __all__ = [
     "PROBLEM_TITLE",
     "PROBLEM_TYPE",
     "HeaderPolicy",
+    "advertised_quota",
     "ceil_seconds",
     "parse_header_styles",
     "policy_name",
@@ -136,6 +137,22 @@ def _window_seconds(period_ns: int) -> int:
     return max(1, ceil_seconds(period_ns))
 
 
+def advertised_quota(rate: _RateLike) -> tuple[int, int]:
+    """``(q, w)`` of a rate for RateLimit-Policy: a whole-second window and
+    the units a client may count on in it, so that ``q / w`` is never above
+    the rate it can sustain (``amount / period``), and equal to it whenever a
+    whole number of seconds allows.
+
+    The burst capacity is not advertised: ``"10/second burst 20"`` is
+    ``q=10;w=1`` (the extra 10 are there once, not every second). A
+    sub-second period is scaled to whole seconds: ``"1/250ms"`` is
+    ``q=4;w=1``; ``"2/1500ms"`` is ``q=2;w=2`` (1/s, below the real 1.33/s).
+    """
+    w = _window_seconds(rate.period_ns)
+    q = rate.amount * w * _NS // rate.period_ns
+    return max(q, 1), w
+
+
 def policy_name(rate: _RateLike) -> str:
     """A readable default policy name for a rate, e.g. ``"100-per-60s"``."""
     period_ns = rate.period_ns
@@ -156,16 +173,23 @@ def _rate_id(rate: _RateLike) -> tuple[int, int, int]:
 
 
 def ratelimit_policy_field(policies: Sequence[tuple[str, _RateLike]]) -> str:
-    """``RateLimit-Policy``: ``"name";q=<capacity>;w=<period s>`` items."""
-    return ", ".join(
-        f"{sf_string(name)};q={rate.burst};w={_window_seconds(rate.period_ns)}"
-        for name, rate in policies
-    )
+    """``RateLimit-Policy``: ``"name";q=<units>;w=<seconds>`` items (see
+    :func:`advertised_quota`)."""
+    items = []
+    for name, rate in policies:
+        q, w = advertised_quota(rate)
+        items.append(f"{sf_string(name)};q={q};w={w}")
+    return ", ".join(items)
 
 
-def ratelimit_field(decision: Decision, name: str) -> str:
-    """``RateLimit``: ``"name";r=<remaining>;t=<seconds>``."""
-    return f"{sf_string(name)};r={max(0, decision.remaining)};t={reset_seconds(decision)}"
+def ratelimit_field(decision: Decision, name: str, retry_after: int | None = None) -> str:
+    """``RateLimit``: ``"name";r=<remaining>;t=<seconds>``. On a denial
+    ``t`` is the ``Retry-After`` sent (jitter included) when given, so the
+    two never disagree."""
+    t = retry_after if retry_after is not None and not decision.allowed else None
+    if t is None:
+        t = reset_seconds(decision)
+    return f"{sf_string(name)};r={max(0, decision.remaining)};t={t}"
 
 
 def problem_body(
@@ -292,15 +316,18 @@ class HeaderPolicy:
         if not decision.allowed:
             ra = retry_after if retry_after is not None else self.retry_after(decision)
             out.append(("Retry-After", str(ra)))
+            t = ra  # t and X-RateLimit-Reset say what Retry-After says
         elif not self.on_allowed:
             return out
+        else:
+            t = reset_seconds(decision)
         if self.ietf:
             out.append(("RateLimit-Policy", self.policy_field))
-            out.append(("RateLimit", ratelimit_field(decision, self.name_for(decision))))
+            out.append(("RateLimit", ratelimit_field(decision, self.name_for(decision), t)))
         if self.xrl:
             out.append(("X-RateLimit-Limit", str(decision.limit)))
             out.append(("X-RateLimit-Remaining", str(max(0, decision.remaining))))
-            out.append(("X-RateLimit-Reset", str(reset_seconds(decision))))
+            out.append(("X-RateLimit-Reset", str(t)))
         return out
 
     def raw_headers(
@@ -311,9 +338,11 @@ class HeaderPolicy:
         if not decision.allowed:
             ra = retry_after if retry_after is not None else self.retry_after(decision)
             out.append((b"retry-after", b"%d" % ra))
+            t = ra  # t and x-ratelimit-reset say what Retry-After says
         elif not self.on_allowed:
             return out
-        t = reset_seconds(decision)
+        else:
+            t = reset_seconds(decision)
         remaining = max(0, decision.remaining)
         if self.ietf:
             out.append((b"ratelimit-policy", self._policy_raw))

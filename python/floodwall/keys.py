@@ -55,6 +55,10 @@ class RequestView(Protocol):
     def header(self, name: str) -> str | None:
         """A request header by lower-case name; repeated fields joined with ", "."""
 
+    # Adapters may also offer ``header_values(name) -> list[str]``: every
+    # field of a repeated header, in order. Proxy headers are then read field
+    # by field, and header keys take the first field (see _first_header).
+
     @property
     def path(self) -> str: ...
 
@@ -158,60 +162,145 @@ def parse_x_forwarded_for(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-def _split_quoted(value: str, sep: str) -> list[str]:
-    parts: list[str] = []
-    buf: list[str] = []
-    quoted = False
-    escaped = False
-    for ch in value:
-        if escaped:
-            buf.append(ch)
-            escaped = False
-        elif quoted and ch == "\\":
-            buf.append(ch)
-            escaped = True
-        elif ch == '"':
-            quoted = not quoted
-            buf.append(ch)
-        elif ch == sep and not quoted:
-            parts.append("".join(buf))
-            buf = []
-        else:
-            buf.append(ch)
-    parts.append("".join(buf))
-    return parts
+#: In a hop list, a stretch that could not be read unambiguously (a
+#: malformed Forwarded value): how many hops it holds is unknown.
+_UNREADABLE = None
+
+_TCHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_OWS = " \t"
+#: An unquoted value may also hold ":" and brackets: proxies often write a
+#: bare IPv6 node (``for=2001:db8::1``) although RFC 7239 wants it quoted.
+_VALUE_CHARS = _TCHARS | frozenset(":[]")
 
 
-def _unquote(value: str) -> str:
-    value = value.strip()
-    if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
-        inner = value[1:-1]
-        out: list[str] = []
-        it = iter(inner)
-        for ch in it:
-            out.append(next(it, "") if ch == "\\" else ch)
-        return "".join(out)
-    return value
+def _forwarded_strict(value: str) -> list[str] | None:
+    """The ``for=`` nodes of a Forwarded field value read by the RFC 7239
+    grammar, left to right ("" for an element without ``for=``); None when
+    the value does not follow the grammar (an unterminated or stray quote, a
+    pair without ``=``, a repeated ``for``, a control character...).
+
+    Optional whitespace is tolerated around ``,`` and ``;``; empty list
+    elements and empty pairs are skipped, as RFC 9110 and RFC 7239 allow; an
+    unquoted value may hold ``:`` and brackets (a bare IPv6 node).
+    """
+    hops: list[str] = []
+    i, n = 0, len(value)
+    while True:
+        node: str | None = None
+        has_pair = False
+        while True:  # the pairs of one element
+            while i < n and value[i] in _OWS:
+                i += 1
+            if i < n and value[i] not in ",;":
+                start = i
+                while i < n and value[i] in _TCHARS:
+                    i += 1
+                name = value[start:i]
+                if not name or i >= n or value[i] != "=":
+                    return None
+                i += 1
+                if i < n and value[i] == '"':
+                    i += 1
+                    chars: list[str] = []
+                    while True:
+                        if i >= n:
+                            return None  # unterminated quoted-string
+                        ch = value[i]
+                        if ch == '"':
+                            i += 1
+                            break
+                        if ch == "\\":
+                            i += 1
+                            if i >= n:
+                                return None
+                            ch = value[i]
+                        if (ch < " " and ch != "\t") or ch == "\x7f":
+                            return None
+                        chars.append(ch)
+                        i += 1
+                    val = "".join(chars)
+                else:
+                    start = i
+                    while i < n and value[i] in _VALUE_CHARS:
+                        i += 1
+                    val = value[start:i]
+                    if not val:
+                        return None
+                if name.lower() == "for":
+                    if node is not None:
+                        return None  # "for" twice in one element
+                    node = val
+                has_pair = True
+                while i < n and value[i] in _OWS:
+                    i += 1
+            if i >= n or value[i] == ",":
+                break
+            if value[i] != ";":
+                return None
+            i += 1
+        if has_pair:
+            hops.append(node or "")
+        if i >= n:
+            return hops
+        i += 1  # the ","
+
+
+def _forwarded_hops(value: str) -> list[str | None]:
+    """The nodes of one Forwarded field value, left to right.
+
+    A value that follows the grammar is read whole. Otherwise its elements
+    are read from the right, each on its own, up to the first that does not
+    parse; everything left of that becomes one ``_UNREADABLE`` marker. The
+    elements a trusted proxy appends (``, for=<addr>``) are the rightmost and
+    hold no comma, so they are read the same whatever a client put before
+    them (an unterminated quote cannot swallow them).
+    """
+    whole = _forwarded_strict(value)
+    if whole is not None:
+        return list(whole)
+    tail: list[str | None] = []
+    parts = value.split(",")
+    for part in reversed(parts):
+        if not part.strip(_OWS):
+            continue  # an empty list element
+        one = _forwarded_strict(part)
+        if one is None or len(one) != 1:
+            tail.append(_UNREADABLE)
+            break
+        tail.append(one[0])
+    tail.reverse()
+    return tail
 
 
 def parse_forwarded(value: str) -> list[str]:
     """The ``for=`` nodes of an RFC 7239 Forwarded value, left to right.
 
     An element without ``for=`` yields ``""`` (an unusable hop); ``unknown``
-    and obfuscated identifiers (``_hidden``) are returned as written.
+    and obfuscated identifiers (``_hidden``) are returned as written. A
+    value that breaks the grammar is read from the right up to the first
+    element that does not parse; the unreadable rest yields one ``""``.
     """
-    hops: list[str] = []
-    for element in _split_quoted(value, ","):
-        if not element.strip():
-            continue
-        node = ""
-        for pair in _split_quoted(element, ";"):
-            name, eq, val = pair.partition("=")
-            if eq and name.strip().lower() == "for":
-                node = _unquote(val)
-                break
-        hops.append(node)
-    return hops
+    return ["" if h is None else h for h in _forwarded_hops(value)]
+
+
+def _header_fields(view: RequestView, name: str) -> list[str]:
+    """Every field of a header, in order (one joined value if the view
+    cannot tell repeated fields apart)."""
+    fields = getattr(view, "header_values", None)
+    if fields is not None:
+        return list(fields(name))
+    value = view.header(name)
+    return [value] if value else []
+
+
+def _first_header(view: RequestView, name: str) -> str | None:
+    """The first field of a header: what ``request.headers[name]`` gives
+    the application in every framework."""
+    fields = getattr(view, "header_values", None)
+    if fields is not None:
+        values = fields(name)
+        return values[0] if values else None
+    return view.header(name)
 
 
 # ----------------------------------------------------------------- client IP
@@ -286,40 +375,56 @@ class ClientIP:
     def _trusted(self, addr: _Addr) -> bool:
         return any(addr.version == n.version and addr in n for n in self._nets)
 
-    def _hops(self, view: RequestView) -> list[str]:
-        value = view.header(self.header)
-        if not value:
-            return []
-        if self._forwarded:
-            return parse_forwarded(value)
-        return parse_x_forwarded_for(value)
+    def _hops(self, view: RequestView) -> list[_Addr | None | bool]:
+        """The header's hops, left to right: an address, None for an
+        unusable hop, or ``False`` for a stretch that could not be read
+        (an unknown number of hops). Each field of a repeated header is
+        read on its own, so a quote cannot run from one into the next."""
+        out: list[_Addr | None | bool] = []
+        for field in _header_fields(view, self.header):
+            if self._forwarded:
+                for hop in _forwarded_hops(field):
+                    out.append(False if hop is None else _parse_addr(hop))
+            else:
+                out.extend(_parse_addr(h) for h in parse_x_forwarded_for(field))
+        return out
 
     def address(self, view: RequestView) -> _Addr | None:
-        """The client's address (ungrouped), or None if none can be found."""
+        """The client's address (ungrouped), or None if none can be found.
+
+        Only hops the trusted proxies wrote decide: whatever a client put
+        left of them, however malformed, never changes the answer. When a
+        hop that decides cannot be read, the nearest usable address to its
+        right (a hop a trusted proxy wrote, or the peer) is used.
+        """
         peer_text = view.peer
         peer = _parse_addr(peer_text) if peer_text else None
         if self._count:
-            chain: list[_Addr | None] = [_parse_addr(h) for h in self._hops(view)]
+            chain: list[_Addr | None | bool] = self._hops(view)
             chain.append(peer)
-            idx = len(chain) - 1 - self._count
-            if idx < 0:
-                idx = 0
-            # Hops right of idx were written by our proxies; if the one we
-            # want is unusable, fall back to the nearest usable one right of it.
+            idx = max(len(chain) - 1 - self._count, 0)
+            # Left of an unreadable stretch, positions are unknown: if the
+            # hop we want is not surely right of it, use the nearest usable
+            # hop right of it (our proxies wrote every hop there).
+            for i in range(len(chain) - 1, -1, -1):
+                if chain[i] is False:
+                    idx = max(idx, i)
+                    break
             for i in range(idx, len(chain)):
-                if chain[i] is not None:
-                    return chain[i]
+                hop = chain[i]
+                if hop is not None and hop is not False:
+                    return hop  # type: ignore[return-value]
             return None
         if not self._nets or peer is None or not self._trusted(peer):
             return peer
         last = peer
         for hop in reversed(self._hops(view)):
-            addr = _parse_addr(hop)
-            if addr is None:
+            if hop is None or hop is False:
                 return last
-            if not self._trusted(addr):
-                return addr
-            last = addr
+            assert not isinstance(hop, bool)
+            if not self._trusted(hop):
+                return hop
+            last = hop
         return last
 
     def __call__(self, view: RequestView) -> str | None:
@@ -387,11 +492,16 @@ def by_user(fallback: KeyFunc | None = None) -> KeyFunc:
 
 
 def by_header(name: str, fallback: KeyFunc | None = None) -> KeyFunc:
-    """Key by a request header value (e.g. an API key): ``"hdr:<name>:<value>"``."""
+    """Key by a request header value (e.g. an API key): ``"hdr:<name>:<value>"``.
+
+    The value is the header's first field, the one ``request.headers[name]``
+    hands the application in every framework: a client that repeats the
+    header is charged to the same key as one that sends it once.
+    """
     lname = name.lower()
 
     def key(view: RequestView) -> str | None:
-        value = view.header(lname)
+        value = _first_header(view, lname)
         if value:
             return f"hdr:{lname}:{value}"
         return fallback(view) if fallback is not None else None
@@ -412,15 +522,39 @@ def by_path(*, method: bool = False) -> KeyFunc:
 
     def key(view: RequestView) -> str | None:
         if method:
-            return f"path:{view.method} {view.path}"
+            verb = view.method
+            # HEAD runs the GET view in every framework: one bucket for both.
+            return f"path:{'GET' if verb == 'HEAD' else verb} {view.path}"
         return "path:" + view.path
 
     return KeyFunc(key, f"by_path(method={method})")
 
 
+def _check_one_argument(fn: Callable[..., Any]) -> None:
+    """Refuse at setup a key function that cannot take the request."""
+    import inspect
+
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # no signature to read (some builtins): trust it
+    try:
+        sig.bind(None)
+    except TypeError:
+        from floodwall.errors import ConfigError
+
+        raise ConfigError(
+            f"key function {getattr(fn, '__qualname__', fn)!r}{sig} must take one "
+            "argument, the framework's request, e.g. key=lambda request: "
+            "request.headers.get('X-Api-Key')"
+        ) from None
+
+
 def by_callable(fn: Callable[[Any], Any]) -> KeyFunc:
     """Wrap a callable taking the framework's native request. It may return
-    a str, bytes, int (converted to text) or None (no key)."""
+    a str, bytes, int (converted to text) or None (no key). A callable that
+    cannot take one argument is refused here, not at the first request."""
+    _check_one_argument(fn)
 
     def key(view: RequestView) -> str | None:
         value = fn(view.native)

@@ -240,7 +240,19 @@ class Limiter:
         :class:`floodwall.RateLimited` carrying the decision.
         """
 
+        if isinstance(key, str) and _looks_like_rate(key):
+            raise ConfigError(
+                f"Limiter.limit({key!r}): the argument is a key, not a rate; the rate is "
+                f"the Limiter's own: Limiter({key!r}).limit(); for a per-route rate in a "
+                f"web app use @floodwall.rate_limit({key!r}) or the integration's limit()"
+            )
+
         def decorate(fn: F) -> F:
+            if not callable(fn):
+                raise ConfigError(
+                    f"Limiter.limit(...) decorates a function, not {type(fn).__name__}: "
+                    "was it used without parentheses? write @limiter.limit()"
+                )
             default_key = f"{fn.__module__}.{fn.__qualname__}"
 
             def resolve(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Key, int]:
@@ -271,6 +283,18 @@ class Limiter:
             return cast(F, wrapper)
 
         return decorate
+
+
+def _looks_like_rate(text: str) -> bool:
+    """Whether a key is in fact a rate string ("5/minute"), the habit of
+    libraries whose decorators take the rate."""
+    from floodwall.rates import parse_rates
+
+    try:
+        parse_rates(text)
+    except Exception:  # anything that does not parse is a key
+        return False
+    return True
 
 
 def _group(parts: Sequence[tuple[Limiter, Key]]) -> tuple[Backend, list[tuple[Backend, Key]]]:

@@ -88,8 +88,26 @@ def costly(request: Any) -> Response:
     return Response({"ok": "costly"})
 
 
+class StrictThrottle(FloodwallThrottle):
+    rate = "1/minute"
+    scope = "strict"
+
+
+class LooseThrottle(FloodwallThrottle):
+    rate = "1000/minute"
+    scope = "loose"
+
+
+class TwoThrottlesView(APIView):
+    throttle_classes = [StrictThrottle, LooseThrottle]
+
+    def get(self, request: Any) -> Response:
+        return Response({"ok": "two"})
+
+
 urlpatterns = [
     path("default", DefaultView.as_view()),
+    path("two", TwoThrottlesView.as_view()),
     path("upload", UploadView.as_view()),
     path("scoped", ScopedView.as_view()),
     path("user", UserView.as_view()),
@@ -190,3 +208,41 @@ def test_jitter_never_shortens_wait(store_url: str, clock: Any) -> None:
         r = c.get("/default")
         assert r.status_code == 429
         assert 30 <= int(r["Retry-After"]) <= 33
+
+
+def test_middleware_default_does_not_also_charge_a_throttled_view(
+    store_url: str, clock: Any
+) -> None:
+    """Issue 11: with the middleware's DEFAULT and a DRF throttle, the view
+    was charged both (denied after 1 by the default, headers of the throttle)."""
+    with override_settings(FLOODWALL=conf(store_url, clock, DEFAULT="1/minute"), MIDDLEWARE=[MW]):
+        c = api()
+        codes = [c.get("/default").status_code for _ in range(3)]
+        assert codes == [200, 200, 429]  # the throttle's 2/min, charged once
+        r = c.get("/default")
+        assert sf_list(r["RateLimit-Policy"]) == [("floodwall", {"q": 2, "w": 60})]
+        assert r["X-RateLimit-Limit"] == "2"
+
+
+def test_several_throttles_429_shows_the_denying_limit(store_url: str, clock: Any) -> None:
+    """Issue 11: the 429 carried the allowing throttle's headers
+    (X-RateLimit-Remaining: 999 on a denial)."""
+    with override_settings(FLOODWALL=conf(store_url, clock), MIDDLEWARE=[MW]):
+        c = api()
+        assert c.get("/two").status_code == 200
+        r = c.get("/two")
+        assert r.status_code == 429
+        assert r["X-RateLimit-Limit"] == "1"
+        assert r["X-RateLimit-Remaining"] == "0"
+        assert sf_list(r["RateLimit"])[0][0] == "strict"
+
+
+def test_drf_rate_with_an_unknown_period_is_refused() -> None:
+    """Issue 11: DRF reads only the first letter, so "100/month" was per minute."""
+    from floodwall.errors import ConfigError
+
+    for text in ("100/month", "5/week", "3/mo", "10/y"):
+        with pytest.raises(ConfigError, match="unknown period"):
+            parse_drf_rate(text)
+    assert parse_drf_rate("100/minutes").period == 60
+    assert parse_drf_rate("100/30days")[0].period == 30 * 86400

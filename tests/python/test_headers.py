@@ -89,11 +89,12 @@ def test_policy_names() -> None:
 def test_policy_field_and_ratelimit_field_parse() -> None:
     r1, r2 = floodwall.Rate(10, 1), floodwall.Rate(1000, 86400, burst=50)
     field = ratelimit_policy_field([("burst", r1), ("daily", r2)])
-    assert field == '"burst";q=10;w=1, "daily";q=50;w=86400'
-    assert sf_list(field) == [("burst", {"q": 10, "w": 1}), ("daily", {"q": 50, "w": 86400})]
-    # Sub-second windows still give a non-zero integer w.
+    # q/w is the sustained rate (1000 a day), not the burst capacity (50).
+    assert field == '"burst";q=10;w=1, "daily";q=1000;w=86400'
+    assert sf_list(field) == [("burst", {"q": 10, "w": 1}), ("daily", {"q": 1000, "w": 86400})]
+    # Sub-second windows give a non-zero integer w, and q for that window.
     assert sf_list(ratelimit_policy_field([("fast", floodwall.Rate(5, 0.25))])) == [
-        ("fast", {"q": 5, "w": 1})
+        ("fast", {"q": 20, "w": 1})
     ]
     d = decision(True, 10, 7, 0, 2_300_000_000)
     assert ratelimit_field(d, "burst") == '"burst";r=7;t=3'
@@ -196,8 +197,42 @@ def test_waiting_retry_after_is_enough(
         d = lim.check(key)
         while d.allowed:
             d = lim.check(key)
-        wait = int(dict(hp.headers(d))["Retry-After"])
-        t = sf_list(dict(hp.headers(d))["RateLimit"])[0][1]["t"]
-        assert wait >= t >= 1
+        sent = dict(hp.headers(d))
+        wait = int(sent["Retry-After"])
+        t = sf_list(sent["RateLimit"])[0][1]["t"]
+        assert wait == t >= 1  # one response never says two different waits
         clock.advance(wait)
         assert lim.check(key).allowed, (algorithm, rate, wait)
+
+
+def test_advertised_policy_never_promises_more_than_the_rate() -> None:
+    """Issue 11: "10/second burst 20" advertised q=20;w=1 (read as 20/s) and
+    "1/250ms" q=1;w=1 (4/s real)."""
+    from floodwall.headers import advertised_quota
+
+    assert advertised_quota(floodwall.parse_rates("10/second burst 20")[0]) == (10, 1)
+    assert advertised_quota(floodwall.parse_rates("1/250ms")[0]) == (4, 1)
+    assert advertised_quota(floodwall.parse_rates("2/1500ms")[0]) == (2, 2)
+    assert advertised_quota(floodwall.parse_rates("100/minute")[0]) == (100, 60)
+    for text in ("3/7s", "1/250ms", "7/333ms", "10/second burst 20", "5/90ms burst 1", "1/2h"):
+        rate = floodwall.parse_rates(text)[0]
+        q, w = advertised_quota(rate)
+        assert w >= 1 and q >= 1
+        # q/w <= amount/period, in exact integers
+        assert q * rate.period_ns <= rate.amount * w * 1_000_000_000, text
+    field = ratelimit_policy_field([("b", floodwall.parse_rates("10/second burst 20")[0])])
+    assert sf_list(field) == [("b", {"q": 10, "w": 1})]
+
+
+def test_retry_after_and_t_agree_with_jitter() -> None:
+    """Issue 11: with jitter_ms one 429 said Retry-After: 13 and t=12."""
+    rates = floodwall.parse_rates("1/minute")
+    for seed in range(20):
+        hp = HeaderPolicy(rates, jitter_ms=5000, rng=random.Random(seed).random)
+        d = decision(False, 1, 0, 12_000_000_000, 12_000_000_000)
+        sent = dict(hp.headers(d))
+        assert sf_list(sent["RateLimit"])[0][1]["t"] == int(sent["Retry-After"])
+        assert sent["X-RateLimit-Reset"] == sent["Retry-After"]
+        raw = dict(hp.raw_headers(d))
+        assert raw[b"ratelimit"].endswith(b";t=" + raw[b"retry-after"])
+        assert raw[b"x-ratelimit-reset"] == raw[b"retry-after"]

@@ -8,11 +8,14 @@
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
+from floodwall.errors import ConfigError
 from floodwall.headers import PROBLEM_CONTENT_TYPE, HeaderPolicy
 from floodwall.keys import (
     MISSING_KEY_POLICIES,
@@ -27,8 +30,11 @@ if TYPE_CHECKING:
     from floodwall import Decision, Limiter, Rate
 
 __all__ = [
+    "DEFAULT_MAX_DELAY",
+    "DEFAULT_MAX_WAITING",
     "ENFORCED_ATTR",
     "EXEMPT_ATTR",
+    "FOREIGN_OPTIONS",
     "LIMITS_ATTR",
     "BoundLimit",
     "Guard",
@@ -37,6 +43,8 @@ __all__ = [
     "LimitSet",
     "Outcome",
     "PathMatcher",
+    "check_key",
+    "check_rates",
     "missing_key_body",
 ]
 
@@ -48,6 +56,11 @@ LIMITS_ATTR = "__floodwall_limits__"
 #: Set on a view exempt from every limit.
 EXEMPT_ATTR = "__floodwall_exempt__"
 
+_SHAPING = "leaky_bucket_shaping"
+#: Shaping defaults: the longest a request may be held, and the most waiting
+#: (in seconds, summed over requests held at once) one worker may hold.
+DEFAULT_MAX_DELAY = 1.0
+DEFAULT_MAX_WAITING = 10.0
 
 @dataclass(frozen=True)
 class Limit:
@@ -71,6 +84,36 @@ class Limit:
 
 
 LimitInput = Union[str, "Rate", Sequence["Rate"], "Limiter", Limit]
+
+
+def check_key(key: KeySpec | None) -> None:
+    """Refuse a bad ``key=`` when a decorator is built, not at a request."""
+    if key is not None and not isinstance(key, KeyFunc):
+        resolve_key(key)
+
+
+def check_rates(rates: Sequence[Any], form: str) -> None:
+    """Refuse, when a decorator is built, what is not a limit: no rate at
+    all, or a function (the decorator was used without parentheses).
+    ``form`` is how the call should look, e.g. ``"@fw.limit('5/minute')"``."""
+    if not rates:
+        raise ConfigError(f"a rate is needed: write {form}")
+    from floodwall import Limiter, Rate
+
+    for r in rates:
+        if isinstance(r, (str, Rate, Limiter, Limit)):
+            continue
+        if callable(r):
+            raise ConfigError(
+                f"{getattr(r, '__qualname__', r)!r} was given where a rate belongs: the "
+                f"decorator was used without parentheses or without a rate; write {form}"
+            )
+        if isinstance(r, (list, tuple)) and all(isinstance(x, Rate) for x in r):
+            continue
+        raise ConfigError(
+            f"{r!r} is not a limit: give a rate string, a Rate, a Limiter or a Limit, "
+            f"e.g. {form}"
+        )
 
 
 def _as_limit(spec: LimitInput) -> Limit:
@@ -118,7 +161,7 @@ class LimitSet:
 class Outcome:
     """The result of checking a request against a LimitSet."""
 
-    __slots__ = ("allowed", "decision", "limits", "missing_key", "retry_after")
+    __slots__ = ("allowed", "decision", "held", "limits", "missing_key", "retry_after")
 
     def __init__(
         self,
@@ -133,6 +176,9 @@ class Outcome:
         self.retry_after = retry_after
         self.missing_key = missing_key
         self.allowed: bool = not missing_key and (decision is None or decision.allowed)
+        #: Seconds of the worker's waiting budget this request holds until
+        #: its shaping delay is slept (see Guard.wait).
+        self.held = 0.0
 
     @property
     def delay(self) -> float:
@@ -199,21 +245,74 @@ class PathMatcher:
         return bool(self._exact or self._patterns)
 
     def match(self, method: str, path: str) -> int | None:
-        """Index of the first pattern (in the given order) matching, or None."""
+        """Index of the first pattern (in the given order) matching, or None.
+
+        A ``GET`` pattern also matches ``HEAD``: every framework runs the GET
+        view for HEAD, so a limit (or an exemption) on GET covers it.
+        """
         best: int | None = None
+        head = method == "HEAD"
         exact = self._exact
         if exact:
-            i = exact.get((None, path))
-            j = exact.get((method, path))
-            for k in (i, j):
+            for k in (
+                exact.get((None, path)),
+                exact.get((method, path)),
+                exact.get(("GET", path)) if head else None,
+            ):
                 if k is not None and (best is None or k < best):
                     best = k
         for m, rx, index in self._patterns:
             if best is not None and index > best:
                 break
-            if (m is None or m == method) and rx.match(path):
+            if (m is None or m == method or (head and m == "GET")) and rx.match(path):
                 return index
         return best
+
+
+#: Option names other rate-limit libraries use (Flask-Limiter, slowapi,
+#: django-ratelimit...) and how floodwall spells them.
+FOREIGN_OPTIONS: dict[str, str] = {
+    "default_limits": "default='100/minute' (one limit; several rates as '100/minute; 1000/day')",
+    "application_limits": "default='100/minute'",
+    "limits": "default='100/minute'",
+    "rate": "default='100/minute'",
+    "limit": "default='100/minute'",
+    "key_func": "key=callable(request) (or 'ip', 'user', 'header:X-Api-Key')",
+    "storage_uri": "store='redis://host:6379/0' (or 'memory://', 'shm://NAME', 'file:///path')",
+    "storage": "store=",
+    "storage_options": "store_options={...}",
+    "strategy": "algorithm='sliding_window' (or 'gcra', 'fixed_window', ...)",
+    "key_prefix": "namespace='myapp'",
+    "headers_enabled": "headers='both' (or 'ietf', 'x-ratelimit', 'none')",
+    "swallow_errors": "fail='open'",
+    "in_memory_fallback_enabled": "fail='open'",
+    "on_breach": "on_limited=handler(request, decision)",
+    "exempt_when": "exempt=['/path/glob', ...] or @fw.exempt",
+}
+
+
+def check_options(options: Mapping[str, Any], allowed: Iterable[str], owner: str) -> None:
+    """Refuse an unknown option with a message in floodwall's terms: the
+    floodwall spelling of a name from another library, else the list of
+    accepted names (never a TypeError naming an internal class)."""
+    allowed = set(allowed)
+    for name in options:
+        if name in allowed:
+            continue
+        if name in FOREIGN_OPTIONS:
+            raise ConfigError(
+                f"{owner}({name}=...) is another library's spelling; in floodwall "
+                f"write {FOREIGN_OPTIONS[name]}"
+            )
+        raise ConfigError(f"{owner} has no option {name!r}; the options are {sorted(allowed)}")
+
+
+def guard_option_names() -> frozenset[str]:
+    """The keyword options Guard accepts."""
+    import inspect
+
+    params = inspect.signature(Guard.__init__).parameters
+    return frozenset(n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
 class Guard:
@@ -238,6 +337,12 @@ class Guard:
     ``enabled``: False turns every check off.
     ``fail``: when the store cannot answer: "raise" (default, StoreError),
     "open" (admit) or "closed" (deny); see floodwall.Limiter.
+    ``max_delay``: with ``leaky_bucket_shaping``, the longest one request is
+    held (seconds, default 1): the queue of each key is made no deeper, so a
+    request that would wait longer is denied (429) as a policing limiter
+    would deny it. ``max_waiting``: the most waiting (seconds, summed over
+    the requests held at once, default 10) this configuration holds in one
+    worker process; a request that would go over it is denied too.
     """
 
     def __init__(
@@ -262,7 +367,22 @@ class Guard:
         on_missing_key: str = "shared",
         enabled: bool = True,
         fail: str = "raise",
+        max_delay: float = DEFAULT_MAX_DELAY,
+        max_waiting: float = DEFAULT_MAX_WAITING,
     ) -> None:
+        for opt, val in (("max_delay", max_delay), ("max_waiting", max_waiting)):
+            if (
+                isinstance(val, bool)
+                or not isinstance(val, (int, float))
+                or not math.isfinite(val)
+                or val < 0
+            ):
+                raise ConfigError(f"{opt} must be a finite number of seconds >= 0, got {val!r}")
+        self.max_delay = float(max_delay)
+        self.max_waiting = float(max_waiting)
+        self._max_delay_ns = int(self.max_delay * 1e9)
+        self._held = 0.0
+        self._held_lock = threading.Lock()
         if on_missing_key not in MISSING_KEY_POLICIES:
             raise ValueError(
                 f"on_missing_key must be one of {sorted(MISSING_KEY_POLICIES)}, "
@@ -310,7 +430,32 @@ class Guard:
             ipv6_prefix=self.ipv6_prefix,
         )
 
-    def make_limiter(self, limit: Limit) -> Limiter:
+    def _shaped_rates(self, limit: Limit, cost: int | Callable[[Any], int]) -> Any:
+        """A shaping limit's rates with a queue no deeper than max_delay.
+
+        With interval T = ceil(period / amount) and capacity B, the engine
+        delays a request by at most (B - 1) * T, so B is lowered to
+        floor(max_delay / T) + 1 (never below the route's fixed cost, which
+        then waits (B - cost) * T <= max_delay). A callable cost keeps B
+        (a lower B could refuse its larger costs as errors): max_delay is
+        then enforced when the request is checked.
+        """
+        from floodwall import Rate
+        from floodwall.limiter import resolve_rates
+
+        if isinstance(cost, int):
+            rates = resolve_rates(limit.rate, burst=limit.burst)
+            out = []
+            for r in rates:
+                interval = -(-r.period_ns // r.amount)
+                cap = max(self._max_delay_ns // interval + 1, cost, 1)
+                out.append(Rate.from_ns(r.amount, r.period_ns, min(r.burst, cap)))
+            return out
+        return limit.rate
+
+    def make_limiter(
+        self, limit: Limit, cost: int | Callable[[Any], int] | None = None
+    ) -> Limiter:
         """A Limiter on this app's store. Every Limiter a Guard builds shares
         one opened store, so several limits can be decided all-or-nothing."""
         from floodwall import Limiter
@@ -319,11 +464,16 @@ class Guard:
         if isinstance(rate, Limiter):
             return rate
         options: dict[str, Any] = {} if self._shared_store is not None else dict(self.store_options)
-        if limit.burst is not None:
+        algorithm = limit.algorithm or self.algorithm
+        if isinstance(algorithm, str) and algorithm.lower() == _SHAPING:
+            rate = self._shaped_rates(limit, self.cost if cost is None else cost)
+            if not isinstance(rate, list) and limit.burst is not None:
+                options["burst"] = limit.burst
+        elif limit.burst is not None:
             options["burst"] = limit.burst
         limiter = Limiter(
             rate,
-            algorithm=limit.algorithm or self.algorithm,
+            algorithm=algorithm,
             store=self._shared_store if self._shared_store is not None else self.store,
             namespace=self.namespace,
             clock=self.clock,
@@ -334,10 +484,12 @@ class Guard:
             self._shared_store = limiter.store
         return limiter
 
-    def bind(self, spec: LimitInput, scope: str) -> BoundLimit:
+    def bind(
+        self, spec: LimitInput, scope: str, cost: int | Callable[[Any], int] | None = None
+    ) -> BoundLimit:
 
         limit = _as_limit(spec)
-        limiter = self.make_limiter(limit)
+        limiter = self.make_limiter(limit, cost)
         key = self.key if limit.key is None else self.resolve_key(limit.key)
         prefix = (limit.name or scope) + "|"
         return BoundLimit(limiter, key, prefix, limit.name, limiter.store.capabilities.inline)
@@ -363,7 +515,9 @@ class Guard:
             cost = explicit[0] if explicit else self.cost
         if isinstance(cost, int) and cost < 0:
             raise ValueError(f"cost must be an integer >= 0, got {cost}")
-        bound = [self.bind(lim, f"{scope}#{i}" if i else scope) for i, lim in enumerate(limits)]
+        bound = [
+            self.bind(lim, f"{scope}#{i}" if i else scope, cost) for i, lim in enumerate(limits)
+        ]
         rates: list[Rate] = []
         names: list[str] = []
         from floodwall.headers import policy_name
@@ -424,9 +578,88 @@ class Guard:
             parts.append((b.limiter, b.prefix + k))
         return parts
 
-    def _finish(self, limits: LimitSet, decision: Decision) -> Outcome:
-        ra = 0 if decision.allowed else limits.headers.retry_after(decision)
-        return Outcome(decision, limits, ra)
+    def _finish(self, limits: LimitSet, decision: Decision, cost: int) -> Outcome:
+        if decision.allowed:
+            if decision.delay_ns > 0:
+                return self._hold(limits, decision, cost)
+            return Outcome(decision, limits)
+        return Outcome(decision, limits, limits.headers.retry_after(decision))
+
+    # -- shaping: bounded waits
+
+    def _hold(self, limits: LimitSet, decision: Decision, cost: int) -> Outcome:
+        """An admitted request with a shaping delay: reserve its wait in the
+        worker's budget, or deny it if it would wait longer than max_delay
+        or the budget is spent. The caller sleeps with :meth:`wait` /
+        :meth:`await_delay`, which give the reservation back."""
+        delay_ns = decision.delay_ns
+        delay = delay_ns / 1e9
+        rate = decision.rate
+        step = cost * -(-rate.period_ns // rate.amount) if rate is not None else 0
+        if delay_ns > self._max_delay_ns:
+            # Only a ready Limiter or a callable cost gets here (the queues a
+            # Guard builds are no deeper than max_delay). The store has taken
+            # the request; once it is served, a new one waits no longer than
+            # max_delay: that is the honest Retry-After.
+            return self._refuse(limits, decision, delay_ns + step - self._max_delay_ns)
+        with self._held_lock:
+            if self._held + delay > self.max_waiting:
+                full = True
+            else:
+                full = False
+                self._held += delay
+        if full:
+            # Once this key's queue has drained, a request needs no waiting.
+            return self._refuse(limits, decision, delay_ns + step)
+        outcome = Outcome(decision, limits)
+        outcome.held = delay
+        return outcome
+
+    def _refuse(self, limits: LimitSet, decision: Decision, retry_ns: int) -> Outcome:
+        from floodwall import Decision as _Decision
+
+        retry_ns = max(retry_ns, 1)
+        denied = _Decision(
+            False,
+            decision.limit,
+            0,
+            retry_ns,
+            max(decision.reset_after_ns, retry_ns),
+            0,
+            decision.rate,
+        )
+        return Outcome(denied, limits, limits.headers.retry_after(denied))
+
+    def release(self, outcome: Outcome) -> None:
+        """Give back the waiting an outcome holds (idempotent)."""
+        held = outcome.held
+        if held:
+            outcome.held = 0.0
+            with self._held_lock:
+                self._held = max(0.0, self._held - held)
+
+    @property
+    def waiting(self) -> float:
+        """Seconds of shaping delay currently held by this worker."""
+        return self._held
+
+    def wait(self, outcome: Outcome, sleep: Callable[[float], Any]) -> None:
+        """Sleep an allowed request's shaping delay, then release it."""
+        if outcome.held or outcome.delay:
+            try:
+                sleep(outcome.delay)
+            finally:
+                self.release(outcome)
+
+    async def await_delay(
+        self, outcome: Outcome, sleep: Callable[[float], Awaitable[Any]]
+    ) -> None:
+        """Await an allowed request's shaping delay, then release it."""
+        if outcome.held or outcome.delay:
+            try:
+                await sleep(outcome.delay)
+            finally:
+                self.release(outcome)
 
     def check(self, limits: LimitSet, view: RequestView, cost: int | None = None) -> Outcome | None:
         """Check a request synchronously; None means "not limited" (disabled,
@@ -444,6 +677,8 @@ class Guard:
                     n = self._cost(limits, view, None)
                 decision = single.limiter.check(single.prefix + k, n)
                 if decision.allowed:
+                    if decision.delay_ns > 0:
+                        return self._hold(limits, decision, n)
                     return Outcome(decision, limits)
                 return Outcome(decision, limits, limits.headers.retry_after(decision))
         parts = self._parts(limits, view)
@@ -459,7 +694,7 @@ class Guard:
             from floodwall import check_all
 
             decision = check_all(parts, n)
-        return self._finish(limits, decision)
+        return self._finish(limits, decision, n)
 
     async def acheck(
         self, limits: LimitSet, view: RequestView, cost: int | None = None
@@ -486,4 +721,4 @@ class Guard:
             from floodwall import acheck_all
 
             decision = await acheck_all(parts, n)
-        return self._finish(limits, decision)
+        return self._finish(limits, decision, n)

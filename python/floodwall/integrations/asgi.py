@@ -12,7 +12,7 @@ import functools
 import inspect
 import itertools
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from floodwall.headers import PROBLEM_CONTENT_TYPE
@@ -24,6 +24,10 @@ from floodwall.integrations._common import (
     LimitInput,
     LimitSet,
     Outcome,
+    check_key,
+    check_options,
+    check_rates,
+    guard_option_names,
 )
 
 if TYPE_CHECKING:
@@ -60,6 +64,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+#: Set on an endpoint function to the LimitSet of a floodwall decorator that
+#: wrapped it; the middleware reads it when the router holds the unwrapped
+#: function (the decorator was placed above @app.get).
+_LATE_ATTR = "__floodwall_route_limits__"
 _REQ = "_floodwall_request"
 _RESP = "_floodwall_response"
 _counter = itertools.count(1)
@@ -76,12 +84,13 @@ def _mark(obj: Any, attr: str = ENFORCED_ATTR) -> None:
 class ASGIView:
     """RequestView over an ASGI scope (and a Starlette Request when there is one)."""
 
-    __slots__ = ("_headers", "_request", "scope")
+    __slots__ = ("_fields", "_headers", "_request", "scope")
 
     def __init__(self, scope: Scope, request: Any = None) -> None:
         self.scope = scope
         self._request = request
         self._headers: dict[str, str] | None = None
+        self._fields: dict[str, list[str]] | None = None
 
     @property
     def peer(self) -> str | None:
@@ -98,6 +107,16 @@ class ASGIView:
                 headers[ks] = headers[ks] + ", " + vs if ks in headers else vs
             self._headers = headers
         return headers.get(name)
+
+    def header_values(self, name: str) -> list[str]:
+        """Every field of a header, in the order received."""
+        fields = self._fields
+        if fields is None:
+            fields = {}
+            for k, v in self.scope.get("headers") or ():
+                fields.setdefault(k.decode("latin-1").lower(), []).append(v.decode("latin-1"))
+            self._fields = fields
+        return fields.get(name, [])
 
     @property
     def path(self) -> str:
@@ -174,35 +193,70 @@ def _dependency_marked(dependant: Any, depth: int = 0) -> bool:
     return False
 
 
+def _has_host_routes(app: Any) -> bool:
+    try:
+        from starlette.routing import Host
+    except ImportError:  # pragma: no cover
+        return False
+
+    def walk(routes: Any, depth: int) -> bool:
+        for route in routes or ():
+            if isinstance(route, Host):
+                return True
+            sub = getattr(route, "routes", None)
+            if sub and depth < 8 and walk(sub, depth + 1):
+                return True
+        return False
+
+    router = getattr(app, "router", None)
+    return walk(getattr(router, "routes", None), 0)
+
+
 class _RouteIndex:
     """Which Starlette route a request will hit, and whether it is marked.
 
     States: 0 = the middleware applies its limits; 1 = the endpoint checks its
-    own limits; 2 = the endpoint is exempt. Cached per (method, path)."""
+    own limits; 2 = the endpoint is exempt; a LimitSet = the endpoint was
+    given limits by a decorator placed *above* the route decorator (the
+    router holds the undecorated function), so the middleware checks them.
+    Cached per (method, host, path): Host routes can send one path to
+    different endpoints."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[str, str], int] = {}
+        self._cache: dict[tuple[str, str, str], int | LimitSet] = {}
+        #: Whether the app routes by Host (then the Host header is part of
+        #: the cache key; otherwise clients cannot spread the cache with it).
+        self._by_host: bool | None = None
 
-    def state(self, scope: Scope, app: Any = None) -> int:
-        k = (scope.get("method", ""), scope.get("path", ""))
+    def state(self, scope: Scope, app: Any = None) -> int | LimitSet:
+        target = scope.get("app") or app
+        if self._by_host is None:
+            self._by_host = _has_host_routes(target)
+        host = ""
+        if self._by_host:
+            for name, value in scope.get("headers") or ():
+                if name == b"host":
+                    host = value.decode("latin-1")
+                    break
+        k = (scope.get("method", ""), host, scope.get("path", ""))
         v = self._cache.get(k)
         if v is None:
-            v = self._lookup(scope, scope.get("app") or app)
+            v = self._lookup(scope, target)
             if len(self._cache) >= 4096:
                 self._cache.clear()
             self._cache[k] = v
         return v
 
-    def _lookup(self, scope: Scope, app: Any) -> int:
+    def _lookup(self, scope: Scope, app: Any) -> int | LimitSet:
         router = getattr(app, "router", None)
         routes = getattr(router, "routes", None)
         if routes is None:
             return 0
         try:
-            from starlette.routing import Match, Mount
+            from starlette.routing import Host, Match, Mount
         except ImportError:  # pragma: no cover
             return 0
-        route = self._walk(routes, scope, Match, Mount, 0)
+        route = self._walk(routes, scope, Match, (Mount, Host), 0)
         if route is None:
             return 0
         endpoint = getattr(route, "endpoint", None)
@@ -212,9 +266,13 @@ class _RouteIndex:
             return 1
         if _dependency_marked(getattr(route, "dependant", None)):
             return 1
+        late = getattr(endpoint, _LATE_ATTR, None)
+        if isinstance(late, LimitSet):
+            return late
         return 0
 
     def _walk(self, routes: Iterable[Any], scope: Scope, match: Any, mount: Any, depth: int) -> Any:
+        # Mount and Host both route into sub-routes: walk into either.
         for route in routes:
             try:
                 m, child = route.matches(scope)
@@ -228,6 +286,35 @@ class _RouteIndex:
                     return route
                 return route
         return None
+
+
+def registered_in(fn: Any, namespace: Mapping[str, Any]) -> bool:
+    """Whether ``fn`` is already the endpoint of a route of a Starlette app
+    or router found in ``namespace`` (a module's globals): a decorator that
+    wraps it now comes too late for that route."""
+    try:
+        from starlette.applications import Starlette
+        from starlette.routing import BaseRoute, Router
+    except ImportError:  # pragma: no cover
+        return False
+
+    def walk(routes: Any, depth: int) -> bool:
+        for route in routes or ():
+            if not isinstance(route, BaseRoute):
+                continue
+            if getattr(route, "endpoint", None) is fn:
+                return True
+            sub = getattr(route, "routes", None)
+            if sub and depth < 8 and walk(sub, depth + 1):
+                return True
+        return False
+
+    for value in list(namespace.values()):
+        if isinstance(value, Starlette):
+            value = value.router
+        if isinstance(value, Router) and walk(value.routes, 0):
+            return True
+    return False
 
 
 # ------------------------------------------------------------------ configuration
@@ -254,6 +341,7 @@ class Floodwall(Guard):
         sleep: Callable[[float], Awaitable[Any]] | None = None,
         **options: Any,
     ) -> None:
+        check_options(options, guard_option_names(), "Floodwall")
         super().__init__(default, **options)
         self.on_limited = on_limited
         self.sleep: Callable[[float], Awaitable[Any]] = sleep or asyncio.sleep
@@ -304,13 +392,17 @@ class Floodwall(Guard):
         ``request: Request`` parameter) and Starlette endpoints. Put it
         *under* ``@app.get(...)``. Several rates are decided all-or-nothing.
         """
-        if not rates:
-            raise ValueError("limit() needs at least one rate, e.g. limit('5/minute')")
+        check_rates(rates, "@fw.limit('5/minute') under @app.get(...)")
+        check_key(key)
 
         def decorate(fn: Any) -> Any:
             scope = f"route:{fn.__module__}.{fn.__qualname__}"
             limits = self._route_set(rates, scope, key, cost, name, algorithm, burst)
-            return wrap_endpoint(fn, self, limits, on_limited=self.on_limited, sleep=self.sleep)
+            wrapped = wrap_endpoint(fn, self, limits, on_limited=self.on_limited, sleep=self.sleep)
+            # Placed above @app.get, the router keeps ``fn`` itself: the
+            # middleware finds these limits on it and checks them instead.
+            setattr(fn, _LATE_ATTR, limits)
+            return wrapped
 
         return decorate
 
@@ -331,6 +423,9 @@ class Floodwall(Guard):
         from starlette.requests import Request
         from starlette.responses import Response
 
+        if rates:
+            check_rates(rates, "Depends(fw.depends('5/minute'))")
+        check_key(key)
         scope = f"dep#{next(_counter)}"
         limits = (
             self._route_set(rates, scope, key, cost, name, algorithm, burst)
@@ -348,8 +443,7 @@ class Floodwall(Guard):
                 return None
             if not outcome.allowed:
                 raise RateLimitExceeded(outcome)
-            if outcome.delay:
-                await sleep(outcome.delay)
+            await guard.await_delay(outcome, sleep)
             for k, v in outcome.header_pairs():
                 response.headers[k] = v
             return outcome.decision
@@ -405,10 +499,13 @@ class FloodwallMiddleware:
         if limits is None:
             if _MARKED["any"]:
                 state = fw.routes_index.state(scope, self.app)
-                if state:
+                if isinstance(state, LimitSet):
+                    limits = state
+                elif state:
                     await self.app(scope, receive, send)
                     return
-            limits = fw.default
+            if limits is None:
+                limits = fw.default
             if limits is None:
                 await self.app(scope, receive, send)
                 return
@@ -419,8 +516,7 @@ class FloodwallMiddleware:
         if not outcome.allowed:
             await self._deny(outcome, scope, receive, send)
             return
-        if outcome.delay:
-            await fw.sleep(outcome.delay)
+        await fw.await_delay(outcome, fw.sleep)
         extra = outcome.raw_header_pairs()
         if not extra:
             await self.app(scope, receive, send)
@@ -568,8 +664,7 @@ def wrap_endpoint(
                 if inspect.isawaitable(result):
                     result = await result
                 return finish(result, None, outcome)
-            if outcome.delay:
-                await asleep(outcome.delay)
+            await guard.await_delay(outcome, asleep)
             return finish(await fn(*args, **kwargs), response, outcome)
 
         wrapper = async_wrapper
@@ -586,8 +681,7 @@ def wrap_endpoint(
                 if handler is None:
                     return resp
                 return finish(handler(request, outcome.decision), None, outcome)
-            if outcome.delay:
-                time.sleep(outcome.delay)
+            guard.wait(outcome, time.sleep)
             return finish(fn(*args, **kwargs), response, outcome)
 
         wrapper = sync_wrapper

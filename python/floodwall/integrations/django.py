@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
+from django.core import checks
 from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, resolve
@@ -27,11 +30,14 @@ from floodwall.headers import PROBLEM_CONTENT_TYPE
 from floodwall.integrations._common import (
     ENFORCED_ATTR,
     EXEMPT_ATTR,
+    FOREIGN_OPTIONS,
     Guard,
     Limit,
     LimitInput,
     LimitSet,
     Outcome,
+    check_key,
+    check_rates,
 )
 
 if TYPE_CHECKING:
@@ -71,9 +77,13 @@ SETTINGS_KEYS: dict[str, str] = {
     "ENABLED": "enabled",
     "FAIL": "fail",
     "ON_LIMITED": "on_limited",
+    "MAX_DELAY": "max_delay",
+    "MAX_WAITING": "max_waiting",
 }
 
 _OUTCOME_ATTR = "_floodwall_outcome"
+_MIDDLEWARE_PATH = "floodwall.integrations.django.FloodwallMiddleware"
+logger = logging.getLogger("floodwall.django")
 _KEY_SHORTCUTS = ("ip", "user", "path")
 _UNSET: Any = object()
 
@@ -103,6 +113,12 @@ class DjangoView:
         value = meta.get("HTTP_" + name.upper().replace("-", "_"))
         return str(value) if value else None
 
+    def header_values(self, name: str) -> list[str]:
+        """The header as one field: Django (like WSGI servers) joins
+        repeated fields before the application sees them."""
+        value = self.header(name)
+        return [value] if value else []
+
     @property
     def path(self) -> str:
         return str(self.request.path)
@@ -127,6 +143,13 @@ class DjangoView:
 
 def _guard_options(conf: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
     unknown = sorted(set(conf) - set(SETTINGS_KEYS))
+    for name in unknown:
+        foreign = FOREIGN_OPTIONS.get(str(name).lower())
+        if foreign is not None:
+            raise ConfigError(
+                f"settings.FLOODWALL[{name!r}] is another library's spelling; in floodwall "
+                f"write {foreign.split('=', 1)[0].upper()} (as the option {foreign})"
+            )
     if unknown:
         raise ConfigError(
             f"unknown settings.FLOODWALL key(s) {unknown}: allowed are {sorted(SETTINGS_KEYS)}"
@@ -185,6 +208,50 @@ def get_guard() -> Guard:
     return _settings_guard.get()
 
 
+# ------------------------------------------------------------------ configuration check
+
+
+def _middleware_limits_nothing() -> str | None:
+    """Why the installed middleware would limit nothing, or None."""
+    if _MIDDLEWARE_PATH not in list(getattr(settings, "MIDDLEWARE", None) or ()):
+        return None
+    conf = getattr(settings, "FLOODWALL", None)
+    if conf is None:
+        return "settings.FLOODWALL is not set"
+    if not isinstance(conf, Mapping):
+        return None  # the middleware itself reports a malformed setting
+    if conf.get("ENABLED", True) is False:
+        return None  # turned off on purpose
+    if conf.get("DEFAULT") is None and not conf.get("ROUTES"):
+        return "settings.FLOODWALL sets neither DEFAULT nor ROUTES"
+    return None
+
+
+def _limits_nothing_message(reason: str) -> str:
+    return (
+        f"FloodwallMiddleware is installed but {reason}: the middleware limits no "
+        "request (only views with @limit and DRF floodwall throttles are limited)"
+    )
+
+
+_HINT = (
+    'Set FLOODWALL = {"DEFAULT": "100/minute"} (and "STORE": "shm://NAME" to share '
+    "the limits between worker processes), or remove the middleware."
+)
+
+
+def check_configuration(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Django system check ``floodwall.W001``: the middleware is installed
+    but the configuration gives it nothing to limit."""
+    reason = _middleware_limits_nothing()
+    if reason is None:
+        return []
+    return [checks.Warning(_limits_nothing_message(reason), hint=_HINT, id="floodwall.W001")]
+
+
+checks.register(check_configuration, "floodwall")
+
+
 # ------------------------------------------------------------------ responses
 
 
@@ -233,6 +300,21 @@ def _view_marked(func: Any, attr: str) -> bool:
     return bool(view_class is not None and getattr(view_class, attr, False))
 
 
+def _drf_throttled(func: Any) -> bool:
+    """Whether a resolved view is a DRF view throttled by a floodwall
+    throttle class: it then checks its own limits (the throttle's)."""
+    drf = sys.modules.get("floodwall.integrations.drf")
+    view_class = getattr(func, "cls", None)
+    if drf is None or view_class is None:
+        return False
+    try:
+        classes = list(getattr(view_class, "throttle_classes", ()) or ())
+    except Exception:
+        return False
+    base = drf.FloodwallThrottle
+    return any(isinstance(c, type) and issubclass(c, base) for c in classes)
+
+
 class FloodwallMiddleware:
     """Add ``"floodwall.integrations.django.FloodwallMiddleware"`` to
     MIDDLEWARE (after AuthenticationMiddleware when keying by user).
@@ -252,6 +334,9 @@ class FloodwallMiddleware:
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
+        reason = _middleware_limits_nothing()
+        if reason is not None:
+            logger.warning("%s. %s", _limits_nothing_message(reason), _HINT)
 
     def _limits_for(self, guard: Guard, request: HttpRequest) -> LimitSet | None:
         if not guard.enabled:
@@ -268,6 +353,8 @@ class FloodwallMiddleware:
         if match is not None:
             if _view_marked(match.func, EXEMPT_ATTR) or _view_marked(match.func, ENFORCED_ATTR):
                 return None
+            if _drf_throttled(match.func):
+                return None  # its floodwall throttles charge it, once
         return routed if routed is not None else guard.default
 
     def __call__(self, request: HttpRequest) -> Any:
@@ -282,8 +369,7 @@ class FloodwallMiddleware:
                 setattr(request, _OUTCOME_ATTR, outcome)
                 if not outcome.allowed:
                     return _deny(outcome, request, _settings_guard.on_limited)
-                if outcome.delay:
-                    time.sleep(outcome.delay)
+                guard.wait(outcome, time.sleep)
         response = self.get_response(request)
         return _add_headers(response, getattr(request, _OUTCOME_ATTR, None))
 
@@ -297,8 +383,7 @@ class FloodwallMiddleware:
                 setattr(request, _OUTCOME_ATTR, outcome)
                 if not outcome.allowed:
                     return _deny(outcome, request, _settings_guard.on_limited)
-                if outcome.delay:
-                    await asyncio.sleep(outcome.delay)
+                await guard.await_delay(outcome, asyncio.sleep)
         response = await self.get_response(request)
         return _add_headers(response, getattr(request, _OUTCOME_ATTR, None))
 
@@ -331,12 +416,12 @@ def wrap_view(
             request, native = _find_request(args)
             limits = get_limits()
             view = await _async_view(request, native, limits)
-            outcome = await get_guard().acheck(limits, view)
+            guard = get_guard()
+            outcome = await guard.acheck(limits, view)
             if outcome is not None:
                 if not outcome.allowed:
                     return _deny(outcome, native, get_on_limited())
-                if outcome.delay:
-                    await asyncio.sleep(outcome.delay)
+                await guard.await_delay(outcome, asyncio.sleep)
             return _add_headers(await fn(*args, **kwargs), outcome)
 
         setattr(async_view, ENFORCED_ATTR, True)
@@ -345,12 +430,12 @@ def wrap_view(
     @functools.wraps(fn)
     def sync_view(*args: Any, **kwargs: Any) -> Any:
         request, native = _find_request(args)
-        outcome = get_guard().check(get_limits(), DjangoView(request, native))
+        guard = get_guard()
+        outcome = guard.check(get_limits(), DjangoView(request, native))
         if outcome is not None:
             if not outcome.allowed:
                 return _deny(outcome, native, get_on_limited())
-            if outcome.delay:
-                time.sleep(outcome.delay)
+            guard.wait(outcome, time.sleep)
         return _add_headers(fn(*args, **kwargs), outcome)
 
     setattr(sync_view, ENFORCED_ATTR, True)
@@ -386,8 +471,8 @@ def limit(
     wrapped). Store, key and header options come from settings.FLOODWALL;
     ``key``/``cost``/``name`` override them for this view. One ``limit(...)``
     object is one bucket per client: reusing it on several views shares it."""
-    if not rates:
-        raise ValueError("limit() needs at least one rate, e.g. limit('5/minute')")
+    check_rates(rates, "@limit('5/minute')")
+    check_key(key)
     specs = [
         r
         if isinstance(r, Limit)

@@ -32,6 +32,14 @@ __all__ = [
 ]
 
 _DRF_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: The period words DRF's own rates use; DRF reads only the first letter, so
+#: "100/month" would silently be per minute: any other word is refused.
+_DRF_WORDS = {
+    "s": "s", "sec": "s", "secs": "s", "second": "s", "seconds": "s",
+    "m": "m", "min": "m", "mins": "m", "minute": "m", "minutes": "m",
+    "h": "h", "hr": "h", "hrs": "h", "hour": "h", "hours": "h",
+    "d": "d", "day": "d", "days": "d",
+}  # fmt: skip
 
 
 def parse_drf_rate(rate: str) -> Any:
@@ -42,8 +50,18 @@ def parse_drf_rate(rate: str) -> Any:
 
     num, sep, period = rate.strip().partition("/")
     period = period.strip().lower()
-    if sep and num.strip().isdigit() and period[:1] in _DRF_UNITS and period.isalpha():
-        return Rate(int(num), _DRF_UNITS[period[0]])
+    digits = num.strip()
+    if sep and digits.isascii() and digits.isdigit() and period.isascii() and period.isalpha():
+        unit = _DRF_WORDS.get(period)
+        if unit is None:
+            from floodwall.errors import ConfigError
+
+            raise ConfigError(
+                f"throttle rate {rate!r}: unknown period {period!r}; DRF rates take "
+                "second, minute, hour or day (s, min, h, d), e.g. '100/hour'; "
+                "floodwall rates take more, e.g. '100/30days'"
+            )
+        return Rate(int(digits), _DRF_UNITS[unit])
     return parse_rates(rate)
 
 
@@ -114,14 +132,19 @@ class FloodwallThrottle(BaseThrottle):  # type: ignore[misc]
             return True
         limits = self._limits(scope, rate)
         http_request = getattr(request, "_request", request)
-        outcome = get_guard().check(limits, DjangoView(http_request, request))
+        guard = get_guard()
+        outcome = guard.check(limits, DjangoView(http_request, request))
         self.outcome = outcome
         if outcome is None:
             return True
         # The middleware (if installed) writes these headers on the response.
-        setattr(http_request, _OUTCOME_ATTR, outcome)
-        if outcome.allowed and outcome.delay:
-            time.sleep(outcome.delay)
+        # With several throttle classes a denial's headers win: a 429 shows
+        # the limit that denied, not one that allowed.
+        previous = getattr(http_request, _OUTCOME_ATTR, None)
+        if previous is None or previous.allowed:
+            setattr(http_request, _OUTCOME_ATTR, outcome)
+        if outcome.allowed:
+            guard.wait(outcome, time.sleep)
         return outcome.allowed
 
     def wait(self) -> float | None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import flask
 
+from floodwall.errors import ConfigError
 from floodwall.headers import PROBLEM_CONTENT_TYPE
 from floodwall.integrations._common import (
     ENFORCED_ATTR,
@@ -26,6 +27,10 @@ from floodwall.integrations._common import (
     LimitInput,
     LimitSet,
     Outcome,
+    check_key,
+    check_options,
+    check_rates,
+    guard_option_names,
 )
 
 if TYPE_CHECKING:
@@ -56,6 +61,11 @@ class FlaskView:
         if not values:
             return None
         return values[0] if len(values) == 1 else ", ".join(values)
+
+    def header_values(self, name: str) -> list[str]:
+        """Every field of a header (WSGI servers usually join repeated
+        fields into one before Flask sees them)."""
+        return [str(v) for v in self.request.headers.getlist(name)]
 
     @property
     def path(self) -> str:
@@ -130,6 +140,13 @@ class Floodwall(Guard):
         sleep: Callable[[float], Any] = time.sleep,
         **options: Any,
     ) -> None:
+        check_options(options, guard_option_names(), "Floodwall")
+        if app is not None and not isinstance(app, flask.Flask):
+            raise ConfigError(
+                f"Floodwall(app, default): the first argument is the Flask app, not "
+                f"{type(app).__name__}; write Floodwall(app, '100/minute') or "
+                "Floodwall(default='100/minute') and fw.init_app(app)"
+            )
         super().__init__(default, **options)
         self.on_limited = on_limited
         self.sleep = sleep
@@ -161,8 +178,8 @@ class Floodwall(Guard):
     ) -> Callable[[_T], _T]:
         """Give a view (or a Blueprint) its own limits; stacking adds limits,
         decided all-or-nothing."""
-        if not rates:
-            raise ValueError("limit() needs at least one rate, e.g. limit('5/minute')")
+        check_rates(rates, "@fw.limit('5/minute') under @app.route(...)")
+        check_key(key)
         specs = [
             r
             if isinstance(r, Limit)
@@ -232,8 +249,7 @@ class Floodwall(Guard):
         setattr(flask.g, _G_ATTR, outcome)
         if not outcome.allowed:
             return _deny_response(outcome, self.on_limited)
-        if outcome.delay:
-            self.sleep(outcome.delay)
+        self.wait(outcome, self.sleep)
         return None
 
     def _after_request(self, response: Any) -> Any:
@@ -262,10 +278,10 @@ def wrap_view(
             outcome = await guard.acheck(get_limits(), FlaskView(flask.request))
             if outcome is not None and not outcome.allowed:
                 return _deny_response(outcome, on_limited)
-            if outcome is not None and outcome.delay:
+            if outcome is not None:
                 import asyncio
 
-                await asyncio.sleep(outcome.delay)
+                await guard.await_delay(outcome, asyncio.sleep)
             rv = await fn(*args, **kwargs)
             return _add_headers(flask.make_response(rv), outcome)
 
@@ -277,8 +293,8 @@ def wrap_view(
         outcome = guard.check(get_limits(), FlaskView(flask.request))
         if outcome is not None and not outcome.allowed:
             return _deny_response(outcome, on_limited)
-        if outcome is not None and outcome.delay:
-            sleep(outcome.delay)
+        if outcome is not None:
+            guard.wait(outcome, sleep)
         return _add_headers(flask.make_response(fn(*args, **kwargs)), outcome)
 
     setattr(view, ENFORCED_ATTR, True)
