@@ -1,10 +1,12 @@
-# floodwall.integrations.drf: Django REST framework throttle classes.
-#
-# FloodwallThrottle and friends plug into DEFAULT_THROTTLE_CLASSES or a
-# view's throttle_classes, read DRF rate strings ("100/min", "5/hour") from
-# DEFAULT_THROTTLE_RATES by scope, and decide with the store configured in
-# settings.FLOODWALL. Invariant: wait() is the ceiling of the exact wait (plus
-# jitter if configured), so DRF's Retry-After admits a client that obeys it.
+"""Django REST framework throttle classes.
+
+FloodwallThrottle and friends plug into DEFAULT_THROTTLE_CLASSES or a
+view's throttle_classes, read DRF rate strings ("100/min", "5/hour") from
+DEFAULT_THROTTLE_RATES by scope, and decide with the store configured in
+settings.FLOODWALL. Invariant: wait() is the ceiling of the exact wait (plus
+jitter if configured), so DRF's Retry-After admits a client that obeys it.
+"""
+
 from __future__ import annotations
 
 import threading
