@@ -33,19 +33,16 @@ __all__ = [
     "parse_drf_rate",
 ]
 
-_DRF_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
 def parse_drf_rate(rate: str) -> Any:
-    """A DRF rate string ("100/min", "5/hour", "10/s", "1000/day": the first
-    letter of the period counts, as in DRF) as a floodwall Rate; any other
-    text is handed to floodwall.parse_rates ("5/5minutes", "10/s; 100/day")."""
-    from floodwall import Rate, parse_rates
+    """A DRF rate string ("100/min", "5/hour", "10/s", "1000/day") as a
+    floodwall Rate; any other text is handed to floodwall.parse_rates
+    ("5/5minutes", "10/s; 100/day"). Unlike DRF, the whole unit is read, not
+    its first letter: "100/month" is refused, never read as per minute."""
+    from floodwall import parse_rate, parse_rates
 
     num, sep, period = rate.strip().partition("/")
-    period = period.strip().lower()
-    if sep and num.strip().isdigit() and period[:1] in _DRF_UNITS and period.isalpha():
-        return Rate(int(num), _DRF_UNITS[period[0]])
+    if sep and num.strip().isdigit() and period.strip().isalpha():
+        return parse_rate(rate)
     return parse_rates(rate)
 
 
