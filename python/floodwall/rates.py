@@ -23,7 +23,6 @@ import datetime
 import re
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
-from typing import Union
 
 from floodwall.errors import RateParseError
 
@@ -328,4 +327,4 @@ def _diagnose(part: str) -> str:
     return "cannot read the period"
 
 
-RateLike = Union[str, Rate]
+RateLike = str | Rate
