@@ -144,9 +144,10 @@ def run_variant(
     """(requests/s over loopback, server CPU microseconds per request, statuses)."""
     port = free_port()
     env = dict(os.environ)
-    here = os.path.dirname(os.path.abspath(__file__))
-    pkg = os.path.join(os.path.dirname(here), "python")
-    env["PYTHONPATH"] = pkg + os.pathsep + env.get("PYTHONPATH", "")
+    if args.checkout:  # the parent uses the in-place build: so does the server
+        here = os.path.dirname(os.path.abspath(__file__))
+        pkg = os.path.join(os.path.dirname(here), "python")
+        env["PYTHONPATH"] = pkg + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.Popen(
         [sys.executable, os.path.abspath(__file__), "--serve", variant, "--port", str(port)],
         env=env,
@@ -230,11 +231,13 @@ def main() -> None:
         serve(args.serve, args.port)
         return
 
+    args.checkout = False
     try:
         import floodwall  # noqa: F401
     except ImportError:  # run from a checkout: use the in-place build
         here = os.path.dirname(os.path.abspath(__file__))
         sys.path.insert(0, os.path.join(os.path.dirname(here), "python"))
+        args.checkout = True
     variants = [v for v in args.variants.split(",") if v]
     if "slowapi" in variants:
         try:

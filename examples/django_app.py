@@ -1,17 +1,30 @@
-# Example: a single-file Django project rate limited with floodwall.
-#
-#   pip install "floodwall[drf]"
-#   python examples/django_app.py runserver 127.0.0.1:8000
-#   curl -i localhost:8000/items           (repeat: 429 after 5 a minute)
+"""Example: a single-file Django project rate limited with floodwall.
+
+    pip install "floodwall[drf]"
+    python examples/django_app.py runserver     (HOST and PORT from the environment,
+                                                 default 127.0.0.1:8000)
+    curl -i localhost:8000/items                (repeat: 429 after 5 a minute)
+
+Under a real server, from the repository root (the module exposes both):
+
+    gunicorn -w 4 examples.django_app:application          (WSGI)
+    uvicorn examples.django_app:asgi_application           (ASGI)
+
+With several worker processes, set "STORE" to "shm://mysite" so that they
+share one count (memory:// gives each worker its own).
+"""
+
 from __future__ import annotations
 
+import os
 import sys
 
 from django.conf import settings
 
 settings.configure(
-    DEBUG=True,
-    SECRET_KEY="floodwall-example-not-secret",
+    DEBUG=os.environ.get("DJANGO_DEBUG", "") == "1",
+    # Set DJANGO_SECRET_KEY in production; this default is for the example only.
+    SECRET_KEY=os.environ.get("DJANGO_SECRET_KEY", "floodwall-example-not-secret"),
     ALLOWED_HOSTS=["*"],
     ROOT_URLCONF=__name__,
     INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "rest_framework"],
@@ -41,6 +54,8 @@ import django  # noqa: E402
 
 django.setup()
 
+from django.core.asgi import get_asgi_application  # noqa: E402
+from django.core.wsgi import get_wsgi_application  # noqa: E402
 from django.http import HttpRequest, HttpResponse, JsonResponse  # noqa: E402
 from django.urls import path  # noqa: E402
 from django.views import View  # noqa: E402
@@ -99,7 +114,14 @@ urlpatterns = [
     path("upload", Upload.as_view()),
 ]
 
+application = get_wsgi_application()  # gunicorn examples.django_app:application
+asgi_application = get_asgi_application()  # uvicorn examples.django_app:asgi_application
+
 if __name__ == "__main__":
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(sys.argv)
+    argv = list(sys.argv)
+    if argv[1:2] == ["runserver"] and all(arg.startswith("-") for arg in argv[2:]):
+        # No address given: take it from the environment, like the other examples.
+        argv.append(f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}")
+    execute_from_command_line(argv)

@@ -1,10 +1,18 @@
-# Example: rate limiting a FastAPI app with floodwall.
-#
-#   pip install "floodwall[fastapi]" uvicorn
-#   python examples/fastapi_app.py        (or: uvicorn examples.fastapi_app:app)
-#   curl -i localhost:8000/items          (repeat: 429 after 5 a minute)
+"""Example: rate limiting a FastAPI app with floodwall.
+
+    pip install "floodwall[fastapi]" uvicorn
+    python examples/fastapi_app.py        (HOST and PORT from the environment,
+                                           default 127.0.0.1:8000)
+    uvicorn examples.fastapi_app:app      (from the repository root)
+    curl -i localhost:8000/items          (repeat: 429 after 5 a minute)
+
+With several worker processes (``uvicorn --workers 4``), use
+``store="shm://myapp"`` so that they share one count.
+"""
+
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -63,4 +71,6 @@ async def search(q: str = "") -> dict[str, str]:
 if __name__ == "__main__":
     import uvicorn
 
-    uvicorn.run(app, host="127.0.0.1", port=8000)
+    uvicorn.run(
+        app, host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ.get("PORT", "8000"))
+    )

@@ -1,10 +1,18 @@
-# Example: rate limiting a Flask app with floodwall.
-#
-#   pip install "floodwall[flask]"
-#   python examples/flask_app.py           (or: flask --app examples/flask_app run)
-#   curl -i localhost:5000/items           (repeat: 429 after 5 a minute)
+"""Example: rate limiting a Flask app with floodwall.
+
+    pip install "floodwall[flask]"
+    python examples/flask_app.py           (HOST and PORT from the environment,
+                                            default 127.0.0.1:5000)
+    flask --app examples/flask_app run     (or: gunicorn examples.flask_app:app)
+    curl -i localhost:5000/items           (repeat: 429 after 5 a minute)
+
+With several worker processes (``gunicorn -w 4``), use ``store="shm://myapp"``
+so that they share one count.
+"""
+
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from flask import Blueprint, Flask
@@ -70,4 +78,4 @@ app.register_blueprint(api)
 fw.init_app(app)
 
 if __name__ == "__main__":
-    app.run(host="127.0.0.1", port=5000)
+    app.run(host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ.get("PORT", "5000")))

@@ -1,4 +1,6 @@
-"""python -m floodwall: the command line."""
+"""``python -m floodwall``: the command line (the same as the ``floodwall`` command)."""
+
+from __future__ import annotations
 
 import sys
 

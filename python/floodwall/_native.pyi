@@ -1,8 +1,8 @@
 """Type stubs of the C extension floodwall._native."""
 
 import os
-from collections.abc import Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 GCRA: int
 TOKEN_BUCKET: int

@@ -1,11 +1,13 @@
-# floodwall.decorator: @floodwall.rate_limit, one decorator for every framework.
-#
-# It works on a Flask view, a FastAPI/Starlette endpoint (sync or async, with
-# or without a `request` parameter) and a Django view (function or class,
-# sync or async): which one is decided per call from the arguments the
-# framework passes, and the 429 is answered the framework's way. Named limits
-# come from a small registry that the configuration file will fill.
-# Invariant: importing this module imports no framework.
+"""@floodwall.rate_limit, one decorator for every framework.
+
+It works on a Flask view, a FastAPI/Starlette endpoint (sync or async, with
+or without a `request` parameter) and a Django view (function or class,
+sync or async): which one is decided per call from the arguments the
+framework passes, and the 429 is answered the framework's way. Named limits
+come from a small registry that the configuration file will fill.
+Invariant: importing this module imports no framework.
+"""
+
 from __future__ import annotations
 
 import functools

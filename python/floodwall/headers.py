@@ -1,11 +1,13 @@
-# floodwall.headers: the HTTP face of a Decision, shared by every framework.
-#
-# Retry-After, X-RateLimit-Limit/-Remaining/-Reset, the IETF
-# draft-ietf-httpapi-ratelimit-headers-11 RateLimit-Policy and RateLimit
-# structured fields (serialized per RFC 9651), and the problem+json body of a
-# 429. Invariant: every number sent is an integer number of seconds rounded
-# up from the exact nanoseconds, and Retry-After (even with jitter) is never
-# shorter than the exact wait, so a client that obeys it is admitted.
+"""The HTTP face of a Decision, shared by every framework.
+
+Retry-After, X-RateLimit-Limit/-Remaining/-Reset, the IETF
+draft-ietf-httpapi-ratelimit-headers-11 RateLimit-Policy and RateLimit
+structured fields (serialized per RFC 9651), and the problem+json body of a
+429. Invariant: every number sent is an integer number of seconds rounded
+up from the exact nanoseconds, and Retry-After (even with jitter) is never
+shorter than the exact wait, so a client that obeys it is admitted.
+"""
+
 from __future__ import annotations
 
 import json

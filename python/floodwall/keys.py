@@ -1,11 +1,13 @@
-# floodwall.keys: who a request is charged to.
-#
-# Framework-neutral key functions (client IP behind trusted proxies, user,
-# header, path, any callable) working on a small RequestView that each
-# integration provides. Invariant: proxy headers (X-Forwarded-For, RFC 7239
-# Forwarded) are read only when the socket peer is a trusted proxy (or a
-# trusted-proxy count is configured), and only the hops those proxies wrote
-# are believed, so a client cannot choose its own key by spoofing them.
+"""Who a request is charged to.
+
+Framework-neutral key functions (client IP behind trusted proxies, user,
+header, path, any callable) working on a small RequestView that each
+integration provides. Invariant: proxy headers (X-Forwarded-For, RFC 7239
+Forwarded) are read only when the socket peer is a trusted proxy (or a
+trusted-proxy count is configured), and only the hops those proxies wrote
+are believed, so a client cannot choose its own key by spoofing them.
+"""
+
 from __future__ import annotations
 
 import ipaddress

@@ -11,11 +11,10 @@ from __future__ import annotations
 import datetime
 import functools
 import inspect
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import (
     TYPE_CHECKING,
     Any,
-    Callable,
     TypeVar,
     Union,
     cast,
@@ -34,7 +33,7 @@ __all__ = ["Limiter", "Limits", "check_all", "acheck_all"]
 
 Key = Union[str, bytes]
 F = TypeVar("F", bound=Callable[..., Any])
-RateInput = Union[str, Rate, Sequence[Union[str, Rate]], int, None]
+RateInput = Union[str, Rate, Sequence[str | Rate], int, None]
 
 
 def _period_seconds(value: float | datetime.timedelta, name: str) -> Rate | float:

@@ -2,7 +2,7 @@
 
 Accepted grammar (case-insensitive, spaces optional around symbols)::
 
-    rates  := rate ( (";" | ",") rate )*
+    rates  := rate ( (";" | ",") rate )* [";" | ","]
     rate   := AMOUNT ("/" | "per") [NUMBER] UNIT [ "burst" ["="] BURST ]
     UNIT   := ns | us | ms | s | sec | second | m | min | minute | h | hr | hour
               | d | day | w | week    (plural forms too: "seconds", "mins", ...)
@@ -10,6 +10,11 @@ Accepted grammar (case-insensitive, spaces optional around symbols)::
 Examples: ``"100/minute"``, ``"100 per minute"``, ``"100/m"``, ``"100/5m"``,
 ``"5/300s"``, ``"10/second burst 20"``, ``"250/250ms"``,
 ``"10/second; 1000/day"``.
+
+Numbers are ASCII digits only (``"١٠/s"`` is refused, not read as 10/s), an
+amount or burst is a whole number of at most 2**63-1, and a unit that is not
+in the list (``"100/month"``: a month has no fixed length) is refused with
+the list of units, never read by its first letter.
 """
 
 from __future__ import annotations
@@ -17,17 +22,22 @@ from __future__ import annotations
 import datetime
 import re
 from decimal import Decimal, InvalidOperation
-from typing import Union
+from types import MappingProxyType
 
 from floodwall.errors import RateParseError
 
-__all__ = ["GRAMMAR", "Rate", "RateLike", "parse_rate", "parse_rates"]
+__all__ = ["GRAMMAR", "UNITS", "Rate", "RateLike", "parse_rate", "parse_rates"]
 
 GRAMMAR = (
     'AMOUNT "/" [NUMBER] UNIT ["burst" BURST], several joined by ";" - e.g. '
     '"100/minute", "100 per minute", "100/5m", "250/250ms", '
     '"10/second burst 20", "10/second; 1000/day"; units: ns, us, ms, s, m, h, d, w '
     "(or second, minute, hour, day, week)"
+)
+
+_UNIT_LIST = (
+    "ns, us, ms, s, m, h, d, w (or nanosecond, microsecond, millisecond, second, "
+    "minute, hour, day, week, and their plurals)"
 )
 
 _NS_PER_UNIT: dict[str, int] = {}
@@ -44,7 +54,14 @@ for _names, _ns in (
     for _name in _names:
         _NS_PER_UNIT[_name] = _ns
 
+UNITS = MappingProxyType(_NS_PER_UNIT)
+"""Every unit name the parser knows (lower case), and its length in ns."""
+
 _INT64_MAX = 2**63 - 1
+# Digits an amount, a burst or the whole part of a period count may have:
+# 2**63-1 has 19, so anything longer is refused before int() is called (which
+# would raise a bare ValueError past Python's 4300-digit conversion limit).
+_MAX_DIGITS = 19
 
 _RATE_RE = re.compile(
     r"""^\s*
@@ -54,7 +71,7 @@ _RATE_RE = re.compile(
     (?P<unit>[a-zµ]+)\s*
     (?:(?:burst\s*=?\s*|\(\s*burst\s*=?\s*)(?P<burst>\d[\d_]*)\s*\)?)?
     \s*$""",
-    re.IGNORECASE | re.VERBOSE,
+    re.IGNORECASE | re.VERBOSE | re.ASCII,
 )
 
 
@@ -108,6 +125,8 @@ class Rate:
             isinstance(burst, bool) or not isinstance(burst, int) or burst < 1
         ):
             raise ValueError(f"burst must be an int >= 1, got {burst!r}")
+        if burst is not None and burst > _INT64_MAX:
+            raise ValueError(f"burst must be at most 2**63-1, got {burst}")
         object.__setattr__(self, "_amount", amount)
         object.__setattr__(self, "_period_ns", period_ns)
         object.__setattr__(self, "_burst", amount if burst is None else burst)
@@ -202,9 +221,17 @@ def _format_period(period_ns: int) -> str:
     return f"{period_ns}ns"  # unreachable: every int is a multiple of 1 ns
 
 
+def _shown(text: str, limit: int = 80) -> str:
+    """``text`` quoted for an error message, cut short if it is long (the
+    input may be hostile: a 5000-digit amount must not make a 10 kB error)."""
+    if len(text) > limit:
+        return repr(text[:limit]) + f"... ({len(text)} characters)"
+    return repr(text)
+
+
 def _parse_error(text: str, part: str, why: str) -> RateParseError:
     return RateParseError(
-        f"invalid rate {text!r}: {why} in {part.strip()!r}. Expected {GRAMMAR}"
+        f"invalid rate {_shown(text)}: {why} in {_shown(part.strip())}. Expected {GRAMMAR}"
     )
 
 
@@ -213,19 +240,52 @@ def parse_rate(text: str) -> Rate:
     rates = parse_rates(text)
     if len(rates) != 1:
         raise RateParseError(
-            f"expected exactly one rate, got {len(rates)} in {text!r}"
+            f"expected exactly one rate, got {len(rates)} in {_shown(text)}"
         )
     return rates[0]
 
 
 def parse_rates(text: str) -> tuple[Rate, ...]:
-    """Parse one or more rates separated by ``;`` (or ``,``)."""
+    """Parse one or more rates separated by ``;`` (or ``,``); one trailing
+    separator is allowed (``"10/second; 1000/day;"``)."""
     if not isinstance(text, str):
         raise TypeError(f"a rate string must be str, not {type(text).__name__}")
-    parts = [p for p in re.split(r"[;,]", text)]
+    parts = re.split(r"[;,]", text)
+    if len(parts) > 1 and not parts[-1].strip():
+        parts.pop()  # one trailing separator, as in a list written one per line
     if not text.strip() or any(not p.strip() for p in parts):
         raise _parse_error(text, text, "empty rate")
     return tuple(_parse_one(text, part) for part in parts)
+
+
+def _whole(text: str, part: str, digits: str, what: str) -> int:
+    """An ASCII digit string (underscores allowed) as an int, refused when it
+    cannot fit in 64 bits - before int() sees it, so a 5000-digit amount is a
+    RateParseError and never the bare ValueError of Python's digit limit."""
+    digits = digits.replace("_", "").lstrip("0") or "0"
+    if len(digits) > _MAX_DIGITS:
+        raise _parse_error(
+            text, part, f"the {what} has {len(digits)} digits; it must be at most 2**63-1"
+        )
+    return int(digits)
+
+
+def _period_ns(text: str, part: str, mult: str | None, unit_ns: int) -> int:
+    """``mult`` units of ``unit_ns`` as whole nanoseconds, computed exactly."""
+    if not mult:
+        return unit_ns
+    whole, _, frac = mult.partition(".")
+    frac = frac.rstrip("0")
+    count = _whole(text, part, whole, "number before the unit")
+    # unit_ns is at most 6.048e14 ns, so more than 19 decimals (after the
+    # trailing zeros) can never make whole nanoseconds.
+    if len(frac) > _MAX_DIGITS:
+        raise _parse_error(text, part, "the period is not a whole number of ns")
+    scale: int = 10 ** len(frac)
+    numerator = (count * scale + int(frac or "0")) * unit_ns
+    if numerator % scale:
+        raise _parse_error(text, part, "the period is not a whole number of ns")
+    return numerator // scale
 
 
 def _parse_one(text: str, part: str) -> Rate:
@@ -234,15 +294,17 @@ def _parse_one(text: str, part: str) -> Rate:
         raise _parse_error(text, part, _diagnose(part))
     unit = m["unit"].lower()
     if unit not in _NS_PER_UNIT:
-        raise _parse_error(text, part, f"unknown unit {m['unit']!r}")
-    amount = int(m["amount"].replace("_", ""))
-    mult = Decimal(m["mult"]) if m["mult"] else Decimal(1)
-    period = mult * _NS_PER_UNIT[unit]
-    if period != period.to_integral_value():
-        raise _parse_error(text, part, "the period is not a whole number of ns")
-    burst = int(m["burst"].replace("_", "")) if m["burst"] else None
+        raise _parse_error(
+            text,
+            part,
+            f"unknown unit {m['unit']!r} (the units are {_UNIT_LIST}; a month or a "
+            "year has no fixed length: write days, e.g. 30d)",
+        )
+    amount = _whole(text, part, m["amount"], "amount")
+    period_ns = _period_ns(text, part, m["mult"], _NS_PER_UNIT[unit])
+    burst = _whole(text, part, m["burst"], "burst") if m["burst"] else None
     try:
-        return Rate.from_ns(amount, int(period), burst)
+        return Rate.from_ns(amount, period_ns, burst)
     except ValueError as exc:
         raise _parse_error(text, part, str(exc)) from None
 
@@ -250,8 +312,12 @@ def _parse_one(text: str, part: str) -> Rate:
 def _diagnose(part: str) -> str:
     """Say which piece of a rate is wrong, for the error message."""
     s = part.strip()
-    if not re.match(r"^\d", s):
+    if any(c.isdigit() and not c.isascii() for c in s):
+        return "numbers must be written with the ASCII digits 0-9"
+    if not re.match(r"^[0-9]", s):
         return "the amount must be a whole number at the start"
+    if re.match(r"^[0-9_]*[.eE]", s):
+        return "the amount must be a whole number (for 1.5 per second, write 3/2s)"
     if not re.search(r"/|\bper\b", s, re.IGNORECASE):
         return "missing '/' or 'per' between the amount and the period"
     if re.search(r"burst\s*=?\s*$", s, re.IGNORECASE):
@@ -261,4 +327,4 @@ def _diagnose(part: str) -> str:
     return "cannot read the period"
 
 
-RateLike = Union[str, Rate]
+RateLike = str | Rate

@@ -13,7 +13,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from floodwall import ConfigError, Limiter, Rate
-from floodwall.stores import ALGORITHMS
+from floodwall.algorithms import ALGORITHMS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vectors"))
 import reference

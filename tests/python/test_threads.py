@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from floodwall import Limiter
-from floodwall.stores import ALGORITHMS
+from floodwall.algorithms import ALGORITHMS
 
 
 def hammer(limiter: Limiter, threads: int, calls: int, key: str = "hot") -> int:

@@ -1,10 +1,12 @@
-# floodwall.integrations._common: the framework-neutral half of every integration.
-#
-# A Guard holds one app's configuration (store, default limit, per-route
-# limits, exempt paths, keys, headers) and turns "this request, these limits"
-# into an Outcome; each framework module only adapts its request object to a
-# RequestView and writes the Outcome back the framework's way. Invariant: no
-# framework is imported here, and a denied request consumes nothing.
+"""The framework-neutral half of every integration.
+
+A Guard holds one app's configuration (store, default limit, per-route
+limits, exempt paths, keys, headers) and turns "this request, these limits"
+into an Outcome; each framework module only adapts its request object to a
+RequestView and writes the Outcome back the framework's way. Invariant: no
+framework is imported here, and a denied request consumes nothing.
+"""
+
 from __future__ import annotations
 
 import fnmatch

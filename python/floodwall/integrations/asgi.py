@@ -1,10 +1,12 @@
-# floodwall.integrations.asgi: FastAPI, Starlette and any ASGI app.
-#
-# A pure ASGI middleware (no BaseHTTPMiddleware: no extra task, no body
-# buffering), a FastAPI dependency usable with Depends(...), and a route
-# decorator, all sharing one Floodwall configuration object. Invariant: the
-# middleware never applies the default limit to a route that checks its own
-# limits (decorator or dependency), so no request is charged twice.
+"""FastAPI, Starlette and any ASGI app.
+
+A pure ASGI middleware (no BaseHTTPMiddleware: no extra task, no body
+buffering), a FastAPI dependency usable with Depends(...), and a route
+decorator, all sharing one Floodwall configuration object. Invariant: the
+middleware never applies the default limit to a route that checks its own
+limits (decorator or dependency), so no request is charged twice.
+"""
+
 from __future__ import annotations
 
 import asyncio

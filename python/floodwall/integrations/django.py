@@ -1,10 +1,12 @@
-# floodwall.integrations.django: Django middleware and view decorator.
-#
-# FloodwallMiddleware reads settings.FLOODWALL, applies the default limit,
-# path routes and exempt globs (sync and async); @limit gives function and
-# class-based views (sync or async) their own limits. Invariant: a view that
-# checks its own limits is never also charged the middleware's default, and
-# headers a view or DRF throttle decided are written on its response.
+"""Django middleware and view decorator.
+
+FloodwallMiddleware reads settings.FLOODWALL, applies the default limit,
+path routes and exempt globs (sync and async); @limit gives function and
+class-based views (sync or async) their own limits. Invariant: a view that
+checks its own limits is never also charged the middleware's default, and
+headers a view or DRF throttle decided are written on its response.
+"""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,10 +1,12 @@
-# floodwall.integrations.drf: Django REST framework throttle classes.
-#
-# FloodwallThrottle and friends plug into DEFAULT_THROTTLE_CLASSES or a
-# view's throttle_classes, read DRF rate strings ("100/min", "5/hour") from
-# DEFAULT_THROTTLE_RATES by scope, and decide with the store configured in
-# settings.FLOODWALL. Invariant: wait() is the ceiling of the exact wait (plus
-# jitter if configured), so DRF's Retry-After admits a client that obeys it.
+"""Django REST framework throttle classes.
+
+FloodwallThrottle and friends plug into DEFAULT_THROTTLE_CLASSES or a
+view's throttle_classes, read DRF rate strings ("100/min", "5/hour") from
+DEFAULT_THROTTLE_RATES by scope, and decide with the store configured in
+settings.FLOODWALL. Invariant: wait() is the ceiling of the exact wait (plus
+jitter if configured), so DRF's Retry-After admits a client that obeys it.
+"""
+
 from __future__ import annotations
 
 import threading
@@ -43,9 +45,10 @@ _DRF_WORDS = {
 
 
 def parse_drf_rate(rate: str) -> Any:
-    """A DRF rate string ("100/min", "5/hour", "10/s", "1000/day": the first
-    letter of the period counts, as in DRF) as a floodwall Rate; any other
-    text is handed to floodwall.parse_rates ("5/5minutes", "10/s; 100/day")."""
+    """A DRF rate string ("100/min", "5/hour", "10/s", "1000/day") as a
+    floodwall Rate; any other text is handed to floodwall.parse_rates
+    ("5/5minutes", "10/s; 100/day"). Unlike DRF, the whole unit is read, not
+    its first letter: "100/month" is refused, never read as per minute."""
     from floodwall import Rate, parse_rates
 
     num, sep, period = rate.strip().partition("/")

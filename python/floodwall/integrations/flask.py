@@ -1,10 +1,12 @@
-# floodwall.integrations.flask: the Flask extension.
-#
-# Floodwall(app) or fw.init_app(app); @fw.limit on views and blueprints,
-# @fw.exempt, a default limit, path routes and exempt globs. Checks run in a
-# before_request hook, headers are added in after_request. Invariant: one
-# request meets exactly one set of limits: the view's own, else a matching
-# path route, else its blueprint's (innermost first), else the default.
+"""The Flask extension.
+
+Floodwall(app) or fw.init_app(app); @fw.limit on views and blueprints,
+@fw.exempt, a default limit, path routes and exempt globs. Checks run in a
+before_request hook, headers are added in after_request. Invariant: one
+request meets exactly one set of limits: the view's own, else a matching
+path route, else its blueprint's (innermost first), else the default.
+"""
+
 from __future__ import annotations
 
 import functools

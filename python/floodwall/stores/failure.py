@@ -29,9 +29,9 @@ counts here nor trips a breaker.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from floodwall._native import Decision
 from floodwall.errors import ConfigError, StoreError

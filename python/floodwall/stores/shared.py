@@ -19,7 +19,8 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import Any, Callable, Union
+from collections.abc import Callable
+from typing import Any, Union
 from urllib.parse import unquote, urlsplit
 
 from floodwall import _native

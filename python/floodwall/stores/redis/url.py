@@ -9,9 +9,9 @@ Query options floodwall does not read go to redis-py, when it reads them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from floodwall.errors import ConfigError
