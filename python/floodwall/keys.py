@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
-from typing import Any, Literal, Protocol, Union
+from typing import Any, Literal, Protocol
 
 __all__ = [
     "MISSING_KEY_POLICIES",
@@ -43,8 +43,8 @@ MissingKeyPolicy = Literal["shared", "allow", "deny"]
 MISSING_KEY_POLICIES: frozenset[str] = frozenset({"shared", "allow", "deny"})
 SHARED_MISSING_KEY = "floodwall:nokey"
 
-_Addr = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-_Net = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+_Addr = ipaddress.IPv4Address | ipaddress.IPv6Address
+_Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class RequestView(Protocol):
@@ -104,7 +104,7 @@ class KeyFunc:
 #: What ``key=`` options accept: a KeyFunc, a shortcut string (``"ip"``,
 #: ``"user"``, ``"path"``, ``"header:X-Api-Key"``), or a plain callable that
 #: receives the framework's native request and returns a key (or None).
-KeySpec = Union[KeyFunc, str, Callable[[Any], Any]]
+KeySpec = KeyFunc | str | Callable[[Any], Any]
 
 
 # ----------------------------------------------------------------- addresses

@@ -16,7 +16,6 @@ from typing import (
     TYPE_CHECKING,
     Any,
     TypeVar,
-    Union,
     cast,
 )
 
@@ -31,9 +30,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Limiter", "Limits", "check_all", "acheck_all"]
 
-Key = Union[str, bytes]
+Key = str | bytes
 F = TypeVar("F", bound=Callable[..., Any])
-RateInput = Union[str, Rate, Sequence[str | Rate], int, None]
+RateInput = str | Rate | Sequence[str | Rate] | int | None
 
 
 def _period_seconds(value: float | datetime.timedelta, name: str) -> Rate | float:

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 INT64_MAX = 2**63 - 1
 U64_MAX = 2**64 - 1
@@ -19,7 +18,7 @@ ALGORITHMS = GCRA_FAMILY + ("fixed_window", "sliding_window", "sliding_log")
 
 # A sliding log is a tuple of (t, n) entries in the order they were appended.
 LogState = tuple[tuple[int, int], ...]
-State = Union[int, LogState]
+State = int | LogState
 
 
 class QuotaError(ValueError):

@@ -16,7 +16,7 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, Union
+from typing import TYPE_CHECKING, Any, Protocol
 
 from floodwall.algorithms import ALGORITHMS
 from floodwall.errors import ConfigError
@@ -37,7 +37,7 @@ __all__ = [
     "register",
 ]
 
-Key = Union[str, bytes]
+Key = str | bytes
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar
 
 from floodwall import _native
 from floodwall.algorithms import (
@@ -30,7 +30,7 @@ from floodwall.stores.url import Options, StoreURL
 
 __all__ = ["NativeBackend", "from_table", "memory_table", "table_capabilities"]
 
-Key = Union[str, bytes]
+Key = str | bytes
 T = TypeVar("T")
 
 _named_tables: dict[str, _native.Table] = {}

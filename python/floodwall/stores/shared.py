@@ -20,7 +20,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any, Union
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from floodwall import _native
@@ -43,7 +43,7 @@ __all__ = [
     "unlink_shm",
 ]
 
-Key = Union[str, bytes]
+Key = str | bytes
 
 SYNC_MODES = ("none", "interval", "always")
 DEFAULT_SYNC_INTERVAL_MS = 1000

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any, Union
+from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
 
@@ -33,7 +33,7 @@ from floodwall.stores.url import StoreURL
 
 __all__ = ["CAPABILITIES", "RedisBackend", "from_client", "open_redis"]
 
-Key = Union[str, bytes]
+Key = str | bytes
 
 _INT64_MAX = 2**63 - 1
 _STORE_ERRORS = (RedisError, OSError)  # OSError covers socket errors and TimeoutError

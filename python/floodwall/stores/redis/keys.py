@@ -17,14 +17,13 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Sequence
-from typing import Union
 
 from floodwall.errors import ConfigError, KeyTypeError
 from floodwall.stores.redis.scripts import QuotaParts
 
 __all__ = ["KEY_SECRET_ENV", "KeyNamer", "key_bytes", "resolve_key_secret"]
 
-Key = Union[str, bytes]
+Key = str | bytes
 
 #: The environment variable every process of a deployment reads its key
 #: secret from (when ``key_secret=`` is not given).
