@@ -239,10 +239,10 @@ def test_several_throttles_429_shows_the_denying_limit(store_url: str, clock: An
 
 def test_drf_rate_with_an_unknown_period_is_refused() -> None:
     """Issue 11: DRF reads only the first letter, so "100/month" was per minute."""
-    from floodwall.errors import ConfigError
+    from floodwall.errors import RateParseError
 
     for text in ("100/month", "5/week", "3/mo", "10/y"):
-        with pytest.raises(ConfigError, match="unknown period"):
+        with pytest.raises(RateParseError, match="unknown unit"):
             parse_drf_rate(text)
     assert parse_drf_rate("100/minutes").period == 60
     assert parse_drf_rate("100/30days")[0].period == 30 * 86400

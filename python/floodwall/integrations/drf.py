@@ -57,10 +57,10 @@ def parse_drf_rate(rate: str) -> Any:
     if sep and digits.isascii() and digits.isdigit() and period.isascii() and period.isalpha():
         unit = _DRF_WORDS.get(period)
         if unit is None:
-            from floodwall.errors import ConfigError
+            from floodwall.errors import RateParseError
 
-            raise ConfigError(
-                f"throttle rate {rate!r}: unknown period {period!r}; DRF rates take "
+            raise RateParseError(
+                f"throttle rate {rate!r}: unknown unit {period!r}; DRF rates take "
                 "second, minute, hour or day (s, min, h, d), e.g. '100/hour'; "
                 "floodwall rates take more, e.g. '100/30days'"
             )
