@@ -9,16 +9,21 @@ framework is imported here, and a denied request consumes nothing.
 
 from __future__ import annotations
 
-import fnmatch
-import math
-import re
-import threading
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
 from floodwall.errors import ConfigError
 from floodwall.headers import PROBLEM_CONTENT_TYPE, HeaderPolicy
+from floodwall.integrations._options import FOREIGN_OPTIONS
+from floodwall.integrations._options import check_options as check_options
+from floodwall.integrations._paths import PathMatcher
+from floodwall.integrations._shaping import (
+    _SHAPING,
+    DEFAULT_MAX_DELAY,
+    DEFAULT_MAX_WAITING,
+    ShapingBudget,
+)
 from floodwall.keys import (
     MISSING_KEY_POLICIES,
     SHARED_MISSING_KEY,
@@ -58,11 +63,6 @@ LIMITS_ATTR = "__floodwall_limits__"
 #: Set on a view exempt from every limit.
 EXEMPT_ATTR = "__floodwall_exempt__"
 
-_SHAPING = "leaky_bucket_shaping"
-#: Shaping defaults: the longest a request may be held, and the most waiting
-#: (in seconds, summed over requests held at once) one worker may hold.
-DEFAULT_MAX_DELAY = 1.0
-DEFAULT_MAX_WAITING = 10.0
 
 @dataclass(frozen=True)
 class Limit:
@@ -215,100 +215,6 @@ def missing_key_body() -> bytes:
     )
 
 
-class PathMatcher:
-    """Globs over request paths (``*`` matches anything, ``/`` included;
-    ``?`` one character), with an optional method prefix ``"POST /login"``."""
-
-    __slots__ = ("_exact", "_patterns")
-
-    def __init__(self, patterns: Iterable[str]) -> None:
-        self._exact: dict[tuple[str | None, str], int] = {}
-        self._patterns: list[tuple[str | None, re.Pattern[str], int]] = []
-        for index, raw in enumerate(patterns):
-            method, path = self.split(raw)
-            if any(c in path for c in "*?["):
-                self._patterns.append((method, re.compile(fnmatch.translate(path)), index))
-            else:
-                self._exact.setdefault((method, path), index)
-
-    @staticmethod
-    def split(pattern: str) -> tuple[str | None, str]:
-        pattern = pattern.strip()
-        if " " in pattern:
-            method, path = pattern.split(None, 1)
-            return method.upper(), path.strip()
-        if not pattern.startswith("/") and pattern != "*":
-            raise ValueError(
-                f"path pattern {pattern!r} must start with '/' (optionally after a method)"
-            )
-        return None, pattern
-
-    def __bool__(self) -> bool:
-        return bool(self._exact or self._patterns)
-
-    def match(self, method: str, path: str) -> int | None:
-        """Index of the first pattern (in the given order) matching, or None.
-
-        A ``GET`` pattern also matches ``HEAD``: every framework runs the GET
-        view for HEAD, so a limit (or an exemption) on GET covers it.
-        """
-        best: int | None = None
-        head = method == "HEAD"
-        exact = self._exact
-        if exact:
-            for k in (
-                exact.get((None, path)),
-                exact.get((method, path)),
-                exact.get(("GET", path)) if head else None,
-            ):
-                if k is not None and (best is None or k < best):
-                    best = k
-        for m, rx, index in self._patterns:
-            if best is not None and index > best:
-                break
-            if (m is None or m == method or (head and m == "GET")) and rx.match(path):
-                return index
-        return best
-
-
-#: Option names other rate-limit libraries use (Flask-Limiter, slowapi,
-#: django-ratelimit...) and how floodwall spells them.
-FOREIGN_OPTIONS: dict[str, str] = {
-    "default_limits": "default='100/minute' (one limit; several rates as '100/minute; 1000/day')",
-    "application_limits": "default='100/minute'",
-    "limits": "default='100/minute'",
-    "rate": "default='100/minute'",
-    "limit": "default='100/minute'",
-    "key_func": "key=callable(request) (or 'ip', 'user', 'header:X-Api-Key')",
-    "storage_uri": "store='redis://host:6379/0' (or 'memory://', 'shm://NAME', 'file:///path')",
-    "storage": "store=",
-    "storage_options": "store_options={...}",
-    "strategy": "algorithm='sliding_window' (or 'gcra', 'fixed_window', ...)",
-    "key_prefix": "namespace='myapp'",
-    "headers_enabled": "headers='both' (or 'ietf', 'x-ratelimit', 'none')",
-    "swallow_errors": "fail='open'",
-    "in_memory_fallback_enabled": "fail='open'",
-    "on_breach": "on_limited=handler(request, decision)",
-    "exempt_when": "exempt=['/path/glob', ...] or @fw.exempt",
-}
-
-
-def check_options(options: Mapping[str, Any], allowed: Iterable[str], owner: str) -> None:
-    """Refuse an unknown option with a message in floodwall's terms: the
-    floodwall spelling of a name from another library, else the list of
-    accepted names (never a TypeError naming an internal class)."""
-    allowed = set(allowed)
-    for name in options:
-        if name in allowed:
-            continue
-        if name in FOREIGN_OPTIONS:
-            raise ConfigError(
-                f"{owner}({name}=...) is another library's spelling; in floodwall "
-                f"write {FOREIGN_OPTIONS[name]}"
-            )
-        raise ConfigError(f"{owner} has no option {name!r}; the options are {sorted(allowed)}")
-
-
 def guard_option_names() -> frozenset[str]:
     """The keyword options Guard accepts."""
     import inspect
@@ -317,7 +223,7 @@ def guard_option_names() -> frozenset[str]:
     return frozenset(n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
-class Guard:
+class Guard(ShapingBudget):
     """One app's rate-limit configuration, shared by every framework adapter.
 
     Options (the same names in every integration):
@@ -372,19 +278,7 @@ class Guard:
         max_delay: float = DEFAULT_MAX_DELAY,
         max_waiting: float = DEFAULT_MAX_WAITING,
     ) -> None:
-        for opt, val in (("max_delay", max_delay), ("max_waiting", max_waiting)):
-            if (
-                isinstance(val, bool)
-                or not isinstance(val, (int, float))
-                or not math.isfinite(val)
-                or val < 0
-            ):
-                raise ConfigError(f"{opt} must be a finite number of seconds >= 0, got {val!r}")
-        self.max_delay = float(max_delay)
-        self.max_waiting = float(max_waiting)
-        self._max_delay_ns = int(self.max_delay * 1e9)
-        self._held = 0.0
-        self._held_lock = threading.Lock()
+        self._init_shaping(max_delay, max_waiting)
         if on_missing_key not in MISSING_KEY_POLICIES:
             raise ValueError(
                 f"on_missing_key must be one of {sorted(MISSING_KEY_POLICIES)}, "
@@ -431,29 +325,6 @@ class Guard:
             proxy_header=self.proxy_header,
             ipv6_prefix=self.ipv6_prefix,
         )
-
-    def _shaped_rates(self, limit: Limit, cost: int | Callable[[Any], int]) -> Any:
-        """A shaping limit's rates with a queue no deeper than max_delay.
-
-        With interval T = ceil(period / amount) and capacity B, the engine
-        delays a request by at most (B - 1) * T, so B is lowered to
-        floor(max_delay / T) + 1 (never below the route's fixed cost, which
-        then waits (B - cost) * T <= max_delay). A callable cost keeps B
-        (a lower B could refuse its larger costs as errors): max_delay is
-        then enforced when the request is checked.
-        """
-        from floodwall import Rate
-        from floodwall.limiter import resolve_rates
-
-        if isinstance(cost, int):
-            rates = resolve_rates(limit.rate, burst=limit.burst)
-            out = []
-            for r in rates:
-                interval = -(-r.period_ns // r.amount)
-                cap = max(self._max_delay_ns // interval + 1, cost, 1)
-                out.append(Rate.from_ns(r.amount, r.period_ns, min(r.burst, cap)))
-            return out
-        return limit.rate
 
     def make_limiter(
         self, limit: Limit, cost: int | Callable[[Any], int] | None = None
@@ -586,82 +457,6 @@ class Guard:
                 return self._hold(limits, decision, cost)
             return Outcome(decision, limits)
         return Outcome(decision, limits, limits.headers.retry_after(decision))
-
-    # -- shaping: bounded waits
-
-    def _hold(self, limits: LimitSet, decision: Decision, cost: int) -> Outcome:
-        """An admitted request with a shaping delay: reserve its wait in the
-        worker's budget, or deny it if it would wait longer than max_delay
-        or the budget is spent. The caller sleeps with :meth:`wait` /
-        :meth:`await_delay`, which give the reservation back."""
-        delay_ns = decision.delay_ns
-        delay = delay_ns / 1e9
-        rate = decision.rate
-        step = cost * -(-rate.period_ns // rate.amount) if rate is not None else 0
-        if delay_ns > self._max_delay_ns:
-            # Only a ready Limiter or a callable cost gets here (the queues a
-            # Guard builds are no deeper than max_delay). The store has taken
-            # the request; once it is served, a new one waits no longer than
-            # max_delay: that is the honest Retry-After.
-            return self._refuse(limits, decision, delay_ns + step - self._max_delay_ns)
-        with self._held_lock:
-            if self._held + delay > self.max_waiting:
-                full = True
-            else:
-                full = False
-                self._held += delay
-        if full:
-            # Once this key's queue has drained, a request needs no waiting.
-            return self._refuse(limits, decision, delay_ns + step)
-        outcome = Outcome(decision, limits)
-        outcome.held = delay
-        return outcome
-
-    def _refuse(self, limits: LimitSet, decision: Decision, retry_ns: int) -> Outcome:
-        from floodwall import Decision as _Decision
-
-        retry_ns = max(retry_ns, 1)
-        denied = _Decision(
-            False,
-            decision.limit,
-            0,
-            retry_ns,
-            max(decision.reset_after_ns, retry_ns),
-            0,
-            decision.rate,
-        )
-        return Outcome(denied, limits, limits.headers.retry_after(denied))
-
-    def release(self, outcome: Outcome) -> None:
-        """Give back the waiting an outcome holds (idempotent)."""
-        held = outcome.held
-        if held:
-            outcome.held = 0.0
-            with self._held_lock:
-                self._held = max(0.0, self._held - held)
-
-    @property
-    def waiting(self) -> float:
-        """Seconds of shaping delay currently held by this worker."""
-        return self._held
-
-    def wait(self, outcome: Outcome, sleep: Callable[[float], Any]) -> None:
-        """Sleep an allowed request's shaping delay, then release it."""
-        if outcome.held or outcome.delay:
-            try:
-                sleep(outcome.delay)
-            finally:
-                self.release(outcome)
-
-    async def await_delay(
-        self, outcome: Outcome, sleep: Callable[[float], Awaitable[Any]]
-    ) -> None:
-        """Await an allowed request's shaping delay, then release it."""
-        if outcome.held or outcome.delay:
-            try:
-                await sleep(outcome.delay)
-            finally:
-                self.release(outcome)
 
     def check(self, limits: LimitSet, view: RequestView, cost: int | None = None) -> Outcome | None:
         """Check a request synchronously; None means "not limited" (disabled,
