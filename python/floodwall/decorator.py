@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from floodwall.algorithms import DEFAULT_ALGORITHM
 from floodwall.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -174,7 +175,7 @@ def rate_limit(
         max_delay=DEFAULT_MAX_DELAY if max_delay is None else max_delay,
         max_waiting=DEFAULT_MAX_WAITING if max_waiting is None else max_waiting,
         store=store,
-        algorithm=algorithm or "gcra",
+        algorithm=algorithm or DEFAULT_ALGORITHM,
         clock=clock,
         store_options=store_options,
         key=key,

@@ -13,7 +13,7 @@ import argparse
 import time
 
 from floodwall._version import __version__
-from floodwall.algorithms import ALGORITHMS
+from floodwall.algorithms import ALGORITHMS, DEFAULT_ALGORITHM
 
 HELP = "show a burst admitted, then limited (memory store)"
 
@@ -21,7 +21,7 @@ HELP = "show a burst admitted, then limited (memory store)"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``floodwall demo``."""
     parser.add_argument("--rate", default="5/second", help="rate string (default 5/second)")
-    parser.add_argument("--algorithm", default="gcra", choices=sorted(ALGORITHMS))
+    parser.add_argument("--algorithm", default=DEFAULT_ALGORITHM, choices=sorted(ALGORITHMS))
     parser.add_argument("--store", default="memory://", help="store URL (default memory://)")
     parser.add_argument("--key", default="user:42")
     parser.add_argument("--requests", type=int, default=8)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
+from floodwall.algorithms import DEFAULT_ALGORITHM
 from floodwall.errors import ConfigError
 from floodwall.headers import PROBLEM_CONTENT_TYPE, HeaderPolicy
 from floodwall.integrations._options import FOREIGN_OPTIONS
@@ -260,7 +261,7 @@ class Guard(ShapingBudget):
         routes: Mapping[str, LimitInput] | None = None,
         exempt: Iterable[str] = (),
         store: Any = "memory://",
-        algorithm: str = "gcra",
+        algorithm: str = DEFAULT_ALGORITHM,
         namespace: str = "floodwall",
         clock: Callable[[], int] | None = None,
         store_options: Mapping[str, Any] | None = None,
