@@ -124,6 +124,7 @@ def rate_limit(
     on_limited: Callable[[Any, Decision | None], Any] | None = None,
     max_delay: float | None = None,
     max_waiting: float | None = None,
+    fail: str | None = None,
     **store_options: Any,
 ) -> Callable[[_T], _T]:
     """Rate-limit a Flask view, a FastAPI/Starlette endpoint or a Django view.
@@ -140,6 +141,9 @@ def rate_limit(
     rate headers. One ``rate_limit(...)`` object is one bucket per client.
     ``max_delay`` / ``max_waiting`` bound leaky-bucket shaping as in the
     integrations (defaults 1 s and 10 s; the budget is per decorator).
+    ``fail``: when the store cannot answer, "open" (the default of every web
+    entry point: admit, logged and counted), "closed" or "raise"; see
+    docs/frameworks.md, "Failure defaults".
     """
     if rate is not None and callable(rate) and not isinstance(rate, str):
         from floodwall import Limiter, Rate
@@ -185,6 +189,7 @@ def rate_limit(
         headers_on_allowed=headers_on_allowed,
         jitter_ms=jitter_ms,
         on_missing_key=on_missing_key,
+        **({} if fail is None else {"fail": fail}),
     )
     state: dict[str, Any] = {"set": None, "scope": None}
     lock = threading.Lock()

@@ -33,6 +33,7 @@ from floodwall.keys import (
     RequestView,
     resolve_key,
 )
+from floodwall.stores.failure import WEB_FAIL_DEFAULT, check_fail_mode
 
 if TYPE_CHECKING:
     from floodwall import Decision, Limiter, Rate
@@ -244,8 +245,10 @@ class Guard(ShapingBudget):
     ``jitter_ms``: random extra on Retry-After only.
     ``on_missing_key``: "shared" (default), "allow" or "deny" (400).
     ``enabled``: False turns every check off.
-    ``fail``: when the store cannot answer: "raise" (default, StoreError),
-    "open" (admit) or "closed" (deny); see floodwall.Limiter.
+    ``fail``: when the store cannot answer (a full table, an outage):
+    "open" (the default: admit, logged and counted), "closed" (deny) or
+    "raise" (StoreError, an HTTP 500); see docs/frameworks.md, "Failure
+    defaults".
     ``max_delay``: with ``leaky_bucket_shaping``, the longest one request is
     held (seconds, default 1): the queue of each key is made no deeper, so a
     request that would wait longer is denied (429) as a policing limiter
@@ -275,7 +278,7 @@ class Guard(ShapingBudget):
         jitter_ms: int = 0,
         on_missing_key: str = "shared",
         enabled: bool = True,
-        fail: str = "raise",
+        fail: str = WEB_FAIL_DEFAULT,
         max_delay: float = DEFAULT_MAX_DELAY,
         max_waiting: float = DEFAULT_MAX_WAITING,
     ) -> None:
@@ -291,7 +294,7 @@ class Guard(ShapingBudget):
             raise ValueError(f"jitter_ms must be >= 0, got {jitter_ms}")
         self.store = store
         self._shared_store: Any = None
-        self.fail = fail
+        self.fail = check_fail_mode(fail)
         self.algorithm = algorithm
         self.namespace = namespace
         self.clock = clock

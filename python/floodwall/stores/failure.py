@@ -5,8 +5,11 @@ Every store that can fail uses it: the native table when it is full
 ``StoreError`` raised from the engine), Redis when it is unreachable, slow or
 answers nonsense, and the stores to come. Its parts:
 
-- ``fail=``: ``"raise"`` (the default: :class:`~floodwall.StoreError`),
-  ``"open"`` (admit) or ``"closed"`` (deny);
+- ``fail=``: ``"raise"`` (:class:`~floodwall.StoreError`), ``"open"``
+  (admit) or ``"closed"`` (deny); the defaults of each entry point are
+  :data:`LIBRARY_FAIL_DEFAULT` (``Limiter``, ``Limits``) and
+  :data:`WEB_FAIL_DEFAULT` (every web integration and ``@rate_limit``),
+  stated for users in docs/frameworks.md, "Failure defaults";
 - the fallback decision, with **one meaning** on every store: ``fail="open"``
   admits with ``fallback=True`` and ``remaining=0``; ``fail="closed"``
   denies with ``fallback=True``, ``remaining=0`` and ``retry_after`` = the
@@ -17,6 +20,10 @@ answers nonsense, and the stores to come. Its parts:
   says. A fallback never admits a request that a readable part denies;
 - ``on_error``: called with the exception before the policy decides;
 - the counters (``errors``, ``fallbacks``);
+- the log: a fallback is logged as a warning on the ``floodwall`` logger,
+  at most once per :data:`LOG_INTERVAL` seconds per policy (one limiter on
+  one store), with the number of failures since the last warning, so an
+  outage does not flood the log;
 - the timeout and circuit-breaker settings of network stores
   (:class:`FailureSettings`; the breaker itself is
   :class:`floodwall.stores.breaker.CircuitBreaker`).
@@ -28,7 +35,9 @@ counts here nor trips a breaker.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +51,9 @@ __all__ = [
     "DEFAULT_RETRY_AFTER",
     "DEFAULT_TIMEOUT",
     "FAIL_MODES",
+    "LIBRARY_FAIL_DEFAULT",
+    "LOG_INTERVAL",
+    "WEB_FAIL_DEFAULT",
     "FailurePolicy",
     "FailureSettings",
     "check_fail_mode",
@@ -49,6 +61,21 @@ __all__ = [
 
 #: What ``fail=`` accepts.
 FAIL_MODES = ("raise", "open", "closed")
+
+#: ``fail=`` of a library call (``Limiter``, ``Limits``, ``check_all``): a
+#: call made by the program itself does not hide a store error.
+LIBRARY_FAIL_DEFAULT = "raise"
+#: ``fail=`` of every web integration (ASGI/FastAPI/Starlette, Flask,
+#: Django, DRF) and of ``@floodwall.rate_limit``: a full table or a store
+#: outage must not turn every request into an HTTP 500; the fallback is
+#: logged and counted.
+WEB_FAIL_DEFAULT = "open"
+
+#: Seconds between two warnings of one failure policy on the ``floodwall``
+#: logger (the failures in between are counted in the next warning).
+LOG_INTERVAL = 60.0
+
+logger = logging.getLogger("floodwall")
 
 #: Seconds a ``fail="closed"`` denial asks to wait when no breaker says when
 #: the store will be tried again.
@@ -79,11 +106,21 @@ class FailurePolicy:
     Thread-safe; used only on the error path, never on a healthy check.
     """
 
-    __slots__ = ("_lock", "errors", "fallbacks", "label", "mode", "on_error", "retry_after")
+    __slots__ = (
+        "_lock",
+        "_logged_at",
+        "_unlogged",
+        "errors",
+        "fallbacks",
+        "label",
+        "mode",
+        "on_error",
+        "retry_after",
+    )
 
     def __init__(
         self,
-        mode: str = "raise",
+        mode: str = LIBRARY_FAIL_DEFAULT,
         on_error: OnError | None = None,
         *,
         label: str = "the store",
@@ -101,6 +138,8 @@ class FailurePolicy:
         self.retry_after = float(retry_after)
         self.errors = 0
         self.fallbacks = 0
+        self._logged_at: float | None = None
+        self._unlogged = 0
         self._lock = threading.Lock()
 
     def decide(
@@ -131,14 +170,38 @@ class FailurePolicy:
             if isinstance(exc, StoreError):
                 raise exc
             raise StoreError(f"{self.label} failed: {type(exc).__name__}: {exc}") from exc
+        count = 0
         with self._lock:
             self.fallbacks += 1
+            self._unlogged += 1
+            now = time.monotonic()
+            due = self._logged_at is None or now - self._logged_at >= LOG_INTERVAL
+            if due:
+                self._logged_at = now
+                count, self._unlogged = self._unlogged, 0
+        if due:
+            self._log(exc, count)
         burst = int(getattr(rate, "burst", 0) or 0)
         if self.mode == "open":
             return Decision(True, burst, 0, 0, 0, 0, rate=rate, fallback=True)
         wait = retry_in if retry_in else self.retry_after
         wait_ns = max(1, int(wait * 1e9))
         return Decision(False, burst, 0, wait_ns, wait_ns, 0, rate=rate, fallback=True)
+
+    def _log(self, exc: BaseException, count: int) -> None:
+        answer = "admitted" if self.mode == "open" else "denied"
+        logger.warning(
+            "floodwall: %s could not decide (%s: %s); fail=%r %s the request "
+            "(%d fallback(s) since the last warning; at most one warning per %gs; "
+            "pass fail='raise' to get the error instead)",
+            self.label,
+            type(exc).__name__,
+            exc,
+            self.mode,
+            answer,
+            count,
+            LOG_INTERVAL,
+        )
 
     def __repr__(self) -> str:
         return (
