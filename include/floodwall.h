@@ -278,6 +278,16 @@ FW_API int fw_table_check(fw_table_t *t, const fw_request_t *reqs, size_t n,
                           int64_t cost, int64_t now, fw_decision_t *out,
                           size_t *violated);
 
+/*
+ * fw_table_check with a cost per part: part i consumes costs[i] (>= 0; a
+ * part of cost 0 peeks and never writes, and denies when one unit would
+ * not be admitted). All-or-nothing as fw_table_check: if any part denies,
+ * nothing is consumed. FW_ECOST when a part's cost exceeds its capacity.
+ */
+FW_API int fw_table_check_costs(fw_table_t *t, const fw_request_t *reqs,
+                                size_t n, const int64_t *costs, int64_t now,
+                                fw_decision_t *out, size_t *violated);
+
 /* Forget one key of one limit. FW_EBUSY as fw_table_check (sliding logs). */
 FW_API int fw_table_reset(fw_table_t *t, const fw_limit_t *limit,
                           const void *key, size_t key_len);

@@ -416,6 +416,7 @@ typedef struct part {
     int committed;     /* consumed units (a refund may give them back) */
     int wrote;         /* changed the slot: consumed, or repaired a state */
     int locked;        /* sliding log: holds slot->lock */
+    int64_t cost;      /* units this part consumes; 0 peeks */
 } part_t;
 
 static int is_log(const part_t *p)
@@ -583,10 +584,13 @@ static void unlock_logs(part_t *parts, size_t n)
 }
 
 static int validate_parts(const fw_table_t *t, const fw_request_t *reqs,
-                          size_t n, int64_t cost)
+                          size_t n, const int64_t *costs)
 {
     for (size_t i = 0; i < n; i++) {
         const fw_request_t *r = &reqs[i];
+        int64_t cost = costs[i];
+        if (cost < 0)
+            return FW_EINVAL;
         if (!r->limit || (!r->key && r->key_len > 0))
             return FW_EINVAL;
         const fw_quota_t *q = &r->limit->quota;
@@ -603,12 +607,11 @@ static int validate_parts(const fw_table_t *t, const fw_request_t *reqs,
 
 /* Locate every part's slot (inserting when consuming); FW_EFULL if one
  * cannot get a slot, FW_EBUSY if a lock it needs stayed held too long. */
-static int locate_parts(fw_table_t *t, part_t *parts, size_t n, int64_t cost,
-                        int64_t now)
+static int locate_parts(fw_table_t *t, part_t *parts, size_t n, int64_t now)
 {
     for (size_t i = 0; i < n; i++) {
         part_t *p = &parts[i];
-        if (cost == 0) {
+        if (p->cost == 0) {
             p->slot = find(t, p->h);
             continue;
         }
@@ -632,33 +635,39 @@ static size_t worst_denial(const fw_decision_t *out, size_t n)
 
 /* The whole check with every part located; returns 1 to start over, 0 when
  * decided, FW_EBUSY when a sliding-log lock stayed held too long. */
-static int check_located(fw_table_t *t, part_t *parts, size_t n, int64_t cost,
-                         int64_t now, fw_decision_t *out, size_t *violated)
+static int check_located(fw_table_t *t, part_t *parts, size_t n, int64_t now,
+                         fw_decision_t *out, size_t *violated)
 {
     if (lock_logs(parts, n) != 0)
         return FW_EBUSY;
-    int again = 0;
+    int again = 0, consumes = 0;
     /* dry run: decide every part without writing */
-    for (size_t i = 0; i < n && !again; i++)
-        again = is_log(&parts[i]) ? log_part_step(t, &parts[i], now, cost, 0, &out[i])
-                                  : state_part_step(t, &parts[i], now, cost, 0, &out[i]);
+    for (size_t i = 0; i < n && !again; i++) {
+        part_t *p = &parts[i];
+        consumes |= p->cost > 0;
+        again = is_log(p) ? log_part_step(t, p, now, p->cost, 0, &out[i])
+                          : state_part_step(t, p, now, p->cost, 0, &out[i]);
+    }
     if (again) {
         unlock_logs(parts, n);
         return 1;
     }
     *violated = worst_denial(out, n);
-    if (*violated < n || cost == 0) {
+    if (*violated < n || !consumes) {
         unlock_logs(parts, n);
         return 0;
     }
-    /* commit, rolling back on a denial that a concurrent request caused */
+    /* commit, rolling back on a denial that a concurrent request caused; a
+     * part of cost 0 peeks: its dry-run decision stands and it writes nothing */
     for (size_t i = 0; i < n; i++) {
         part_t *p = &parts[i];
-        again = is_log(p) ? log_part_step(t, p, now, cost, 1, &out[i])
-                          : state_part_step(t, p, now, cost, 1, &out[i]);
+        if (p->cost == 0)
+            continue;
+        again = is_log(p) ? log_part_step(t, p, now, p->cost, 1, &out[i])
+                          : state_part_step(t, p, now, p->cost, 1, &out[i]);
         if (again || !out[i].allowed) {
             for (size_t j = 0; j < i; j++)
-                refund_part(&parts[j], t, now, cost);
+                refund_part(&parts[j], t, now, parts[j].cost);
             for (size_t j = 0; j <= i; j++)
                 if (parts[j].wrote)
                     table_wrote(t, parts[j].slot);
@@ -681,18 +690,31 @@ int fw_table_check(fw_table_t *t, const fw_request_t *reqs, size_t n,
                    int64_t cost, int64_t now, fw_decision_t *out,
                    size_t *violated)
 {
-    if (!t || !reqs || !out || !violated || n == 0 || n > MAX_PARTS ||
-        cost < 0 || now < 0)
+    if (n == 0 || n > MAX_PARTS || cost < 0)
         return FW_EINVAL;
-    int rc = validate_parts(t, reqs, n, cost);
+    int64_t costs[MAX_PARTS];
+    for (size_t i = 0; i < n; i++)
+        costs[i] = cost;
+    return fw_table_check_costs(t, reqs, n, costs, now, out, violated);
+}
+
+int fw_table_check_costs(fw_table_t *t, const fw_request_t *reqs, size_t n,
+                         const int64_t *costs, int64_t now, fw_decision_t *out,
+                         size_t *violated)
+{
+    if (!t || !reqs || !costs || !out || !violated || n == 0 || n > MAX_PARTS ||
+        now < 0)
+        return FW_EINVAL;
+    int rc = validate_parts(t, reqs, n, costs);
     if (rc)
         return rc;
+    int64_t cost = costs[0];
 
     /* fast path: one key of a 64-bit-state algorithm */
     if (n == 1 && reqs[0].limit->quota.algorithm != FW_SLIDING_LOG) {
         part_t p = {reqs[0].limit, fingerprint(t, reqs[0].limit, reqs[0].key,
                                                 reqs[0].key_len),
-                    NULL, 0, 0, 0, 0, 0};
+                    NULL, 0, 0, 0, 0, 0, cost};
         for (;;) {
             if (cost == 0) {
                 p.slot = find(t, p.h);
@@ -715,12 +737,13 @@ int fw_table_check(fw_table_t *t, const fw_request_t *reqs, size_t n,
         memset(&parts[i], 0, sizeof(parts[i]));
         parts[i].limit = reqs[i].limit;
         parts[i].h = fingerprint(t, reqs[i].limit, reqs[i].key, reqs[i].key_len);
+        parts[i].cost = costs[i];
     }
     for (;;) {
-        rc = locate_parts(t, parts, n, cost, now);
+        rc = locate_parts(t, parts, n, now);
         if (rc)
             return rc;
-        rc = check_located(t, parts, n, cost, now, out, violated);
+        rc = check_located(t, parts, n, now, out, violated);
         if (rc <= 0)
             return rc;
     }
