@@ -2,10 +2,32 @@
  * decision.c - floodwall.Decision: the immutable result of a check.
  * Invariant: created straight from an engine decision with no Python-level
  * work; the seconds fields are computed on access and never round down.
+ * reset_at is the wall clock (UNIX time) read when the Decision is made
+ * plus reset_after, whatever clock the store decided with; never early.
  */
 #include <math.h>
+#include <time.h>
 
 #include "ext.h"
+
+/* The wall clock when a Decision is made, cheaply: a decision is made
+ * millions of times a second and reset_at is rarely read, so the coarse
+ * clock (a few ns) plus its resolution, which keeps reset_at from ever
+ * being early, instead of the exact one. */
+static int64_t decision_wall_ns(void)
+{
+#ifdef CLOCK_REALTIME_COARSE
+    static int64_t res_ns = -1; /* constant: a race writes the same value */
+    struct timespec ts, res;
+    if (res_ns < 0 && clock_getres(CLOCK_REALTIME_COARSE, &res) == 0 &&
+        res.tv_sec == 0)
+        res_ns = res.tv_nsec;
+    if (res_ns >= 0 && clock_gettime(CLOCK_REALTIME_COARSE, &ts) == 0 &&
+        ts.tv_sec >= 0)
+        return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + res_ns;
+#endif
+    return fw_clock_realtime_ns();
+}
 
 PyObject *fw_decision_new(fw_module_state *st, const fw_decision_t *d,
                           PyObject *rate, int fallback)
@@ -16,6 +38,8 @@ PyObject *fw_decision_new(fw_module_state *st, const fw_decision_t *d,
     self->d = *d;
     self->rate = Py_NewRef(rate ? rate : Py_None);
     self->fallback = (char)(fallback != 0);
+    self->at_ns = decision_wall_ns();
+    self->part = -1;
     return (PyObject *)self;
 }
 
@@ -47,13 +71,31 @@ static PyObject *decision_tp_new(PyTypeObject *type, PyObject *args, PyObject *k
 {
     static char *names[] = {"allowed", "limit", "remaining", "retry_after_ns",
                             "reset_after_ns", "delay_ns", "rate", "fallback",
-                            NULL};
+                            "denied_part", NULL};
     int allowed, fallback = 0;
     PyObject *limit, *remaining, *retry, *reset, *delay = NULL, *rate = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "pOOOO|OO$p:Decision", names,
+    PyObject *part = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "pOOOO|OO$pO:Decision", names,
                                      &allowed, &limit, &remaining, &retry,
-                                     &reset, &delay, &rate, &fallback))
+                                     &reset, &delay, &rate, &fallback, &part))
         return NULL;
+    Py_ssize_t part_index = -1;
+    if (part != Py_None) {
+        part_index = PyLong_Check(part) && !PyBool_Check(part)
+                         ? PyLong_AsSsize_t(part) : -2;
+        if (part_index == -1 && PyErr_Occurred())
+            return NULL;
+        if (part_index < 0) {
+            PyErr_Format(PyExc_ValueError,
+                         "denied_part must be None or an int >= 0, got %R", part);
+            return NULL;
+        }
+        if (allowed) {
+            PyErr_SetString(PyExc_ValueError,
+                            "denied_part is for a denial: an allowed decision has none");
+            return NULL;
+        }
+    }
     fw_decision_t d = {0};
     int failed = 0;
     d.allowed = allowed;
@@ -68,7 +110,10 @@ static PyObject *decision_tp_new(PyTypeObject *type, PyObject *args, PyObject *k
         d.delay_ns = arg_ns(delay, "delay_ns", &failed);
     if (failed)
         return NULL;
-    return fw_decision_new(fw_state_of_type(type), &d, rate, fallback);
+    PyObject *out = fw_decision_new(fw_state_of_type(type), &d, rate, fallback);
+    if (out)
+        ((fw_py_decision *)out)->part = part_index;
+    return out;
 }
 
 /* Is s * 1e9 >= ns, computed exactly? s = m * 2^e with m an integer of at
@@ -154,6 +199,27 @@ static PyObject *get_fallback(PyObject *op, void *c)
     (void)c;
     return PyBool_FromLong(SELF->fallback);
 }
+/* UNIX seconds, never below the exact at_ns + reset_after_ns */
+static PyObject *get_reset_at(PyObject *op, void *c)
+{
+    (void)c;
+    int64_t at = SELF->at_ns, after = SELF->d.reset_after_ns;
+    int64_t sum = after > INT64_MAX - at ? INT64_MAX : at + after;
+    return seconds_up(sum);
+}
+static PyObject *get_reset_at_ns(PyObject *op, void *c)
+{
+    (void)c;
+    int64_t at = SELF->at_ns, after = SELF->d.reset_after_ns;
+    return PyLong_FromLongLong(after > INT64_MAX - at ? INT64_MAX : at + after);
+}
+static PyObject *get_denied_part(PyObject *op, void *c)
+{
+    (void)c;
+    if (SELF->part < 0)
+        Py_RETURN_NONE;
+    return PyLong_FromSsize_t(SELF->part);
+}
 
 static PyGetSetDef decision_getset[] = {
     {"allowed", get_allowed, NULL, "True if the request was admitted.", NULL},
@@ -173,6 +239,15 @@ static PyGetSetDef decision_getset[] = {
     {"rate", get_rate, NULL, "The Rate that decided, or None.", NULL},
     {"fallback", get_fallback, NULL,
      "True when a failure policy made this decision (store unreachable).", NULL},
+    {"reset_at", get_reset_at, NULL,
+     "UNIX time (seconds) when the key is back to full capacity: the wall "
+     "clock when this decision was made plus reset_after; never rounded "
+     "down.", NULL},
+    {"reset_at_ns", get_reset_at_ns, NULL, "reset_at in UNIX nanoseconds.", NULL},
+    {"denied_part", get_denied_part, NULL,
+     "check_all / Limits.check: the index of the part that denied, in the "
+     "order given; None when allowed, for a single check, or when a "
+     "failure policy answered.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -181,16 +256,18 @@ static int decision_bool(PyObject *op) { return SELF->d.allowed; }
 static PyObject *decision_repr(PyObject *op)
 {
     fw_py_decision *s = SELF;
-    char retry[32], reset[32], delay[32];
+    char retry[32], reset[32], delay[32], part[48] = "";
+    if (s->part >= 0)
+        PyOS_snprintf(part, sizeof part, ", denied_part=%zd", s->part);
     PyOS_snprintf(retry, sizeof retry, "%.9f", (double)s->d.retry_after_ns / 1e9);
     PyOS_snprintf(reset, sizeof reset, "%.9f", (double)s->d.reset_after_ns / 1e9);
     PyOS_snprintf(delay, sizeof delay, "%.9f", (double)s->d.delay_ns / 1e9);
     return PyUnicode_FromFormat(
         "Decision(allowed=%s, limit=%lld, remaining=%lld, retry_after=%s, "
-        "reset_after=%s, delay=%s, rate=%R%s)",
+        "reset_after=%s, delay=%s, rate=%R%s%s)",
         s->d.allowed ? "True" : "False", (long long)s->d.limit,
         (long long)s->d.remaining, retry, reset, delay, s->rate,
-        s->fallback ? ", fallback=True" : "");
+        s->fallback ? ", fallback=True" : "", part);
 }
 
 static PyObject *decision_richcompare(PyObject *a, PyObject *b, int op)
@@ -202,7 +279,8 @@ static PyObject *decision_richcompare(PyObject *a, PyObject *b, int op)
                x->d.remaining == y->d.remaining &&
                x->d.retry_after_ns == y->d.retry_after_ns &&
                x->d.reset_after_ns == y->d.reset_after_ns &&
-               x->d.delay_ns == y->d.delay_ns && x->fallback == y->fallback;
+               x->d.delay_ns == y->d.delay_ns && x->fallback == y->fallback &&
+               x->part == y->part;
     if (same) {
         int r = PyObject_RichCompareBool(x->rate, y->rate, Py_EQ);
         if (r < 0)
@@ -219,17 +297,22 @@ static PyObject *decision_as_dict(PyObject *op, PyObject *unused)
     PyObject *retry = seconds_up(s->d.retry_after_ns);
     PyObject *reset = seconds_up(s->d.reset_after_ns);
     PyObject *delay = seconds_up(s->d.delay_ns);
+    PyObject *reset_at = get_reset_at(op, NULL);
+    PyObject *part = get_denied_part(op, NULL);
     PyObject *out = NULL;
-    if (retry && reset && delay)
-        out = Py_BuildValue("{s:O,s:L,s:L,s:O,s:O,s:O,s:O,s:O}", "allowed",
+    if (retry && reset && delay && reset_at && part)
+        out = Py_BuildValue("{s:O,s:L,s:L,s:O,s:O,s:O,s:O,s:O,s:O,s:O}", "allowed",
                             s->d.allowed ? Py_True : Py_False, "limit",
                             (long long)s->d.limit, "remaining",
                             (long long)s->d.remaining, "retry_after", retry,
-                            "reset_after", reset, "delay", delay, "rate", s->rate,
-                            "fallback", s->fallback ? Py_True : Py_False);
+                            "reset_after", reset, "reset_at", reset_at, "delay",
+                            delay, "rate", s->rate, "fallback",
+                            s->fallback ? Py_True : Py_False, "denied_part", part);
     Py_XDECREF(retry);
     Py_XDECREF(reset);
     Py_XDECREF(delay);
+    Py_XDECREF(reset_at);
+    Py_XDECREF(part);
     return out;
 }
 
@@ -241,7 +324,8 @@ static PyMethodDef decision_methods[] = {
 
 static PyType_Slot decision_slots[] = {
     {Py_tp_doc, "Decision(allowed, limit, remaining, retry_after_ns, "
-                "reset_after_ns, delay_ns=0, rate=None, *, fallback=False)\n--\n\n"
+                "reset_after_ns, delay_ns=0, rate=None, *, fallback=False, "
+                "denied_part=None)\n--\n\n"
                 "The result of a rate-limit check. Immutable; bool(d) is "
                 "d.allowed."},
     {Py_tp_new, decision_tp_new},

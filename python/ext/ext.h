@@ -33,6 +33,8 @@ typedef struct {
     fw_decision_t d;
     PyObject *rate; /* the limit that decided, or Py_None */
     char fallback;
+    int64_t at_ns;        /* UNIX time (CLOCK_REALTIME) it was made, ns */
+    Py_ssize_t part;      /* check_all: the denying part's index, else -1 */
 } fw_py_decision;
 
 PyObject *fw_decision_new(fw_module_state *st, const fw_decision_t *d,

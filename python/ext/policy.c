@@ -181,12 +181,15 @@ static void raise_check_error(fw_py_policy *p, int rc, int64_t cost, PyObject *r
  * after which any admissible cost passes. */
 static PyObject *readable_denial(fw_module_state *st, fw_table_t *t,
                                  const fw_request_t *reqs, PyObject *const *labels,
-                                 Py_ssize_t n, int64_t cost, int64_t now,
+                                 Py_ssize_t n, const int64_t *costs, int64_t now,
                                  Py_ssize_t *index)
 {
     fw_decision_t worst;
     Py_ssize_t worst_i = -1;
-    for (Py_ssize_t i = 0; i < n && cost > 0; i++) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t cost = costs[i];
+        if (cost == 0)
+            continue;
         fw_decision_t d;
         size_t violated;
         if (fw_table_check(t, &reqs[i], 1, 0, now, &d, &violated) != 0)
@@ -218,8 +221,8 @@ static PyObject *readable_denial(fw_module_state *st, fw_table_t *t,
  * Decision and sets *index, or NULL with an exception. */
 static PyObject *store_failed(fw_module_state *st, PyObject *fail_decide,
                               fw_table_t *t, const fw_request_t *reqs,
-                              PyObject *const *labels, Py_ssize_t n, int64_t cost,
-                              int64_t now, Py_ssize_t *index)
+                              PyObject *const *labels, Py_ssize_t n,
+                              const int64_t *costs, int64_t now, Py_ssize_t *index)
 {
     if (!fail_decide || !PyErr_ExceptionMatches(st->store_error))
         return NULL;
@@ -233,7 +236,7 @@ static PyObject *store_failed(fw_module_state *st, PyObject *fail_decide,
     if (!value)
         return NULL;
     Py_ssize_t ri = 0;
-    PyObject *readable = readable_denial(st, t, reqs, labels, n, cost, now, &ri);
+    PyObject *readable = readable_denial(st, t, reqs, labels, n, costs, now, &ri);
     PyObject *result = NULL;
     if (readable) {
         PyObject *args[3] = {value, labels[0], readable};
@@ -280,8 +283,11 @@ static int policy_decide(fw_py_policy *p, PyObject *key, int64_t cost,
     }
     if (rc) {
         raise_check_error(p, rc, cost, Py_None);
+        int64_t costs[MAX_RATES];
+        for (Py_ssize_t i = 0; i < p->nlimits; i++)
+            costs[i] = cost;
         *answer = store_failed(p->st, p->fail_decide, p->table, reqs,
-                               PySequence_Fast_ITEMS(p->labels), p->nlimits, cost,
+                               PySequence_Fast_ITEMS(p->labels), p->nlimits, costs,
                                now, index);
         Py_XDECREF(kv.owner);
         if (!*answer)
@@ -370,15 +376,27 @@ static PyObject *policy_reset(PyObject *op, PyObject *const *args,
     if (parse_key_cost(p->st, "reset", args, nargs, kwnames, 0, &key, &cost) < 0)
         return NULL;
     key_view_t kv;
+    int64_t now;
     if (key_get(p->st, key, &kv) < 0)
         return NULL;
-    int rc = 0;
+    if (policy_now(p, &now) < 0) {
+        Py_XDECREF(kv.owner);
+        return NULL;
+    }
+    /* the answer: did any limit hold state for the key (not yet back to
+     * full capacity)? A peek per limit, then the reset */
+    int rc = 0, existed = 0;
+    for (Py_ssize_t i = 0; i < p->nlimits && rc == 0 && !existed; i++) {
+        fw_decision_t d;
+        rc = fw_table_peek(p->table, &p->limits[i], kv.buf, (size_t)kv.len, now, &d);
+        existed = rc == 0 && d.reset_after_ns > 0;
+    }
     for (Py_ssize_t i = 0; i < p->nlimits && rc == 0; i++)
         rc = fw_table_reset(p->table, &p->limits[i], kv.buf, (size_t)kv.len);
     Py_XDECREF(kv.owner);
     if (rc)
         return fw_raise(p->st, rc, "reset");
-    Py_RETURN_NONE;
+    return Py_NewRef(existed ? Py_True : Py_False);
 }
 
 static PyObject *policy_counts(PyObject *op, PyObject *unused)
@@ -518,6 +536,8 @@ static PyObject *check_all(PyObject *module, PyObject *const *args, Py_ssize_t n
         return NULL;
     Py_ssize_t nparts = PySequence_Fast_GET_SIZE(seq);
     fw_request_t reqs[MAX_PARTS];
+    int64_t costs[MAX_PARTS];
+    Py_ssize_t part_of[MAX_PARTS]; /* request -> index of its part */
     fw_decision_t out[MAX_PARTS];
     PyObject *labels[MAX_PARTS];
     key_view_t keys[MAX_PARTS];
@@ -526,11 +546,17 @@ static PyObject *check_all(PyObject *module, PyObject *const *args, Py_ssize_t n
     PyObject *result = NULL;
     for (Py_ssize_t i = 0; i < nparts; i++) {
         PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
-        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2 ||
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) < 2 ||
+            PyTuple_GET_SIZE(item) > 3 ||
             !PyObject_TypeCheck(PyTuple_GET_ITEM(item, 0), st->policy_type)) {
-            PyErr_SetString(PyExc_TypeError, "each part must be a (policy, key) tuple");
+            PyErr_SetString(PyExc_TypeError,
+                            "each part must be a (policy, key) or (policy, key, cost) tuple");
             goto done;
         }
+        int64_t part_cost = cost;
+        if (PyTuple_GET_SIZE(item) == 3 &&
+            cost_get(st, PyTuple_GET_ITEM(item, 2), &part_cost) < 0)
+            goto done;
         fw_py_policy *p = (fw_py_policy *)PyTuple_GET_ITEM(item, 0);
         if (!first)
             first = p;
@@ -550,6 +576,8 @@ static PyObject *check_all(PyObject *module, PyObject *const *args, Py_ssize_t n
             reqs[nreqs].limit = &p->limits[j];
             reqs[nreqs].key = keys[nkeys].buf;
             reqs[nreqs].key_len = (size_t)keys[nkeys].len;
+            costs[nreqs] = part_cost;
+            part_of[nreqs] = i;
             labels[nreqs] = PyTuple_GET_ITEM(p->labels, j);
             nreqs++;
         }
@@ -563,16 +591,31 @@ static PyObject *check_all(PyObject *module, PyObject *const *args, Py_ssize_t n
     if (policy_now(first, &now) < 0)
         goto done;
     size_t violated;
-    int rc = fw_table_check(first->table, reqs, (size_t)nreqs, cost, now, out,
-                            &violated);
+    int rc = fw_table_check_costs(first->table, reqs, (size_t)nreqs, costs, now,
+                                  out, &violated);
     Py_ssize_t idx = 0;
     if (rc) {
         /* the first limiter's failure policy decides for the group */
+        if (rc == FW_ECOST) {
+            for (Py_ssize_t i = 0; i < nreqs; i++)
+                if (costs[i] > reqs[i].limit->quota.burst) {
+                    PyErr_Format(st->cost_error,
+                                 "cost %lld of part %zd exceeds the capacity %lld "
+                                 "of %R: it can never be admitted",
+                                 (long long)costs[i], part_of[i],
+                                 (long long)reqs[i].limit->quota.burst, labels[i]);
+                    goto done;
+                }
+        }
         raise_check_error(first, rc, cost, Py_None);
+        idx = -1;
         PyObject *dec = store_failed(st, first->fail_decide, first->table, reqs,
-                                     labels, nreqs, cost, now, &idx);
+                                     labels, nreqs, costs, now, &idx);
+        if (dec && idx >= 0 && !PyObject_IsTrue(dec) &&
+            Py_IS_TYPE(dec, st->decision_type) && !((fw_py_decision *)dec)->fallback)
+            ((fw_py_decision *)dec)->part = part_of[idx];
         if (dec)
-            result = Py_BuildValue("(Nn)", dec, idx);
+            result = Py_BuildValue("(Nn)", dec, idx < 0 ? 0 : idx);
         goto done;
     }
     if (violated < (size_t)nreqs)
@@ -582,6 +625,8 @@ static PyObject *check_all(PyObject *module, PyObject *const *args, Py_ssize_t n
             if (out[i].remaining < out[idx].remaining)
                 idx = i;
     PyObject *dec = fw_decision_new(st, &out[idx], labels[idx], 0);
+    if (dec && !out[idx].allowed)
+        ((fw_py_decision *)dec)->part = part_of[idx];
     if (dec)
         result = Py_BuildValue("(Nn)", dec, idx);
 done:
@@ -594,7 +639,8 @@ done:
 PyMethodDef fw_policy_functions[] = {
     {"check_all", (PyCFunction)(void (*)(void))check_all, METH_FASTCALL,
      "check_all(parts, cost) -> (Decision, index): all-or-nothing over "
-     "(policy, key) pairs on one table."},
+     "(policy, key) pairs, or (policy, key, cost) triples with a cost of their "
+     "own, on one table; a denial's Decision has denied_part set."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -605,7 +651,9 @@ static PyMethodDef policy_methods[] = {
     {"check", CAST(policy_check), FASTKW, "check(key, cost=1) -> Decision"},
     {"allow", CAST(policy_allow), FASTKW, "allow(key, cost=1) -> bool"},
     {"peek", CAST(policy_peek), FASTKW, "peek(key) -> Decision (never writes)"},
-    {"reset", CAST(policy_reset), FASTKW, "reset(key): forget the key"},
+    {"reset", CAST(policy_reset), FASTKW,
+     "reset(key) -> bool: forget the key; True if it held state (was not back "
+     "to full capacity)"},
     {"counts", policy_counts, METH_NOARGS, "counts() -> (allowed, denied)"},
     {"now_ns", policy_now_ns, METH_NOARGS, "now_ns() -> the clock this policy uses"},
     {NULL, NULL, 0, NULL},
