@@ -27,7 +27,7 @@ from floodwall.errors import (
     StoreError,
     StoreFullError,
 )
-from floodwall.limiter import Limiter, Limits, acheck_all, check_all
+from floodwall.limiter import Limiter, Limits, aallow_all, acheck_all, allow_all, check_all
 from floodwall.rates import Rate, parse_rate, parse_rates
 
 if TYPE_CHECKING:
@@ -47,7 +47,9 @@ __all__ = [
     "StoreError",
     "StoreFullError",
     "__version__",
+    "aallow_all",
     "acheck_all",
+    "allow_all",
     "check_all",
     "parse_rate",
     "parse_rates",

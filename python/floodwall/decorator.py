@@ -175,6 +175,8 @@ def rate_limit(
         Limit,
     )
 
+    from floodwall.stores.failure import WEB_FAIL_DEFAULT
+
     guard = Guard(
         max_delay=DEFAULT_MAX_DELAY if max_delay is None else max_delay,
         max_waiting=DEFAULT_MAX_WAITING if max_waiting is None else max_waiting,
@@ -189,7 +191,7 @@ def rate_limit(
         headers_on_allowed=headers_on_allowed,
         jitter_ms=jitter_ms,
         on_missing_key=on_missing_key,
-        **({} if fail is None else {"fail": fail}),
+        fail=WEB_FAIL_DEFAULT if fail is None else fail,
     )
     state: dict[str, Any] = {"set": None, "scope": None}
     lock = threading.Lock()

@@ -29,13 +29,26 @@ class FloodwallError(Exception):
 
 
 class RateLimited(FloodwallError):
-    """Raised by decorators when a call is over its limit; carries the decision."""
+    """Raised by decorators when a call is over its limit; carries the
+    decision, and the ``key`` and ``cost`` that were refused (None when the
+    raiser did not say)."""
 
-    def __init__(self, decision: Decision, message: str | None = None) -> None:
+    def __init__(
+        self,
+        decision: Decision,
+        message: str | None = None,
+        *,
+        key: str | bytes | None = None,
+        cost: int | None = None,
+    ) -> None:
         self.decision = decision
+        self.key = key
+        self.cost = cost
         if message is None:
+            who = "" if key is None else f" for key {_short(key)}"
+            units = "" if cost is None else f" (cost {cost})"
             message = (
-                f"rate limited: retry after {decision.retry_after:.3f}s"
+                f"rate limited{who}{units}: retry after {decision.retry_after:.3f}s"
                 f" ({decision.rate})"
             )
         super().__init__(message)
@@ -44,6 +57,12 @@ class RateLimited(FloodwallError):
     def retry_after(self) -> float:
         """Seconds until the same request would be admitted."""
         return self.decision.retry_after
+
+
+def _short(key: str | bytes, limit: int = 60) -> str:
+    """A key for a message, cut short (a key may be long or hostile)."""
+    text = repr(key)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class StoreError(FloodwallError):

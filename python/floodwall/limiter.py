@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime
 import functools
 import inspect
+import sys
+import types
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import (
     TYPE_CHECKING,
@@ -21,34 +23,49 @@ from typing import (
 
 from floodwall.algorithms import ALGORITHMS, DEFAULT_ALGORITHM
 from floodwall.errors import ConfigError, RateLimited
-from floodwall.rates import Rate, parse_rates
+from floodwall.rates import Rate, parse_duration, parse_rates
 from floodwall.stores import Backend, LimitSpec, open_backend
-from floodwall.stores.failure import check_fail_mode
+from floodwall.stores.failure import LIBRARY_FAIL_DEFAULT, check_fail_mode
 
 if TYPE_CHECKING:
     from floodwall._native import Decision
 
-__all__ = ["Limiter", "Limits", "check_all", "acheck_all"]
+__all__ = ["Limiter", "Limits", "aallow_all", "acheck_all", "allow_all", "check_all"]
 
 Key = str | bytes
 F = TypeVar("F", bound=Callable[..., Any])
 RateInput = str | Rate | Sequence[str | Rate] | int | None
+#: seconds, a timedelta, or a duration string such as "1m", "250ms", "1h"
+Period = float | datetime.timedelta | str
+#: one part of check_all: (limiter, key), charged the call's cost, or
+#: (limiter, key, cost) with a cost of its own
+Part = tuple[Any, ...]
 
 
-def _period_seconds(value: float | datetime.timedelta, name: str) -> Rate | float:
+def _period_seconds(value: Period, name: str) -> float:
     if isinstance(value, datetime.timedelta):
         return value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be seconds (int or float) or a timedelta")
+        raise TypeError(
+            f"{name} must be seconds (int or float), a timedelta, or a duration "
+            f"such as '1m', '250ms', '1h', not {type(value).__name__}"
+        )
     return value
+
+
+def _rate_per(amount: int, per: Period, burst: int | None, name: str) -> Rate:
+    """``amount`` per ``per`` (seconds, a timedelta, or "1m" / "250ms"...)."""
+    if isinstance(per, str):
+        return Rate.from_ns(amount, parse_duration(per), burst)
+    return Rate(amount, _period_seconds(per, name), burst)
 
 
 def resolve_rates(
     rate: RateInput,
     *,
-    per: float | datetime.timedelta | None = None,
+    per: Period | None = None,
     requests: int | None = None,
-    period: float | datetime.timedelta | None = None,
+    period: Period | None = None,
     burst: int | None = None,
 ) -> tuple[Rate, ...]:
     """Turn every accepted way of writing a limit into Rate objects."""
@@ -57,15 +74,15 @@ def resolve_rates(
             raise ConfigError("give either rate (and per) or requests and period, not both")
         if requests is None or period is None:
             raise ConfigError("requests and period go together, e.g. requests=100, period=60")
-        rate, per = requests, period
+        if isinstance(requests, bool) or not isinstance(requests, int):
+            raise TypeError(f"requests must be an int, not {type(requests).__name__}")
+        return (_rate_per(requests, period, burst, "period"),)
     if isinstance(rate, bool):
         raise TypeError("rate must be a rate string, a Rate or an int with per=")
     if isinstance(rate, int):
         if per is None:
             raise ConfigError(f"rate={rate} needs per=<seconds>, e.g. Limiter(rate={rate}, per=60)")
-        seconds = _period_seconds(per, "per")
-        rates: tuple[Rate, ...] = (Rate(rate, seconds, burst),)  # type: ignore[arg-type]
-        return rates
+        return (_rate_per(rate, per, burst, "per"),)
     if per is not None:
         raise ConfigError("per= goes with an int rate, e.g. Limiter(rate=100, per=60)")
     if rate is None:
@@ -106,7 +123,8 @@ class Limiter:
 
     Parameters:
         rate: ``"100/minute"``, ``"10/second; 1000/day"``, a :class:`Rate`, a
-            list of them, or an int with ``per=`` seconds.
+            list of them, or an int with ``per=``: seconds, a timedelta, or a
+            duration such as ``"1m"``, ``"250ms"``, ``"1h"``.
         requests, period: the same as ``rate=requests, per=period``.
         algorithm: gcra (default), token_bucket, leaky_bucket,
             leaky_bucket_shaping, fixed_window, sliding_window, sliding_log.
@@ -117,10 +135,11 @@ class Limiter:
         namespace: keeps the keys of limiters sharing a store apart.
         clock: a callable returning int nanoseconds, for tests; by default the
             store's own clock.
-        fail: what a check answers when the store cannot: ``"open"`` (admit),
-            ``"closed"`` (deny) or ``"raise"`` (:class:`StoreError`); see
-            :mod:`floodwall.stores.failure` (a part the store could still
-            read that denies is always the answer).
+        fail: what a check answers when the store cannot: ``"raise"`` (the
+            default for a library call: :class:`StoreError`), ``"open"``
+            (admit) or ``"closed"`` (deny); see :mod:`floodwall.stores.failure`
+            (a part the store could still read that denies is always the
+            answer). The web integrations default to ``"open"``.
         on_error: called with the exception when ``fail`` decides.
         **store_options: options of the store, e.g. ``max_keys``.
     """
@@ -129,15 +148,15 @@ class Limiter:
         self,
         rate: RateInput = None,
         *,
-        per: float | datetime.timedelta | None = None,
+        per: Period | None = None,
         requests: int | None = None,
-        period: float | datetime.timedelta | None = None,
+        period: Period | None = None,
         algorithm: str = DEFAULT_ALGORITHM,
         burst: int | None = None,
         store: Any = "memory://",
         namespace: str = "default",
         clock: Callable[[], int] | None = None,
-        fail: str = "raise",
+        fail: str = LIBRARY_FAIL_DEFAULT,
         on_error: Callable[[BaseException], object] | None = None,
         **store_options: Any,
     ) -> None:
@@ -180,9 +199,14 @@ class Limiter:
         """Would one unit be admitted? Never consumes (same as cost 0)."""
         return self.backend.peek(key)
 
-    def reset(self, key: Key) -> None:
-        """Forget ``key``: it is back to full capacity."""
-        self.backend.reset(key)
+    def reset(self, key: Key) -> bool:
+        """Forget ``key``: it is back to full capacity. True if the store held
+        state for it (it was not already back to full capacity)."""
+        return self.backend.reset(key)
+
+    def remaining(self, key: Key) -> int:
+        """Whole units ``key`` could still use right now; consumes nothing."""
+        return self.backend.peek(key).remaining
 
     def clear(self) -> None:
         """Forget every key of this limiter's store."""
@@ -204,9 +228,13 @@ class Limiter:
         """Async :meth:`peek`."""
         return await self.backend.apeek(key)
 
-    async def areset(self, key: Key) -> None:
+    async def areset(self, key: Key) -> bool:
         """Async :meth:`reset`."""
-        await self.backend.areset(key)
+        return await self.backend.areset(key)
+
+    async def aremaining(self, key: Key) -> int:
+        """Async :meth:`remaining`."""
+        return (await self.backend.apeek(key)).remaining
 
     async def aclear(self) -> None:
         """Async :meth:`clear`."""
@@ -220,6 +248,26 @@ class Limiter:
     def close(self) -> None:
         """Release the store's resources (connections, mappings)."""
         self.backend.close()
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`: also closes the store's async connections."""
+        aclose = getattr(self.backend, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        else:
+            self.backend.close()
+
+    def __enter__(self) -> Limiter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Limiter:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     def __repr__(self) -> str:
         rates = "; ".join(str(r) for r in self.rates)
@@ -238,6 +286,13 @@ class Limiter:
         :class:`floodwall.RateLimited` carrying the decision.
         """
 
+        if _decorated_bare(key):
+            name = getattr(key, "__qualname__", key)
+            raise ConfigError(
+                f"@limiter.limit was used without parentheses on {name!r}: it would "
+                "take the function for a key function; write @limiter.limit() (or "
+                "@limiter.limit(key=..., cost=...))"
+            )
         if isinstance(key, str) and _looks_like_rate(key):
             raise ConfigError(
                 f"Limiter.limit({key!r}): the argument is a key, not a rate; the rate is "
@@ -265,7 +320,7 @@ class Limiter:
                     k, n = resolve(args, kwargs)
                     decision = await self.acheck(k, n)
                     if not decision.allowed:
-                        raise RateLimited(decision)
+                        raise RateLimited(decision, key=k, cost=n)
                     return await cast(Callable[..., Awaitable[Any]], fn)(*args, **kwargs)
 
                 return cast(F, async_wrapper)
@@ -275,7 +330,7 @@ class Limiter:
                 k, n = resolve(args, kwargs)
                 decision = self.check(k, n)
                 if not decision.allowed:
-                    raise RateLimited(decision)
+                    raise RateLimited(decision, key=k, cost=n)
                 return fn(*args, **kwargs)
 
             return cast(F, wrapper)
@@ -295,30 +350,80 @@ def _looks_like_rate(text: str) -> bool:
     return True
 
 
-def _group(parts: Sequence[tuple[Limiter, Key]]) -> tuple[Backend, list[tuple[Backend, Key]]]:
-    if not parts:
-        raise ConfigError("check_all needs at least one (limiter, key) pair")
-    pairs: list[tuple[Backend, Key]] = []
-    for part in parts:
-        if not (isinstance(part, tuple) and len(part) == 2 and isinstance(part[0], Limiter)):
-            raise TypeError("check_all takes (limiter, key) pairs")
-        pairs.append((part[0].backend, part[1]))
-    return pairs[0][0], pairs
+def _decorated_bare(key: object) -> bool:
+    """Whether ``Limiter.limit(key)`` is in fact ``@limiter.limit`` written
+    without parentheses: ``key`` is then the function being decorated, made
+    by the ``def`` that the caller is executing right now (its name is not
+    bound yet, and the caller's line is one of its decorator lines). A key
+    function passed on purpose was defined before, and is bound."""
+    if not isinstance(key, types.FunctionType) or key.__name__ == "<lambda>":
+        return False
+    frame = sys._getframe(2)
+    code = key.__code__
+    if code.co_filename != frame.f_code.co_filename:
+        return False
+    if frame.f_locals.get(key.__name__) is key or frame.f_globals.get(key.__name__) is key:
+        return False
+    lines = sorted({line for _, _, line in code.co_lines() if line is not None})
+    body = next((line for line in lines if line > code.co_firstlineno), None)
+    here = frame.f_lineno
+    if body is None:
+        return here == code.co_firstlineno
+    return code.co_firstlineno <= here < body
 
 
-def check_all(parts: Sequence[tuple[Limiter, Key]], cost: int = 1) -> Decision:
+def _group(parts: Sequence[Part], cost: int) -> tuple[Backend, list[Part]]:
+    if isinstance(parts, (str, bytes)) or not isinstance(parts, Sequence) or not parts:
+        raise ConfigError(
+            "check_all needs a non-empty list of (limiter, key) or (limiter, key, cost) "
+            "parts, e.g. check_all([(per_user, 'user:42', 1), (per_org, 'org:acme', 10)])"
+        )
+    out: list[Part] = []
+    for i, part in enumerate(parts):
+        if not (
+            isinstance(part, tuple) and len(part) in (2, 3) and isinstance(part[0], Limiter)
+        ):
+            raise TypeError(
+                f"check_all: part {i} is {_short(part)}; each part is (limiter, key) or "
+                "(limiter, key, cost)"
+            )
+        out.append((part[0].backend, *part[1:]))
+    return out[0][0], out
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def check_all(parts: Sequence[Part], cost: int = 1) -> Decision:
     """Decide several limiters and keys all-or-nothing: if any denies, none
-    is consumed, and the Decision (with its ``rate``) is the violated one's.
-    The limiters must share one store (e.g. ``memory://shared``). When the
-    store cannot decide, the first limiter's ``fail=`` policy answers."""
-    first, pairs = _group(parts)
+    is consumed, and the Decision (with its ``rate``) is the violated one's,
+    with ``denied_part`` the index of that part in ``parts``.
+
+    A part is ``(limiter, key)``, charged ``cost``, or ``(limiter, key,
+    cost)`` with a cost of its own: ``check_all([(per_user, "user:42", 1),
+    (per_org, "org:acme", 10)])``. The limiters must share one store (e.g.
+    ``memory://shared``). When the store cannot decide, the first limiter's
+    ``fail=`` policy answers."""
+    first, pairs = _group(parts, cost)
     return first.check_group(pairs, cost)
 
 
-async def acheck_all(parts: Sequence[tuple[Limiter, Key]], cost: int = 1) -> Decision:
+async def acheck_all(parts: Sequence[Part], cost: int = 1) -> Decision:
     """Async :func:`check_all`."""
-    first, pairs = _group(parts)
+    first, pairs = _group(parts, cost)
     return await first.acheck_group(pairs, cost)
+
+
+def allow_all(parts: Sequence[Part], cost: int = 1) -> bool:
+    """Like :func:`check_all`, returning only whether it was admitted."""
+    return check_all(parts, cost).allowed
+
+
+async def aallow_all(parts: Sequence[Part], cost: int = 1) -> bool:
+    """Async :func:`allow_all`."""
+    return (await acheck_all(parts, cost)).allowed
 
 
 class Limits:
@@ -326,7 +431,8 @@ class Limits:
 
     ``Limits({"user": "100/minute", "org": "10000/day"})`` then
     ``limits.check(user="alice", org="acme", cost=3)``: if any limit denies,
-    nothing is consumed, and ``violated(decision)`` names the limit.
+    nothing is consumed, and ``violated(decision)`` names the limit. A cost
+    per limit: ``cost={"org": 10}`` (the limits not named cost 1).
     ``fail``/``on_error``: the failure policy, as for :class:`Limiter`.
     """
 
@@ -338,7 +444,7 @@ class Limits:
         store: Any = None,
         namespace: str = "limits",
         clock: Callable[[], int] | None = None,
-        fail: str = "raise",
+        fail: str = LIBRARY_FAIL_DEFAULT,
         on_error: Callable[[BaseException], object] | None = None,
         **store_options: Any,
     ) -> None:
@@ -374,8 +480,11 @@ class Limits:
                     on_error=on_error,
                 )
             self.limiters[name] = limiter
+        self._names = list(self.limiters)
 
-    def _parts(self, keys: Mapping[str, Key]) -> list[tuple[Limiter, Key]]:
+    def _parts(self, keys: Mapping[str, Key], cost: int | Mapping[str, int]) -> list[Part]:
+        """One part per limit, in the order the limits were declared (so that
+        ``denied_part`` is an index into :attr:`limiters`)."""
         unknown = set(keys) - set(self.limiters)
         if unknown:
             raise ConfigError(
@@ -384,26 +493,40 @@ class Limits:
         missing = set(self.limiters) - set(keys)
         if missing:
             raise ConfigError(f"no key given for limit(s) {sorted(missing)}")
-        return [(self.limiters[name], key) for name, key in keys.items()]
+        if isinstance(cost, Mapping):
+            extra = set(cost) - set(self.limiters)
+            if extra:
+                raise ConfigError(
+                    f"cost names unknown limit(s) {sorted(extra)}; known: {sorted(self.limiters)}"
+                )
+            return [(self.limiters[n], keys[n], cost.get(n, 1)) for n in self._names]
+        return [(self.limiters[n], keys[n]) for n in self._names]
 
-    def check(self, cost: int = 1, **keys: Key) -> Decision:
-        """Check every named limit for its key, all-or-nothing."""
-        return check_all(self._parts(keys), cost)
+    def check(self, cost: int | Mapping[str, int] = 1, **keys: Key) -> Decision:
+        """Check every named limit for its key, all-or-nothing. ``cost``: one
+        cost for every limit, or a cost per limit name (others cost 1)."""
+        return check_all(self._parts(keys, cost), 1 if isinstance(cost, Mapping) else cost)
 
-    async def acheck(self, cost: int = 1, **keys: Key) -> Decision:
+    async def acheck(self, cost: int | Mapping[str, int] = 1, **keys: Key) -> Decision:
         """Async :meth:`check`."""
-        return await acheck_all(self._parts(keys), cost)
+        parts = self._parts(keys, cost)
+        return await acheck_all(parts, 1 if isinstance(cost, Mapping) else cost)
+
+    def allow(self, cost: int | Mapping[str, int] = 1, **keys: Key) -> bool:
+        """Like :meth:`check`, returning only whether it was admitted."""
+        return self.check(cost, **keys).allowed
 
     def violated(self, decision: Decision) -> str | None:
-        """The name of the limit a denial came from (None if allowed)."""
+        """The name of the limit a denial came from (None if allowed, or if
+        a failure policy denied)."""
         if decision.allowed:
             return None
-        # each limiter holds its own Rate objects: identity tells them apart
-        # even when two limits have equal rates
+        part = decision.denied_part
+        if part is not None and 0 <= part < len(self._names):
+            return self._names[part]
+        # a decision without its part (made elsewhere): each limiter holds
+        # its own Rate objects, so identity tells them apart
         for name, limiter in self.limiters.items():
             if any(decision.rate is rate for rate in limiter.rates):
-                return name
-        for name, limiter in self.limiters.items():
-            if decision.rate in limiter.rates:
                 return name
         return None

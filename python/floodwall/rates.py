@@ -26,7 +26,15 @@ from types import MappingProxyType
 
 from floodwall.errors import RateParseError
 
-__all__ = ["GRAMMAR", "UNITS", "Rate", "RateLike", "parse_rate", "parse_rates"]
+__all__ = [
+    "GRAMMAR",
+    "UNITS",
+    "Rate",
+    "RateLike",
+    "parse_duration",
+    "parse_rate",
+    "parse_rates",
+]
 
 GRAMMAR = (
     'AMOUNT "/" [NUMBER] UNIT ["burst" BURST], several joined by ";" - e.g. '
@@ -256,6 +264,37 @@ def parse_rates(text: str) -> tuple[Rate, ...]:
     if not text.strip() or any(not p.strip() for p in parts):
         raise _parse_error(text, text, "empty rate")
     return tuple(_parse_one(text, part) for part in parts)
+
+
+_DURATION_RE = re.compile(
+    r"^\s*(?P<mult>\d+(?:\.\d+)?)?\s*(?P<unit>[a-zµ]+)\s*$", re.IGNORECASE | re.ASCII
+)
+
+
+def parse_duration(text: str) -> int:
+    """A period written as in a rate ("1m", "250ms", "1h", "2s", "5 minutes",
+    "hour") as whole nanoseconds > 0: what ``per=`` and ``period=`` accept
+    besides seconds and timedeltas. RateParseError says what is wrong."""
+    if not isinstance(text, str):
+        raise TypeError(f"a duration is a str such as '1m', not {type(text).__name__}")
+    m = _DURATION_RE.match(text)
+    if not m:
+        raise RateParseError(
+            f"cannot read the duration {_shown(text)}: write a number and a unit, "
+            f"e.g. '1m', '250ms', '1h', '2s'; the units are {_UNIT_LIST}"
+        )
+    unit = m["unit"].lower()
+    if unit not in _NS_PER_UNIT:
+        raise RateParseError(
+            f"duration {_shown(text)}: unknown unit {m['unit']!r} (the units are "
+            f"{_UNIT_LIST}; a month or a year has no fixed length: write days, e.g. 30d)"
+        )
+    ns = _period_ns(text, text, m["mult"], _NS_PER_UNIT[unit])
+    if not 0 < ns <= _INT64_MAX:
+        raise RateParseError(
+            f"duration {_shown(text)}: it must be above 0 and below 2**63 ns (292 years)"
+        )
+    return ns
 
 
 def _whole(text: str, part: str, digits: str, what: str) -> int:

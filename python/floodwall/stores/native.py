@@ -163,20 +163,20 @@ class NativeBackend:
     async def apeek(self, key: Key) -> _native.Decision:
         return await self._call(self.peek, key)
 
-    async def areset(self, key: Key) -> None:
-        await self._call(self.reset, key)
+    async def areset(self, key: Key) -> bool:
+        return await self._call(self.reset, key)
 
     async def aclear(self) -> None:
         await self._call(self.clear)
 
-    def check_group(self, parts: Sequence[tuple[Any, Key]], cost: int) -> _native.Decision:
-        """All-or-nothing over several (backend, key) parts on this table; a
-        failure goes to the first part's failure policy."""
-        native_parts = []
-        for backend, key in parts:
+    def check_group(self, parts: Sequence[tuple[Any, ...]], cost: int) -> _native.Decision:
+        """All-or-nothing over several (backend, key[, cost]) parts on this
+        table; a failure goes to the first part's failure policy."""
+        native_parts: list[tuple[Any, ...]] = []
+        for backend, *rest in parts:
             if not isinstance(backend, NativeBackend):
                 raise ConfigError("check_all needs every limiter on the same store")
-            native_parts.append((backend.policy, key))
+            native_parts.append((backend.policy, *rest))
         try:
             decision, _index = _native.check_all(native_parts, cost)
         except ValueError as exc:
@@ -189,7 +189,7 @@ class NativeBackend:
         return decision
 
     async def acheck_group(
-        self, parts: Sequence[tuple[Any, Key]], cost: int
+        self, parts: Sequence[tuple[Any, ...]], cost: int
     ) -> _native.Decision:
         return await self._call(self.check_group, parts, cost)
 

@@ -143,8 +143,15 @@ class RedisBackend:
             raise err
         return n
 
-    def _decision(self, res: Sequence[Any], meta: Sequence[tuple[int, Rate]]) -> Decision:
-        burst, rate = meta[int(res[1])]
+    def _decision(
+        self,
+        res: Sequence[Any],
+        meta: Sequence[tuple[int, Rate]],
+        part_of: Sequence[int] | None = None,
+    ) -> Decision:
+        index = int(res[1])
+        burst, rate = meta[index]
+        denied_part = part_of[index] if part_of is not None and not res[0] else None
         return Decision(
             bool(res[0]),
             burst,
@@ -153,6 +160,7 @@ class RedisBackend:
             _i64(res[4]),
             _i64(res[5]),
             rate=rate,
+            denied_part=denied_part,
         )
 
     def _count(self, d: Decision, cost: int) -> Decision:
@@ -182,7 +190,11 @@ class RedisBackend:
         )
 
     def _run(
-        self, keys: Sequence[bytes], argv: Sequence[Any], meta: Sequence[tuple[int, Rate]]
+        self,
+        keys: Sequence[bytes],
+        argv: Sequence[Any],
+        meta: Sequence[tuple[int, Rate]],
+        part_of: Sequence[int] | None = None,
     ) -> Decision:
         conn = self.conn
         client = conn.sync_client()
@@ -194,10 +206,14 @@ class RedisBackend:
         except _STORE_ERRORS as exc:
             return self._failed(exc, meta, breaker)
         breaker.success()
-        return self._decision(res, meta)
+        return self._decision(res, meta, part_of)
 
     async def _arun(
-        self, keys: Sequence[bytes], argv: Sequence[Any], meta: Sequence[tuple[int, Rate]]
+        self,
+        keys: Sequence[bytes],
+        argv: Sequence[Any],
+        meta: Sequence[tuple[int, Rate]],
+        part_of: Sequence[int] | None = None,
     ) -> Decision:
         conn = self.conn
         client = conn.async_client()
@@ -222,7 +238,7 @@ class RedisBackend:
             if deadline is not None:
                 conn.done(breaker, deadline)
         breaker.success()
-        return self._decision(res, meta)
+        return self._decision(res, meta, part_of)
 
     async def _acall(
         self, client: Any, keys: Sequence[bytes], argv: Sequence[Any], target: Any
@@ -319,26 +335,36 @@ class RedisBackend:
     # -- groups -------------------------------------------------------------
 
     def _group(
-        self, parts: Sequence[tuple[Any, Key]], cost: int
-    ) -> tuple[list[bytes], tuple[Any, ...], list[tuple[int, Rate]]]:
+        self, parts: Sequence[tuple[Any, ...]], cost: int
+    ) -> tuple[list[bytes], tuple[Any, ...], list[tuple[int, Rate]], list[int], int]:
+        """KEYS, ARGV, the (capacity, rate) and the part of each key, and the
+        units the group consumes. A part is (backend, key) with ``cost``, or
+        (backend, key, its own cost)."""
         cost = validate_cost(cost)
         if not parts:
             raise ConfigError("check_all needs at least one (limiter, key) pair")
         keys: list[bytes] = []
         specs: list[bytes] = []
         meta: list[tuple[int, Rate]] = []
-        for backend, key in parts:
+        part_of: list[int] = []
+        costs: list[int] = []
+        for i, part in enumerate(parts):
+            backend, key = part[0], part[1]
+            n = validate_cost(part[2]) if len(part) == 3 else cost
             if not isinstance(backend, RedisBackend) or backend.conn is not self.conn:
                 raise ConfigError(
                     "check_all needs every limiter on the same Redis store: open them "
                     "with the same URL and options, or pass store=<first limiter>"
                 )
-            err = backend._cost_error(cost, backend._meta)
+            err = backend._cost_error(n, backend._meta)
             if err is not None:
                 raise err
-            keys.extend(backend.namer.keys(key))
+            part_keys = backend.namer.keys(key)
+            keys.extend(part_keys)
             specs.extend(backend._parts)
             meta.extend(backend._meta)
+            part_of.extend([i] * len(part_keys))
+            costs.extend([n] * len(part_keys))
         if self.conn.cluster:
             from redis.crc import key_slot
 
@@ -350,37 +376,46 @@ class RedisBackend:
                     "hash_tag=... (a constant, or a function of the key such as a "
                     "tenant id) so that every part maps to the same tag; see docs/redis.md"
                 )
-        return keys, self._argv(cost, specs), meta
+        if len(set(costs)) == 1:
+            argv = self._argv(costs[0], specs)
+        else:  # one cost per key, as the script reads them
+            argv = self._argv(0, specs)
+            argv = (argv[0], ",".join(map(str, costs)).encode(), *argv[2:])
+        return keys, argv, meta, part_of, max(costs)
 
-    def check_group(self, parts: Sequence[tuple[Any, Key]], cost: int = 1) -> Decision:
-        """All-or-nothing over several (backend, key) parts, in one script call."""
-        keys, argv, meta = self._group(parts, cost)
-        return self._count(self._run(keys, argv, meta), cost)
+    def check_group(self, parts: Sequence[tuple[Any, ...]], cost: int = 1) -> Decision:
+        """All-or-nothing over several (backend, key[, cost]) parts, in one
+        script call; a denial names its part (``denied_part``)."""
+        keys, argv, meta, part_of, units = self._group(parts, cost)
+        return self._count(self._run(keys, argv, meta, part_of), units)
 
-    async def acheck_group(self, parts: Sequence[tuple[Any, Key]], cost: int = 1) -> Decision:
-        keys, argv, meta = self._group(parts, cost)
-        return self._count(await self._arun(keys, argv, meta), cost)
+    async def acheck_group(self, parts: Sequence[tuple[Any, ...]], cost: int = 1) -> Decision:
+        keys, argv, meta, part_of, units = self._group(parts, cost)
+        return self._count(await self._arun(keys, argv, meta, part_of), units)
 
     # -- administration -----------------------------------------------------
 
-    def reset(self, key: Key) -> None:
-        """Forget `key` (every rate). Raises StoreError if Redis fails."""
+    def reset(self, key: Key) -> bool:
+        """Forget `key` (every rate); True if Redis held state for it (with
+        Redis's clock a key expires when back to full capacity; with a test
+        clock it stays). Raises StoreError if Redis fails."""
         keys = self.namer.keys(key)
         try:
-            self.conn.sync_client().delete(*keys)
+            return int(self.conn.sync_client().delete(*keys)) > 0
         except _STORE_ERRORS as exc:
             raise StoreError(f"Redis reset failed: {exc}") from exc
 
-    async def areset(self, key: Key) -> None:
+    async def areset(self, key: Key) -> bool:
         keys = self.namer.keys(key)
         try:
             client = self.conn.async_client()
             if client is None:
-                await asyncio.to_thread(self.conn.sync_client().delete, *keys)
+                n = int(await asyncio.to_thread(self.conn.sync_client().delete, *keys))
             else:
-                await client.delete(*keys)
+                n = int(await client.delete(*keys))
         except _STORE_ERRORS as exc:
             raise StoreError(f"Redis reset failed: {exc}") from exc
+        return n > 0
 
     def _scan_delete(self, client: Any) -> int:
         batch: list[bytes] = []
@@ -457,6 +492,19 @@ class RedisBackend:
     async def aclose(self) -> None:
         await self.conn.aclose()
         self.close()
+
+    # ``with`` / ``async with`` close the connections this store opened
+    def __enter__(self) -> RedisBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> RedisBackend:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     def __repr__(self) -> str:
         where = (

@@ -4,7 +4,8 @@
 -- function (then ALGO below lives as long as the library).
 --
 -- KEYS: one per part. ARGV: now (decimal ns, or "" to read Redis TIME),
--- cost, "1" to set expiries (only meaningful with Redis TIME), then five
+-- cost (one for every part, or one per part separated by commas: "1,1,10"),
+-- "1" to set expiries (only meaningful with Redis TIME), then five
 -- per part: algo, B, T, tau, W (algo: g gcra family, s leaky-bucket
 -- shaping, f fixed window, w sliding window, l sliding log).
 -- Reply: { allowed, index of the deciding part (0-based), remaining,
@@ -12,7 +13,8 @@
 -- when a value is 2^53 or more.
 -- Invariant: parts are decided in order, each seeing what the parts before
 -- it admitted (a key may appear twice); state is written only when every
--- part is admitted and cost > 0, so a denial or a peek changes nothing.
+-- part is admitted, and only by parts of cost > 0, so a denial or a peek
+-- changes nothing.
 
 local ALGO = {} -- code -> the algorithm's functions, built on first use
 
@@ -69,11 +71,23 @@ local function check(KEYS, ARGV)
             NOW_HI, NOW_LO = 0, tonumber(clock)
         end
     end
-    local cost = num(ARGV[2])
     local expire = ARGV[3] == '1'
     local nparts = #KEYS
     if #ARGV ~= 3 + 5 * nparts or nparts == 0 then
         return redis.error_reply('floodwall: expected 5 arguments per key')
+    end
+    local costs, cost = {}, nil
+    if ARGV[2]:find(',', 1, true) then
+        for c in ARGV[2]:gmatch('[^,]+') do
+            if c:find('%D') then return redis.error_reply('floodwall: bad cost ' .. c) end
+            costs[#costs + 1] = num(c)
+        end
+        if #costs ~= nparts then
+            return redis.error_reply('floodwall: expected one cost per key')
+        end
+    else
+        cost = num(ARGV[2])
+        for i = 1, nparts do costs[i] = cost end
     end
 
     -- Parse every part first: nothing is read before all are valid.
@@ -86,7 +100,7 @@ local function check(KEYS, ARGV)
         if code == 's' then code = 'g' end
         local A = algo(code)
         if A == nil then return redis.error_reply('floodwall: unknown algorithm ' .. code) end
-        if cmp(cost, P.B) > 0 then
+        if cmp(costs[i], P.B) > 0 then
             return redis.error_reply('floodwall: cost exceeds the capacity')
         end
         P.A = A
@@ -98,8 +112,8 @@ local function check(KEYS, ARGV)
         local A = P.A
         local key = KEYS[1]
         local st = A.load(P, key)
-        local ok, nst, rem, retry, reset, delay = decide(A, P, st, cost)
-        if ok and cost ~= 0 then A.store(P, key, nst, expire) end
+        local ok, nst, rem, retry, reset, delay = decide(A, P, st, costs[1])
+        if ok and costs[1] ~= 0 then A.store(P, key, nst, expire) end
         return answer(ok, 0, rem, retry, reset, delay)
     end
 
@@ -115,8 +129,8 @@ local function check(KEYS, ARGV)
             st = A.load(P, key)
             cache[key] = st
         end
-        local ok, nst, rem, retry, reset, delay = decide(A, P, st, cost)
-        if ok and cost ~= 0 then
+        local ok, nst, rem, retry, reset, delay = decide(A, P, st, costs[i])
+        if ok and costs[i] ~= 0 then
             cache[key] = nst
             if not written[key] then
                 written[key] = P
@@ -140,7 +154,7 @@ local function check(KEYS, ARGV)
         if not ok then all_ok = false end
     end
 
-    if all_ok and cost ~= 0 then
+    if all_ok then
         for _, key in ipairs(order) do
             local P = written[key]
             P.A.store(P, key, cache[key], expire)
