@@ -174,7 +174,6 @@ def rate_limit(
         Guard,
         Limit,
     )
-
     from floodwall.stores.failure import WEB_FAIL_DEFAULT
 
     guard = Guard(
