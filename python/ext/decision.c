@@ -2,32 +2,13 @@
  * decision.c - floodwall.Decision: the immutable result of a check.
  * Invariant: created straight from an engine decision with no Python-level
  * work; the seconds fields are computed on access and never round down.
- * reset_at is the wall clock (UNIX time) read when the Decision is made
- * plus reset_after, whatever clock the store decided with; never early.
+ * reset_at is the UNIX time the Decision was made plus reset_after,
+ * whatever clock the store decided with (a monotonic stamp is moved onto the
+ * wall clock when read); never early.
  */
 #include <math.h>
-#include <time.h>
 
 #include "ext.h"
-
-/* The wall clock when a Decision is made, cheaply: a decision is made
- * millions of times a second and reset_at is rarely read, so the coarse
- * clock (a few ns) plus its resolution, which keeps reset_at from ever
- * being early, instead of the exact one. */
-static int64_t decision_wall_ns(void)
-{
-#ifdef CLOCK_REALTIME_COARSE
-    static int64_t res_ns = -1; /* constant: a race writes the same value */
-    struct timespec ts, res;
-    if (res_ns < 0 && clock_getres(CLOCK_REALTIME_COARSE, &res) == 0 &&
-        res.tv_sec == 0)
-        res_ns = res.tv_nsec;
-    if (res_ns >= 0 && clock_gettime(CLOCK_REALTIME_COARSE, &ts) == 0 &&
-        ts.tv_sec >= 0)
-        return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + res_ns;
-#endif
-    return fw_clock_realtime_ns();
-}
 
 PyObject *fw_decision_new(fw_module_state *st, const fw_decision_t *d,
                           PyObject *rate, int fallback)
@@ -38,9 +19,38 @@ PyObject *fw_decision_new(fw_module_state *st, const fw_decision_t *d,
     self->d = *d;
     self->rate = Py_NewRef(rate ? rate : Py_None);
     self->fallback = (char)(fallback != 0);
-    self->at_ns = decision_wall_ns();
+    self->at_ns = fw_clock_realtime_ns();
+    self->at_monotonic = 0;
     self->part = -1;
     return (PyObject *)self;
+}
+
+PyObject *fw_decision_new_at(fw_module_state *st, const fw_decision_t *d,
+                             PyObject *rate, int64_t now, int clock)
+{
+    fw_py_decision *self = PyObject_New(fw_py_decision, st->decision_type);
+    if (!self)
+        return NULL;
+    self->d = *d;
+    self->rate = Py_NewRef(rate ? rate : Py_None);
+    self->fallback = 0;
+    self->at_ns = now;
+    self->at_monotonic = (char)(clock == FW_DECIDED_MONOTONIC);
+    self->part = -1;
+    return (PyObject *)self;
+}
+
+/* The UNIX time (ns) the decision was made. A monotonic stamp is moved onto
+ * the wall clock when asked: the monotonic clock is read first, so the
+ * offset can only come out late, never early. */
+static int64_t decided_unix_ns(const fw_py_decision *s)
+{
+    if (!s->at_monotonic)
+        return s->at_ns;
+    int64_t mono = fw_clock_monotonic_ns();
+    int64_t real = fw_clock_realtime_ns();
+    int64_t at = s->at_ns + (real - mono);
+    return at < 0 ? 0 : at;
 }
 
 static void decision_dealloc(PyObject *op)
@@ -200,18 +210,20 @@ static PyObject *get_fallback(PyObject *op, void *c)
     return PyBool_FromLong(SELF->fallback);
 }
 /* UNIX seconds, never below the exact at_ns + reset_after_ns */
+static int64_t reset_at_ns(const fw_py_decision *s)
+{
+    int64_t at = decided_unix_ns(s), after = s->d.reset_after_ns;
+    return after > INT64_MAX - at ? INT64_MAX : at + after;
+}
 static PyObject *get_reset_at(PyObject *op, void *c)
 {
     (void)c;
-    int64_t at = SELF->at_ns, after = SELF->d.reset_after_ns;
-    int64_t sum = after > INT64_MAX - at ? INT64_MAX : at + after;
-    return seconds_up(sum);
+    return seconds_up(reset_at_ns(SELF));
 }
 static PyObject *get_reset_at_ns(PyObject *op, void *c)
 {
     (void)c;
-    int64_t at = SELF->at_ns, after = SELF->d.reset_after_ns;
-    return PyLong_FromLongLong(after > INT64_MAX - at ? INT64_MAX : at + after);
+    return PyLong_FromLongLong(reset_at_ns(SELF));
 }
 static PyObject *get_denied_part(PyObject *op, void *c)
 {

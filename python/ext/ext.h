@@ -33,12 +33,18 @@ typedef struct {
     fw_decision_t d;
     PyObject *rate; /* the limit that decided, or Py_None */
     char fallback;
-    int64_t at_ns;        /* UNIX time (CLOCK_REALTIME) it was made, ns */
+    int64_t at_ns;        /* when it was made: see at_monotonic */
+    char at_monotonic;    /* at_ns is CLOCK_MONOTONIC (memory://), else UNIX */
     Py_ssize_t part;      /* check_all: the denying part's index, else -1 */
 } fw_py_decision;
 
 PyObject *fw_decision_new(fw_module_state *st, const fw_decision_t *d,
                           PyObject *rate, int fallback);
+/* The same, made at `now` of the engine clock `clock` (FW_DECIDED_*), so
+ * that reset_at needs no clock read on the hot path. */
+enum { FW_DECIDED_REALTIME = 0, FW_DECIDED_MONOTONIC = 1 };
+PyObject *fw_decision_new_at(fw_module_state *st, const fw_decision_t *d,
+                             PyObject *rate, int64_t now, int clock);
 extern PyType_Spec fw_decision_spec;
 
 /* ---- Table (table_object.c) ---- */

@@ -252,7 +252,8 @@ static PyObject *store_failed(fw_module_state *st, PyObject *fail_decide,
  * Returns 0, 1 for a failure-policy decision (a new Decision in *answer),
  * or -1 with an exception. */
 static int policy_decide(fw_py_policy *p, PyObject *key, int64_t cost,
-                         fw_decision_t *d, Py_ssize_t *index, PyObject **answer)
+                         fw_decision_t *d, Py_ssize_t *index, PyObject **answer,
+                         int64_t *when)
 {
     key_view_t kv;
     int64_t now;
@@ -297,6 +298,7 @@ static int policy_decide(fw_py_policy *p, PyObject *key, int64_t cost,
         return 1;
     }
     Py_XDECREF(kv.owner);
+    *when = now;
     Py_ssize_t idx = 0;
     if (p->nlimits == 1) {
         idx = 0;
@@ -334,7 +336,8 @@ static PyObject *decide_call(PyObject *op, const char *fname, PyObject *const *a
     fw_decision_t d;
     Py_ssize_t idx;
     PyObject *answer = NULL;
-    int how = policy_decide(p, key, cost, &d, &idx, &answer);
+    int64_t when;
+    int how = policy_decide(p, key, cost, &d, &idx, &answer, &when);
     if (how < 0)
         return NULL;
     if (how == 1) {
@@ -346,7 +349,11 @@ static PyObject *decide_call(PyObject *op, const char *fname, PyObject *const *a
     }
     if (as_bool)
         return Py_NewRef(d.allowed ? Py_True : Py_False);
-    return fw_decision_new(p->st, &d, PyTuple_GET_ITEM(p->labels, idx), 0);
+    if (p->clock) /* a test clock says nothing of the wall clock */
+        return fw_decision_new(p->st, &d, PyTuple_GET_ITEM(p->labels, idx), 0);
+    return fw_decision_new_at(p->st, &d, PyTuple_GET_ITEM(p->labels, idx), when,
+                              p->clock_realtime ? FW_DECIDED_REALTIME
+                                                : FW_DECIDED_MONOTONIC);
 }
 
 static PyObject *policy_check(PyObject *op, PyObject *const *args,
@@ -624,7 +631,12 @@ static PyObject *check_all(PyObject *module, PyObject *const *args, Py_ssize_t n
         for (Py_ssize_t i = 1; i < nreqs; i++)
             if (out[i].remaining < out[idx].remaining)
                 idx = i;
-    PyObject *dec = fw_decision_new(st, &out[idx], labels[idx], 0);
+    PyObject *dec = first->clock
+                        ? fw_decision_new(st, &out[idx], labels[idx], 0)
+                        : fw_decision_new_at(st, &out[idx], labels[idx], now,
+                                             first->clock_realtime
+                                                 ? FW_DECIDED_REALTIME
+                                                 : FW_DECIDED_MONOTONIC);
     if (dec && !out[idx].allowed)
         ((fw_py_decision *)dec)->part = part_of[idx];
     if (dec)

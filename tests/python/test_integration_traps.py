@@ -249,16 +249,15 @@ def test_flask_floodwall_given_a_rate_first() -> None:
         FlaskFloodwall("100/minute")  # type: ignore[arg-type]
 
 
-def test_limiter_limit_without_parentheses_says_so_at_the_first_call() -> None:
+def test_limiter_limit_without_parentheses_says_so_at_decoration() -> None:
     limiter = floodwall.Limiter("100/hour")
 
-    @limiter.limit  # type: ignore[arg-type]
-    def job(n: int) -> int:
-        return n
+    # refused where it is written, not at the first call (issue 11)
+    with pytest.raises(ConfigError, match=r"without parentheses.*@limiter.limit\(\)"):
 
-    # `job` is now the decorator itself: its first use names the mistake.
-    with pytest.raises(ConfigError, match="without parentheses"):
-        job(1)
+        @limiter.limit  # type: ignore[arg-type]
+        def job(n: int) -> int:
+            return n
 
 
 def test_django_setting_with_another_librarys_name() -> None:

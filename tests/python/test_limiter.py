@@ -136,7 +136,7 @@ def test_async_twins(store_url: str, clock) -> None:
             await limiter.aclear(),
         ]
 
-    assert asyncio.run(scenario()) == [True, 0, False, False, None, True, None]
+    assert asyncio.run(scenario()) == [True, 0, False, False, True, True, None]
 
 
 def test_decorator_sync_and_async(clock) -> None:
