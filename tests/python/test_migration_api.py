@@ -316,3 +316,30 @@ def test_limit_with_a_key_function_still_works() -> None:
         return user
 
     assert other("x") == "x"
+
+
+# ------------------------------------------------------------------ every algorithm
+
+ALGORITHMS = [
+    "gcra",
+    "token_bucket",
+    "leaky_bucket",
+    "fixed_window",
+    "sliding_window",
+    "sliding_log",
+]
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_new_calls_on_every_algorithm(store_url: str, clock: FakeClock, algorithm: str) -> None:
+    # the larger first: a sliding-log table is sized by its first limiter
+    org = Limiter("20/minute", store=store_url, clock=clock, algorithm=algorithm, namespace="o")
+    user = Limiter("3/minute", store=org.store, clock=clock, algorithm=algorithm, namespace="u")
+    assert user.reset("k") is False and user.remaining("k") == 3
+    assert check_all([(user, "k", 2), (org, "o", 15)]).allowed
+    assert user.remaining("k") == 1 and org.remaining("o") == 5
+    d = check_all([(user, "k", 1), (org, "o", 6)])
+    assert not d.allowed and d.denied_part == 1
+    assert user.remaining("k") == 1 and org.remaining("o") == 5
+    assert user.reset("k") is True and user.remaining("k") == 3
+    assert user.reset("k") is False
