@@ -375,8 +375,9 @@ def _decorated_bare(key: object) -> bool:
 def _group(parts: Sequence[Part], cost: int) -> tuple[Backend, list[Part]]:
     if isinstance(parts, (str, bytes)) or not isinstance(parts, Sequence) or not parts:
         raise ConfigError(
-            "check_all needs a non-empty list of (limiter, key) or (limiter, key, cost) "
-            "parts, e.g. check_all([(per_user, 'user:42', 1), (per_org, 'org:acme', 10)])"
+            "check_all needs at least one part, in a list of (limiter, key) or "
+            "(limiter, key, cost) tuples, e.g. "
+            "check_all([(per_user, 'user:42', 1), (per_org, 'org:acme', 10)])"
         )
     out: list[Part] = []
     for i, part in enumerate(parts):
@@ -384,8 +385,8 @@ def _group(parts: Sequence[Part], cost: int) -> tuple[Backend, list[Part]]:
             isinstance(part, tuple) and len(part) in (2, 3) and isinstance(part[0], Limiter)
         ):
             raise TypeError(
-                f"check_all: part {i} is {_short(part)}; each part is (limiter, key) or "
-                "(limiter, key, cost)"
+                "check_all takes (limiter, key) pairs or (limiter, key, cost) triples; "
+                f"part {i} is {_short(part)}"
             )
         out.append((part[0].backend, *part[1:]))
     return out[0][0], out

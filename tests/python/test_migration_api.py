@@ -86,11 +86,12 @@ def test_check_all_bad_parts_and_costs(store_url: str, clock: FakeClock) -> None
         check_all([(user, "u", -1), (org, "o", 1)])
     with pytest.raises(CostError, match="cost"):
         check_all([(user, "u", True), (org, "o", 1)])
-    with pytest.raises(TypeError, match=r"part 1 .*\(limiter, key\) or \(limiter, key, cost\)"):
+    shapes = r"\(limiter, key\) pairs or \(limiter, key, cost\) triples"
+    with pytest.raises(TypeError, match=shapes + "; part 1 is"):
         check_all([(user, "u"), (org, "o", 1, 2)])
-    with pytest.raises(TypeError, match=r"part 0 .*\(limiter, key, cost\)"):
+    with pytest.raises(TypeError, match=r"triples; part 0 is \('u', "):
         check_all([("u", user)])
-    with pytest.raises(ConfigError, match="non-empty list"):
+    with pytest.raises(ConfigError, match="at least one part"):
         check_all([])
     assert user.remaining("u") == 2 and org.remaining("o") == 100
 
