@@ -16,7 +16,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -187,8 +187,16 @@ class _SettingsGuard:
         if guard is None:
             with self._lock:
                 if self._guard is None:
-                    conf = getattr(settings, "FLOODWALL", {}) or {}
-                    options, self.on_limited = _guard_options(conf)
+                    from floodwall.config.frameworks import framework_options, is_schema_mapping
+
+                    conf = getattr(settings, "FLOODWALL", None)
+                    if conf is None or is_schema_mapping(conf):
+                        # the configuration schema (settings.FLOODWALL in its
+                        # form, else floodwall.toml), one code path for all
+                        options = framework_options({}, conf, "settings.FLOODWALL")
+                        self.on_limited = None
+                    else:
+                        options, self.on_limited = _guard_options(conf)
                     self._guard = Guard(**options)
                 guard = self._guard
         return guard
@@ -467,12 +475,18 @@ def limit(
     name: str | None = None,
     algorithm: str | None = None,
     burst: int | None = None,
+    limits: Sequence[str] | None = None,
 ) -> Callable[[_T], _T]:
-    """View decorator: ``@limit("5/minute")`` on a function view (sync or
+    """View decorator: ``@limit("5/minute")`` (or ``@limit(limits=["login"])``,
+    named limits of the configuration) on a function view (sync or
     async), a view method, or a class-based view (its ``dispatch`` is
     wrapped). Store, key and header options come from settings.FLOODWALL;
     ``key``/``cost``/``name`` override them for this view. One ``limit(...)``
     object is one bucket per client: reusing it on several views shares it."""
+    if limits is not None:
+        from floodwall.config import integration_limits
+
+        rates = (*rates, *integration_limits(limits))
     check_rates(rates, "@limit('5/minute')")
     check_key(key)
     specs = [
