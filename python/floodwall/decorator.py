@@ -95,8 +95,8 @@ def rate_limit(
     Rate), ``requests=`` with ``period=`` (seconds), or ``name=`` (a named
     limit: ``[limits.NAME]`` of the configuration, or one registered with
     :func:`register_named_limit`; looked up now, a ConfigError listing the
-    known names if absent; its key and cost apply unless given here). ``key`` (default: client IP; see
-    floodwall.keys.resolve_key), ``cost``, ``store``, ``headers``,
+    known names if absent; its key and cost apply unless given here).
+    ``key`` (default: client IP; see floodwall.keys.resolve_key), ``cost``, ``store``, ``headers``,
     ``jitter_ms``, ``trusted_proxies``, ``on_missing_key`` as in the
     integrations. A denial answers 429 with problem+json (or
     ``on_limited(request, decision)``'s response) as a Flask response, a

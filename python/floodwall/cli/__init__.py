@@ -27,12 +27,34 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from floodwall._version import __version__
-from floodwall.cli import demo, doctor
+from floodwall.cli import (
+    check,
+    configuration,
+    demo,
+    doctor,
+    init,
+    limits,
+    reset,
+    stats,
+    status,
+    top,
+)
 from floodwall.errors import FloodwallError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS: dict[str, ModuleType] = {"demo": demo, "doctor": doctor}
+COMMANDS: dict[str, ModuleType] = {
+    "demo": demo,
+    "doctor": doctor,
+    "init": init,
+    "config": configuration,
+    "limits": limits,
+    "status": status,
+    "check": check,
+    "reset": reset,
+    "top": top,
+    "stats": stats,
+}
 """Every command: its name on the command line, and the module that runs it."""
 
 

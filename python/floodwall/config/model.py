@@ -148,7 +148,8 @@ class Config:
         if self.is_set("defaults", "algorithm"):
             out["algorithm"] = self.get("defaults", "algorithm")
         if self.is_set("defaults", "rate"):
-            out["default"] = Limit(self.get("defaults", "rate"), burst=self.get("defaults", "burst"))
+            rate, burst = self.get("defaults", "rate"), self.get("defaults", "burst")
+            out["default"] = Limit(rate, burst=burst)
         if self.is_set("defaults", "key"):
             out["key"] = self.get("defaults", "key")
         if self.is_set("defaults", "cost"):

@@ -1,4 +1,4 @@
-"""The registry of named limits: ``@rate_limit(name=...)``, ``limits=[...]``, ``floodwall.named_limiter(name)``.
+"""The registry of named limits: ``@rate_limit(name=...)``, ``limits=[...]``, named_limiter().
 
 A name is resolved from limits registered in code
 (:func:`register_named_limit`) first, then from the active configuration

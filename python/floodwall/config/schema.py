@@ -109,7 +109,7 @@ def _choice(*choices: str) -> Check:
 
 
 def _algorithm(value: Any) -> str:
-    return _choice(*ALGORITHMS)(value)
+    return str(_choice(*ALGORITHMS)(value))
 
 
 def _rate(value: Any) -> str:
@@ -203,7 +203,8 @@ def _globs(value: Any) -> list[str]:
 
 def _table(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise Bad(f"{value!r} is not a table", "a table of store options, e.g. { max_keys = 100000 }")
+        raise Bad(f"{value!r} is not a table",
+                  "a table of store options, e.g. { max_keys = 100000 }")
     return dict(value)
 
 
@@ -231,7 +232,7 @@ def _scope(value: Any) -> str:
 
 
 def _cost(value: Any) -> int:
-    return _int(0)(value)
+    return int(_int(0)(value))
 
 
 #: Characters of a limit name (and scope): they appear in keys and commands.

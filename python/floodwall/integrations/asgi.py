@@ -309,18 +309,18 @@ class Floodwall(Guard):
             check_rates(rates, "Depends(fw.depends('5/minute'))")
         check_key(key)
         scope = f"dep#{next(_counter)}"
-        limits = (
+        limit_set = (
             self._route_set(rates, scope, key, cost, name, algorithm, burst)
             if rates
             else self.default
         )
-        if limits is None:
+        if limit_set is None:
             raise ValueError("depends() needs a rate, or a Floodwall with a default limit")
         guard = self
         sleep = self.sleep
 
         async def floodwall_dependency(request: Any, response: Any) -> Decision | None:
-            outcome = await guard.acheck(limits, ASGIView(request.scope, request))
+            outcome = await guard.acheck(limit_set, ASGIView(request.scope, request))
             if outcome is None:
                 return None
             if not outcome.allowed:
