@@ -66,7 +66,7 @@ def line_of(text: str | None, dotted: str) -> int | None:
     start, key_parts = 0, parts
     for cut in range(len(parts), 0, -1):
         header = re.compile(
-            r"^\s*\[\s*" + r"\s*\.\s*".join(re.escape(p) for p in parts[:cut]) + r"\s*\]"
+            r"^\s*\[\s*" + r"\s*\.\s*".join(re.escape(p) for p in parts[:cut]) + r"\s*[\].]"
         )
         found = next((i for i, ln in enumerate(lines) if header.match(ln)), None)
         if found is not None:
