@@ -486,6 +486,7 @@ def limit(
     if limits is not None:
         from floodwall.config import integration_limits
 
+        get_guard()  # settings.FLOODWALL (or floodwall.toml) makes its limits known
         rates = (*rates, *integration_limits(limits))
     check_rates(rates, "@limit('5/minute')")
     check_key(key)
