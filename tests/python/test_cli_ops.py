@@ -266,3 +266,11 @@ def test_reset_unblocks_a_client_a_flask_app_limited(
         registry._ACTIVE.clear()
         registry._FROM_CONFIG.clear()
         shared.unlink_shm(tag)
+
+
+def test_docs_show_every_command() -> None:
+    from floodwall.cli import COMMANDS
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    for name in COMMANDS:
+        assert f"## `floodwall {name}" in doc, name

@@ -452,3 +452,17 @@ def test_configuration_load_is_logged_at_info(caplog: pytest.LogCaptureFixture) 
     messages = [r.getMessage() for r in caplog.records if r.name == "floodwall.config"]
     assert len(messages) == 1
     assert "redis://user:***@localhost/0" in messages[0] and "pw" not in messages[0]
+
+
+def test_docs_list_every_key_and_environment_variable() -> None:
+    from floodwall.config.schema import LIMIT_FIELDS, SECTIONS, env_fields
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    for section, fields in SECTIONS.items():
+        assert f"### `[{section}]`" in doc, section
+        for key in fields:
+            assert f"| `{key}` |" in doc, (section, key)
+    for key in LIMIT_FIELDS:
+        assert f"| `{key}` |" in doc, key
+    for var, (section, key) in env_fields().items():
+        assert f"| `{var}` | `{section}.{key}` |" in doc, var
