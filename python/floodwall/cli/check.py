@@ -17,7 +17,7 @@ from floodwall.cli._target import (
 )
 from floodwall.cli.status import describe
 
-HELP = "consume like one request and show the decision (exit 0 allowed, 1 denied)"
+HELP = "consume like one request (exit 0 allowed, 1 denied)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from floodwall.cli._target import emit
 from floodwall.errors import ConfigError
 
-HELP = "write a commented floodwall.toml (or convert a flux.toml with --from)"
+HELP = "write a commented floodwall.toml (--from flux.toml)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

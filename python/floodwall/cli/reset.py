@@ -9,7 +9,7 @@ import argparse
 
 from floodwall.cli._target import add_client_arguments, add_common_arguments, emit, target
 
-HELP = "unblock one client: its key is back to full capacity"
+HELP = "unblock one client (back to full capacity)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

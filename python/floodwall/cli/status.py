@@ -16,7 +16,7 @@ from floodwall.cli._target import (
     target,
 )
 
-HELP = "show what a client has left, without consuming (exit 1 if limited)"
+HELP = "show what a client has left; consumes nothing"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

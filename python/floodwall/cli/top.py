@@ -17,7 +17,7 @@ from typing import Any
 from floodwall.cli._target import add_common_arguments, emit, store_limiter
 from floodwall.errors import ConfigError
 
-HELP = "the hottest keys of a shared table (fingerprints); --client finds one"
+HELP = "hottest keys of a shared table; --client finds one"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from floodwall.cli._target import add_common_arguments, emit, load_config
 
-HELP = "show the effective configuration and its sources; `config check` validates"
+HELP = "show the effective configuration, or check it"
 
 _SECRET_KEYS = {("store", "secret")}
 
