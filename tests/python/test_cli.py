@@ -83,7 +83,7 @@ def test_console_script_is_installed() -> None:
 def test_usage_errors_exit_2() -> None:
     out = run_cli()
     assert out.returncode == 2
-    assert "required: command" in out.stderr
+    assert "required: COMMAND" in out.stderr
     out = run_cli("launch")
     assert out.returncode == 2 and "invalid choice: 'launch'" in out.stderr
     out = run_cli("demo", "--algorithm", "magic")

@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser of ``floodwall``, with one sub-command per module of COMMANDS."""
     parser = argparse.ArgumentParser(prog="floodwall", description="floodwall rate limiter")
     parser.add_argument("--version", action="version", version=f"floodwall {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
         command = sub.add_parser(name, help=module.HELP)
         module.add_arguments(command)
