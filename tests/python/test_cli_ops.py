@@ -274,3 +274,12 @@ def test_docs_show_every_command() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
     for name in COMMANDS:
         assert f"## `floodwall {name}" in doc, name
+
+
+def test_store_password_is_never_printed(tmp_path: Path) -> None:
+    write_config(tmp_path, "redis://app:hunter2@127.0.0.1:1/0")
+    for command in (("config",), ("config", "--json"), ("limits", "--json")):
+        out = run(tmp_path, *command)
+        assert out.returncode == 0, out.stderr
+        assert "hunter2" not in out.stdout + out.stderr, command
+    assert "redis://app:***@127.0.0.1:1/0" in run(tmp_path, "config").stdout

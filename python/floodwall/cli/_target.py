@@ -115,7 +115,7 @@ def require_shared(entry: NamedLimit, config: Config) -> None:
     caps = entry.limiter.store.capabilities
     if not caps.shared:
         raise ConfigError(
-            f"the store {config.store_url!r} ({caps.kind}) lives inside one process: this "
+            f"the store {config.store_text!r} ({caps.kind}) lives inside one process: this "
             "command would see its own empty table, not your service's. Point --store "
             "(or [store] url) at the store your service uses: shm://NAME, file:///path "
             "or redis://..."
@@ -179,7 +179,7 @@ def store_limiter(args: argparse.Namespace) -> tuple[Config, Any]:
                     **config.store_options())
     if not probe.store.capabilities.shared:
         raise ConfigError(
-            f"the store {config.store_url!r} lives inside one process: a CLI process sees "
+            f"the store {config.store_text!r} lives inside one process: a CLI process sees "
             "its own empty table; give --store shm://NAME, file:///path or redis://..."
         )
     return config, probe

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     d = t.entry.limiter.check(t.key, cost)
     text = describe(args.limit, args.client, d.allowed, d.remaining, d.limit,
                     d.retry_after, d.reset_after)
-    emit(args, f"{text} (cost {cost})\n  key: {t.key}  store: {t.config.store_url}",
+    emit(args, f"{text} (cost {cost})\n  key: {t.key}  store: {t.config.store_text}",
          {"limit_name": args.limit, "client": args.client, "key": t.key, "cost": cost,
           **decision_json(d)})
     return 0 if d.allowed else 1

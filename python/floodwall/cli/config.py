@@ -35,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
     lines = [f"configuration: {config.origin}"]
     for (section, key), value in sorted(config.values.items()):
         shown = "***" if (section, key) in _SECRET_KEYS else value
+        if (section, key) == ("store", "url"):
+            shown = config.store_text
         source = config.sources.get((section, key), "?")
         rows.append({"key": f"{section}.{key}", "value": shown, "source": source})
         lines.append(f"  {section}.{key} = {shown!r}  ({source})")
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "check":
         for name in sorted(config.limits):
             named_limit(name)  # opens the store with the limit's options
-        lines.append(f"ok: {len(config.limits)} named limit(s) built on {config.store_url}")
+        lines.append(f"ok: {len(config.limits)} named limit(s) built on {config.store_text}")
     emit(args, "\n".join(lines), {"configuration": config.origin, "values": rows,
                                   "limits": [config.effective(s) for s in
                                              config.limits.values()],

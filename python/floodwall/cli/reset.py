@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     emit(
         args,
         f"{args.limit} / {args.client}: reset; {after.remaining} of {after.limit} left "
-        f"(was {before.remaining})\n  key: {t.key}  store: {t.config.store_url}",
+        f"(was {before.remaining})\n  key: {t.key}  store: {t.config.store_text}",
         {"limit_name": args.limit, "client": args.client, "key": t.key,
          "remaining_before": before.remaining, "remaining": after.remaining,
          "limit": after.limit},

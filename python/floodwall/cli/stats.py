@@ -27,12 +27,12 @@ def run(args: argparse.Namespace) -> int:
     config, limiter = store_limiter(args)
     stats = {k: v for k, v in limiter.stats().items() if k not in _PROCESS_COUNTERS}
     caps = limiter.store.capabilities
-    lines = [f"store {config.store_url} ({caps.kind})"]
+    lines = [f"store {config.store_text} ({caps.kind})"]
     if "slots" in stats and stats["slots"]:
         fill = 100.0 * stats["used_slots"] / stats["slots"]
         lines.append(f"  table fill      {stats['used_slots']} of {stats['slots']} slots "
                      f"({fill:.2f}%)")
     for name in sorted(stats):
         lines.append(f"  {name:15} {stats[name]}")
-    emit(args, "\n".join(lines), {"store": config.store_url, "kind": caps.kind, **stats})
+    emit(args, "\n".join(lines), {"store": config.store_text, "kind": caps.kind, **stats})
     return 0

@@ -46,6 +46,6 @@ def run(args: argparse.Namespace) -> int:
     d = t.entry.limiter.peek(t.key)
     text = describe(args.limit, args.client, d.allowed, d.remaining, d.limit,
                     d.retry_after, d.reset_after)
-    emit(args, f"{text}\n  key: {t.key}  store: {t.config.store_url}",
+    emit(args, f"{text}\n  key: {t.key}  store: {t.config.store_text}",
          {"limit_name": args.limit, "client": args.client, "key": t.key, **decision_json(d)})
     return 0 if d.allowed else 1

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
             "and file:// tables; on Redis use `floodwall status LIMIT CLIENT`"
         ) from None
     out: list[dict[str, Any]] = []
-    lines = [f"hottest keys of {config.store_url} (fingerprints; keys are not stored; "
+    lines = [f"hottest keys of {config.store_text} (fingerprints; keys are not stored; "
              "per-key denial counts are not kept):"]
     position = None
     for i, row in enumerate(rows, 1):
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                     "slot": row["slot"], "client": hit})
     if not rows:
         lines.append("  (no key in use)")
-    data: dict[str, Any] = {"store": config.store_url, "hottest": out}
+    data: dict[str, Any] = {"store": config.store_text, "hottest": out}
     if args.client:
         data.update(client=args.client, client_fingerprint=mine, client_rank=position)
         lines.append(f"{args.client}: " + (f"#{position} of the hottest" if position

@@ -77,6 +77,13 @@ class Config:
         return str(self.get("store", "url", "memory://"))
 
     @property
+    def store_text(self) -> str:
+        """The store URL for people: its password, if any, hidden."""
+        from floodwall.stores.url import parse_store_url
+
+        return parse_store_url(self.store_url).text
+
+    @property
     def namespace(self) -> str:
         return str(self.get("store", "namespace", "floodwall"))
 

@@ -85,15 +85,9 @@ def configure(
     logsetup.apply(config)
     log.info(
         "configuration loaded from %s: store %s, %d named limit(s)",
-        config.origin, _redacted(config.store_url), len(config.limits),
+        config.origin, config.store_text, len(config.limits),
     )
     return config
-
-
-def _redacted(url: str) -> str:
-    from floodwall.stores.url import parse_store_url
-
-    return parse_store_url(url).text
 
 
 def active_config() -> Config:
