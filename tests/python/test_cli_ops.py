@@ -283,3 +283,17 @@ def test_store_password_is_never_printed(tmp_path: Path) -> None:
         assert out.returncode == 0, out.stderr
         assert "hunter2" not in out.stdout + out.stderr, command
     assert "redis://app:***@127.0.0.1:1/0" in run(tmp_path, "config").stdout
+
+
+def test_an_empty_table_is_pointed_out(tmp_path: Path) -> None:
+    tag = f"fwcli-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    write_config(tmp_path, f"shm://{tag}")
+    try:
+        out = run(tmp_path, "status", "login", CLIENT)
+        assert out.returncode == 0
+        assert f"note: the table shm://{tag} holds no key at all" in out.stderr
+        assert run(tmp_path, "check", "login", CLIENT).returncode == 0
+        out = run(tmp_path, "status", "login", CLIENT)
+        assert "note:" not in out.stderr
+    finally:
+        shared.unlink_shm(tag)

@@ -99,6 +99,7 @@ def target(args: argparse.Namespace, *, shared: bool = True) -> Target:
     entry = named_limit(args.limit)
     if shared:
         require_shared(entry, config)
+        warn_if_empty(entry.limiter, config)
     key_spec = entry.key if isinstance(entry.key, str) else "ip"
     if entry.key is not None and not isinstance(entry.key, str) and not args.raw:
         raise ConfigError(
@@ -120,6 +121,16 @@ def require_shared(entry: NamedLimit, config: Config) -> None:
             "(or [store] url) at the store your service uses: shm://NAME, file:///path "
             "or redis://..."
         )
+
+
+def warn_if_empty(limiter: Any, config: Config) -> None:
+    """A note on stderr when a table holds no key at all: a mistyped store
+    name opens (and creates) a fresh table, whose answers would mislead."""
+    if not limiter.store.capabilities.inline:
+        return  # a network store: counting its keys means a scan
+    if limiter.stats().get("used_slots") == 0:
+        print(f"floodwall: note: the table {config.store_text} holds no key at all; is it "
+              "the store your service uses?", file=sys.stderr)
 
 
 def rate_in_words(rate: Rate) -> str:

@@ -13,12 +13,14 @@ from floodwall.cli._target import add_common_arguments, emit, store_limiter
 HELP = "the store's counters and table fill"
 
 #: Counters of the limiter object in this process: meaningless from a CLI.
-_PROCESS_COUNTERS = ("allowed", "denied", "fallbacks", "errors")
+_PROCESS_COUNTERS = ("allowed", "denied", "fallbacks", "errors", "breaker_open",
+                     "breaker_trips")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``floodwall stats``."""
-    parser.add_argument("--limit", help="read the store through this named limit")
+    parser.add_argument("--limit", help="read the store through this named limit (on Redis, "
+                        "keys are counted per limit; default: the first named limit)")
     add_common_arguments(parser)
 
 
