@@ -198,3 +198,21 @@ def test_django_settings_in_the_schema_form(monkeypatch: pytest.MonkeyPatch) -> 
         registry._ACTIVE.clear()
         registry._FROM_CONFIG.clear()
         fw_django._settings_guard.reset()
+
+
+def test_django_system_check_reads_the_schema_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.core import checks
+
+    monkeypatch.delenv("FLOODWALL_CONFIG", raising=False)
+    mw = "floodwall.integrations.django.FloodwallMiddleware"
+    try:
+        with override_settings(MIDDLEWARE=[mw], FLOODWALL={"defaults": {"rate": "1/minute"}}):
+            assert not [m for m in checks.run_checks() if m.id == "floodwall.W001"]
+        with override_settings(MIDDLEWARE=[mw], FLOODWALL={"store": {"url": "memory://"}}):
+            messages = [m for m in checks.run_checks() if m.id == "floodwall.W001"]
+            assert len(messages) == 1
+            assert "settings.FLOODWALL sets no defaults.rate" in messages[0].msg
+    finally:
+        registry._ACTIVE.clear()
+        registry._FROM_CONFIG.clear()
+        fw_django._settings_guard.reset()

@@ -226,8 +226,20 @@ def _middleware_limits_nothing() -> str | None:
     if _MIDDLEWARE_PATH not in list(getattr(settings, "MIDDLEWARE", None) or ()):
         return None
     conf = getattr(settings, "FLOODWALL", None)
-    if conf is None:
-        return "settings.FLOODWALL is not set"
+    from floodwall.config.frameworks import is_schema_mapping
+
+    if conf is None or is_schema_mapping(conf):  # the configuration schema's form
+        from floodwall.config import active_config, load_mapping
+
+        try:
+            config = active_config() if conf is None else load_mapping(conf, "FLOODWALL")
+        except ConfigError:
+            return None  # the middleware itself reports a bad configuration
+        if config.is_set("defaults", "rate"):
+            return None
+        if conf is None:
+            return "settings.FLOODWALL is not set (nor [defaults] rate in floodwall.toml)"
+        return "settings.FLOODWALL sets no defaults.rate"
     if not isinstance(conf, Mapping):
         return None  # the middleware itself reports a malformed setting
     if conf.get("ENABLED", True) is False:
