@@ -466,3 +466,12 @@ def test_docs_list_every_key_and_environment_variable() -> None:
         assert f"| `{key}` |" in doc, key
     for var, (section, key) in env_fields().items():
         assert f"| `{var}` | `{section}.{key}` |" in doc, var
+
+
+def test_an_unsafe_pyproject_matters_only_if_it_configures_floodwall(tmp_path: Path) -> None:
+    path = write(tmp_path / "pyproject.toml", '[project]\nname = "x"\n')
+    os.chmod(path, 0o666)
+    assert load(cwd=tmp_path, environ={}).values == {}  # not ours: ignored
+    path.write_text('[project]\nname = "x"\n[tool.floodwall.store]\nnamespace = "evil"\n')
+    with pytest.raises(ConfigFileError, match="writable by other users: refused"):
+        load(cwd=tmp_path, environ={})

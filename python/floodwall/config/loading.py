@@ -75,17 +75,20 @@ def discover(
         return Found(local, "./floodwall.toml")
     project = base / "pyproject.toml"
     if project.is_file():
-        data = _parse(project, _read(project))
+        # Only a pyproject.toml that configures floodwall must be the
+        # service owner's: any other is none of floodwall's business.
+        data = _parse(project, _read(project, trusted_only=False))
         if isinstance(data.get("tool"), dict) and "floodwall" in data["tool"]:
             return Found(project, "pyproject.toml")
     return None
 
 
-def _read(path: Path) -> str:
+def _read(path: Path, *, trusted_only: bool = True) -> str:
     try:
         with open(path, "rb") as fh:
             info = os.fstat(fh.fileno())
-            _check_owner(path, info)
+            if trusted_only:
+                _check_owner(path, info)
             raw = fh.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigFileError(f"cannot be read: {exc.strerror or exc}", source=str(path)) from None
