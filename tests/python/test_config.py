@@ -475,3 +475,19 @@ def test_an_unsafe_pyproject_matters_only_if_it_configures_floodwall(tmp_path: P
     path.write_text('[project]\nname = "x"\n[tool.floodwall.store]\nnamespace = "evil"\n')
     with pytest.raises(ConfigFileError, match="writable by other users: refused"):
         load(cwd=tmp_path, environ={})
+
+
+def test_a_key_secret_on_a_table_store_is_explained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FW_TEST_SECRET", "s3cret")
+    configure(load_text(tmp_path, '[store]\nsecret_env = "FW_TEST_SECRET"\n'
+                        '[limits.login]\nrate = "5/minute"\n'))
+    with pytest.raises(ConfigFileError) as info:
+        floodwall.named_limiter("login")
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'floodwall.toml'}:3: limits.login: cannot be "
+                              "built on the store memory://: ")
+    assert message.endswith("this store takes no key secret (a table keys its fingerprints "
+                            "with a random seed of its own): remove [store] secret_env / "
+                            "secret")

@@ -193,14 +193,27 @@ class Config:
             store: Any = self.store_url
         else:
             store = self._first.store
-        limiter = Limiter(
-            spec.rate,
-            algorithm=spec.algorithm or self.get("defaults", "algorithm") or _default_algorithm(),
-            burst=spec.burst,
-            store=store,
-            namespace=f"{self.namespace}:{spec.bucket}",
-            **options,
-        )
+        from floodwall.errors import ConfigError
+
+        try:
+            limiter = Limiter(
+                spec.rate,
+                algorithm=spec.algorithm or self.get("defaults", "algorithm")
+                or _default_algorithm(),
+                burst=spec.burst,
+                store=store,
+                namespace=f"{self.namespace}:{spec.bucket}",
+                **options,
+            )
+        except ConfigError as exc:
+            hint = "check [store] options and [failure]"
+            if "key_secret" in str(exc):
+                hint = ("this store takes no key secret (a table keys its fingerprints with "
+                        "a random seed of its own): remove [store] secret_env / secret")
+            raise ConfigFileError(
+                f"cannot be built on the store {self.store_text}: {exc}",
+                source=spec.source, key=f"limits.{name}", allowed=hint,
+            ) from None
         if self._first is None:
             self._first = limiter
         return limiter
