@@ -36,6 +36,7 @@ __all__ = [
     "active_config",
     "configure",
     "integration_limit",
+    "integration_limits",
     "known_names",
     "limiter",
     "lookup_named_limit",
