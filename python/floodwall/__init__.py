@@ -31,6 +31,7 @@ from floodwall.limiter import Limiter, Limits, aallow_all, acheck_all, allow_all
 from floodwall.rates import Rate, parse_rate, parse_rates
 
 if TYPE_CHECKING:
+    from floodwall.config.registry import limiter as named_limiter
     from floodwall.decorator import rate_limit as rate_limit
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "acheck_all",
     "allow_all",
     "check_all",
+    "named_limiter",
     "parse_rate",
     "parse_rates",
     "rate_limit",
@@ -63,4 +65,8 @@ def __getattr__(name: str) -> Any:
         from floodwall.decorator import rate_limit
 
         return rate_limit
+    if name == "named_limiter":  # floodwall.named_limiter("login")
+        from floodwall.config.registry import limiter
+
+        return limiter
     raise AttributeError(f"module 'floodwall' has no attribute {name!r}")

@@ -18,10 +18,20 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from floodwall.algorithms import DEFAULT_ALGORITHM
+
+# The named-limit registry lives in floodwall.config; these names stay
+# importable from here.
+from floodwall.config.registry import (
+    lookup_named_limit,
+    named_limit,
+    named_limits,
+    register_named_limit,
+    unregister_named_limit,
+)
 from floodwall.errors import ConfigError
 
 if TYPE_CHECKING:
-    from floodwall import Decision, Limiter, Rate
+    from floodwall import Decision, Rate
     from floodwall.integrations._common import Guard, LimitSet
 
 __all__ = [
@@ -33,53 +43,6 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
-
-_REGISTRY: dict[str, Limiter] = {}
-_REGISTRY_LOCK = threading.Lock()
-
-
-def register_named_limit(name: str, limiter: Limiter | str | Rate) -> Limiter:
-    """Register a limit under ``name`` for ``@rate_limit(name=...)``.
-
-    ``limiter`` is a floodwall.Limiter, or anything Limiter() accepts as its
-    rate (then on the memory store). Registering a name again replaces it.
-    (The configuration file loader will call this for its named limits.)
-    """
-    from floodwall import Limiter
-
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"a named limit needs a non-empty str name, got {name!r}")
-    lim = limiter if isinstance(limiter, Limiter) else Limiter(limiter)
-    with _REGISTRY_LOCK:
-        _REGISTRY[name] = lim
-    return lim
-
-
-def unregister_named_limit(name: str) -> None:
-    """Forget a named limit (no error if it is unknown)."""
-    with _REGISTRY_LOCK:
-        _REGISTRY.pop(name, None)
-
-
-def named_limits() -> dict[str, Limiter]:
-    """A copy of the registry."""
-    with _REGISTRY_LOCK:
-        return dict(_REGISTRY)
-
-
-def lookup_named_limit(name: str) -> Limiter:
-    """The Limiter registered as ``name``; ConfigError naming it if missing."""
-    with _REGISTRY_LOCK:
-        lim = _REGISTRY.get(name)
-        known = sorted(_REGISTRY)
-    if lim is None:
-        raise ConfigError(
-            f"no named limit {name!r} is registered (known: {known or 'none'}); "
-            "define it in the configuration or call "
-            "floodwall.decorator.register_named_limit(name, limiter)"
-        )
-    return lim
-
 
 def _is_starlette_request(value: Any) -> bool:
     mod = sys.modules.get("starlette.requests")
@@ -130,10 +93,11 @@ def rate_limit(
     """Rate-limit a Flask view, a FastAPI/Starlette endpoint or a Django view.
 
     Exactly one of: ``rate`` (``"5/5minutes"``, ``"10/second; 1000/day"``, a
-    Rate), ``requests=`` with ``period=`` (seconds), or ``name=`` (a limit
-    registered with :func:`register_named_limit`, looked up at the first
-    request, ConfigError if absent). ``key`` (default: client IP; see
-    floodwall.keys.resolve_key), ``cost``, ``store``, ``headers``,
+    Rate), ``requests=`` with ``period=`` (seconds), or ``name=`` (a named
+    limit: ``[limits.NAME]`` of the configuration, or one registered with
+    :func:`register_named_limit`; looked up now, a ConfigError listing the
+    known names if absent; its key and cost apply unless given here).
+    ``key`` (default: client IP; see floodwall.keys.resolve_key), ``cost``, ``store``, ``headers``,
     ``jitter_ms``, ``trusted_proxies``, ``on_missing_key`` as in the
     integrations. A denial answers 429 with problem+json (or
     ``on_limited(request, decision)``'s response) as a Flask response, a
@@ -192,6 +156,7 @@ def rate_limit(
         on_missing_key=on_missing_key,
         fail=WEB_FAIL_DEFAULT if fail is None else fail,
     )
+    named = None if name is None else named_limit(name)  # unknown: fails here
     state: dict[str, Any] = {"set": None, "scope": None}
     lock = threading.Lock()
 
@@ -201,8 +166,13 @@ def rate_limit(
             with lock:
                 limits = state["set"]
                 if limits is None:
-                    if name is not None:
-                        spec = Limit(lookup_named_limit(name), name=name)
+                    if named is not None:
+                        spec = Limit(
+                            named.limiter,
+                            key=key if key is not None else named.key,
+                            cost=cost if cost is not None else named.cost,
+                            name=named.scope,
+                        )
                     elif requests is not None:
                         from floodwall import Rate
 
@@ -217,8 +187,7 @@ def rate_limit(
         result: LimitSet = limits
         return result
 
-    if name is None:
-        get_limits()  # fail fast on a bad rate
+    get_limits()  # fail fast on a bad rate or key
 
     def decorate(target: Any) -> Any:
         if not inspect.isclass(target) and "starlette" in sys.modules:
@@ -235,7 +204,7 @@ def rate_limit(
                     "@floodwall.rate_limit(...) under @app.get(...)"
                 )
         if state["scope"] is None:
-            state["scope"] = name or "rl:{}.{}".format(
+            state["scope"] = (named.scope if named else None) or "rl:{}.{}".format(
                 getattr(target, "__module__", "?"), getattr(target, "__qualname__", id(target))
             )
             if name is None:

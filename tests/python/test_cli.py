@@ -83,7 +83,7 @@ def test_console_script_is_installed() -> None:
 def test_usage_errors_exit_2() -> None:
     out = run_cli()
     assert out.returncode == 2
-    assert "required: command" in out.stderr
+    assert "required: COMMAND" in out.stderr
     out = run_cli("launch")
     assert out.returncode == 2 and "invalid choice: 'launch'" in out.stderr
     out = run_cli("demo", "--algorithm", "magic")
@@ -97,7 +97,9 @@ def test_help_lists_every_command_with_its_help() -> None:
 
 
 def test_one_module_per_command() -> None:
-    assert set(COMMANDS) == {"demo", "doctor"}
+    assert set(COMMANDS) == {
+        "demo", "doctor", "init", "config", "limits", "status", "check", "reset", "top", "stats"
+    }
     for name, module in COMMANDS.items():
         assert module is importlib.import_module(f"floodwall.cli.{name}")
         assert module.__doc__ and module.__doc__.startswith(f"``floodwall {name}")

@@ -8,15 +8,18 @@ module of its own in this package, with three names:
 - ``add_arguments(parser)``: the command's options;
 - ``run(args) -> int``: do the work, print, and return the exit code.
 
-Commands today: ``demo`` (a burst admitted, then limited, on the memory
-store) and ``doctor`` (check a file:// or shm:// table, read-only).
-An operator's commands are coming (``status``, ``reset``, ``top``,
-``metrics``, ``serve``); each will be one more module here, listed in
-:data:`COMMANDS`, with its logic in :mod:`floodwall.ops` (or
-:mod:`floodwall.server` for ``serve``), not in the CLI.
+Commands: ``demo`` (a burst admitted, then limited), ``doctor`` (check a
+file:// or shm:// table, read-only), ``init`` (write a commented
+floodwall.toml, or convert a flux.toml), ``config`` (the effective
+configuration and its sources), and the operator's commands on a named
+limit and a client: ``limits``, ``status``, ``check``, ``reset``, ``top``,
+``stats`` (docs/cli.md). What they share (options, loading the
+configuration, a CLIENT's key) is in :mod:`floodwall.cli._target`; the
+logic of keys and limits lives in :mod:`floodwall.config`.
 
-Exit codes: 0 success, 1 the command ran and found a problem (a damaged
-table, a request still limited), 2 a usage or floodwall error.
+Exit codes: 0 success, 1 the command ran and the answer is "no" (a damaged
+table, a request denied or still limited, a client not among the hottest),
+2 a usage or floodwall error.
 """
 
 from __future__ import annotations
@@ -27,12 +30,34 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from floodwall._version import __version__
-from floodwall.cli import demo, doctor
+from floodwall.cli import (
+    check,
+    config,
+    demo,
+    doctor,
+    init,
+    limits,
+    reset,
+    stats,
+    status,
+    top,
+)
 from floodwall.errors import FloodwallError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS: dict[str, ModuleType] = {"demo": demo, "doctor": doctor}
+COMMANDS: dict[str, ModuleType] = {
+    "demo": demo,
+    "doctor": doctor,
+    "init": init,
+    "config": config,
+    "limits": limits,
+    "status": status,
+    "check": check,
+    "reset": reset,
+    "top": top,
+    "stats": stats,
+}
 """Every command: its name on the command line, and the module that runs it."""
 
 
@@ -40,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser of ``floodwall``, with one sub-command per module of COMMANDS."""
     parser = argparse.ArgumentParser(prog="floodwall", description="floodwall rate limiter")
     parser.add_argument("--version", action="version", version=f"floodwall {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
         command = sub.add_parser(name, help=module.HELP)
         module.add_arguments(command)

@@ -76,6 +76,15 @@ _counter = itertools.count(1)
 _MARKED = {"any": False}
 
 
+def _with_named(rates: tuple[Any, ...], names: Sequence[str] | None) -> tuple[Any, ...]:
+    """``rates`` and the named limits ``names`` (``limits=["login"]``)."""
+    if names is None:
+        return rates
+    from floodwall.config import integration_limits
+
+    return (*rates, *integration_limits(names))
+
+
 def _mark(obj: Any, attr: str = ENFORCED_ATTR) -> None:
     setattr(obj, attr, True)
     _MARKED["any"] = True
@@ -204,6 +213,12 @@ class Floodwall(Guard):
         **options: Any,
     ) -> None:
         check_options(options, guard_option_names(), "Floodwall")
+        from floodwall.config.frameworks import framework_options
+
+        options = framework_options(options, None, "floodwall.toml")
+        if default is None:
+            default = options.pop("default", None)
+        options.pop("default", None)
         super().__init__(default, **options)
         self.on_limited = on_limited
         self.sleep: Callable[[float], Awaitable[Any]] = sleep or asyncio.sleep
@@ -247,13 +262,16 @@ class Floodwall(Guard):
         name: str | None = None,
         algorithm: str | None = None,
         burst: int | None = None,
+        limits: Sequence[str] | None = None,
     ) -> Callable[[_T], _T]:
         """Route decorator: this endpoint's own limits (replacing the default).
+        ``limits=["login"]``: named limits of the configuration.
 
         Works on FastAPI endpoints (sync or async, with or without a
         ``request: Request`` parameter) and Starlette endpoints. Put it
         *under* ``@app.get(...)``. Several rates are decided all-or-nothing.
         """
+        rates = _with_named(rates, limits)
         check_rates(rates, "@fw.limit('5/minute') under @app.get(...)")
         check_key(key)
 
@@ -276,6 +294,7 @@ class Floodwall(Guard):
         name: str | None = None,
         algorithm: str | None = None,
         burst: int | None = None,
+        limits: Sequence[str] | None = None,
     ) -> Callable[..., Awaitable[Decision | None]]:
         """A FastAPI dependency: ``Depends(fw.depends("5/minute"))``, in a
         route's parameters or ``dependencies=[...]``. One dependency object is
@@ -285,22 +304,23 @@ class Floodwall(Guard):
         from starlette.requests import Request
         from starlette.responses import Response
 
+        rates = _with_named(rates, limits)
         if rates:
             check_rates(rates, "Depends(fw.depends('5/minute'))")
         check_key(key)
         scope = f"dep#{next(_counter)}"
-        limits = (
+        limit_set = (
             self._route_set(rates, scope, key, cost, name, algorithm, burst)
             if rates
             else self.default
         )
-        if limits is None:
+        if limit_set is None:
             raise ValueError("depends() needs a rate, or a Floodwall with a default limit")
         guard = self
         sleep = self.sleep
 
         async def floodwall_dependency(request: Any, response: Any) -> Decision | None:
-            outcome = await guard.acheck(limits, ASGIView(request.scope, request))
+            outcome = await guard.acheck(limit_set, ASGIView(request.scope, request))
             if outcome is None:
                 return None
             if not outcome.allowed:

@@ -16,7 +16,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -187,8 +187,16 @@ class _SettingsGuard:
         if guard is None:
             with self._lock:
                 if self._guard is None:
-                    conf = getattr(settings, "FLOODWALL", {}) or {}
-                    options, self.on_limited = _guard_options(conf)
+                    from floodwall.config.frameworks import framework_options, is_schema_mapping
+
+                    conf = getattr(settings, "FLOODWALL", None)
+                    if conf is None or is_schema_mapping(conf):
+                        # the configuration schema (settings.FLOODWALL in its
+                        # form, else floodwall.toml), one code path for all
+                        options = framework_options({}, conf, "settings.FLOODWALL")
+                        self.on_limited = None
+                    else:
+                        options, self.on_limited = _guard_options(conf)
                     self._guard = Guard(**options)
                 guard = self._guard
         return guard
@@ -218,8 +226,20 @@ def _middleware_limits_nothing() -> str | None:
     if _MIDDLEWARE_PATH not in list(getattr(settings, "MIDDLEWARE", None) or ()):
         return None
     conf = getattr(settings, "FLOODWALL", None)
-    if conf is None:
-        return "settings.FLOODWALL is not set"
+    from floodwall.config.frameworks import is_schema_mapping
+
+    if conf is None or is_schema_mapping(conf):  # the configuration schema's form
+        from floodwall.config import active_config, load_mapping
+
+        try:
+            config = active_config() if conf is None else load_mapping(conf, "FLOODWALL")
+        except ConfigError:
+            return None  # the middleware itself reports a bad configuration
+        if config.is_set("defaults", "rate"):
+            return None
+        if conf is None:
+            return "settings.FLOODWALL is not set (nor [defaults] rate in floodwall.toml)"
+        return "settings.FLOODWALL sets no defaults.rate"
     if not isinstance(conf, Mapping):
         return None  # the middleware itself reports a malformed setting
     if conf.get("ENABLED", True) is False:
@@ -467,12 +487,19 @@ def limit(
     name: str | None = None,
     algorithm: str | None = None,
     burst: int | None = None,
+    limits: Sequence[str] | None = None,
 ) -> Callable[[_T], _T]:
-    """View decorator: ``@limit("5/minute")`` on a function view (sync or
+    """View decorator: ``@limit("5/minute")`` (or ``@limit(limits=["login"])``,
+    named limits of the configuration) on a function view (sync or
     async), a view method, or a class-based view (its ``dispatch`` is
     wrapped). Store, key and header options come from settings.FLOODWALL;
     ``key``/``cost``/``name`` override them for this view. One ``limit(...)``
     object is one bucket per client: reusing it on several views shares it."""
+    if limits is not None:
+        from floodwall.config import integration_limits
+
+        get_guard()  # settings.FLOODWALL (or floodwall.toml) makes its limits known
+        rates = (*rates, *integration_limits(limits))
     check_rates(rates, "@limit('5/minute')")
     check_key(key)
     specs = [

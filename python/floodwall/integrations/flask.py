@@ -14,7 +14,7 @@ import inspect
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import flask
@@ -149,6 +149,13 @@ class Floodwall(Guard):
                 f"{type(app).__name__}; write Floodwall(app, '100/minute') or "
                 "Floodwall(default='100/minute') and fw.init_app(app)"
             )
+        from floodwall.config.frameworks import framework_options
+
+        conf = app.config.get("FLOODWALL") if app is not None else None
+        options = framework_options(options, conf, 'app.config["FLOODWALL"]')
+        if default is None:
+            default = options.pop("default", None)
+        options.pop("default", None)
         super().__init__(default, **options)
         self.on_limited = on_limited
         self.sleep = sleep
@@ -177,9 +184,15 @@ class Floodwall(Guard):
         name: str | None = None,
         algorithm: str | None = None,
         burst: int | None = None,
+        limits: Sequence[str] | None = None,
     ) -> Callable[[_T], _T]:
         """Give a view (or a Blueprint) its own limits; stacking adds limits,
-        decided all-or-nothing."""
+        decided all-or-nothing. ``limits=["login"]``: named limits of the
+        configuration (an unknown name fails here)."""
+        if limits is not None:
+            from floodwall.config import integration_limits
+
+            rates = (*rates, *integration_limits(limits))
         check_rates(rates, "@fw.limit('5/minute') under @app.route(...)")
         check_key(key)
         specs = [

@@ -164,6 +164,13 @@ class FailurePolicy:
                 self.errors += 1
             if self.on_error is not None:
                 self.on_error(exc)
+        if reached:
+            from floodwall.config.logsetup import store_failure
+
+            answer = {"raise": "refused (StoreError)", "open": "admitted", "closed": "denied"}
+            denied = readable is not None and not readable.allowed
+            store_failure(self.label, exc, "denied by a part still readable" if denied
+                          else answer[self.mode])
         if readable is not None and not readable.allowed:
             return readable
         if self.mode == "raise":
