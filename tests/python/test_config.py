@@ -420,13 +420,13 @@ def test_decorator_registry_names_are_the_config_ones() -> None:
 def test_redis_outage_logs_one_warning_per_interval(
     fresh_server: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from floodwall.config import logsetup
+    from floodwall.stores import failure
 
     limiter = floodwall.Limiter("5/second", store=fresh_server.url + "?timeout=0.2",
                                 fail="open", breaker_threshold=0)
     assert limiter.allow("k")
     fresh_server.stop()
-    logsetup.set_warning_interval(0.5)
+    failure.set_warning_interval(0.5)
     try:
         with caplog.at_level(logging.WARNING, logger="floodwall"):
             for _ in range(20):
@@ -434,15 +434,15 @@ def test_redis_outage_logs_one_warning_per_interval(
                 assert d.allowed and d.fallback
             first = [r for r in caplog.records if r.name == "floodwall.store"]
             assert len(first) == 1, [r.getMessage() for r in first]
-            assert "the request was admitted" in first[0].getMessage()
+            assert "fail='open' admitted the request" in first[0].getMessage()
             time.sleep(0.6)
             for _ in range(5):
                 limiter.check("k")
             records = [r for r in caplog.records if r.name == "floodwall.store"]
             assert len(records) == 2
-            assert "(19 more since the last warning)" in records[1].getMessage()
+            assert "(19 more since the last warning;" in records[1].getMessage()
     finally:
-        logsetup.set_warning_interval(logsetup.DEFAULT_WARNING_INTERVAL)
+        failure.set_warning_interval(failure.LOG_INTERVAL)
         limiter.close()
 
 
@@ -491,3 +491,20 @@ def test_a_key_secret_on_a_table_store_is_explained(
     assert message.endswith("this store takes no key secret (a table keys its fingerprints "
                             "with a random seed of its own): remove [store] secret_env / "
                             "secret")
+
+
+def test_named_limits_take_the_web_failure_default(tmp_path: Path) -> None:
+    """A named limit of a configuration fails open (logged, counted) unless
+    [failure] fail says otherwise: a full table is not an HTTP 500."""
+    text = ('[store]\nurl = "memory://"\noptions = { max_keys = 1 }\n'
+            '[limits.login]\nrate = "5/hour"\n')
+    limiter = load_text(tmp_path, text, environ={}).build_limiter("login")
+    decisions = [limiter.check(f"client{i}") for i in range(200)]
+    assert all(d.allowed for d in decisions)
+    assert any(d.fallback for d in decisions)
+    assert limiter.stats()["fallbacks"] == sum(d.fallback for d in decisions)
+    raising = load_text(tmp_path, text + '[failure]\nfail = "raise"\n',
+                        environ={}).build_limiter("login")
+    with pytest.raises(floodwall.StoreFullError):
+        for i in range(200):
+            raising.check(f"client{i}")

@@ -184,8 +184,12 @@ class Config:
         limits can be decided all-or-nothing)."""
         from floodwall.limiter import Limiter
 
+        from floodwall.stores.failure import WEB_FAIL_DEFAULT
+
         spec = self.limit(name)
-        options: dict[str, Any] = {}
+        # a configuration describes a deployment: its limits take the web
+        # default unless [failure] fail says otherwise (docs/frameworks.md)
+        options: dict[str, Any] = {"fail": WEB_FAIL_DEFAULT}
         if self.is_set("failure", "fail"):
             options["fail"] = self.get("failure", "fail")
         if self._first is None:

@@ -20,10 +20,11 @@ answers nonsense, and the stores to come. Its parts:
   says. A fallback never admits a request that a readable part denies;
 - ``on_error``: called with the exception before the policy decides;
 - the counters (``errors``, ``fallbacks``);
-- the log: a fallback is logged as a warning on the ``floodwall`` logger,
-  at most once per :data:`LOG_INTERVAL` seconds per policy (one limiter on
-  one store), with the number of failures since the last warning, so an
-  outage does not flood the log;
+- the log: a fallback is logged as a warning on the ``floodwall.store``
+  logger, at most once per ``warning_interval`` seconds per policy (one
+  limiter on one store; :data:`LOG_INTERVAL` by default, ``[logging]
+  warning_interval`` in a configuration), with the number of fallbacks
+  skipped since the last warning, so an outage does not flood the log;
 - the timeout and circuit-breaker settings of network stores
   (:class:`FailureSettings`; the breaker itself is
   :class:`floodwall.stores.breaker.CircuitBreaker`).
@@ -57,6 +58,7 @@ __all__ = [
     "FailurePolicy",
     "FailureSettings",
     "check_fail_mode",
+    "set_warning_interval",
 ]
 
 #: What ``fail=`` accepts.
@@ -71,11 +73,19 @@ LIBRARY_FAIL_DEFAULT = "raise"
 #: logged and counted.
 WEB_FAIL_DEFAULT = "open"
 
-#: Seconds between two warnings of one failure policy on the ``floodwall``
-#: logger (the failures in between are counted in the next warning).
+#: Default seconds between two warnings of one failure policy on the
+#: ``floodwall.store`` logger (the fallbacks in between are counted in the
+#: next warning); ``[logging] warning_interval`` changes it.
 LOG_INTERVAL = 60.0
+#: The interval in force (one cell, set by :func:`set_warning_interval`).
+warning_interval = [LOG_INTERVAL]
 
-logger = logging.getLogger("floodwall")
+logger = logging.getLogger("floodwall.store")
+
+
+def set_warning_interval(seconds: float) -> None:
+    """Seconds between two fallback warnings of one failure policy."""
+    warning_interval[0] = float(seconds)
 
 #: Seconds a ``fail="closed"`` denial asks to wait when no breaker says when
 #: the store will be tried again.
@@ -164,13 +174,6 @@ class FailurePolicy:
                 self.errors += 1
             if self.on_error is not None:
                 self.on_error(exc)
-        if reached:
-            from floodwall.config.logsetup import store_failure
-
-            answer = {"raise": "refused (StoreError)", "open": "admitted", "closed": "denied"}
-            denied = readable is not None and not readable.allowed
-            store_failure(self.label, exc, "denied by a part still readable" if denied
-                          else answer[self.mode])
         if readable is not None and not readable.allowed:
             return readable
         if self.mode == "raise":
@@ -182,10 +185,10 @@ class FailurePolicy:
             self.fallbacks += 1
             self._unlogged += 1
             now = time.monotonic()
-            due = self._logged_at is None or now - self._logged_at >= LOG_INTERVAL
+            due = self._logged_at is None or now - self._logged_at >= warning_interval[0]
             if due:
                 self._logged_at = now
-                count, self._unlogged = self._unlogged, 0
+                count, self._unlogged = self._unlogged - 1, 0
         if due:
             self._log(exc, count)
         burst = int(getattr(rate, "burst", 0) or 0)
@@ -195,19 +198,20 @@ class FailurePolicy:
         wait_ns = max(1, int(wait * 1e9))
         return Decision(False, burst, 0, wait_ns, wait_ns, 0, rate=rate, fallback=True)
 
-    def _log(self, exc: BaseException, count: int) -> None:
+    def _log(self, exc: BaseException, skipped: int) -> None:
         answer = "admitted" if self.mode == "open" else "denied"
+        more = f"{skipped} more since the last warning; " if skipped else ""
         logger.warning(
             "floodwall: %s could not decide (%s: %s); fail=%r %s the request "
-            "(%d fallback(s) since the last warning; at most one warning per %gs; "
+            "(%sat most one warning per %gs per limit; "
             "pass fail='raise' to get the error instead)",
             self.label,
             type(exc).__name__,
             exc,
             self.mode,
             answer,
-            count,
-            LOG_INTERVAL,
+            more,
+            warning_interval[0],
         )
 
     def __repr__(self) -> str:
