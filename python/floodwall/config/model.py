@@ -183,7 +183,6 @@ class Config:
         Limiter one Config builds shares one opened store (so several named
         limits can be decided all-or-nothing)."""
         from floodwall.limiter import Limiter
-
         from floodwall.stores.failure import WEB_FAIL_DEFAULT
 
         spec = self.limit(name)
