@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import FakeClock
 
 import floodwall
 from floodwall import _native
 from floodwall.cli import doctor as doctor_cli
 from floodwall.stores import shared
-from conftest import FakeClock
 
 
 @pytest.fixture(params=["memory", "shm", "file"])
