@@ -67,6 +67,64 @@ static inline void raise_to(int64_t *word, int64_t at)
 
 static inline void expiry_raise(fwi_slot_t *s, int64_t at) { raise_to(&s->expiry, at); }
 
+/* ---- the commit path: atomic on shared tables, plain on growing ones --------
+ *
+ * A growing table's calls are serialised by its caller (the GIL), so its
+ * hot path needs no locked instruction; every other table may be written by
+ * other threads and processes at any moment. */
+
+/* Raise the slot's expiry to `expiry` and, when `seen` >= 0, its seen to
+ * `seen`: both with one 16-byte CAS on a shared table. */
+static inline void commit_raise(const fw_table_t *t, fwi_slot_t *s, int64_t expiry,
+                                int64_t seen)
+{
+    int64_t e = __atomic_load_n(&s->expiry, __ATOMIC_SEQ_CST);
+    int64_t w = __atomic_load_n(&s->seen, __ATOMIC_SEQ_CST);
+    if (e >= expiry && w >= seen)
+        return;
+    if (t->grows) {
+        if (e < expiry)
+            s->expiry = expiry;
+        if (w < seen)
+            s->seen = seen;
+        return;
+    }
+    if (seen < 0) {
+        expiry_raise(s, expiry);
+        return;
+    }
+    fwi_u128 *pair = (fwi_u128 *)(void *)&s->expiry;
+    fwi_u128 cur = ((fwi_u128)(uint64_t)w << 64) | (uint64_t)e;
+    for (;;) {
+        int64_t ne = e > expiry ? e : expiry, nw = w > seen ? w : seen;
+        fwi_u128 want = ((fwi_u128)(uint64_t)nw << 64) | (uint64_t)ne;
+        fwi_u128 prev = __sync_val_compare_and_swap(pair, cur, want);
+        if (prev == cur)
+            return;
+        cur = prev;
+        e = (int64_t)(uint64_t)prev;
+        w = (int64_t)(uint64_t)(prev >> 64);
+        if (e >= expiry && w >= seen)
+            return;
+    }
+}
+
+/* unit_cas, or its plain twin on a growing table. */
+static inline int commit_cas(const fw_table_t *t, fwi_slot_t *s, unit_t *expected,
+                             unit_t desired)
+{
+    if (!t->grows)
+        return unit_cas(s, expected, desired);
+    unit_t cur = unit_pack(s->tag, s->state);
+    if (cur != *expected) {
+        *expected = cur;
+        return 0;
+    }
+    s->tag = unit_tag(desired);
+    s->state = unit_state(desired);
+    return 1;
+}
+
 /* ---- layout ---------------------------------------------------------------- */
 
 static uint64_t next_pow2(uint64_t v)
@@ -828,6 +886,26 @@ static int log_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
     return 0;
 }
 
+/* fwi_algo_step for a part whose arguments validate_parts checked, calling
+ * the GCRA family (the default algorithm, and three more) without the
+ * dispatch; every other case goes through it. */
+static inline void state_step(const fw_quota_t *q, uint64_t state, int64_t now,
+                              int64_t cost, uint64_t *next, fw_decision_t *d,
+                              fwi_verdict_t *v)
+{
+    if (cost > 0 && fwi_algo_is_gcra(q)) {
+        *v = fwi_gcra_sanitize(q, &state, now);
+        fwi_gcra_decide(q, state, now, cost, next, d);
+        return;
+    }
+    fwi_algo_step(q, state, now, cost, next, d, v);
+}
+
+static inline int64_t state_fresh_at(const fw_quota_t *q, uint64_t state)
+{
+    return fwi_algo_is_gcra(q) ? fwi_gcra_fresh_at(q, state) : fw_algo_fresh_at(q, state);
+}
+
 /* One 64-bit-state part: evaluate, and commit with CAS if asked to. Returns
  * 1 when the slot no longer holds the key (the caller locates it again). */
 static int state_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
@@ -845,20 +923,21 @@ static int state_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
             return 1;
         uint64_t next;
         fwi_verdict_t v;
-        fwi_algo_step(q, unit_state(cur), now, cost, &next, d, &v);
+        state_step(q, unit_state(cur), now, cost, &next, d, &v);
         p->before = unit_state(cur);
         p->after = next;
         if (!commit || next == unit_state(cur)) {
             /* nothing to write: make sure the read was not torn */
-            if (unit_cas(p->slot, &cur, cur))
+            if (commit_cas(t, p->slot, &cur, cur))
                 return 0;
             continue;
         }
-        /* an admission, or the repair of a state that was not OK */
-        expiry_raise(p->slot, fw_algo_fresh_at(q, next));
-        if (fwi_algo_is_gcra(q))
-            raise_to(&p->slot->seen, now);
-        if (unit_cas(p->slot, &cur, unit_pack(p->h.lo, next))) {
+        /* an admission, or the repair of a state that was not OK: the
+         * expiry (and a GCRA's seen) first, so that whoever sees the new
+         * state sees them too */
+        commit_raise(t, p->slot, state_fresh_at(q, next),
+                     fwi_algo_is_gcra(q) ? now : -1);
+        if (commit_cas(t, p->slot, &cur, unit_pack(p->h.lo, next))) {
             p->committed = d->allowed;
             p->wrote = 1;
             note_verdict(t, p->slot, v, now);
@@ -1049,9 +1128,10 @@ int fw_table_check(fw_table_t *t, const fw_request_t *reqs, size_t n,
 
     /* fast path: one key of a 64-bit-state algorithm */
     if (n == 1 && reqs[0].limit->quota.algorithm != FW_SLIDING_LOG) {
-        part_t p = {reqs[0].limit, fingerprint(t, reqs[0].limit, reqs[0].key,
-                                                reqs[0].key_len),
-                    NULL, 0, 0, 0, 0, 0};
+        part_t p;
+        p.limit = reqs[0].limit;
+        p.h = fingerprint(t, reqs[0].limit, reqs[0].key, reqs[0].key_len);
+        p.wrote = 0;
         for (;;) {
             if (cost == 0) {
                 p.slot = find(t, p.h);

@@ -7,6 +7,7 @@
 #ifndef FW_TABLE_H
 #define FW_TABLE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "floodwall.h"
@@ -54,27 +55,29 @@ typedef struct fwi_table_header {
     uint64_t claims;
     int64_t quiet_until;
     uint64_t hint_claims;
+    uint64_t stripe_locks[FWI_TABLE_STRIPES]; /* lock words (src/lock.h)    */
     uint64_t sweep_lock; /* lock word (src/lock.h): one sweep at a time */
     uint64_t retired;    /* slots retired by sweeps since creation     */
-    uint64_t reserved[2];
-    uint64_t stripe_locks[FWI_TABLE_STRIPES]; /* lock words (src/lock.h)    */
 } fwi_table_header_t;
 
 _Static_assert(sizeof(fwi_table_header_t) <= FWI_TABLE_HEADER_SIZE,
                "header must fit its page");
+_Static_assert(offsetof(fwi_table_header_t, stripe_locks) == 136,
+               "the stripe locks stay where layout 1 had them");
 
 /* The head of every slot; sliding-log tables follow it with the log ring. */
 typedef struct fwi_slot {
     _Alignas(16) uint64_t tag; /* fingerprint, low half; 0 = never used */
     uint64_t state;            /* algorithm state; with tag, one CAS unit */
+    _Alignas(16) int64_t expiry; /* >= the time the state is fresh again  */
+    int64_t seen;              /* gcra family: latest `now` of a commit,
+                                  raised before it, kept across claims
+                                  (bounds refunds); with expiry, one CAS
+                                  unit, raised together                   */
     uint64_t check;            /* fingerprint, high half                  */
-    int64_t expiry;            /* >= the time the state is fresh again    */
     uint64_t lock;             /* lock word (src/lock.h), 0 = free:
                                   claims, and sliding-log updates         */
     uint64_t log_pos;          /* sliding log only: head << 32 | len      */
-    int64_t seen;              /* gcra family: latest `now` of a commit,
-                                  raised before it, kept across claims
-                                  (bounds refunds)                        */
     int64_t damaged_at;        /* `now` when an impossible state was last
                                   found here (0 = never); reset by a claim */
 } fwi_slot_t;
