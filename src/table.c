@@ -606,8 +606,9 @@ static int sweep(fw_table_t *t, uint64_t *own, int64_t now)
 }
 
 /* Growing tables (one caller at a time): copy every key that is not
- * expired at `now` into a table sized for it (4 slots per key, so it grows
- * at half load, at least FWI_MIN_SLOTS, at most max_slots), dropping expired
+ * expired at `now` into a table sized for it (2.5 to 5 slots per key; it
+ * grows again at half load; at least FWI_MIN_SLOTS, at most max_slots),
+ * dropping expired
  * and retired slots. Slot pointers into the old table die: the generation
  * says so. Returns 1 when it rebuilt, 0 if it could not (no memory; the
  * table is unchanged and serves on). *quiet: the earliest expiry kept. */
@@ -623,7 +624,7 @@ static int rebuild(fw_table_t *t, int64_t now, int64_t *quiet)
                 *quiet = s->expiry;
         }
     }
-    uint64_t want = next_pow2((live + 1) * 4);
+    uint64_t want = next_pow2(live * 2 + live / 2 + 2); /* load 0.2 to 0.4 */
     if (want < FWI_MIN_SLOTS)
         want = FWI_MIN_SLOTS;
     if (want > t->max_slots)
@@ -893,17 +894,42 @@ static inline void state_step(const fw_quota_t *q, uint64_t state, int64_t now,
                               int64_t cost, uint64_t *next, fw_decision_t *d,
                               fwi_verdict_t *v)
 {
-    if (cost > 0 && fwi_algo_is_gcra(q)) {
-        *v = fwi_gcra_sanitize(q, &state, now);
-        fwi_gcra_decide(q, state, now, cost, next, d);
-        return;
+#define STEP(name)                                                             \
+    do {                                                                       \
+        *v = fwi_##name##_sanitize(q, &state, now);                            \
+        fwi_##name##_decide(q, state, now, cost, next, d);                     \
+        return;                                                                \
+    } while (0)
+    if (cost > 0) {
+        switch (q->algorithm) {
+        case FW_GCRA:
+        case FW_TOKEN_BUCKET:
+        case FW_LEAKY_BUCKET:
+        case FW_LEAKY_BUCKET_SHAPING:
+            STEP(gcra);
+        case FW_FIXED_WINDOW:
+            STEP(fixed_window);
+        case FW_SLIDING_WINDOW:
+            STEP(sliding_window);
+        default:
+            break;
+        }
     }
+#undef STEP
     fwi_algo_step(q, state, now, cost, next, d, v);
 }
 
 static inline int64_t state_fresh_at(const fw_quota_t *q, uint64_t state)
 {
-    return fwi_algo_is_gcra(q) ? fwi_gcra_fresh_at(q, state) : fw_algo_fresh_at(q, state);
+    switch (q->algorithm) {
+    case FW_FIXED_WINDOW:
+        return fwi_fixed_window_fresh_at(q, state);
+    case FW_SLIDING_WINDOW:
+        return fwi_sliding_window_fresh_at(q, state);
+    default:
+        return fwi_algo_is_gcra(q) ? fwi_gcra_fresh_at(q, state)
+                                   : fw_algo_fresh_at(q, state);
+    }
 }
 
 /* One 64-bit-state part: evaluate, and commit with CAS if asked to. Returns
@@ -1115,6 +1141,52 @@ static int check_located(fw_table_t *t, part_t *parts, size_t n, int64_t cost,
     return 0;
 }
 
+/* One key of a 64-bit-state algorithm: the hot path, with a small frame. */
+static int check_one(fw_table_t *t, const fw_request_t *r, int64_t cost, int64_t now,
+                     fw_decision_t *out, size_t *violated)
+{
+    part_t p;
+    p.limit = r->limit;
+    p.h = fingerprint(t, r->limit, r->key, r->key_len);
+    p.wrote = 0;
+    for (;;) {
+        if (cost == 0) {
+            p.slot = find(t, p.h);
+        } else {
+            int rc = find_or_insert(t, p.h, now, &p.slot);
+            if (rc)
+                return rc;
+        }
+        if (!state_part_step(t, &p, now, cost, 1, out))
+            break;
+    }
+    if (p.wrote)
+        table_wrote(t, p.slot);
+    *violated = out->allowed ? 1 : 0;
+    return 0;
+}
+
+/* Several parts, or a sliding log: locate, decide, commit or roll back. */
+static __attribute__((noinline)) int check_many(fw_table_t *t, const fw_request_t *reqs,
+                                                size_t n, int64_t cost, int64_t now,
+                                                fw_decision_t *out, size_t *violated)
+{
+    part_t parts[MAX_PARTS];
+    for (size_t i = 0; i < n; i++) {
+        memset(&parts[i], 0, sizeof(parts[i]));
+        parts[i].limit = reqs[i].limit;
+        parts[i].h = fingerprint(t, reqs[i].limit, reqs[i].key, reqs[i].key_len);
+    }
+    for (;;) {
+        int rc = locate_parts(t, parts, n, cost, now);
+        if (rc)
+            return rc;
+        rc = check_located(t, parts, n, cost, now, out, violated);
+        if (rc <= 0)
+            return rc;
+    }
+}
+
 int fw_table_check(fw_table_t *t, const fw_request_t *reqs, size_t n,
                    int64_t cost, int64_t now, fw_decision_t *out,
                    size_t *violated)
@@ -1125,44 +1197,9 @@ int fw_table_check(fw_table_t *t, const fw_request_t *reqs, size_t n,
     int rc = validate_parts(t, reqs, n, cost);
     if (rc)
         return rc;
-
-    /* fast path: one key of a 64-bit-state algorithm */
-    if (n == 1 && reqs[0].limit->quota.algorithm != FW_SLIDING_LOG) {
-        part_t p;
-        p.limit = reqs[0].limit;
-        p.h = fingerprint(t, reqs[0].limit, reqs[0].key, reqs[0].key_len);
-        p.wrote = 0;
-        for (;;) {
-            if (cost == 0) {
-                p.slot = find(t, p.h);
-            } else {
-                rc = find_or_insert(t, p.h, now, &p.slot);
-                if (rc)
-                    return rc;
-            }
-            if (!state_part_step(t, &p, now, cost, 1, out))
-                break;
-        }
-        if (p.wrote)
-            table_wrote(t, p.slot);
-        *violated = out->allowed ? 1 : 0;
-        return 0;
-    }
-
-    part_t parts[MAX_PARTS];
-    for (size_t i = 0; i < n; i++) {
-        memset(&parts[i], 0, sizeof(parts[i]));
-        parts[i].limit = reqs[i].limit;
-        parts[i].h = fingerprint(t, reqs[i].limit, reqs[i].key, reqs[i].key_len);
-    }
-    for (;;) {
-        rc = locate_parts(t, parts, n, cost, now);
-        if (rc)
-            return rc;
-        rc = check_located(t, parts, n, cost, now, out, violated);
-        if (rc <= 0)
-            return rc;
-    }
+    if (n == 1 && reqs[0].limit->quota.algorithm != FW_SLIDING_LOG)
+        return check_one(t, reqs, cost, now, out, violated);
+    return check_many(t, reqs, n, cost, now, out, violated);
 }
 
 int fw_table_peek(fw_table_t *t, const fw_limit_t *limit, const void *key,
