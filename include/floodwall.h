@@ -31,7 +31,7 @@ extern "C" {
     (FW_VERSION_MAJOR * 10000 + FW_VERSION_MINOR * 100 + FW_VERSION_PATCH)
 /* The layout version of tables (header, slots, lock words) this engine
  * reads and writes; fw_table_attach refuses any other (FW_EVERSION). */
-#define FW_TABLE_LAYOUT_VERSION 1u
+#define FW_TABLE_LAYOUT_VERSION 2u
 
 #if defined(FW_BUILDING) && defined(__GNUC__)
 #define FW_API __attribute__((visibility("default")))
@@ -94,7 +94,8 @@ FW_API const char *fw_algorithm_name(fw_algorithm_t a);
 
 /* The largest max_keys of a table (its slots: 2 * next_pow2(max_keys)). */
 #define FW_MAX_KEYS_MAX ((uint64_t)1 << 36)
-/* max_keys when none is given (memory://, and new shm:// / file:// tables). */
+/* max_keys of a new shm:// / file:// table when none is given (memory://
+ * grows, with no cap unless one is given). */
 #define FW_DEFAULT_MAX_KEYS 65536u
 /* The largest sliding_log capacity (burst) and table log_capacity: the log
  * keeps one 16-byte entry per admitted request inside the window. */
@@ -232,16 +233,32 @@ typedef struct fw_request {
     size_t key_len;
 } fw_request_t;
 
+/*
+ * max_keys is exact: a table holds max_keys keys, always, and refuses a new
+ * key (FW_EFULL) only while max_keys keys are live; keys whose state is back
+ * to fresh are reclaimed for new ones. A fixed table has
+ * 2 * next_pow2(max_keys) slots (at least 64), probed linearly.
+ */
 typedef struct fw_table_options {
-    uint64_t max_keys;     /* keys guaranteed to fit (before probing limits) */
+    uint64_t max_keys;     /* the most live keys it holds                    */
     uint32_t log_capacity; /* 0, or the largest sliding_log burst served     */
 } fw_table_options_t;
 
-/* Bytes needed for a table with these options (header + slots). */
+/* Bytes needed for a fixed table with these options (header + slots). */
 FW_API int fw_table_size(const fw_table_options_t *opt, size_t *bytes);
 
-/* A table in anonymous process memory (the memory:// store). */
+/* A fixed table in anonymous process memory. */
 FW_API int fw_table_open_memory(fw_table_t **out, const fw_table_options_t *opt);
+
+/*
+ * A growing table in anonymous process memory (the memory:// store): it
+ * starts with 64 slots and is rebuilt twice as large when half full (keys
+ * expired by then are dropped, so it also shrinks). max_keys is a cap, 0
+ * for none (FW_MAX_KEYS_MAX). NOT thread-safe, unlike every other table:
+ * its caller serialises all calls on it (the CPython extension holds the
+ * GIL), since a rebuild moves every slot.
+ */
+FW_API int fw_table_open_growing(fw_table_t **out, const fw_table_options_t *opt);
 
 /*
  * Lay out a new table in caller-provided zeroed memory of fw_table_size()
@@ -304,6 +321,9 @@ typedef struct fw_table_stats {
     uint64_t damaged_states;    /* impossible states found and repaired    */
     uint64_t clamped_states;    /* states too far ahead of now, clamped    */
     uint64_t last_damaged_slot; /* index + 1 of the latest damaged slot; 0 */
+    uint64_t keys;        /* keys counted against max_keys (live, and
+                             expired ones not yet reclaimed)                 */
+    uint64_t retired;     /* slots freed by sweeps at the cap, since created */
 } fw_table_stats_t;
 
 FW_API int fw_table_stats(fw_table_t *t, int64_t now, fw_table_stats_t *st);
@@ -319,6 +339,7 @@ typedef struct fw_table_info {
     uint64_t created_ns;   /* CLOCK_REALTIME when it was formatted          */
     int shared;            /* 1: shm or file memory other processes may map */
     int blocking;          /* 1: a check may wait for the disk (sync)       */
+    int grows;             /* 1: fw_table_open_growing (slots, bytes change) */
 } fw_table_info_t;
 
 FW_API int fw_table_info(fw_table_t *t, fw_table_info_t *info);
@@ -479,6 +500,7 @@ typedef struct fw_doctor_report {
     uint64_t held_locks;  /* locks held by live processes                  */
     uint64_t full_errors;
     uint64_t first_bad_slot; /* index, when bad_slots > 0                  */
+    uint64_t keys;        /* keys counted against max_keys (the fill)      */
 } fw_doctor_report_t;
 
 /*

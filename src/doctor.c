@@ -48,25 +48,31 @@ static const char *slot_problem(const fwi_table_header_t *h, const unsigned char
                                 uint64_t i)
 {
     uint64_t mask = h->nslots - 1;
-    uint32_t window = h->nslots < FWI_PROBE_WINDOW ? (uint32_t)h->nslots : FWI_PROBE_WINDOW;
     const fwi_slot_t *s = (const fwi_slot_t *)(const void *)(slots + i * h->slot_size);
-    if (s->tag == 0)
+#define SLOT_AT(k) ((const fwi_slot_t *)(const void *)(slots + ((k) & mask) * h->slot_size))
+    if (s->tag == FWI_TAG_EMPTY)
         return s->state != 0 ? "an unused slot holds a state" : NULL;
+    if (s->tag == FWI_TAG_RETIRED)
+        return s->state != 0 ? "a retired slot holds a state" : NULL;
     if (s->expiry < 0)
         return "a negative expiry";
     if (s->damaged_at != 0)
         return "a state a check found impossible (decided and rewritten as full)";
     if (s->check != 0) {
-        /* a torn claim (killed between tag and check) leaves check 0 */
-        if (((i - (s->check & mask)) & mask) >= window)
-            return "a fingerprint outside its probe window (no lookup can find it)";
-        for (uint32_t d = 1; d < window; d++) {
-            const fwi_slot_t *o =
-                (const fwi_slot_t *)(const void *)(slots + ((i + d) & mask) * h->slot_size);
+        /* a torn claim (killed between tag and check) leaves check 0. A key
+         * lies on its probe sequence: no empty slot from home to it, and no
+         * other slot there or up to the next empty one holds it again. */
+        for (uint64_t k = s->check & mask; (k & mask) != i; k++)
+            if (SLOT_AT(k)->tag == FWI_TAG_EMPTY)
+                return "a fingerprint past an empty slot of its probe sequence "
+                       "(no lookup can find it)";
+        for (uint64_t d = 1; d < h->nslots && SLOT_AT(i + d)->tag != FWI_TAG_EMPTY; d++) {
+            const fwi_slot_t *o = SLOT_AT(i + d);
             if (o->tag == s->tag && o->check == s->check)
                 return "the same fingerprint as a nearby slot";
         }
     }
+#undef SLOT_AT
     if (h->log_capacity == 0)
         return s->log_pos != 0 ? "a sliding-log position in a table without logs"
                                : NULL;
@@ -160,6 +166,7 @@ int fw_table_doctor(const char *path, int64_t now, fw_doctor_report_t *rep)
     fw_header_layout(h->max_keys, h->log_capacity, &nslots, &slot_size, &bytes);
     rep->expected_bytes = bytes;
     rep->full_errors = h->full_errors;
+    rep->keys = h->keys;
     for (uint32_t i = 0; i < FWI_TABLE_STRIPES; i++)
         count_lock(rep, h->stripe_locks[i]);
     void *mem = mmap(NULL, (size_t)bytes, PROT_READ, MAP_SHARED, fd, 0);
@@ -172,7 +179,7 @@ int fw_table_doctor(const char *path, int64_t now, fw_doctor_report_t *rep)
     const char *first = NULL;
     for (uint64_t i = 0; i < nslots; i++) {
         const fwi_slot_t *s = (const fwi_slot_t *)(const void *)(slots + i * slot_size);
-        if (s->tag != 0) {
+        if (s->tag != FWI_TAG_EMPTY && s->tag != FWI_TAG_RETIRED) {
             rep->used++;
             if (s->expiry > now)
                 rep->active++;

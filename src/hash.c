@@ -53,9 +53,19 @@ fwi_hash128_t fwi_hash128(uint64_t k0, uint64_t k1, const void *data, size_t len
         SIPROUND;
         v0 ^= m;
     }
-    unsigned char tail[8] = {0};
-    memcpy(tail, p + whole, len - whole);
-    uint64_t b = ((uint64_t)len << 56) | load_le64(tail);
+    /* the last 0..7 bytes, little-endian, byte by byte (no memcpy call) */
+    const unsigned char *t = p + whole;
+    uint64_t b = (uint64_t)len << 56;
+    switch (len & 7) {
+    case 7: b |= (uint64_t)t[6] << 48; /* fall through */
+    case 6: b |= (uint64_t)t[5] << 40; /* fall through */
+    case 5: b |= (uint64_t)t[4] << 32; /* fall through */
+    case 4: b |= (uint64_t)t[3] << 24; /* fall through */
+    case 3: b |= (uint64_t)t[2] << 16; /* fall through */
+    case 2: b |= (uint64_t)t[1] << 8;  /* fall through */
+    case 1: b |= (uint64_t)t[0]; break;
+    default: break;
+    }
     v3 ^= b;
     SIPROUND;
     v0 ^= b;

@@ -68,7 +68,7 @@ int fw_table_inspect(fw_table_t *t, const fw_limit_t *limit, const void *key,
     info->fingerprint[0] = h.lo;
     info->fingerprint[1] = h.hi;
     uint64_t home = h.hi & t->mask;
-    for (uint32_t i = 0; i < t->window; i++) {
+    for (uint64_t i = 0; i <= t->mask; i++) {
         fwi_slot_t *s = slot_of(t, home + i);
         uint64_t tag = __atomic_load_n(&s->tag, __ATOMIC_SEQ_CST);
         if (tag == h.lo && __atomic_load_n(&s->check, __ATOMIC_SEQ_CST) == h.hi) {

@@ -109,11 +109,16 @@ int fw_header_problem(const fwi_table_header_t *h, uint64_t size, char *msg, siz
     if (h->version != FWI_TABLE_VERSION) {
         snprintf(msg, cap,
                  "has table layout version %u, and this floodwall reads version "
-                 "%u only%s",
+                 "%u only%s. %s",
                  h->version, FWI_TABLE_VERSION,
                  sum == h->checksum ? ""
                                     : " (its header checksum does not match "
-                                      "either: it may be damaged)");
+                                      "either: it may be damaged)",
+                 h->version < FWI_TABLE_VERSION
+                     ? "An older floodwall made it: remove it (the next open "
+                       "makes a new, empty table; the limits start afresh), or "
+                       "keep to the floodwall that made it"
+                     : "A newer floodwall made it: upgrade this one, or remove it");
         return FW_EVERSION;
     }
     if (sum != h->checksum) {

@@ -67,6 +67,64 @@ static inline void raise_to(int64_t *word, int64_t at)
 
 static inline void expiry_raise(fwi_slot_t *s, int64_t at) { raise_to(&s->expiry, at); }
 
+/* ---- the commit path: atomic on shared tables, plain on growing ones --------
+ *
+ * A growing table's calls are serialised by its caller (the GIL), so its
+ * hot path needs no locked instruction; every other table may be written by
+ * other threads and processes at any moment. */
+
+/* Raise the slot's expiry to `expiry` and, when `seen` >= 0, its seen to
+ * `seen`: both with one 16-byte CAS on a shared table. */
+static inline void commit_raise(const fw_table_t *t, fwi_slot_t *s, int64_t expiry,
+                                int64_t seen)
+{
+    int64_t e = __atomic_load_n(&s->expiry, __ATOMIC_SEQ_CST);
+    int64_t w = __atomic_load_n(&s->seen, __ATOMIC_SEQ_CST);
+    if (e >= expiry && w >= seen)
+        return;
+    if (t->grows) {
+        if (e < expiry)
+            s->expiry = expiry;
+        if (w < seen)
+            s->seen = seen;
+        return;
+    }
+    if (seen < 0) {
+        expiry_raise(s, expiry);
+        return;
+    }
+    fwi_u128 *pair = (fwi_u128 *)(void *)&s->expiry;
+    fwi_u128 cur = ((fwi_u128)(uint64_t)w << 64) | (uint64_t)e;
+    for (;;) {
+        int64_t ne = e > expiry ? e : expiry, nw = w > seen ? w : seen;
+        fwi_u128 want = ((fwi_u128)(uint64_t)nw << 64) | (uint64_t)ne;
+        fwi_u128 prev = __sync_val_compare_and_swap(pair, cur, want);
+        if (prev == cur)
+            return;
+        cur = prev;
+        e = (int64_t)(uint64_t)prev;
+        w = (int64_t)(uint64_t)(prev >> 64);
+        if (e >= expiry && w >= seen)
+            return;
+    }
+}
+
+/* unit_cas, or its plain twin on a growing table. */
+static inline int commit_cas(const fw_table_t *t, fwi_slot_t *s, unit_t *expected,
+                             unit_t desired)
+{
+    if (!t->grows)
+        return unit_cas(s, expected, desired);
+    unit_t cur = unit_pack(s->tag, s->state);
+    if (cur != *expected) {
+        *expected = cur;
+        return 0;
+    }
+    s->tag = unit_tag(desired);
+    s->state = unit_state(desired);
+    return 1;
+}
+
 /* ---- layout ---------------------------------------------------------------- */
 
 static uint64_t next_pow2(uint64_t v)
@@ -77,23 +135,44 @@ static uint64_t next_pow2(uint64_t v)
     return p;
 }
 
+/* Slots of a fixed table for max_keys keys: load at most one half. */
+static uint64_t fixed_slots(uint64_t max_keys)
+{
+    uint64_t n = next_pow2(max_keys) * 2;
+    return n < FWI_MIN_SLOTS ? FWI_MIN_SLOTS : n;
+}
+
+static int slot_bytes(uint32_t log_capacity, uint32_t *slot_size)
+{
+    if (log_capacity > FW_LOG_CAPACITY_MAX)
+        return FW_EINVAL;
+    uint64_t log_bytes = (uint64_t)log_capacity * sizeof(fw_log_entry_t);
+    *slot_size = (uint32_t)(FWI_SLOT_HEAD_SIZE + ((log_bytes + 63) & ~(uint64_t)63));
+    return 0;
+}
+
+static int bytes_for(uint64_t nslots, uint32_t slot_size, size_t *bytes)
+{
+    fwi_u128 total = (fwi_u128)nslots * slot_size + FWI_TABLE_HEADER_SIZE;
+    if (total > (fwi_u128)SIZE_MAX / 2)
+        return FW_ERANGE;
+    *bytes = (size_t)total;
+    return 0;
+}
+
 static int layout(const fw_table_options_t *opt, uint64_t *nslots,
                   uint32_t *slot_size, size_t *bytes)
 {
     if (!opt || opt->max_keys < 1 || opt->max_keys > FW_MAX_KEYS_MAX ||
         opt->log_capacity > FW_LOG_CAPACITY_MAX)
         return FW_EINVAL;
-    uint64_t n = next_pow2(opt->max_keys) * 2;
-    if (n < 64)
-        n = 64;
-    uint64_t log_bytes = (uint64_t)opt->log_capacity * sizeof(fw_log_entry_t);
-    uint64_t size = FWI_SLOT_HEAD_SIZE + ((log_bytes + 63) & ~(uint64_t)63);
-    fwi_u128 total = (fwi_u128)n * size + FWI_TABLE_HEADER_SIZE;
-    if (total > (fwi_u128)SIZE_MAX / 2)
-        return FW_ERANGE;
+    uint64_t n = fixed_slots(opt->max_keys);
+    int rc = slot_bytes(opt->log_capacity, slot_size);
+    if (rc == 0)
+        rc = bytes_for(n, *slot_size, bytes);
+    if (rc)
+        return rc;
     *nslots = n;
-    *slot_size = (uint32_t)size;
-    *bytes = (size_t)total;
     return 0;
 }
 
@@ -149,6 +228,18 @@ int fw_table_format(void *mem, size_t len, const fw_table_options_t *opt)
     return 0;
 }
 
+/* The handle's view of a laid-out table at `mem`. */
+static void view_set(fw_table_t *t, void *mem, size_t len)
+{
+    fwi_table_header_t *h = mem;
+    t->hdr = h;
+    t->slots = (unsigned char *)mem + FWI_TABLE_HEADER_SIZE;
+    t->len = len;
+    t->mask = h->nslots - 1;
+    t->slot_size = h->slot_size;
+    t->log_capacity = h->log_capacity;
+}
+
 int fw_table_attach(fw_table_t **out, void *mem, size_t len)
 {
     if (!out || !mem || ((uintptr_t)mem % 64) != 0)
@@ -174,13 +265,62 @@ int fw_table_attach(fw_table_t **out, void *mem, size_t len)
     fw_table_t *t = calloc(1, sizeof(*t));
     if (!t)
         return FW_ENOMEM;
-    t->hdr = h;
-    t->slots = (unsigned char *)mem + FWI_TABLE_HEADER_SIZE;
-    t->len = len;
-    t->mask = nslots - 1;
-    t->window = nslots < FWI_PROBE_WINDOW ? (uint32_t)nslots : FWI_PROBE_WINDOW;
-    t->slot_size = slot_size;
-    t->log_capacity = h->log_capacity;
+    view_set(t, mem, len);
+    t->cap = h->max_keys;
+    *out = t;
+    return 0;
+}
+
+static void *map_anonymous(size_t bytes)
+{
+    void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return mem == MAP_FAILED ? NULL : mem;
+}
+
+/* A growing table: FWI_MIN_SLOTS slots to start with, at most enough for
+ * its cap at half load (as a fixed table of that cap). */
+int fw_table_open_growing(fw_table_t **out, const fw_table_options_t *opt)
+{
+    if (!out)
+        return FW_EINVAL;
+    *out = NULL;
+    if (!opt || opt->max_keys > FW_MAX_KEYS_MAX)
+        return FW_EINVAL;
+    uint64_t cap = opt->max_keys ? opt->max_keys : FW_MAX_KEYS_MAX;
+    uint32_t slot_size;
+    size_t bytes;
+    int rc = slot_bytes(opt->log_capacity, &slot_size);
+    if (rc == 0)
+        rc = bytes_for(fixed_slots(cap), slot_size, &bytes); /* it can get there */
+    if (rc == 0)
+        rc = bytes_for(FWI_MIN_SLOTS, slot_size, &bytes);
+    if (rc)
+        return rc;
+    void *mem = map_anonymous(bytes);
+    if (!mem)
+        return FW_ENOMEM;
+    fw_table_t *t = calloc(1, sizeof(*t));
+    if (!t) {
+        munmap(mem, bytes);
+        return FW_ENOMEM;
+    }
+    fwi_table_header_t *h = mem;
+    memcpy(h->magic, FWI_TABLE_MAGIC, sizeof(h->magic));
+    h->version = FWI_TABLE_VERSION;
+    h->header_size = FWI_TABLE_HEADER_SIZE;
+    h->slot_size = slot_size;
+    h->log_capacity = opt->log_capacity;
+    h->nslots = FWI_MIN_SLOTS;
+    h->max_keys = opt->max_keys; /* 0: no cap */
+    random_seed(h->seed);
+    h->created_ns = (uint64_t)fw_clock_realtime_ns();
+    h->checksum = fwi_table_header_checksum(h);
+    view_set(t, mem, bytes);
+    t->cap = cap;
+    t->grows = 1;
+    t->max_slots = fixed_slots(cap);
+    t->owns_memory = 1;
     *out = t;
     return 0;
 }
@@ -194,9 +334,8 @@ int fw_table_open_memory(fw_table_t **out, const fw_table_options_t *opt)
     int rc = fw_table_size(opt, &bytes);
     if (rc)
         return rc;
-    void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (mem == MAP_FAILED)
+    void *mem = map_anonymous(bytes);
+    if (!mem)
         return FW_ENOMEM;
     rc = fw_table_format(mem, bytes, opt);
     if (rc == 0)
@@ -232,20 +371,26 @@ static inline fwi_hash128_t fingerprint(const fw_table_t *t, const fw_limit_t *l
 {
     fwi_hash128_t h = fwi_hash128(t->hdr->seed[0] ^ lim->namespace_id,
                                 t->hdr->seed[1], key, len);
-    if (h.lo == 0)
-        h.lo = 1; /* 0 marks an unused slot */
+    if (h.lo == FWI_TAG_EMPTY)
+        h.lo = 1;
+    else if (h.lo == FWI_TAG_RETIRED)
+        h.lo = FWI_TAG_RETIRED - 1;
     return h;
 }
 
+/* Linear probing from the key's home slot over the whole table: a key is
+ * never placed past an empty slot of its probe sequence, and a slot never
+ * becomes empty while a key lies past it (see sweep_locked), so a lookup
+ * stops at the first empty slot. At half load the sequence is short. */
 static fwi_slot_t *find(const fw_table_t *t, fwi_hash128_t h)
 {
     uint64_t home = h.hi & t->mask;
-    for (uint32_t i = 0; i < t->window; i++) {
+    for (uint64_t i = 0; i <= t->mask; i++) {
         fwi_slot_t *s = slot_at(t, home + i);
         uint64_t tag = __atomic_load_n(&s->tag, __ATOMIC_SEQ_CST);
         if (tag == h.lo && __atomic_load_n(&s->check, __ATOMIC_SEQ_CST) == h.hi)
             return s;
-        if (tag == 0)
+        if (tag == FWI_TAG_EMPTY)
             return NULL;
     }
     return NULL;
@@ -258,46 +403,322 @@ static void table_wrote(fw_table_t *t, fwi_slot_t *s)
         t->after_write(t, s, t->slot_size);
 }
 
-/* A slot may change hands when it is unused, or when its state has been
+static inline int vacant_tag(uint64_t tag)
+{
+    return tag == FWI_TAG_EMPTY || tag == FWI_TAG_RETIRED;
+}
+
+/* A slot may change hands when it holds no key, or when its state has been
  * fresh since before `now` (strictly: a slot claimed at `now` is not taken
  * back at that same `now`, see try_claim). */
 static int claimable(fwi_slot_t *s, unit_t cur, int64_t now)
 {
-    return unit_tag(cur) == 0 || __atomic_load_n(&s->expiry, __ATOMIC_SEQ_CST) < now;
+    return vacant_tag(unit_tag(cur)) ||
+           __atomic_load_n(&s->expiry, __ATOMIC_SEQ_CST) < now;
 }
+
+/* Count one more key against the cap; 0 when the table is at its cap. */
+static int key_reserve(fw_table_t *t)
+{
+    uint64_t had = __atomic_fetch_add(&t->hdr->keys, 1, __ATOMIC_SEQ_CST);
+    if (had < t->cap)
+        return 1;
+    __atomic_fetch_sub(&t->hdr->keys, 1, __ATOMIC_SEQ_CST);
+    return 0;
+}
+
+#define CLAIM_NONE 0   /* not claimable (or lost to another claimer) */
+#define CLAIM_TAKEN 1
+#define CLAIM_AT_CAP 2 /* a vacant slot, but the table holds its cap  */
 
 /* Take slot `s` for fingerprint h if it is claimable. The slot lock is held
  * while the slot changes hands, so two claimers never interleave their
  * writes of `check` (which would leave a slot that no key finds) and no
- * sliding-log update runs meanwhile. The claimed slot's expiry becomes at
- * least `now`: otherwise the parts of one request, or two requests at the
- * same time, could take each other's fresh slots back forever. */
-static int try_claim(fwi_slot_t *s, fwi_hash128_t h, int64_t now)
+ * sliding-log update or sweep runs meanwhile. A vacant slot adds a key to
+ * the count (reserved first, so the cap holds under concurrency); an
+ * expired key's slot changes key, not the count. The claimed slot's expiry
+ * becomes at least `now`: otherwise the parts of one request, or two
+ * requests at the same time, could take each other's fresh slots back
+ * forever. Returns a CLAIM_* or FW_EBUSY (its lock is stuck). */
+static int try_claim(fw_table_t *t, fwi_slot_t *s, fwi_hash128_t h, int64_t now)
 {
-    /* returns 1 taken, 0 not claimable, FW_EBUSY: its lock is stuck */
     unit_t cur = unit_load(s);
     if (!claimable(s, cur, now))
-        return 0;
-    /* An unused slot is waited for: its holder is another claimer (done in
-     * a moment) or a dead one. Skipping it could leave it unused before the
-     * slot this key then takes, which would hide the key from find(). */
-    if (unit_tag(cur) == 0) {
+        return CLAIM_NONE;
+    /* A vacant slot is waited for: its holder is another claimer (done in a
+     * moment), a sweep, or a dead one. Skipping an empty one could leave it
+     * empty before the slot this key then takes, hiding the key from find(). */
+    if (vacant_tag(unit_tag(cur))) {
         int rc = fwi_lock_acquire(&s->lock);
         if (rc)
             return rc;
     } else if (!fwi_lock_try(&s->lock)) {
-        return 0;
+        return CLAIM_NONE;
     }
     cur = unit_load(s); /* re-read under the lock */
-    int won = claimable(s, cur, now) && unit_cas(s, &cur, unit_pack(h.lo, 0));
-    if (won) {
-        expiry_raise(s, now);
-        __atomic_store_n(&s->check, h.hi, __ATOMIC_SEQ_CST);
-        __atomic_store_n(&s->log_pos, 0, __ATOMIC_SEQ_CST);
-        __atomic_store_n(&s->damaged_at, 0, __ATOMIC_SEQ_CST);
+    int vacant = vacant_tag(unit_tag(cur));
+    int won = CLAIM_NONE;
+    if (claimable(s, cur, now)) {
+        if (vacant && !key_reserve(t)) {
+            won = CLAIM_AT_CAP;
+        } else if (unit_cas(s, &cur, unit_pack(h.lo, 0))) {
+            expiry_raise(s, now);
+            __atomic_store_n(&s->check, h.hi, __ATOMIC_SEQ_CST);
+            __atomic_store_n(&s->log_pos, 0, __ATOMIC_SEQ_CST);
+            __atomic_store_n(&s->damaged_at, 0, __ATOMIC_SEQ_CST);
+            __atomic_fetch_add(&t->hdr->claims, 1, __ATOMIC_SEQ_CST);
+            won = CLAIM_TAKEN;
+        } else if (vacant) {
+            __atomic_fetch_sub(&t->hdr->keys, 1, __ATOMIC_SEQ_CST);
+        }
     }
     fwi_lock_release(&s->lock);
     return won;
+}
+
+/* ---- capacity: sweeps (fixed tables) and rebuilds (growing tables) ------------ */
+
+/* Does the last sweep that freed nothing still hold: no claim since, and no
+ * slot can have expired yet? */
+static int sweep_hint_holds(const fw_table_t *t, int64_t now)
+{
+    uint64_t hint = __atomic_load_n(&t->hdr->hint_claims, __ATOMIC_ACQUIRE);
+    int64_t quiet = __atomic_load_n(&t->hdr->quiet_until, __ATOMIC_SEQ_CST);
+    return hint != 0 && hint - 1 == __atomic_load_n(&t->hdr->claims, __ATOMIC_SEQ_CST) &&
+           now <= quiet;
+}
+
+static void sweep_hint_set(fw_table_t *t, uint64_t claims_before, int64_t quiet)
+{
+    __atomic_store_n(&t->hdr->quiet_until, quiet, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&t->hdr->hint_claims, claims_before + 1, __ATOMIC_RELEASE);
+}
+
+/* Retire slot s if its key has expired: (tag, state) becomes (RETIRED, 0) by
+ * one CAS from exactly what was read, under the slot lock, so a concurrent
+ * update of the key makes it fail. 1 retired. */
+static int retire_expired(fw_table_t *t, fwi_slot_t *s, int64_t now)
+{
+    if (!fwi_lock_try(&s->lock))
+        return 0;
+    unit_t cur = unit_load(s);
+    int done = !vacant_tag(unit_tag(cur)) &&
+               __atomic_load_n(&s->expiry, __ATOMIC_SEQ_CST) < now &&
+               unit_cas(s, &cur, unit_pack(FWI_TAG_RETIRED, 0));
+    if (done) {
+        __atomic_store_n(&s->check, 0, __ATOMIC_SEQ_CST);
+        __atomic_store_n(&s->log_pos, 0, __ATOMIC_SEQ_CST);
+        __atomic_fetch_sub(&t->hdr->keys, 1, __ATOMIC_SEQ_CST);
+        __atomic_fetch_add(&t->hdr->retired, 1, __ATOMIC_RELAXED);
+    }
+    fwi_lock_release(&s->lock);
+    return done;
+}
+
+/* With no insert running anywhere (every stripe lock held): empty each
+ * retired slot that ends a run (its successor is empty), walking backwards
+ * from an empty slot so that runs of them go in one pass. No key lies past
+ * such a slot on its probe sequence (it would have to lie past the empty
+ * successor), so lookups stay right. Returns the keys counted. */
+static uint64_t compact_and_count(fw_table_t *t)
+{
+    uint64_t n = t->mask + 1, start = n, keys = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t tag = __atomic_load_n(&slot_at(t, i)->tag, __ATOMIC_SEQ_CST);
+        if (!vacant_tag(tag))
+            keys++;
+        else if (tag == FWI_TAG_EMPTY && start == n)
+            start = i;
+    }
+    if (start == n)
+        return keys; /* no empty slot: nothing can end a run */
+    int next_empty = 1;
+    for (uint64_t k = 1; k < n; k++) {
+        fwi_slot_t *s = slot_at(t, start - k);
+        unit_t cur = unit_load(s);
+        if (unit_tag(cur) == FWI_TAG_RETIRED && next_empty) {
+            if (!unit_cas(s, &cur, unit_pack(FWI_TAG_EMPTY, 0)))
+                next_empty = 0;
+        } else {
+            next_empty = unit_tag(cur) == FWI_TAG_EMPTY;
+        }
+    }
+    return keys;
+}
+
+/* At the cap, with no reclaimable slot on a new key's probe sequence: retire
+ * every expired key of the table, so that a key fits whenever fewer than
+ * max_keys keys are live. The caller holds the stripe lock `own`. When every
+ * other stripe lock can be taken at once (no insert is running), the key
+ * count is also recounted (a process killed between a count and a claim
+ * leaves it high) and retired slots that end a run are emptied. A sweep
+ * that frees nothing leaves a hint (sweep_hint_holds), so a flood of new
+ * keys at a full table of live keys costs one sweep per expiry or claim,
+ * not one per key. Returns 1 when room was made, 0 if none, or FW_EBUSY. */
+static int sweep(fw_table_t *t, uint64_t *own, int64_t now)
+{
+    if (sweep_hint_holds(t, now))
+        return 0;
+    int rc = fwi_lock_acquire(&t->hdr->sweep_lock);
+    if (rc)
+        return rc;
+    if (sweep_hint_holds(t, now)) {
+        fwi_lock_release(&t->hdr->sweep_lock);
+        return 0;
+    }
+    uint64_t claims = __atomic_load_n(&t->hdr->claims, __ATOMIC_SEQ_CST);
+    uint64_t keys_before = __atomic_load_n(&t->hdr->keys, __ATOMIC_SEQ_CST);
+    uint64_t n = t->mask + 1, freed = 0;
+    int64_t quiet = INT64_MAX;
+    for (uint64_t i = 0; i < n; i++) {
+        fwi_slot_t *s = slot_at(t, i);
+        if (vacant_tag(__atomic_load_n(&s->tag, __ATOMIC_SEQ_CST)))
+            continue;
+        int64_t exp = __atomic_load_n(&s->expiry, __ATOMIC_SEQ_CST);
+        if (exp < now && retire_expired(t, s, now)) {
+            freed++;
+            continue;
+        }
+        if (exp < quiet)
+            quiet = exp;
+    }
+    /* every other stripe at once, or not at all */
+    uint64_t *stripes = t->hdr->stripe_locks;
+    uint32_t held = 0;
+    for (; held < FWI_TABLE_STRIPES; held++)
+        if (&stripes[held] != own && !fwi_lock_try(&stripes[held]))
+            break;
+    if (held == FWI_TABLE_STRIPES) {
+        uint64_t keys = compact_and_count(t);
+        __atomic_store_n(&t->hdr->keys, keys, __ATOMIC_SEQ_CST);
+        if (keys < keys_before - freed)
+            freed += keys_before - freed - keys; /* a crash had left it high */
+    }
+    while (held-- > 0)
+        if (&stripes[held] != own)
+            fwi_lock_release(&stripes[held]);
+    if (freed == 0)
+        sweep_hint_set(t, claims, quiet);
+    fwi_lock_release(&t->hdr->sweep_lock);
+    if (freed && t->after_write)
+        t->after_write(t, t->slots, (size_t)n * t->slot_size);
+    return freed > 0;
+}
+
+/* Growing tables (one caller at a time): copy every key that is not
+ * expired at `now` into a table sized for it (2.5 to 5 slots per key; it
+ * grows again at half load; at least FWI_MIN_SLOTS, at most max_slots),
+ * dropping expired
+ * and retired slots. Slot pointers into the old table die: the generation
+ * says so. Returns 1 when it rebuilt, 0 if it could not (no memory; the
+ * table is unchanged and serves on). *quiet: the earliest expiry kept. */
+static int rebuild(fw_table_t *t, int64_t now, int64_t *quiet)
+{
+    uint64_t n = t->mask + 1, live = 0;
+    *quiet = INT64_MAX;
+    for (uint64_t i = 0; i < n; i++) {
+        fwi_slot_t *s = slot_at(t, i);
+        if (!vacant_tag(s->tag) && s->expiry >= now) {
+            live++;
+            if (s->expiry < *quiet)
+                *quiet = s->expiry;
+        }
+    }
+    uint64_t want = next_pow2(live * 2 + live / 2 + 2); /* load 0.2 to 0.4 */
+    if (want < FWI_MIN_SLOTS)
+        want = FWI_MIN_SLOTS;
+    if (want > t->max_slots)
+        want = t->max_slots;
+    size_t bytes;
+    if (bytes_for(want, t->slot_size, &bytes) != 0)
+        return 0;
+    unsigned char *mem = map_anonymous(bytes);
+    if (!mem)
+        return 0;
+    memcpy(mem, t->hdr, FWI_TABLE_HEADER_SIZE);
+    fwi_table_header_t *h = (fwi_table_header_t *)(void *)mem;
+    h->nslots = want;
+    h->checksum = fwi_table_header_checksum(h);
+    h->keys = live;
+    h->hint_claims = 0;
+    unsigned char *slots = mem + FWI_TABLE_HEADER_SIZE;
+    for (uint64_t i = 0; i < n; i++) {
+        fwi_slot_t *s = slot_at(t, i);
+        if (vacant_tag(s->tag) || s->expiry < now)
+            continue;
+        uint64_t j = s->check;
+        for (;; j++) {
+            fwi_slot_t *d = (fwi_slot_t *)(void *)(slots + (j & (want - 1)) * t->slot_size);
+            if (d->tag == FWI_TAG_EMPTY) {
+                memcpy(d, s, t->slot_size);
+                d->lock = 0;
+                break;
+            }
+        }
+    }
+    munmap(t->hdr, t->len);
+    view_set(t, mem, bytes);
+    t->generation++;
+    return 1;
+}
+
+/* A growing table about to take an empty slot: rebuild first when that
+ * would pass half load and it may still grow. */
+static int grow_due(const fw_table_t *t)
+{
+    return t->grows && t->mask + 1 < t->max_slots &&
+           (t->hdr->keys + 1) * 2 > t->mask + 1;
+}
+
+/* Insert the key (absent when last looked up) while holding stripe `own`:
+ * the first claimable slot of its probe sequence, up to the first empty
+ * one. At the cap with nothing reclaimable on the way, sweep (or rebuild)
+ * once and try again. FW_EFULL when max_keys keys are live. */
+static int insert_locked(fw_table_t *t, fwi_hash128_t h, int64_t now, uint64_t *own,
+                         fwi_slot_t **out)
+{
+    for (int round = 0;; round++) {
+        int64_t quiet;
+        if (grow_due(t))
+            rebuild(t, now, &quiet);
+        uint64_t home = h.hi & t->mask;
+        int at_cap = 0;
+        for (uint64_t i = 0; i <= t->mask; i++) {
+            fwi_slot_t *c = slot_at(t, home + i);
+            int rc = try_claim(t, c, h, now);
+            if (rc == CLAIM_TAKEN) {
+                *out = c;
+                return 0;
+            }
+            if (rc < 0)
+                return rc;
+            if (rc == CLAIM_AT_CAP) {
+                at_cap = 1;
+                if (__atomic_load_n(&c->tag, __ATOMIC_SEQ_CST) == FWI_TAG_EMPTY)
+                    break; /* never past an empty slot */
+            }
+        }
+        if (!at_cap || round > 0)
+            break;
+        int rc;
+        if (!t->grows) {
+            rc = sweep(t, own, now);
+        } else if (sweep_hint_holds(t, now)) {
+            rc = 0;
+        } else {
+            /* a rebuild is a sweep: it drops the expired keys */
+            rebuild(t, now, &quiet);
+            rc = t->hdr->keys < t->cap;
+            if (!rc)
+                sweep_hint_set(t, t->hdr->claims, quiet);
+        }
+        if (rc < 0)
+            return rc;
+        if (rc == 0)
+            break;
+    }
+    __atomic_fetch_add(&t->hdr->full_errors, 1, __ATOMIC_RELAXED);
+    return FW_EFULL;
 }
 
 /* Find the key's slot into *out, inserting it if absent. FW_EFULL: no slot
@@ -315,21 +736,12 @@ static int find_or_insert(fw_table_t *t, fwi_hash128_t h, int64_t now,
     if (rc)
         return rc;
     s = find(t, h); /* inserts of one key are serialised by its stripe */
-    for (uint32_t i = 0; i < t->window && !s && rc == 0; i++) {
-        fwi_slot_t *c = slot_at(t, home + i);
-        rc = try_claim(c, h, now);
-        if (rc == 1) {
-            s = c;
-            rc = 0;
-        }
-    }
-    fwi_lock_release(stripe);
+    if (!s)
+        rc = insert_locked(t, h, now, stripe, &s);
+    /* a rebuild moved the header: release the same stripe in the new one */
+    fwi_lock_release(&t->hdr->stripe_locks[home % FWI_TABLE_STRIPES]);
     if (rc)
         return rc;
-    if (!s) {
-        __atomic_fetch_add(&t->hdr->full_errors, 1, __ATOMIC_RELAXED);
-        return FW_EFULL;
-    }
     *out = s;
     return 0;
 }
@@ -476,6 +888,51 @@ static int log_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
     return 0;
 }
 
+/* fwi_algo_step for a part whose arguments validate_parts checked, calling
+ * the GCRA family (the default algorithm, and three more) without the
+ * dispatch; every other case goes through it. */
+static inline void state_step(const fw_quota_t *q, uint64_t state, int64_t now,
+                              int64_t cost, uint64_t *next, fw_decision_t *d,
+                              fwi_verdict_t *v)
+{
+#define STEP(name)                                                             \
+    do {                                                                       \
+        *v = fwi_##name##_sanitize(q, &state, now);                            \
+        fwi_##name##_decide(q, state, now, cost, next, d);                     \
+        return;                                                                \
+    } while (0)
+    if (cost > 0) {
+        switch (q->algorithm) {
+        case FW_GCRA:
+        case FW_TOKEN_BUCKET:
+        case FW_LEAKY_BUCKET:
+        case FW_LEAKY_BUCKET_SHAPING:
+            STEP(gcra);
+        case FW_FIXED_WINDOW:
+            STEP(fixed_window);
+        case FW_SLIDING_WINDOW:
+            STEP(sliding_window);
+        default:
+            break;
+        }
+    }
+#undef STEP
+    fwi_algo_step(q, state, now, cost, next, d, v);
+}
+
+static inline int64_t state_fresh_at(const fw_quota_t *q, uint64_t state)
+{
+    switch (q->algorithm) {
+    case FW_FIXED_WINDOW:
+        return fwi_fixed_window_fresh_at(q, state);
+    case FW_SLIDING_WINDOW:
+        return fwi_sliding_window_fresh_at(q, state);
+    default:
+        return fwi_algo_is_gcra(q) ? fwi_gcra_fresh_at(q, state)
+                                   : fw_algo_fresh_at(q, state);
+    }
+}
+
 /* One 64-bit-state part: evaluate, and commit with CAS if asked to. Returns
  * 1 when the slot no longer holds the key (the caller locates it again). */
 static int state_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
@@ -493,20 +950,21 @@ static int state_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
             return 1;
         uint64_t next;
         fwi_verdict_t v;
-        fwi_algo_step(q, unit_state(cur), now, cost, &next, d, &v);
+        state_step(q, unit_state(cur), now, cost, &next, d, &v);
         p->before = unit_state(cur);
         p->after = next;
         if (!commit || next == unit_state(cur)) {
             /* nothing to write: make sure the read was not torn */
-            if (unit_cas(p->slot, &cur, cur))
+            if (commit_cas(t, p->slot, &cur, cur))
                 return 0;
             continue;
         }
-        /* an admission, or the repair of a state that was not OK */
-        expiry_raise(p->slot, fw_algo_fresh_at(q, next));
-        if (fwi_algo_is_gcra(q))
-            raise_to(&p->slot->seen, now);
-        if (unit_cas(p->slot, &cur, unit_pack(p->h.lo, next))) {
+        /* an admission, or the repair of a state that was not OK: the
+         * expiry (and a GCRA's seen) first, so that whoever sees the new
+         * state sees them too */
+        commit_raise(t, p->slot, state_fresh_at(q, next),
+                     fwi_algo_is_gcra(q) ? now : -1);
+        if (commit_cas(t, p->slot, &cur, unit_pack(p->h.lo, next))) {
             p->committed = d->allowed;
             p->wrote = 1;
             note_verdict(t, p->slot, v, now);
@@ -609,6 +1067,7 @@ static int validate_parts(const fw_table_t *t, const fw_request_t *reqs,
  * cannot get a slot, FW_EBUSY if a lock it needs stayed held too long. */
 static int locate_parts(fw_table_t *t, part_t *parts, size_t n, int64_t now)
 {
+    uint64_t generation = t->generation;
     for (size_t i = 0; i < n; i++) {
         part_t *p = &parts[i];
         if (p->cost == 0) {
@@ -618,6 +1077,11 @@ static int locate_parts(fw_table_t *t, part_t *parts, size_t n, int64_t now)
         int rc = find_or_insert(t, p->h, now, &p->slot);
         if (rc)
             return rc;
+        if (t->generation != generation) {
+            /* a growing table was rebuilt: earlier parts moved */
+            generation = t->generation;
+            i = (size_t)-1;
+        }
     }
     return 0;
 }
@@ -686,6 +1150,54 @@ static int check_located(fw_table_t *t, part_t *parts, size_t n, int64_t now,
     return 0;
 }
 
+/* One key of a 64-bit-state algorithm: the hot path, with a small frame. */
+static int check_one(fw_table_t *t, const fw_request_t *r, int64_t cost, int64_t now,
+                     fw_decision_t *out, size_t *violated)
+{
+    part_t p;
+    p.limit = r->limit;
+    p.h = fingerprint(t, r->limit, r->key, r->key_len);
+    p.wrote = 0;
+    for (;;) {
+        if (cost == 0) {
+            p.slot = find(t, p.h);
+        } else {
+            int rc = find_or_insert(t, p.h, now, &p.slot);
+            if (rc)
+                return rc;
+        }
+        if (!state_part_step(t, &p, now, cost, 1, out))
+            break;
+    }
+    if (p.wrote)
+        table_wrote(t, p.slot);
+    *violated = out->allowed ? 1 : 0;
+    return 0;
+}
+
+/* Several parts, or a sliding log: locate, decide, commit or roll back. */
+static __attribute__((noinline)) int check_many(fw_table_t *t, const fw_request_t *reqs,
+                                                size_t n, const int64_t *costs,
+                                                int64_t now, fw_decision_t *out,
+                                                size_t *violated)
+{
+    part_t parts[MAX_PARTS];
+    for (size_t i = 0; i < n; i++) {
+        memset(&parts[i], 0, sizeof(parts[i]));
+        parts[i].limit = reqs[i].limit;
+        parts[i].h = fingerprint(t, reqs[i].limit, reqs[i].key, reqs[i].key_len);
+        parts[i].cost = costs[i];
+    }
+    for (;;) {
+        int rc = locate_parts(t, parts, n, now);
+        if (rc)
+            return rc;
+        rc = check_located(t, parts, n, now, out, violated);
+        if (rc <= 0)
+            return rc;
+    }
+}
+
 int fw_table_check(fw_table_t *t, const fw_request_t *reqs, size_t n,
                    int64_t cost, int64_t now, fw_decision_t *out,
                    size_t *violated)
@@ -708,45 +1220,9 @@ int fw_table_check_costs(fw_table_t *t, const fw_request_t *reqs, size_t n,
     int rc = validate_parts(t, reqs, n, costs);
     if (rc)
         return rc;
-    int64_t cost = costs[0];
-
-    /* fast path: one key of a 64-bit-state algorithm */
-    if (n == 1 && reqs[0].limit->quota.algorithm != FW_SLIDING_LOG) {
-        part_t p = {reqs[0].limit, fingerprint(t, reqs[0].limit, reqs[0].key,
-                                                reqs[0].key_len),
-                    NULL, 0, 0, 0, 0, 0, cost};
-        for (;;) {
-            if (cost == 0) {
-                p.slot = find(t, p.h);
-            } else {
-                rc = find_or_insert(t, p.h, now, &p.slot);
-                if (rc)
-                    return rc;
-            }
-            if (!state_part_step(t, &p, now, cost, 1, out))
-                break;
-        }
-        if (p.wrote)
-            table_wrote(t, p.slot);
-        *violated = out->allowed ? 1 : 0;
-        return 0;
-    }
-
-    part_t parts[MAX_PARTS];
-    for (size_t i = 0; i < n; i++) {
-        memset(&parts[i], 0, sizeof(parts[i]));
-        parts[i].limit = reqs[i].limit;
-        parts[i].h = fingerprint(t, reqs[i].limit, reqs[i].key, reqs[i].key_len);
-        parts[i].cost = costs[i];
-    }
-    for (;;) {
-        rc = locate_parts(t, parts, n, now);
-        if (rc)
-            return rc;
-        rc = check_located(t, parts, n, now, out, violated);
-        if (rc <= 0)
-            return rc;
-    }
+    if (n == 1 && reqs[0].limit->quota.algorithm != FW_SLIDING_LOG)
+        return check_one(t, reqs, costs[0], now, out, violated);
+    return check_many(t, reqs, n, costs, now, out, violated);
 }
 
 int fw_table_peek(fw_table_t *t, const fw_limit_t *limit, const void *key,
@@ -797,6 +1273,8 @@ int fw_table_clear(fw_table_t *t)
         __atomic_store_n(&s->log_pos, 0, __ATOMIC_SEQ_CST);
         __atomic_store_n(&s->damaged_at, 0, __ATOMIC_SEQ_CST);
     }
+    __atomic_store_n(&t->hdr->keys, 0, __ATOMIC_SEQ_CST);
+    __atomic_fetch_add(&t->hdr->claims, 1, __ATOMIC_SEQ_CST); /* no hint holds */
     if (t->after_write)
         t->after_write(t, t->slots, (size_t)(t->mask + 1) * t->slot_size);
     return 0;
@@ -813,9 +1291,11 @@ int fw_table_stats(fw_table_t *t, int64_t now, fw_table_stats_t *st)
     st->damaged_states = __atomic_load_n(&t->hdr->damaged_states, __ATOMIC_RELAXED);
     st->clamped_states = __atomic_load_n(&t->hdr->clamped_states, __ATOMIC_RELAXED);
     st->last_damaged_slot = __atomic_load_n(&t->hdr->last_damaged_slot, __ATOMIC_RELAXED);
+    st->keys = __atomic_load_n(&t->hdr->keys, __ATOMIC_RELAXED);
+    st->retired = __atomic_load_n(&t->hdr->retired, __ATOMIC_RELAXED);
     for (uint64_t i = 0; i <= t->mask; i++) {
         fwi_slot_t *s = slot_at(t, i);
-        if (__atomic_load_n(&s->tag, __ATOMIC_RELAXED) == 0)
+        if (vacant_tag(__atomic_load_n(&s->tag, __ATOMIC_RELAXED)))
             continue;
         st->used++;
         if (__atomic_load_n(&s->expiry, __ATOMIC_RELAXED) > now)
@@ -838,6 +1318,7 @@ int fw_table_info(fw_table_t *t, fw_table_info_t *info)
     info->created_ns = t->hdr->created_ns;
     info->shared = !t->owns_memory;
     info->blocking = t->after_write != NULL;
+    info->grows = t->grows;
     return 0;
 }
 

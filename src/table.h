@@ -7,6 +7,7 @@
 #ifndef FW_TABLE_H
 #define FW_TABLE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "floodwall.h"
@@ -16,7 +17,15 @@
 #define FWI_TABLE_HEADER_SIZE 4096u
 #define FWI_TABLE_STRIPES 256u
 #define FWI_SLOT_HEAD_SIZE 64u
-#define FWI_PROBE_WINDOW 32u
+/* The fewest slots of a table (a growing memory table starts here). */
+#define FWI_MIN_SLOTS 64u
+
+/* Tags with a meaning of their own (a fingerprint never takes them):
+ * 0 a slot never used since the table was made (a lookup stops there);
+ * FWI_TAG_RETIRED a slot whose expired key a sweep removed (a lookup passes
+ * it; an insert may take it). */
+#define FWI_TAG_EMPTY 0u
+#define FWI_TAG_RETIRED UINT64_MAX
 
 typedef struct fwi_table_header {
     /* fixed part: written once by fw_table_format, checksummed */
@@ -36,25 +45,39 @@ typedef struct fwi_table_header {
     uint64_t clamped_states;    /* states further ahead of now than their
                                    policy allows, clamped (clock excursion) */
     uint64_t last_damaged_slot; /* index + 1 of the latest; 0 = none        */
-    uint64_t reserved[4];
+    /* capacity (docs/design.md, "Capacity"): `keys` counts the slots that
+     * hold a key, expired or not (reserved before a claim, released after
+     * a retire; a crash in between leaves it high, and a sweep that holds
+     * every stripe lock recounts it). A sweep that frees nothing records
+     * `quiet_until` (no slot expires before it), valid while `claims` (one
+     * per claim) still equals `hint_claims` - 1. */
+    uint64_t keys;
+    uint64_t claims;
+    int64_t quiet_until;
+    uint64_t hint_claims;
     uint64_t stripe_locks[FWI_TABLE_STRIPES]; /* lock words (src/lock.h)    */
+    uint64_t sweep_lock; /* lock word (src/lock.h): one sweep at a time */
+    uint64_t retired;    /* slots retired by sweeps since creation     */
 } fwi_table_header_t;
 
 _Static_assert(sizeof(fwi_table_header_t) <= FWI_TABLE_HEADER_SIZE,
                "header must fit its page");
+_Static_assert(offsetof(fwi_table_header_t, stripe_locks) == 136,
+               "the stripe locks stay where layout 1 had them");
 
 /* The head of every slot; sliding-log tables follow it with the log ring. */
 typedef struct fwi_slot {
     _Alignas(16) uint64_t tag; /* fingerprint, low half; 0 = never used */
     uint64_t state;            /* algorithm state; with tag, one CAS unit */
+    _Alignas(16) int64_t expiry; /* >= the time the state is fresh again  */
+    int64_t seen;              /* gcra family: latest `now` of a commit,
+                                  raised before it, kept across claims
+                                  (bounds refunds); with expiry, one CAS
+                                  unit, raised together                   */
     uint64_t check;            /* fingerprint, high half                  */
-    int64_t expiry;            /* >= the time the state is fresh again    */
     uint64_t lock;             /* lock word (src/lock.h), 0 = free:
                                   claims, and sliding-log updates         */
     uint64_t log_pos;          /* sliding log only: head << 32 | len      */
-    int64_t seen;              /* gcra family: latest `now` of a commit,
-                                  raised before it, kept across claims
-                                  (bounds refunds)                        */
     int64_t damaged_at;        /* `now` when an impossible state was last
                                   found here (0 = never); reset by a claim */
 } fwi_slot_t;
@@ -67,10 +90,14 @@ struct fw_table {
     unsigned char *slots;
     size_t len;
     uint64_t mask;
-    uint32_t window;
+    uint64_t cap;     /* the most keys it holds (max_keys, or no cap)    */
     uint32_t slot_size;
     uint32_t log_capacity;
     int owns_memory; /* memory tables: munmap on close */
+    int grows;       /* fw_table_open_growing: rebuilt larger (or smaller) as keys
+                        come and go; calls serialised by the caller       */
+    uint64_t max_slots; /* grows: the largest size it may reach           */
+    uint64_t generation; /* grows: rebuilds so far (slot pointers die)    */
     /* stores that persist writes (file://) set these; NULL otherwise */
     void (*after_write)(struct fw_table *t, void *addr, size_t len);
     void (*on_close)(struct fw_table *t);

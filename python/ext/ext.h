@@ -55,7 +55,21 @@ typedef struct {
     int clock_realtime;    /* 1 for shared stores: the store's clock */
     int blocking;          /* 1: a check may wait for the disk: release the
                               GIL around it                              */
+    int grows;             /* 1: a growing memory table, whose calls the GIL
+                              serialises: never release it around them   */
 } fw_py_table;
+
+/* Run `stmt` (engine work on table `pt`) without the GIL, unless the table
+ * grows (fw_table_open_growing: the GIL is what serialises its calls). */
+#define FW_TABLE_CALL(pt, stmt)                                                \
+    do {                                                                       \
+        if ((pt)->grows) {                                                     \
+            stmt;                                                              \
+        } else {                                                               \
+            Py_BEGIN_ALLOW_THREADS stmt;                                       \
+            Py_END_ALLOW_THREADS                                               \
+        }                                                                      \
+    } while (0)
 
 /* Wrap an open engine table. Steals both `t` and `description` (a new
  * reference, or NULL after a failed creation); on failure closes the table. */

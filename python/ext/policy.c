@@ -19,6 +19,7 @@ typedef struct {
     PyObject *labels; /* tuple of Rate objects, one per limit */
     PyObject *clock;  /* NULL: the store's clock; else a callable -> int ns */
     int clock_realtime;
+    int blocking; /* the table's: checks release the GIL */
     Py_ssize_t nlimits;
     fw_limit_t limits[MAX_RATES];
     unsigned long long allowed, denied;
@@ -39,6 +40,12 @@ typedef struct key_view {
 static int key_get(fw_module_state *st, PyObject *key, key_view_t *kv)
 {
     kv->owner = NULL;
+    if (PyUnicode_CheckExact(key) && PyUnicode_IS_COMPACT_ASCII(key)) {
+        /* ASCII is its own UTF-8: the characters are the bytes */
+        kv->buf = (const char *)PyUnicode_DATA(key);
+        kv->len = PyUnicode_GET_LENGTH(key);
+        return 0;
+    }
     if (PyUnicode_Check(key)) {
         kv->buf = PyUnicode_AsUTF8AndSize(key, &kv->len);
         if (kv->buf)
@@ -264,7 +271,9 @@ static int policy_decide(fw_py_policy *p, PyObject *key, int64_t cost,
         return -1;
     }
     fw_request_t reqs[MAX_RATES];
-    fw_decision_t out[MAX_RATES];
+    fw_decision_t out_many[MAX_RATES];
+    /* one rate (the usual case) decides straight into *d */
+    fw_decision_t *out = p->nlimits == 1 ? d : out_many;
     for (Py_ssize_t i = 0; i < p->nlimits; i++) {
         reqs[i].limit = &p->limits[i];
         reqs[i].key = kv.buf;
@@ -272,7 +281,7 @@ static int policy_decide(fw_py_policy *p, PyObject *key, int64_t cost,
     }
     size_t violated;
     int rc;
-    if (((fw_py_table *)p->table_obj)->blocking) {
+    if (p->blocking) {
         /* a durable store waits for the disk: let other threads run */
         Py_BEGIN_ALLOW_THREADS
         rc = fw_table_check(p->table, reqs, (size_t)p->nlimits, cost, now, out,
@@ -300,16 +309,16 @@ static int policy_decide(fw_py_policy *p, PyObject *key, int64_t cost,
     Py_XDECREF(kv.owner);
     *when = now;
     Py_ssize_t idx = 0;
-    if (p->nlimits == 1) {
-        idx = 0;
-    } else if (violated < (size_t)p->nlimits) {
-        idx = (Py_ssize_t)violated;
-    } else {
-        for (Py_ssize_t i = 1; i < p->nlimits; i++)
-            if (out[i].remaining < out[idx].remaining)
-                idx = i;
+    if (p->nlimits > 1) {
+        if (violated < (size_t)p->nlimits) {
+            idx = (Py_ssize_t)violated;
+        } else {
+            for (Py_ssize_t i = 1; i < p->nlimits; i++)
+                if (out[i].remaining < out[idx].remaining)
+                    idx = i;
+        }
+        *d = out[idx];
     }
-    *d = out[idx];
     *index = idx;
     if (cost > 0) {
         if (d->allowed)
@@ -331,8 +340,13 @@ static PyObject *decide_call(PyObject *op, const char *fname, PyObject *const *a
     fw_py_policy *p = (fw_py_policy *)op;
     PyObject *key;
     int64_t cost;
-    if (parse_key_cost(p->st, fname, args, nargs, kwnames, with_cost, &key, &cost) < 0)
+    if (nargs == 1 && !kwnames) { /* f(key): the hot call, nothing to parse */
+        key = args[0];
+        cost = with_cost;
+    } else if (parse_key_cost(p->st, fname, args, nargs, kwnames, with_cost, &key,
+                              &cost) < 0) {
         return NULL;
+    }
     fw_decision_t d;
     Py_ssize_t idx;
     PyObject *answer = NULL;
@@ -466,6 +480,7 @@ static PyObject *policy_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     p->table_obj = Py_NewRef(table);
     p->table = ((fw_py_table *)table)->table;
     p->clock_realtime = ((fw_py_table *)table)->clock_realtime;
+    p->blocking = ((fw_py_table *)table)->blocking;
     p->labels = Py_NewRef(labels);
     p->clock = clock == Py_None ? NULL : Py_NewRef(clock);
     p->nlimits = n;

@@ -241,7 +241,7 @@ static PyObject *py_doctor(PyObject *module, PyObject *args, PyObject *kw)
     if (!first_bad)
         return NULL;
     PyObject *r = Py_BuildValue(
-        "{s:O,s:s,s:s,s:I,s:I,s:I,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:N}",
+        "{s:O,s:s,s:s,s:I,s:I,s:I,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:N,s:K}",
         "ok", rc == 0 ? Py_True : Py_False, "status", fw_strerror(rc), "problem",
         rep.problem, "version", rep.version, "slot_size", rep.slot_size,
         "log_capacity", rep.log_capacity, "max_keys", (unsigned long long)rep.max_keys,
@@ -252,7 +252,8 @@ static PyObject *py_doctor(PyObject *module, PyObject *args, PyObject *kw)
         "bad_slots", (unsigned long long)rep.bad_slots, "stale_locks",
         (unsigned long long)rep.stale_locks, "held_locks",
         (unsigned long long)rep.held_locks, "full_errors",
-        (unsigned long long)rep.full_errors, "first_bad_slot", first_bad);
+        (unsigned long long)rep.full_errors, "first_bad_slot", first_bad, "keys",
+        (unsigned long long)rep.keys);
     return r;
 }
 
@@ -305,14 +306,15 @@ static PyObject *py_table_info(PyObject *module, PyObject *arg)
     int rc = fw_table_info(t->table, &h);
     if (rc)
         return fw_raise(fw_state_of_module(module), rc, "table_info");
-    return Py_BuildValue("{s:O,s:I,s:K,s:K,s:I,s:I,s:K,s:K,s:O}", "store",
+    return Py_BuildValue("{s:O,s:I,s:K,s:K,s:I,s:I,s:K,s:K,s:O,s:O}", "store",
                          t->description, "version", h.version, "max_keys",
                          (unsigned long long)h.max_keys, "slots",
                          (unsigned long long)h.slots, "slot_size", h.slot_size,
                          "log_capacity", h.log_capacity, "bytes",
                          (unsigned long long)h.bytes, "created_ns",
                          (unsigned long long)h.created_ns, "clock_realtime",
-                         t->clock_realtime ? Py_True : Py_False);
+                         t->clock_realtime ? Py_True : Py_False, "grows",
+                         h.grows ? Py_True : Py_False);
 }
 
 static PyObject *py_hottest(PyObject *module, PyObject *args, PyObject *kw)
@@ -338,9 +340,7 @@ static PyObject *py_hottest(PyObject *module, PyObject *args, PyObject *kw)
         return PyErr_NoMemory();
     size_t got = 0;
     int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = fw_table_hottest(t->table, now, out, (size_t)n, &got);
-    Py_END_ALLOW_THREADS
+    FW_TABLE_CALL(t, rc = fw_table_hottest(t->table, now, out, (size_t)n, &got));
     if (rc) {
         PyMem_Free(out);
         return fw_raise(fw_state_of_module(module), rc, "hottest");
@@ -402,9 +402,8 @@ static PyObject *py_inspect_key(PyObject *module, PyObject *args, PyObject *kw)
     int64_t now = table_now(t, now_given);
     fw_slot_info_t info;
     fw_decision_t d;
-    Py_BEGIN_ALLOW_THREADS
-    rc = fw_table_inspect(t->table, &lim, kbuf, (size_t)klen, now, &info, &d);
-    Py_END_ALLOW_THREADS
+    FW_TABLE_CALL(t, rc = fw_table_inspect(t->table, &lim, kbuf, (size_t)klen, now,
+                                           &info, &d));
     Py_XDECREF(owner);
     if (rc)
         return fw_raise(st, rc, "inspect_key");

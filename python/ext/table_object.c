@@ -20,21 +20,24 @@ PyObject *fw_table_wrap(PyObject *module, fw_table_t *t, PyObject *description,
     self->description = description;
     self->clock_realtime = clock_realtime;
     self->blocking = fw_table_info(t, &info) == 0 && info.blocking;
+    self->grows = info.grows;
     return (PyObject *)self;
 }
 
+/* Table(*, max_keys=0, log_capacity=0): a growing memory table; max_keys
+ * caps it (0: no cap). */
 static PyObject *table_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw)
 {
     static char *names[] = {"max_keys", "log_capacity", NULL};
-    unsigned long long max_keys = FW_DEFAULT_MAX_KEYS;
+    unsigned long long max_keys = 0;
     unsigned int log_capacity = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|$KI:Table", names, &max_keys,
                                      &log_capacity))
         return NULL;
     fw_module_state *st = fw_state_of_type(type);
-    if (max_keys < 1 || max_keys > FW_MAX_KEYS_MAX) {
-        PyErr_Format(PyExc_ValueError, "max_keys must be between 1 and %llu, got %llu",
-                     (unsigned long long)FW_MAX_KEYS_MAX, max_keys);
+    if (max_keys > FW_MAX_KEYS_MAX) {
+        PyErr_Format(PyExc_ValueError, "max_keys must be between 1 and %llu (0: no "
+                     "cap), got %llu", (unsigned long long)FW_MAX_KEYS_MAX, max_keys);
         return NULL;
     }
     if (log_capacity > FW_LOG_CAPACITY_MAX) {
@@ -44,7 +47,7 @@ static PyObject *table_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     }
     fw_table_options_t opt = {max_keys, log_capacity};
     fw_table_t *t;
-    int rc = fw_table_open_memory(&t, &opt);
+    int rc = fw_table_open_growing(&t, &opt);
     if (rc)
         return fw_raise(st, rc, "cannot create the memory table");
     fw_py_table *self = PyObject_New(fw_py_table, type);
@@ -56,6 +59,7 @@ static PyObject *table_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     self->description = PyUnicode_FromString("memory://");
     self->clock_realtime = 0;
     self->blocking = 0;
+    self->grows = 1;
     if (!self->description) {
         Py_DECREF(self);
         return NULL;
@@ -88,7 +92,7 @@ static PyObject *table_stats(PyObject *op, PyObject *const *args, Py_ssize_t n)
     int rc = fw_table_stats(self->table, now, &s);
     if (rc)
         return fw_raise(fw_state_of_type(Py_TYPE(op)), rc, "stats");
-    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "slots",
+    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K,s:K}", "slots",
                          (unsigned long long)s.slots, "max_keys",
                          (unsigned long long)s.max_keys, "used_slots",
                          (unsigned long long)s.used, "active_keys",
@@ -96,7 +100,9 @@ static PyObject *table_stats(PyObject *op, PyObject *const *args, Py_ssize_t n)
                          (unsigned long long)s.full_errors, "damaged_states",
                          (unsigned long long)s.damaged_states, "clamped_states",
                          (unsigned long long)s.clamped_states, "last_damaged_slot",
-                         (unsigned long long)s.last_damaged_slot);
+                         (unsigned long long)s.last_damaged_slot, "keys",
+                         (unsigned long long)s.keys, "retired_slots",
+                         (unsigned long long)s.retired);
 }
 
 #define DAMAGED_MAX 100000
@@ -121,9 +127,7 @@ static PyObject *table_damaged(PyObject *op, PyObject *const *args, Py_ssize_t n
         return PyErr_NoMemory();
     size_t found = 0;
     int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = fw_table_damaged(self->table, out, (size_t)cap, &found);
-    Py_END_ALLOW_THREADS
+    FW_TABLE_CALL(self, rc = fw_table_damaged(self->table, out, (size_t)cap, &found));
     if (rc) {
         PyMem_Free(out);
         return fw_raise(fw_state_of_type(Py_TYPE(op)), rc, "damaged");
@@ -150,9 +154,7 @@ static PyObject *table_clear(PyObject *op, PyObject *unused)
     (void)unused;
     fw_py_table *self = (fw_py_table *)op;
     int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = fw_table_clear(self->table);
-    Py_END_ALLOW_THREADS
+    FW_TABLE_CALL(self, rc = fw_table_clear(self->table));
     if (rc)
         return fw_raise(fw_state_of_type(Py_TYPE(op)), rc, "clear");
     Py_RETURN_NONE;
@@ -196,8 +198,9 @@ static PyGetSetDef table_getset[] = {
 };
 
 static PyType_Slot table_slots[] = {
-    {Py_tp_doc, "Table(*, max_keys=65536, log_capacity=0)\n--\n\n"
-                "A fixed-capacity table of rate-limit states in process memory."},
+    {Py_tp_doc, "Table(*, max_keys=0, log_capacity=0)\n--\n\n"
+                "A table of rate-limit states in process memory that grows with "
+                "its keys; max_keys caps it (0: no cap)."},
     {Py_tp_new, table_tp_new},
     {Py_tp_dealloc, table_dealloc},
     {Py_tp_methods, table_methods},

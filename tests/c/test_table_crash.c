@@ -249,6 +249,7 @@ static void test_dead_lock_on_expired_slot(void)
         shared_table_t st;
         shared_open(&st, 1, with_logs ? 4 : 0); /* 64 slots */
         fw_table_t *t = st.t;
+        t->cap = UINT64_MAX; /* fill every slot, past max_keys (test only) */
         fw_limit_t lim = limit_of(with_logs ? FW_SLIDING_LOG : FW_GCRA, 4, 1000, 0, 1);
         fw_decision_t d;
         char key[32];
@@ -355,7 +356,8 @@ static void race_child(shared_table_t *st, race_keys_t *k)
 static void test_interrupted_claim(void)
 {
     shared_table_t st;
-    shared_open(&st, 1, 0); /* 64 slots, probe window 32 */
+    shared_open(&st, 1, 0); /* 64 slots */
+    st.t->cap = UINT64_MAX;  /* every slot holds a key, past max_keys (test only) */
     race_keys_t k;
     k.filler = limit_of(FW_GCRA, 1, 1000000 * S_NS, 1, 1);
     k.xlim = limit_of(FW_GCRA, 1, 1000000 * S_NS, 1, 2);
@@ -598,6 +600,7 @@ static void test_sigkill_loop(void)
      * home it is takes it over (the slots before it are the earlier new
      * keys', so that slot is the first one its insert may take) */
     int64_t much_later = later + 100 * S_NS;
+    t->cap = UINT64_MAX; /* one new key per slot, past max_keys (test only) */
     fw_limit_t fresh = limit_of(FW_GCRA, 1, 1000 * S_NS, 1, 99);
     uint64_t nslots = t->mask + 1, found = 0;
     int *key_of_home = malloc(nslots * sizeof(int));

@@ -175,7 +175,7 @@ def test_bool_and_intenum_costs_are_refused_at_once(store_url: str, cost: object
 
 
 def _fill(limiter: Limiter | Limits, make: Callable[[int], Any], slots: int) -> int:
-    """Insert fresh keys until every slot of the table holds a live key."""
+    """Insert fresh keys until the table holds max_keys live keys (its cap)."""
     store = limiter.store if isinstance(limiter, Limiter) else next(
         iter(limiter.limiters.values())
     ).store
@@ -184,7 +184,8 @@ def _fill(limiter: Limiter | Limits, make: Callable[[int], Any], slots: int) -> 
             make(i)
         except floodwall.StoreFullError:  # fail="raise": the table is full
             pass
-        if store.stats()["used_slots"] == slots:
+        stats = store.stats()
+        if stats["keys"] == stats["max_keys"] or stats["used_slots"] == slots:
             return i
     raise AssertionError("the table never filled up: the test cannot test anything")
 

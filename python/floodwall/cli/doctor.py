@@ -30,4 +30,17 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for name in sorted(report):
         print(f"{name:16} {report[name]}")
+    fill = fill_line(report)
+    if fill:
+        print(f"{'fill':16} {fill}")
     return 0 if report.get("ok") else 1
+
+
+def fill_line(report: dict[str, object]) -> str:
+    """How full the table is: the keys it counts against ``max_keys`` (live
+    ones, and expired ones not yet reclaimed) and the live ones alone."""
+    keys, cap, live = report.get("keys"), report.get("max_keys"), report.get("active_keys")
+    if not isinstance(keys, int) or not isinstance(cap, int) or cap <= 0:
+        return ""
+    live_part = f", {live} live" if isinstance(live, int) else ""
+    return f"{keys} of {cap} keys ({100.0 * keys / cap:.1f}%{live_part})"

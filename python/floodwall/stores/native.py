@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 from floodwall import _native
 from floodwall.algorithms import (
     ALGORITHMS,
-    DEFAULT_MAX_KEYS,
     LOG_CAPACITY_MAX,
     MAX_KEYS_MAX,
     MAX_KEYS_MIN,
@@ -69,9 +68,13 @@ def table_capabilities(table: _native.Table) -> StoreCapabilities:
 
 def memory_table(url: StoreURL, spec: LimitSpec, **options: Any) -> _native.Table:
     """``memory://`` gives a table of its own; ``memory://NAME`` one shared by
-    every limiter of this process that names it (needed by check_all)."""
+    every limiter of this process that names it (needed by check_all).
+
+    A memory table grows with its keys, like a dict (and shrinks when they
+    expire); ``max_keys`` caps it, for those who want a bound on a flood of
+    new keys. No cap by default."""
     opts = Options(url, options, known={"max_keys"})
-    keys = opts.int_option("max_keys", DEFAULT_MAX_KEYS, MAX_KEYS_MIN, MAX_KEYS_MAX)
+    keys = opts.int_option("max_keys", 0, MAX_KEYS_MIN, MAX_KEYS_MAX)
     assert keys is not None
     need = log_capacity_for(spec)
     name = url.netloc + url.path
@@ -130,6 +133,9 @@ class NativeBackend:
         self.table.clear()
 
     def stats(self) -> dict[str, int]:
+        """Counts of this limiter and of its table. ``keys`` are the keys the
+        table counts against ``max_keys`` (live ones, and expired ones not yet
+        reclaimed); ``max_keys`` 0 means no cap (a growing memory table)."""
         allowed, denied = self.policy.counts()
         table = self.table.stats(self.policy.now_ns())
         return {
@@ -141,6 +147,7 @@ class NativeBackend:
             "used_slots": table["used_slots"],
             "slots": table["slots"],
             "max_keys": table["max_keys"],
+            "keys": table["keys"],
             "full_errors": table["full_errors"],
             "damaged_states": table["damaged_states"],
             "clamped_states": table["clamped_states"],
