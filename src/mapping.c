@@ -111,9 +111,12 @@ int fw_header_problem(const fwi_table_header_t *h, uint64_t size, char *msg, siz
                  "has table layout version %u, and this floodwall reads version "
                  "%u only%s",
                  h->version, FWI_TABLE_VERSION,
-                 sum == h->checksum ? ""
-                                    : " (its header checksum does not match "
-                                      "either: it may be damaged)");
+                 sum != h->checksum ? " (its header checksum does not match "
+                                      "either: it may be damaged)"
+                 : h->version < FWI_TABLE_VERSION
+                     ? " (an older floodwall made it: remove it, and this one "
+                       "creates it afresh)"
+                     : "");
         return FW_EVERSION;
     }
     if (sum != h->checksum) {

@@ -283,8 +283,8 @@ static void damage(int i, unsigned char *buf, size_t *len)
     case 0: buf[0] ^= 0x01; break;                    /* magic */
     case 1: h->seed[0] ^= 1; break;                    /* checksum */
     case 2: h->max_keys += 1; break;                   /* checksum */
-    case 3: h->version = 2; break;                     /* version */
-    case 4: h->version = 2; h->checksum = fwi_table_header_checksum(h); break;
+    case 3: h->version = 1; break;                     /* version */
+    case 4: h->version = 1; h->checksum = fwi_table_header_checksum(h); break;
     case 5: *len = 100; break;                         /* truncated header */
     case 6: *len = FWI_TABLE_HEADER_SIZE + 64; break;   /* truncated slots */
     case 7: *len = 0; break;                           /* empty */
@@ -300,8 +300,8 @@ static const damage_case_t damage_cases[] = {
     {"flipped magic", FW_EBADFILE, "not a floodwall table"},
     {"flipped seed", FW_EBADFILE, "damaged header"},
     {"changed max_keys", FW_EBADFILE, "damaged header"},
-    {"version 2", FW_EVERSION, "version 2"},
-    {"version 2, checksum ok", FW_EVERSION, "reads version 1"},
+    {"version 1", FW_EVERSION, "version 1"},
+    {"version 1, checksum ok", FW_EVERSION, "an older floodwall made it"},
     {"truncated header", FW_EBADFILE, "truncated"},
     {"truncated slots", FW_EBADFILE, "truncated"},
     {"empty", FW_EBADFILE, "empty"},

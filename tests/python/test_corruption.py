@@ -99,7 +99,8 @@ def test_every_flipped_header_byte_is_caught(
         ("max_keys", flip(32, 0x40), "damaged header"),
         ("seed", flip(45), "damaged header"),
         ("checksum", flip(64), "damaged header"),
-        ("version 2", lambda b: b[:8] + struct.pack("<I", 2) + b[12:], "version 2"),
+        ("version 1", lambda b: b[:8] + struct.pack("<I", 1) + b[12:], "version 1"),
+        ("version 3", lambda b: b[:8] + struct.pack("<I", 3) + b[12:], "version 3"),
         ("version 0", lambda b: b[:8] + struct.pack("<I", 0) + b[12:], "version 0"),
     ],
 )
@@ -112,7 +113,7 @@ def test_named_header_damage(
 ) -> None:
     message = expect_rejected(damaged(tmp_path, good_table, change), phrase)
     if name.startswith("version"):
-        assert "reads version 1" in message
+        assert "reads version 2" in message
 
 
 @pytest.mark.parametrize(
