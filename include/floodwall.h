@@ -30,7 +30,9 @@ extern "C" {
 #define FW_VERSION_NUMBER                                                      \
     (FW_VERSION_MAJOR * 10000 + FW_VERSION_MINOR * 100 + FW_VERSION_PATCH)
 /* The layout version of tables (header, slots, lock words) this engine
- * reads and writes; fw_table_attach refuses any other (FW_EVERSION). */
+ * reads and writes; fw_table_attach refuses any other (FW_EVERSION).
+ * 2: exact max_keys (linear probing, a key count), the (expiry, seen)
+ *    pair, and a slot's log position carrying the log's running total. */
 #define FW_TABLE_LAYOUT_VERSION 2u
 
 #if defined(FW_BUILDING) && defined(__GNUC__)
@@ -175,12 +177,17 @@ typedef struct fw_log_entry {
     int64_t cost;
 } fw_log_entry_t;
 
-/* A bounded ring of entries, oldest first; storage owned by the caller. */
+/* A bounded ring of entries, oldest first; storage owned by the caller.
+ * A zeroed log (entries and capacity set) is empty. The step keeps `units`
+ * and `unchecked`; a log whose `units` disagree with its entries is
+ * recounted (O(len)), as it is every `burst` commits. */
 typedef struct fw_log {
     fw_log_entry_t *entries; /* capacity slots                                */
     uint32_t capacity;       /* >= quota burst                                */
     uint32_t head;           /* index of the oldest entry                     */
     uint32_t len;            /* number of entries                             */
+    uint32_t unchecked;      /* commits since the entries were last counted   */
+    int64_t units;           /* running total: the units the entries hold     */
 } fw_log_t;
 
 /* The sliding-log step: same contract as fw_algo_step, on a log in place

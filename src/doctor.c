@@ -76,7 +76,10 @@ static const char *slot_problem(const fwi_table_header_t *h, const unsigned char
     if (h->log_capacity == 0)
         return s->log_pos != 0 ? "a sliding-log position in a table without logs"
                                : NULL;
-    uint32_t head = (uint32_t)(s->log_pos >> 32), len = (uint32_t)s->log_pos;
+    uint32_t head, len;
+    int64_t units, sum = 0;
+    if (!fwi_log_pos_unpack(s->log_pos, &head, &len, &units))
+        return "a sliding-log position whose check bits disagree with it";
     if (head >= h->log_capacity || len > h->log_capacity)
         return "a sliding-log position outside its ring";
     const fw_log_entry_t *e =
@@ -85,7 +88,10 @@ static const char *slot_problem(const fwi_table_header_t *h, const unsigned char
         const fw_log_entry_t *x = &e[(head + k) % h->log_capacity];
         if (x->t < 0 || x->cost < 1 || x->cost > (int64_t)h->log_capacity)
             return "a sliding-log entry with a negative time or an impossible cost";
+        sum += x->cost;
     }
+    if (units < sum)
+        return "a sliding-log running total below its entries' units";
     return NULL;
 }
 

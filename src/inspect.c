@@ -39,8 +39,10 @@ static void slot_read(const fw_table_t *t, uint64_t i, fw_slot_info_t *info)
     info->expiry_ns = __atomic_load_n(&s->expiry, __ATOMIC_RELAXED);
     info->log_len = 0;
     if (t->log_capacity > 0) {
-        uint64_t pos = __atomic_load_n(&s->log_pos, __ATOMIC_RELAXED);
-        uint32_t len = (uint32_t)pos;
+        uint32_t head, len;
+        int64_t units;
+        fwi_log_pos_unpack(__atomic_load_n(&s->log_pos, __ATOMIC_RELAXED), &head, &len,
+                           &units);
         info->log_len = len <= t->log_capacity ? len : 0;
     }
     info->present = 0;

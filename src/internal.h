@@ -119,6 +119,21 @@ uint64_t fwi_gcra_refund_committed(const fw_quota_t *q, uint64_t state,
 int fwi_log_eval(const fw_quota_t *q, fw_log_t *log, int64_t now, int64_t cost,
                  fw_decision_t *d, int append, int repair, fwi_verdict_t *verdict);
 
+/* Publish a log's extent and running total (the table: one store of the
+ * slot's log_pos); NULL for a caller-owned log that nobody else reads. */
+typedef void (*fwi_log_publish_fn)(void *ctx, const fw_log_t *log);
+
+/* Append an admitted entry of `cost` units at `now` in time order (the
+ * caller checked it fits), publishing so that a crash at any point leaves a
+ * log whose units are at least its entries' sum and no gap. */
+void fwi_log_insert(fw_log_t *log, int64_t now, int64_t cost, fwi_log_publish_fn pub,
+                    void *ctx);
+
+/* Remove up to `cost` units appended at `at` (rollback), publishing as
+ * fwi_log_insert does. */
+void fwi_log_remove(fw_log_t *log, int64_t at, int64_t cost, fwi_log_publish_fn pub,
+                    void *ctx);
+
 /* A peek (cost 0) expressed through a cost-1 step, as docs/algorithms.md
  * defines it: `one` is the cost-1 decision, `still` the state's own reset. */
 static inline void fwi_peek_from(fw_decision_t *d, const fw_decision_t *one,

@@ -763,58 +763,55 @@ static void note_verdict(fw_table_t *t, fwi_slot_t *s, fwi_verdict_t v, int64_t 
 
 /* ---- sliding-log slots ----------------------------------------------------- */
 
-/* A view of the slot's log extent; *bad is set when the published position
- * lies outside the ring (damage: the view is then empty). */
+/* A view of the slot's log: extent and running total from log_pos, the
+ * commits since the last recount from `seen`. *bad is set when the extent
+ * lies outside the ring (damage: the view is then empty); a position whose
+ * check bits disagree keeps its extent with units -1, which makes the step
+ * recount the entries. */
 static fw_log_t log_view(const fw_table_t *t, fwi_slot_t *s, int *bad)
 {
     uint64_t pos = __atomic_load_n(&s->log_pos, __ATOMIC_SEQ_CST);
+    int64_t seen = __atomic_load_n(&s->seen, __ATOMIC_SEQ_CST);
     fw_log_t log;
     log.entries = (fw_log_entry_t *)(void *)((unsigned char *)s + FWI_SLOT_HEAD_SIZE);
     log.capacity = t->log_capacity;
-    log.head = (uint32_t)(pos >> 32);
-    log.len = (uint32_t)pos;
+    if (!fwi_log_pos_unpack(pos, &log.head, &log.len, &log.units))
+        log.units = -1;
+    log.unchecked = seen < 0 || seen > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)seen;
     *bad = log.head >= log.capacity || log.len > log.capacity;
     if (*bad)
-        log.head = log.len = 0;
+        log.head = log.len = 0, log.units = 0;
     return log;
 }
 
+/* Publish the view's extent and running total (release: the entries
+ * written before it are seen with it; only the lock holder reads it). */
+static void log_publish(void *slot, const fw_log_t *log)
+{
+    fwi_slot_t *s = slot;
+    __atomic_store_n(&s->log_pos, fwi_log_pos_pack(log->head, log->len, log->units),
+                     __ATOMIC_RELEASE);
+}
+
+/* Publish the view whole: extent, running total and commit count. */
 static void log_store_pos(fwi_slot_t *s, const fw_log_t *log)
 {
-    __atomic_store_n(&s->log_pos, ((uint64_t)log->head << 32) | log->len,
-                     __ATOMIC_SEQ_CST);
+    log_publish(s, log);
+    __atomic_store_n(&s->seen, (int64_t)log->unchecked, __ATOMIC_RELEASE);
 }
 
 /* Append an admitted entry so that a crash at any point leaves a valid log:
- * first publish the pruned extent, then write the entry outside it, then
- * publish the extent that includes it. An entry older than the newest one (a
- * caller that read its clock earlier) is inserted at its place, keeping the
- * log in time order: the newest entry is copied one place on and published
- * first, so a crash while the newer entries move leaves duplicates (an
- * over-count), never a gap. */
+ * first publish the pruned extent (when pruning moved it: the new entry's
+ * place may be a dropped one's), then let fwi_log_insert write the entry
+ * outside it and publish the extent (and running total) that includes it. */
 static void log_append(fwi_slot_t *s, fw_log_t *log, const fw_quota_t *q,
-                       int64_t now, int64_t cost)
+                       int64_t now, int64_t cost, uint32_t published_head)
 {
-    log_store_pos(s, log);
+    if (log->head != published_head)
+        log_publish(s, log);
     expiry_raise(s, fwi_sat64((fwi_i128)now + q->window_ns));
-    fw_log_entry_t *at = log->entries;
-    uint32_t cap = log->capacity, i = log->len;
-#define LOG_AT(k) at[(log->head + (k)) % cap]
-    if (i > 0 && LOG_AT(i - 1).t > now) {
-        LOG_AT(i) = LOG_AT(i - 1);
-        log->len++;
-        log_store_pos(s, log);
-        for (i--; i > 0 && LOG_AT(i - 1).t > now; i--)
-            LOG_AT(i) = LOG_AT(i - 1);
-        LOG_AT(i).t = now;
-        LOG_AT(i).cost = cost;
-        return;
-    }
-    LOG_AT(i).t = now;
-    LOG_AT(i).cost = cost;
-#undef LOG_AT
-    log->len++;
-    log_store_pos(s, log);
+    fwi_log_insert(log, now, cost, log_publish, s);
+    __atomic_store_n(&s->seen, (int64_t)log->unchecked, __ATOMIC_RELEASE);
 }
 
 /* ---- checks ---------------------------------------------------------------- */
@@ -869,20 +866,23 @@ static int log_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
         log.entries[0].t = now; /* full at now, for one window */
         log.entries[0].cost = q->burst;
         log.len = 1;
+        log.units = q->burst;
         log_store_pos(p->slot, &log);
         note_verdict(t, p->slot, FWI_STATE_IMPOSSIBLE, now);
         table_wrote(t, p->slot);
     }
     fwi_verdict_t v = FWI_STATE_OK;
+    uint32_t unchecked = log.unchecked, head = log.head;
     fwi_log_eval(q, &log, now, cost, d, 0, repair, &v);
-    if (repair && v != FWI_STATE_OK) {
-        if (v == FWI_STATE_IMPOSSIBLE)
-            log_store_pos(p->slot, &log); /* the one entry it left */
+    if (repair && (v != FWI_STATE_OK || log.unchecked != unchecked)) {
+        /* repaired or recounted: publish it, even on a denial */
+        log_store_pos(p->slot, &log);
+        head = log.head;
         note_verdict(t, p->slot, v, now);
         table_wrote(t, p->slot);
     }
     if (commit && cost > 0 && d->allowed) {
-        log_append(p->slot, &log, q, now, cost);
+        log_append(p->slot, &log, q, now, cost, head);
         p->committed = p->wrote = 1;
     }
     return 0;
@@ -980,8 +980,8 @@ static void refund_part(part_t *p, const fw_table_t *t, int64_t now, int64_t cos
     if (is_log(p)) {
         int bad;
         fw_log_t log = log_view(t, p->slot, &bad);
-        fw_log_refund(&log, now, cost);
-        log_store_pos(p->slot, &log);
+        if (!bad)
+            fwi_log_remove(&log, now, cost, log_publish, p->slot);
         p->committed = 0;
         return;
     }
@@ -1340,7 +1340,11 @@ int fw_table_damaged(fw_table_t *t, fw_slot_info_t *out, size_t cap, size_t *n)
             o->fingerprint[1] = __atomic_load_n(&s->check, __ATOMIC_RELAXED);
             o->state = __atomic_load_n(&s->state, __ATOMIC_RELAXED);
             o->expiry_ns = __atomic_load_n(&s->expiry, __ATOMIC_RELAXED);
-            o->log_len = (uint32_t)__atomic_load_n(&s->log_pos, __ATOMIC_RELAXED);
+            uint32_t head, len;
+            int64_t units;
+            fwi_log_pos_unpack(__atomic_load_n(&s->log_pos, __ATOMIC_RELAXED), &head,
+                               &len, &units);
+            o->log_len = len;
             o->damaged_ns = at;
             o->present = 1;
         }

@@ -73,16 +73,59 @@ typedef struct fwi_slot {
     int64_t seen;              /* gcra family: latest `now` of a commit,
                                   raised before it, kept across claims
                                   (bounds refunds); with expiry, one CAS
-                                  unit, raised together                   */
+                                  unit, raised together; sliding log:
+                                  commits since its entries were last
+                                  counted (plain store, under the lock)   */
     uint64_t check;            /* fingerprint, high half                  */
     uint64_t lock;             /* lock word (src/lock.h), 0 = free:
                                   claims, and sliding-log updates         */
-    uint64_t log_pos;          /* sliding log only: head << 32 | len      */
+    uint64_t log_pos;          /* sliding log only: fwi_log_pos_pack      */
     int64_t damaged_at;        /* `now` when an impossible state was last
                                   found here (0 = never); reset by a claim */
 } fwi_slot_t;
 
 _Static_assert(sizeof(fwi_slot_t) == FWI_SLOT_HEAD_SIZE, "slot head is 64 bytes");
+
+/* A slot's log position: the published extent of its log ring and the
+ * log's running total, in one word so that one store publishes them
+ * together, with check bits so that damage to it is seen:
+ * len (bits 0..16, <= 65536), head (17..33), units (34..51, <= 2^18 - 1),
+ * check (52..63: the top of a mix of bits 0..51; 0 for the empty log, so a
+ * zeroed slot holds an empty log). */
+#define FWI_LOG_POS_PAYLOAD_BITS 52
+#define FWI_LOG_POS_UNITS_MAX ((1u << 18) - 1u)
+
+static inline uint64_t fwi_log_pos_check(uint64_t payload)
+{
+    uint64_t x = payload; /* murmur3's finalizer: 0 stays 0 */
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x >> FWI_LOG_POS_PAYLOAD_BITS;
+}
+
+static inline uint64_t fwi_log_pos_pack(uint32_t head, uint32_t len, int64_t units)
+{
+    uint64_t u = units < 0 ? 0 : units > FWI_LOG_POS_UNITS_MAX ? FWI_LOG_POS_UNITS_MAX
+                                                               : (uint64_t)units;
+    uint64_t payload = (uint64_t)(len & 0x1ffffu) | (uint64_t)(head & 0x1ffffu) << 17 |
+                       u << 34;
+    return payload | fwi_log_pos_check(payload) << FWI_LOG_POS_PAYLOAD_BITS;
+}
+
+/* Unpack; returns 0 when the check bits disagree (the fields are still
+ * unpacked, for a recount from the entries). */
+static inline int fwi_log_pos_unpack(uint64_t pos, uint32_t *head, uint32_t *len,
+                                     int64_t *units)
+{
+    uint64_t payload = pos & (((uint64_t)1 << FWI_LOG_POS_PAYLOAD_BITS) - 1);
+    *len = (uint32_t)(payload & 0x1ffffu);
+    *head = (uint32_t)((payload >> 17) & 0x1ffffu);
+    *units = (int64_t)(payload >> 34);
+    return pos >> FWI_LOG_POS_PAYLOAD_BITS == fwi_log_pos_check(payload);
+}
 
 /* An open table: a view on memory laid out as above. */
 struct fw_table {

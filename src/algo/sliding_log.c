@@ -1,21 +1,32 @@
 /*
  * sliding_log.c - the exact rolling window: a log of (time, cost) entries;
  * a request is admitted iff the units of the entries younger than W plus
- * its own cost fit in B.
+ * its own cost fit in B. A check costs O(1) amortised: the log keeps its
+ * running total (`units`), a check reads the entries that expire (and drops
+ * them), the oldest and the newest; a denial of cost n reads at most n more.
  * Invariant: the log holds at most B entries, in time order (an entry made
  * at an earlier time than the newest one is inserted at its place), so the
- * dead entries are always at the front; only live entries count; a denial
- * or a peek only prunes dead entries. A log no algorithm run can produce (an
- * entry with a negative time, a cost outside [1, B], out of time order) is
- * replaced by one entry of B units at now: full, until one window passes;
- * an entry more than max(W, 1 s) ahead of now (a clock excursion) is
- * moved back to now.
+ * dead entries are always at the front, and `units` is never below the sum
+ * of the entries' costs (equal to it, but for a crash mid-move). A header
+ * that disagrees with itself, an entry that disagrees with its neighbour,
+ * and every B commits, the log is recounted in full, entry by entry: a log
+ * no algorithm run can produce (an entry with a negative time, a cost
+ * outside [1, B], out of time order) is replaced by one entry of B units at
+ * now: full, until one window passes; an entry more than max(W, 1 s) ahead
+ * of now (a clock excursion) is moved back to now; a total below the
+ * entries' sum (damage) is raised to it.
  */
 #include "internal.h"
 
+static uint32_t ring_index(const fw_log_t *log, uint32_t i)
+{
+    uint64_t k = (uint64_t)log->head + i; /* head < capacity, i <= capacity */
+    return (uint32_t)(k >= log->capacity ? k - log->capacity : k);
+}
+
 static fw_log_entry_t *entry_at(fw_log_t *log, uint32_t i)
 {
-    return &log->entries[(log->head + i) % log->capacity];
+    return &log->entries[ring_index(log, i)];
 }
 
 static int live(const fw_quota_t *q, const fw_log_entry_t *e, int64_t now)
@@ -23,44 +34,124 @@ static int live(const fw_quota_t *q, const fw_log_entry_t *e, int64_t now)
     return (fwi_i128)e->t + q->window_ns > now;
 }
 
-/* Drop dead entries from the front, check the others against what the
- * algorithm can produce (one pass: the hot path reads each entry once), and
- * return the units still live. With `repair`, a far-ahead entry is moved
- * back to now, and an impossible log becomes one entry of B units at now. */
-static int64_t prune(const fw_quota_t *q, fw_log_t *log, int64_t now, int repair,
-                     fwi_verdict_t *v)
+static int entry_ok(const fw_quota_t *q, const fw_log_entry_t *e)
 {
-    *v = FWI_STATE_OK;
+    return e->t >= 0 && e->cost >= 1 && e->cost <= q->burst;
+}
+
+/* Can the header (len, units) be what the algorithm keeps? Each entry holds
+ * 1..B units; a crash mid-move may leave units above the sum, never above
+ * 2B (the move of a duplicate while a commit of at most B - units runs). */
+static int header_ok(const fw_quota_t *q, const fw_log_t *log)
+{
+    if (log->len == 0)
+        return log->units == 0;
+    return log->units >= (int64_t)log->len && log->units <= 2 * q->burst;
+}
+
+static void publish(const fw_log_t *log, fwi_log_publish_fn pub, void *ctx)
+{
+    if (pub)
+        pub(ctx, log);
+}
+
+/* Overwrite entry i (inside the extent) with e, keeping the published units
+ * at or above the entries' sum at every instant: raised before the write,
+ * lowered after it. */
+static void put(fw_log_t *log, uint32_t i, fw_log_entry_t e, fwi_log_publish_fn pub,
+                void *ctx)
+{
+    fw_log_entry_t *at = entry_at(log, i);
+    int64_t units = log->units - at->cost + e.cost;
+    if (units > log->units) {
+        log->units = units;
+        publish(log, pub, ctx);
+    }
+    *at = e;
+    if (units < log->units) {
+        log->units = units;
+        publish(log, pub, ctx);
+    }
+}
+
+/* The slow path: drop the dead front, read every other entry, check it
+ * against what the algorithm can produce, and set `units` to their sum.
+ * With `repair`, a far-ahead entry is moved back to now and an impossible
+ * log becomes one entry of B units at now; without, only the verdict says
+ * so. A recount that finds fewer units than the header claims (an
+ * over-count a crash left) is no damage; more, or a header that disagreed
+ * with itself, is. */
+static fwi_verdict_t recount(const fw_quota_t *q, fw_log_t *log, int64_t now,
+                             int repair, int header_bad)
+{
+    fwi_verdict_t v = FWI_STATE_OK;
+    int64_t claimed = log->units;
     while (log->len > 0 && !live(q, entry_at(log, 0), now)) {
-        log->head = (log->head + 1) % log->capacity;
+        fw_log_entry_t *e = entry_at(log, 0);
+        claimed -= entry_ok(q, e) ? e->cost : 0;
+        log->head = ring_index(log, 1);
         log->len--;
     }
     fwi_i128 ahead = (fwi_i128)now + fwi_clamp_slack(q->window_ns);
     int64_t used = 0, prev = 0;
     for (uint32_t i = 0; i < log->len; i++) {
         fw_log_entry_t *e = entry_at(log, i);
-        if (e->t < prev || e->cost < 1 || e->cost > q->burst) {
-            *v = FWI_STATE_IMPOSSIBLE; /* e->t < 0 included (prev >= 0) */
+        if (e->t < prev || !entry_ok(q, e)) {
+            v = FWI_STATE_IMPOSSIBLE; /* e->t < 0 included (prev >= 0) */
             break;
         }
         if ((fwi_i128)e->t > ahead) {
-            *v = FWI_STATE_AHEAD;
+            v = FWI_STATE_AHEAD;
             if (!repair)
                 break;
             e->t = now > prev ? now : prev; /* keeps the time order */
         }
         prev = e->t;
+        used += e->cost;
+    }
+    if (v == FWI_STATE_IMPOSSIBLE) {
+        if (repair) {
+            log->entries[log->head].t = now; /* full at now, for one window */
+            log->entries[log->head].cost = q->burst;
+            log->len = 1;
+            log->units = q->burst;
+        }
+        return v;
+    }
+    if (v == FWI_STATE_OK && (header_bad || claimed < used))
+        v = FWI_STATE_IMPOSSIBLE; /* decided on the recount, not as full */
+    log->units = used;
+    log->unchecked = 0;
+    return v;
+}
+
+/* Drop the dead entries from the front, reading only those and the two
+ * ends, and return the verdict; anything the quick reads cannot vouch for
+ * falls back to a recount. */
+static fwi_verdict_t prune(const fw_quota_t *q, fw_log_t *log, int64_t now, int repair)
+{
+    if (!header_ok(q, log))
+        return recount(q, log, now, repair, 1);
+    if (repair && log->unchecked >= (uint64_t)q->burst)
+        return recount(q, log, now, repair, 0);
+    while (log->len > 0) {
+        const fw_log_entry_t *e = entry_at(log, 0);
         if (live(q, e, now))
-            used += e->cost;
+            break;
+        if (!entry_ok(q, e) || log->units - e->cost < (int64_t)log->len - 1 ||
+            (log->len > 1 && entry_at(log, 1)->t < e->t))
+            return recount(q, log, now, repair, 0);
+        log->units -= e->cost;
+        log->head = ring_index(log, 1);
+        log->len--;
     }
-    if (*v == FWI_STATE_IMPOSSIBLE && repair) {
-        entry_at(log, 0)->t = now; /* full at now, for one window */
-        entry_at(log, 0)->cost = q->burst;
-        log->len = 1;
-        used = q->burst;
-    }
-    /* duplicates left by a crash mid-insert over-count: never beyond B */
-    return used < q->burst ? used : q->burst;
+    if (log->len == 0)
+        return log->units == 0 ? FWI_STATE_OK : recount(q, log, now, repair, 0);
+    const fw_log_entry_t *first = entry_at(log, 0), *last = entry_at(log, log->len - 1);
+    if (!entry_ok(q, first) || !entry_ok(q, last) || last->t < first->t ||
+        (fwi_i128)last->t > (fwi_i128)now + fwi_clamp_slack(q->window_ns))
+        return recount(q, log, now, repair, 0);
+    return FWI_STATE_OK;
 }
 
 static int64_t newest_reset(const fw_quota_t *q, fw_log_t *log, int64_t now)
@@ -71,41 +162,80 @@ static int64_t newest_reset(const fw_quota_t *q, fw_log_t *log, int64_t now)
     return end > now ? fwi_sat64(end - now) : 0;
 }
 
-static void decide(const fw_quota_t *q, fw_log_t *log, int64_t used,
-                   int64_t now, int64_t cost, int append, fw_decision_t *d)
+static void decide(const fw_quota_t *q, fw_log_t *log, int64_t now, int64_t cost,
+                   fw_decision_t *d)
 {
     int64_t b = q->burst;
+    /* an over-count a crash left is never read beyond B */
+    int64_t used = log->units < b ? log->units : b;
     d->limit = b;
     d->delay_ns = 0;
     if (used + cost <= b) {
         d->allowed = 1;
         d->remaining = b - used - cost;
         d->retry_after_ns = 0;
-        if (append) {
-            /* in time order: a caller whose clock read is older than the
-             * newest entry goes before it (log->len < B <= capacity here) */
-            uint32_t i = log->len;
-            for (; i > 0 && entry_at(log, i - 1)->t > now; i--)
-                *entry_at(log, i) = *entry_at(log, i - 1);
-            entry_at(log, i)->t = now;
-            entry_at(log, i)->cost = cost;
-            log->len++;
-        }
         return;
     }
     d->allowed = 0;
     d->remaining = b - used;
+    /* every entry is live after prune: the oldest expire first */
     int64_t need = used + cost - b, freed = 0;
     d->retry_after_ns = 0;
     for (uint32_t i = 0; i < log->len; i++) {
         const fw_log_entry_t *e = entry_at(log, i);
-        if (!live(q, e, now))
-            continue;
         freed += e->cost;
         if (freed >= need) {
             d->retry_after_ns = fwi_sat64((fwi_i128)e->t + q->window_ns - now);
             break;
         }
+    }
+}
+
+void fwi_log_insert(fw_log_t *log, int64_t now, int64_t cost, fwi_log_publish_fn pub,
+                    void *ctx)
+{
+    uint32_t i = log->len; /* < B <= capacity: the caller admitted it */
+    if (i > 0 && entry_at(log, i - 1)->t > now) {
+        /* an earlier clock read: copy the newest one place on and publish
+         * the extent with that duplicate, then move the newer ones up (a
+         * crash meanwhile leaves a duplicate, counted: never a gap) */
+        *entry_at(log, i) = *entry_at(log, i - 1);
+        log->len++;
+        log->units += entry_at(log, i)->cost;
+        publish(log, pub, ctx);
+        for (i--; i > 0 && entry_at(log, i - 1)->t > now; i--)
+            put(log, i, *entry_at(log, i - 1), pub, ctx);
+        put(log, i, (fw_log_entry_t){now, cost}, pub, ctx);
+    } else {
+        /* written outside the extent, then published with it */
+        *entry_at(log, i) = (fw_log_entry_t){now, cost};
+        log->len++;
+        log->units += cost;
+        publish(log, pub, ctx);
+    }
+    log->unchecked++;
+}
+
+void fwi_log_remove(fw_log_t *log, int64_t at, int64_t cost, fwi_log_publish_fn pub,
+                    void *ctx)
+{
+    /* newest first: the entry appended at `at` is at or near the tail */
+    for (uint32_t i = log->len; i-- > 0 && cost > 0;) {
+        fw_log_entry_t *e = entry_at(log, i);
+        if (e->t != at || e->cost < 1)
+            continue;
+        if (e->cost > cost) {
+            put(log, i, (fw_log_entry_t){e->t, e->cost - cost}, pub, ctx);
+            return;
+        }
+        /* removed by moving the newer entries over it (a crash meanwhile
+         * leaves a duplicate, counted), then dropping the last copy */
+        cost -= e->cost;
+        for (uint32_t j = i; j + 1 < log->len; j++)
+            put(log, j, *entry_at(log, j + 1), pub, ctx);
+        log->units -= entry_at(log, log->len - 1)->cost;
+        log->len--;
+        publish(log, pub, ctx);
     }
 }
 
@@ -128,8 +258,7 @@ int fwi_log_eval(const fw_quota_t *q, fw_log_t *log, int64_t now, int64_t cost,
     if (!log || !log->entries || log->capacity < q->burst ||
         log->head >= log->capacity || log->len > log->capacity)
         return FW_EINVAL;
-    fwi_verdict_t v;
-    int64_t used = prune(q, log, now, repair, &v);
+    fwi_verdict_t v = prune(q, log, now, repair);
     if (verdict)
         *verdict = v;
     if (v != FWI_STATE_OK && !repair) {
@@ -137,14 +266,16 @@ int fwi_log_eval(const fw_quota_t *q, fw_log_t *log, int64_t now, int64_t cost,
         return 0;
     }
     if (cost > 0) {
-        decide(q, log, used, now, cost, append, d);
+        decide(q, log, now, cost, d);
+        if (d->allowed && append)
+            fwi_log_insert(log, now, cost, NULL, NULL);
         d->reset_after_ns = newest_reset(q, log, now);
         if (d->allowed && !append && d->reset_after_ns < q->window_ns)
             d->reset_after_ns = q->window_ns; /* the entry it would add */
         return 0;
     }
     fw_decision_t one = {0}; /* copied whole: no stray padding bytes */
-    decide(q, log, used, now, 1, 0, &one);
+    decide(q, log, now, 1, &one);
     fwi_peek_from(d, &one, newest_reset(q, log, now));
     return 0;
 }
@@ -157,22 +288,8 @@ int fw_log_step(const fw_quota_t *q, fw_log_t *log, int64_t now, int64_t cost,
 
 void fw_log_refund(fw_log_t *log, int64_t at, int64_t cost)
 {
-    if (!log || !log->entries || log->capacity == 0)
+    if (!log || !log->entries || log->capacity == 0 || log->head >= log->capacity ||
+        log->len > log->capacity)
         return;
-    /* newest first: the entry appended at `at` is at or near the tail */
-    for (uint32_t i = log->len; i-- > 0 && cost > 0;) {
-        fw_log_entry_t *e = entry_at(log, i);
-        if (e->t != at)
-            continue;
-        if (e->cost > cost) {
-            e->cost -= cost;
-            return;
-        }
-        /* removed by moving the newer entries over it (never an entry of
-         * cost 0: a crash meanwhile leaves a duplicate, an over-count) */
-        cost -= e->cost;
-        for (uint32_t j = i; j + 1 < log->len; j++)
-            *entry_at(log, j) = *entry_at(log, j + 1);
-        log->len--;
-    }
+    fwi_log_remove(log, at, cost, NULL, NULL);
 }

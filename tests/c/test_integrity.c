@@ -333,7 +333,10 @@ static void test_damaged_log_counted(void)
         if (slot_n(t, s)->tag != 0)
             idx = s;
     fw_log_entry_t *e = (fw_log_entry_t *)(void *)((unsigned char *)slot_n(t, idx) + FWI_SLOT_HEAD_SIZE);
-    e[(slot_n(t, idx)->log_pos >> 32) % 5].cost = -((int64_t)1 << 62);
+    uint32_t head, len;
+    int64_t units;
+    fwi_log_pos_unpack(slot_n(t, idx)->log_pos, &head, &len, &units);
+    e[head % 5].cost = -((int64_t)1 << 62);
     CHECK(fw_table_peek(t, &lim, "k", 1, now, &d) == 0 && !d.allowed && d.remaining == 0,
           "a damaged log peeks as full (remaining %" PRId64 ")", d.remaining);
     int admitted = 0;

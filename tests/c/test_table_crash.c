@@ -500,7 +500,12 @@ static int table_consistent(fw_table_t *t, char *why, size_t cap)
             snprintf(why, cap, "slot %" PRIu64 ": negative expiry", i);
             return 0;
         }
-        uint32_t head = (uint32_t)(s->log_pos >> 32), len = (uint32_t)s->log_pos;
+        uint32_t head, len;
+        int64_t units, sum = 0;
+        if (!fwi_log_pos_unpack(s->log_pos, &head, &len, &units)) {
+            snprintf(why, cap, "slot %" PRIu64 ": log position check bits", i);
+            return 0;
+        }
         if (head >= t->log_capacity || len > t->log_capacity) {
             snprintf(why, cap, "slot %" PRIu64 ": log position %u+%u", i, head, len);
             return 0;
@@ -514,6 +519,12 @@ static int table_consistent(fw_table_t *t, char *why, size_t cap)
                          PRId64 ") bad or out of time order", i, j, x->t, x->cost);
                 return 0;
             }
+            sum += x->cost;
+        }
+        if (units < sum) { /* a running total below its entries admits too much */
+            snprintf(why, cap, "slot %" PRIu64 ": log total %" PRId64 " < entries' %" PRId64,
+                     i, units, sum);
+            return 0;
         }
     }
     return 1;

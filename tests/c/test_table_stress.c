@@ -619,7 +619,7 @@ static void test_sliding_log_out_of_order(void)
 
     /* the public step on a caller-owned ring of exactly B entries */
     fw_log_entry_t ring[2];
-    fw_log_t log = {ring, 2, 0, 0};
+    fw_log_t log = {ring, 2, 0, 0, 0, 0};
     admitted = 0;
     int64_t times[] = {100, 50, 105, 105, 105};
     for (int i = 0; i < 5; i++) {

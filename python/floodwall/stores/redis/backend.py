@@ -29,6 +29,7 @@ from floodwall.stores.redis.connection import Connection, acquire, release, shar
 from floodwall.stores.redis.keys import KeyNamer, resolve_key_secret
 from floodwall.stores.redis.scripts import QuotaParts, normalise
 from floodwall.stores.redis.url import RedisOptions, RedisURL
+from floodwall.stores.redis.wire import PackedCheck, send_async, send_sync, usable
 from floodwall.stores.url import StoreURL
 
 __all__ = ["CAPABILITIES", "RedisBackend", "from_client", "open_redis"]
@@ -105,6 +106,10 @@ class RedisBackend:
         self._expire = b"0" if spec.clock is not None else b"1"
         # the ARGV of a cost-1 check with Redis's own clock, built once
         self._argv1 = (b"", b"1", self._expire, *self._parts)
+        # ...and that call packed once but for its keys, sent without
+        # execute_command on the clients floodwall made (wire.py)
+        self._packed1 = PackedCheck(conn.scripts, len(quotas), self._argv1)
+        self._wire = usable(conn.owned, conn.cluster, conn.client_options)
         self._allowed = 0
         self._denied = 0
         self._closed = False
@@ -250,6 +255,8 @@ class RedisBackend:
             return await asyncio.to_thread(run_sync, conn.sync_client(), routine, target)
         if target is None:  # the common case first, as in check()
             try:
+                if argv is self._argv1 and self._wire:
+                    return await send_async(client, self._packed1.command(scripts.use_fcall, keys))
                 if scripts.use_fcall:
                     return await client.execute_command(
                         "FCALL", scripts.fname, len(keys), *keys, *argv
@@ -286,6 +293,8 @@ class RedisBackend:
             try:
                 if target is not None:  # Cluster: straight to the key's node
                     res = run_sync(client, script_call(scripts, keys, argv), target)
+                elif argv is self._argv1 and self._wire:
+                    res = send_sync(client, self._packed1.command(scripts.use_fcall, keys))
                 elif scripts.use_fcall:
                     res = client.execute_command("FCALL", scripts.fname, len(keys), *keys, *argv)
                 else:

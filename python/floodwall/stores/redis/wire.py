@@ -1,0 +1,95 @@
+"""The check command packed once: only the keys are packed per call.
+
+redis-py packs every argument of every command (in Python, about a
+microsecond each), and a check's command is mostly the same every time: the
+function name (or script SHA), the key count and the quota arguments. A
+:class:`PackedCheck` holds those bytes, packed once per backend, and
+:func:`send_sync` / :func:`send_async` send a packed command on a pooled
+connection of a client floodwall made itself and read one reply, with the
+client's own retry policy, as ``execute_command`` does without the per-call
+packing and bookkeeping. Error replies raise ``ResponseError`` as they do
+there (the caller then runs the full routine of :mod:`.calls`).
+Invariant: the bytes sent are exactly what ``execute_command`` would send
+for the same arguments (tests/python/test_redis_wire.py compares them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from floodwall.stores.redis.calls import ScriptMode
+
+__all__ = ["PackedCheck", "send_async", "send_sync", "usable"]
+
+
+def _bulk(item: bytes) -> bytes:
+    return b"$%d\r\n%b\r\n" % (len(item), item)
+
+
+class PackedCheck:
+    """The script call of ``nkeys`` keys with a fixed ARGV, packed but for the
+    keys, for FCALL and for EVALSHA (the mode may change at run time)."""
+
+    __slots__ = ("_evalsha", "_fcall", "_tail")
+
+    def __init__(self, mode: ScriptMode, nkeys: int, argv: Sequence[bytes]) -> None:
+        count = b"*%d\r\n" % (3 + nkeys + len(argv))
+        n = _bulk(b"%d" % nkeys)
+        self._fcall = count + _bulk(b"FCALL") + _bulk(mode.fname.encode()) + n
+        self._evalsha = count + _bulk(b"EVALSHA") + _bulk(mode.sha.encode()) + n
+        self._tail = b"".join(_bulk(a) for a in argv)
+
+    def command(self, use_fcall: bool, keys: Sequence[bytes]) -> bytes:
+        head = self._fcall if use_fcall else self._evalsha
+        if len(keys) == 1:
+            k = keys[0]
+            return b"%b$%d\r\n%b\r\n%b" % (head, len(k), k, self._tail)
+        return head + b"".join(_bulk(k) for k in keys) + self._tail
+
+
+def usable(owned: bool, cluster: bool, client_options: dict[str, Any]) -> bool:
+    """May checks bypass ``execute_command`` on a connection's clients? Only
+    on clients floodwall made (a user's client may carry its own behaviour),
+    not a cluster's (it routes per node), and not ones pinned to a single
+    connection."""
+    return owned and not cluster and not client_options.get("single_connection_client")
+
+
+def send_sync(client: Any, packed: bytes) -> Any:
+    """Send ``packed`` on a pooled connection of ``client`` and read the
+    reply, retrying as the client's retry policy says (a dropped connection
+    is reconnected; a failed one is disconnected before it is pooled again)."""
+    pool = client.connection_pool
+    conn = pool.get_connection()
+
+    def call() -> Any:
+        conn.send_packed_command([packed])
+        return conn.read_response()
+
+    def fail(error: BaseException) -> None:
+        conn.disconnect()
+
+    try:
+        return conn.retry.call_with_retry(call, fail)
+    finally:
+        pool.release(conn)
+
+
+async def send_async(client: Any, packed: bytes) -> Any:
+    """:func:`send_sync` for a redis.asyncio client (a cancelled read
+    disconnects its connection, as redis-py does)."""
+    pool = client.connection_pool
+    conn = await pool.get_connection()
+
+    async def call() -> Any:
+        await conn.send_packed_command([packed])
+        return await conn.read_response()
+
+    async def fail(error: BaseException) -> None:
+        await conn.disconnect()
+
+    try:
+        return await conn.retry.call_with_retry(call, fail)
+    finally:
+        await pool.release(conn)

@@ -1,0 +1,118 @@
+# test_redis_wire.py - the check command packed once (stores/redis/wire.py).
+#
+# The bytes a PackedCheck sends are exactly redis-py's packing of the same
+# command (FCALL and EVALSHA, one key and several); checks on the packed
+# path survive a killed connection (the client's one retry), a server
+# restart (FUNCTION LOAD again), and leave no connection checked out of the
+# pool, sync and async; a user's client never takes the packed path.
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+import redis
+from redis_servers import RedisServer
+
+import floodwall
+from floodwall.stores.redis.calls import ScriptMode
+from floodwall.stores.redis.wire import PackedCheck, usable
+
+
+def redis_py_packing(*args: object) -> bytes:
+    conn = redis.Connection()
+    return b"".join(conn.pack_command(*args))
+
+
+ARGV: tuple[bytes, ...] = (b"", b"1", b"1", b"g", b"100", b"600000000", b"60000000000", b"6")
+
+
+@pytest.mark.parametrize("keys", [[b"fw:k"], [b"a", b"\x00\xff key\r\n", b""]])
+@pytest.mark.parametrize("use_fcall", [True, False])
+def test_packed_bytes_are_redis_pys(keys: Sequence[bytes], use_fcall: bool) -> None:
+    mode = ScriptMode()
+    packed = PackedCheck(mode, len(keys), ARGV).command(use_fcall, keys)
+    name = ("FCALL", mode.fname) if use_fcall else ("EVALSHA", mode.sha)
+    assert packed == redis_py_packing(*name, len(keys), *keys, *ARGV)
+
+
+def test_only_clients_floodwall_made_take_the_packed_path() -> None:
+    assert usable(True, False, {})
+    assert not usable(False, False, {})  # a user's client
+    assert not usable(True, True, {})  # a cluster
+    assert not usable(True, False, {"single_connection_client": True})
+
+
+def _in_use(lim: floodwall.Limiter) -> int:
+    pool = lim.backend.conn.sync_client().connection_pool
+    return len(pool._in_use_connections)
+
+
+def test_packed_path_counts_exactly_and_returns_connections(redis_url: str) -> None:
+    lim = floodwall.Limiter("5/minute", store=redis_url, namespace="wire")
+    try:
+        assert lim.backend._wire
+        assert [lim.allow("k") for _ in range(7)] == [True] * 5 + [False] * 2
+        assert _in_use(lim) == 0
+    finally:
+        lim.close()
+
+
+def test_packed_path_survives_a_killed_connection(redis_url: str) -> None:
+    lim = floodwall.Limiter("5/minute", store=redis_url, namespace="wire", fail="raise")
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        assert lim.allow("k")
+        admin.client_kill_filter(_type="normal", skipme=True)
+        assert lim.allow("k")  # the client's retry reconnects
+        assert lim.check("k").remaining == 2
+        assert _in_use(lim) == 0
+    finally:
+        admin.close()
+        lim.close()
+
+
+def test_packed_path_after_a_server_restart(fresh_server: RedisServer) -> None:
+    lim = floodwall.Limiter("5/minute", store=fresh_server.url, namespace="wire", fail="raise")
+    try:
+        assert lim.allow("k")
+        fresh_server.stop()
+        fresh_server.start()  # no function, no script, no data
+        assert lim.check("k").remaining == 4
+        assert _in_use(lim) == 0
+    finally:
+        lim.close()
+
+
+def test_packed_path_async_counts_exactly(redis_url: str) -> None:
+    async def run() -> list[bool]:
+        lim = floodwall.Limiter("20/minute", store=redis_url, namespace="wire-async")
+        try:
+            out = await asyncio.gather(*(lim.aallow("k") for _ in range(64)))
+            client = lim.backend.conn.async_client()
+            assert len(client.connection_pool._in_use_connections) == 0
+            return list(out)
+        finally:
+            await lim.backend.aclose()
+
+    out = asyncio.run(run())
+    assert out.count(True) == 20 and len(out) == 64
+
+
+def test_cancelled_async_check_leaves_a_usable_connection(redis_url: str) -> None:
+    async def run() -> None:
+        lim = floodwall.Limiter("100/minute", store=redis_url, namespace="wire-cancel")
+        try:
+            task = asyncio.ensure_future(lim.aallow("k"))
+            await asyncio.sleep(0)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            # a connection left holding an unread reply would give the next
+            # check that reply: every later check must count from where it is
+            d1 = await lim.acheck("k")
+            d2 = await lim.acheck("k")
+            assert d2.remaining == d1.remaining - 1
+        finally:
+            await lim.backend.aclose()
+
+    asyncio.run(run())
