@@ -27,12 +27,12 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from floodwall._version import __version__
-from floodwall.cli import demo, doctor
+from floodwall.cli import demo, doctor, postgres
 from floodwall.errors import FloodwallError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS: dict[str, ModuleType] = {"demo": demo, "doctor": doctor}
+COMMANDS: dict[str, ModuleType] = {"demo": demo, "doctor": doctor, "postgres": postgres}
 """Every command: its name on the command line, and the module that runs it."""
 
 

@@ -339,9 +339,9 @@ class PostgresBackend:
                 with self.conn.connection() as c:
                     row = c.execute(
                         f"SELECT count(*) FROM {self.conn.layout.table} WHERE k LIKE %s "
-                        "AND (expires IS NULL OR expires > "
+                        "AND expires > coalesce(%s::numeric, "
                         "trunc(extract(epoch FROM clock_timestamp()) * 1000000000))",
-                        (self._like(),),
+                        (self._like(), self._now()),
                     ).fetchone()
                     active = int(row[0]) if row else -1
             except (ConfigError, *_STORE_ERRORS):

@@ -1,9 +1,9 @@
 """Connections of the PostgreSQL store: pools, deadlines, the breaker.
 
 A :class:`Connection` is what the backends of one store share: a sync
-``psycopg_pool.ConnectionPool`` (built on first use), an
-``AsyncConnectionPool`` per event loop (never a thread pool), or the
-user's own psycopg connection or pool; the schema check, done once; and
+``psycopg_pool.ConnectionPool`` (built on first use), a :class:`LoopPool`
+of async connections per event loop (never a thread pool), or the user's
+own psycopg connection or pool (sync or async); the schema check, done once; and
 the circuit breaker of the server. Connections floodwall opens are in
 autocommit mode (each check is one statement, so one transaction), carry
 no session state (PgBouncer's transaction mode is fine), and enforce the
@@ -196,24 +196,17 @@ class Connection:
 
     # -- async --------------------------------------------------------------
 
-    async def _async_pool(self) -> Any:
+    async def _async_pool(self) -> LoopPool:
         loop = asyncio.get_running_loop()
         pool = self._apools.get(loop)
         if pool is None:
-            from psycopg_pool import AsyncConnectionPool
-
-            pool = AsyncConnectionPool(
+            pool = LoopPool(
                 self.conninfo or "",
-                min_size=1,
-                max_size=self.max_connections,
-                kwargs=self._kwargs(),
-                connection_class=self._timed()[1],
-                timeout=self._pool_wait(),
-                open=False,
-                name=f"floodwall async {self.label}",
+                self._kwargs(),
+                self._timed()[1],
+                self.max_connections,
             )
             self._apools[loop] = pool
-            await pool.open(wait=False)
         return pool
 
     async def aconnection(self) -> Any:
@@ -241,7 +234,11 @@ class Connection:
             apool = await self._async_pool()
         try:
             conn = await apool.getconn(timeout=self._pool_wait())
-        except Exception as exc:
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            raise StoreError("no PostgreSQL connection in time") from exc
+        except psycopg.Error:
+            raise
+        except Exception as exc:  # PoolTimeout, PoolClosed
             raise StoreError(f"no PostgreSQL connection in time: {exc}") from exc
 
         async def done(failed: bool) -> None:
@@ -276,6 +273,51 @@ class Connection:
         apool = self._apools.pop(loop, None)
         if apool is not None:
             await apool.close(timeout=1.0)
+
+
+class LoopPool:
+    """The async connections floodwall opens on one event loop: idle ones
+    kept for reuse, at most ``size`` in use, opened by the caller that needs
+    one within its deadline. It runs no task of its own, so an event loop
+    that ends (a test client's, ``asyncio.run``) leaves nothing to cancel;
+    psycopg_pool's AsyncConnectionPool, whose workers connect in the
+    background, can leave such a loop waiting on a cancelled connect.
+    """
+
+    def __init__(self, conninfo: str, kwargs: dict[str, Any], cls: type, size: int) -> None:
+        self.conninfo = conninfo
+        self.kwargs = kwargs
+        self.cls = cls
+        self.idle: list[Any] = []
+        self.slots = asyncio.Semaphore(size)
+
+    async def getconn(self, timeout: float) -> Any:
+        async with asyncio.timeout(timeout):
+            await self.slots.acquire()
+            try:
+                while self.idle:
+                    conn = self.idle.pop()
+                    if not conn.closed and conn.info.transaction_status == 0:  # IDLE
+                        return conn
+                    await conn.close()
+                return await self.cls.connect(self.conninfo, **self.kwargs)  # type: ignore[attr-defined]
+            except BaseException:
+                self.slots.release()
+                raise
+
+    async def putconn(self, conn: Any) -> None:
+        try:
+            if not conn.closed and conn.info.transaction_status == 0:
+                self.idle.append(conn)
+            else:
+                await conn.close()
+        finally:
+            self.slots.release()
+
+    async def close(self, timeout: float = 1.0) -> None:
+        idle, self.idle = self.idle, []
+        for conn in idle:
+            await conn.close()
 
 
 _SHARED: dict[Any, Connection] = {}

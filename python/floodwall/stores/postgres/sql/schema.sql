@@ -3,7 +3,8 @@
 -- meta table holding the schema version.
 -- Invariant: a row's `expires` (ns since the epoch, by the database clock)
 -- is never earlier than the moment its state becomes indistinguishable
--- from a fresh key; NULL (rows written with a test clock) never expires.
+-- from a fresh key, on the clock of the check that wrote it (the
+-- database's, or a test clock; only the database's clock sweeps).
 -- Placeholders: @table@, @meta@, @index@ (quoted, validated identifiers),
 -- @unlogged@ (empty or UNLOGGED), @version@.
 
@@ -14,7 +15,7 @@ CREATE @unlogged@ TABLE IF NOT EXISTS @table@ (
     c       bigint NOT NULL DEFAULT 0,  -- current window's count (windows)
     lt      bigint[],            -- sliding_log: entry times, oldest first
     ln      bigint[],            -- sliding_log: entry units
-    expires bigint               -- when the state is fresh again (ns), NULL for never
+    expires bigint               -- when the state is fresh again (ns)
 );
 
 CREATE INDEX IF NOT EXISTS @index@ ON @table@ (expires);
