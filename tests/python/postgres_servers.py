@@ -3,8 +3,9 @@
 # Every server is a `postgres` child process whose cluster was made by
 # `initdb` in a temporary directory, listening on 127.0.0.1 on a free port
 # and on a unix socket in that directory, with trust authentication for
-# loopback and the socket only (initdb's pg_hba.conf) and durability off
-# (fsync=off: a test cluster). The server refuses to run as root, so when
+# loopback and the socket only (initdb's pg_hba.conf) and fsync=off (a
+# killed server keeps every commit, the OS still has it; only a crash of
+# the machine would lose them). The server refuses to run as root, so when
 # the tests run as root the cluster belongs to `nobody` and the server runs
 # as that user. A missing or broken PostgreSQL is a loud error, never a
 # skip: run `.ci/install-postgres.sh` first.
@@ -152,8 +153,6 @@ class PostgresServer:
             "-c",
             "fsync=off",
             "-c",
-            "synchronous_commit=off",
-            "-c",
             "full_page_writes=off",
             "-c",
             "max_connections=200",
@@ -209,13 +208,10 @@ class PostgresServer:
             return "(no log)"
 
     def kill(self) -> None:
-        """SIGKILL the server and every backend (its process group)."""
+        """SIGKILL the server and every backend: a crash."""
         if self.proc is None:
             return
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        self._signal_all(signal.SIGKILL)
         self.proc.wait(timeout=10)
         self.proc = None
         # the backends of the group are gone; remove the stale pid file
@@ -225,6 +221,40 @@ class PostgresServer:
         except FileNotFoundError:
             pass
         time.sleep(0.2)
+
+    def pids(self) -> list[int]:
+        """The postmaster and its children (each backend calls setsid(), so
+        the process group alone does not reach them)."""
+        if self.proc is None:
+            return []
+        main = self.proc.pid
+        found = [main]
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(")") + 2 :].split()
+            if len(fields) > 1 and int(fields[1]) == main:
+                found.append(int(entry))
+        return found
+
+    def _signal_all(self, sig: int) -> None:
+        for pid in self.pids():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def pause(self) -> None:
+        """SIGSTOP the server and its backends: connections stay open and
+        nothing answers (a hung server)."""
+        self._signal_all(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self._signal_all(signal.SIGCONT)
 
     def stop(self) -> None:
         """A fast shutdown (SIGINT), SIGKILL if it takes too long."""
@@ -241,6 +271,7 @@ class PostgresServer:
         self.proc = None
 
     def cleanup(self) -> None:
+        self.resume()
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -218,6 +218,9 @@ class PostgresBackend:
             row = await call_async(c, self._sql, args)
             failed = False
             return row
+        except psycopg.Error as exc:
+            self.conn.schema_lost(exc)
+            raise
         finally:
             await done(failed)
 

@@ -93,9 +93,11 @@ class Connection:
 
     @property
     def lock_ms(self) -> int:
-        """The server-side lock_timeout of a check (0: none of ours)."""
+        """The server-side lock_timeout of a check (0: none of ours): 80% of
+        the timeout, so that the server gives up a lock wait (and the check
+        consumes nothing) before the client abandons the call."""
         t = self.settings.timeout
-        return 0 if t is None else max(1, int(t * 1000))
+        return 0 if t is None else max(1, int(t * 800))
 
     def _kwargs(self) -> dict[str, Any]:
         connect = self.settings.connect_timeout or self.settings.timeout or _CONNECT_DEFAULT
@@ -159,11 +161,20 @@ class Connection:
                 ensure_schema(conn, self.layout, create=self.create_schema)
                 self._schema_ok = True
             yield conn
-        except psycopg.Error:
+        except psycopg.Error as exc:
+            self.schema_lost(exc)
             conn.close()
             raise
         finally:
             pool.putconn(conn)
+
+    def schema_lost(self, exc: BaseException) -> None:
+        """After an error saying the tables or the function are gone (a
+        restored or recreated database), check the schema again next time."""
+        import psycopg
+
+        if isinstance(exc, (psycopg.errors.UndefinedFunction, psycopg.errors.UndefinedTable)):
+            self._schema_ok = False
 
     def _user_connection(self) -> Iterator[Any]:
         import psycopg
