@@ -253,9 +253,13 @@ class Connection:
             raise StoreError(f"no PostgreSQL connection in time: {exc}") from exc
 
         async def done(failed: bool) -> None:
-            if failed:
-                await conn.close()
-            await apool.putconn(conn)
+            try:
+                if failed:
+                    await conn.close()
+                elif not conn.autocommit and conn.info.transaction_status != 0:
+                    await conn.commit()  # a user's pool: a check is its own transaction
+            finally:
+                await apool.putconn(conn)
 
         try:
             if not self._schema_ok:
