@@ -132,7 +132,11 @@ class PostgresServer:
             "--locale=C",
         ]
         res = subprocess.run(
-            cmd, capture_output=True, timeout=120, cwd=self.dir, **self._popen_user()  # type: ignore[call-overload]
+            cmd,
+            capture_output=True,
+            timeout=120,
+            cwd=self.dir,
+            **self._popen_user(),  # type: ignore[call-overload]
         )
         if res.returncode != 0:
             raise RuntimeError(
@@ -198,7 +202,8 @@ class PostgresServer:
                 time.sleep(0.05)
         self.kill()
         raise RuntimeError(
-            f"postgres on port {self.port} not ready after {timeout}s ({last}):\n" + self._log_tail()
+            f"postgres on port {self.port} not ready after {timeout}s ({last}):\n"
+            + self._log_tail()
         )
 
     def _log_tail(self) -> str:

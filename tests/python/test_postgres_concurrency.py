@@ -35,9 +35,7 @@ ALGORITHMS = (
 
 def _worker(url: str, algorithm: str, fixed_clock: bool, barrier: Any, out: Any) -> None:
     clock = (lambda: FIXED_NOW) if fixed_clock else None
-    lim = Limiter(
-        f"{CAPACITY}/day", algorithm=algorithm, store=url, namespace="race", clock=clock
-    )
+    lim = Limiter(f"{CAPACITY}/day", algorithm=algorithm, store=url, namespace="race", clock=clock)
     barrier.wait()
     admitted_units = 0
     denied_ones = 0
@@ -81,8 +79,9 @@ def test_four_processes_one_key_mixed_costs(postgres_url: str, algorithm: str) -
     url = postgres_url + "?timeout=30"
     counts = _run_processes(_worker, (url, algorithm, True))
     assert sum(counts) == CAPACITY, counts
-    lim = Limiter(f"{CAPACITY}/day", algorithm=algorithm, store=url, namespace="race",
-                  clock=lambda: FIXED_NOW)
+    lim = Limiter(
+        f"{CAPACITY}/day", algorithm=algorithm, store=url, namespace="race", clock=lambda: FIXED_NOW
+    )
     assert lim.peek("shared").remaining == 0
 
 

@@ -129,9 +129,7 @@ def test_keys_are_hashed_as_on_redis(postgres_url: str, postgres_server: Postgre
     [row] = _rows(postgres_server)
     name = bytes(row[0])
     assert b"alice" not in name
-    namer = KeyNamer(
-        "ns", "gcra", [normalise_quota("gcra", 5, 60 * 10**9)], key_secret=b"s3cret"
-    )
+    namer = KeyNamer("ns", "gcra", [normalise_quota("gcra", 5, 60 * 10**9)], key_secret=b"s3cret")
     assert namer.keys("alice@example.com") == [name]
     # plain keys only when asked for
     plain = Limiter("5/minute", store=postgres_url, namespace="pl", plain_keys=True)
@@ -256,7 +254,9 @@ def test_cli_init_and_status(postgres_server: PostgresServer, capsys: Any) -> No
         ("max_connections=0", "max_connections"),
     ],
 )
-def test_bad_options_name_the_option(postgres_server: PostgresServer, query: str, message: str) -> None:
+def test_bad_options_name_the_option(
+    postgres_server: PostgresServer, query: str, message: str
+) -> None:
     with pytest.raises(ConfigError, match=message):
         Limiter("5/minute", store=f"{postgres_server.url}?{query}")
 

@@ -35,7 +35,9 @@ class NetQuota:
     window_ns: int
 
 
-def normalise_quota(algorithm: str, rate: int, period_ns: int, burst: int | None = None) -> NetQuota:
+def normalise_quota(
+    algorithm: str, rate: int, period_ns: int, burst: int | None = None
+) -> NetQuota:
     """Validate a quota as the engine does; ValueError says what is wrong.
 
     ``burst`` None or 0 means ``rate``.

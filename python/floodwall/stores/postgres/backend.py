@@ -64,9 +64,11 @@ def validate_cost(cost: object) -> int:
 def _broken(exc: BaseException) -> bool:
     """A pooled connection that the server had closed (a restart): the
     check never reached a live server, so it may be tried once more."""
-    return isinstance(exc, psycopg.OperationalError) and not isinstance(
-        exc, psycopg.errors.QueryCanceled
-    ) and "timeout" not in str(exc).lower()
+    return (
+        isinstance(exc, psycopg.OperationalError)
+        and not isinstance(exc, psycopg.errors.QueryCanceled)
+        and "timeout" not in str(exc).lower()
+    )
 
 
 class PostgresBackend:

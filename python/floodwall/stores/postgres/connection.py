@@ -37,14 +37,12 @@ def _timed_classes(deadline: float | None) -> tuple[type, type]:
     ``deadline`` seconds (psycopg's own wait takes a timeout; >= 3.3)."""
     import psycopg
 
-    class TimedConnection(psycopg.Connection):  # type: ignore[type-arg]
+    class TimedConnection(psycopg.Connection):
         def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
             return super().wait(gen, interval, deadline if timeout is None else timeout)
 
-    class AsyncTimedConnection(psycopg.AsyncConnection):  # type: ignore[type-arg]
-        async def wait(
-            self, gen: Any, interval: float = 0.1, timeout: float | None = None
-        ) -> Any:
+    class AsyncTimedConnection(psycopg.AsyncConnection):
+        async def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
             return await super().wait(gen, interval, deadline if timeout is None else timeout)
 
     return TimedConnection, AsyncTimedConnection
@@ -245,7 +243,7 @@ class Connection:
             apool = await self._async_pool()
         try:
             conn = await apool.getconn(timeout=self._pool_wait())
-        except (asyncio.TimeoutError, TimeoutError) as exc:
+        except TimeoutError as exc:
             raise StoreError("no PostgreSQL connection in time") from exc
         except psycopg.Error:
             raise

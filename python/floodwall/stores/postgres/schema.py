@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -39,7 +39,7 @@ class SchemaVersionError(ConfigError):
     """The database holds a floodwall schema of a version this one cannot use."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def _sql(name: str) -> str:
     return resources.files(__package__).joinpath("sql", name).read_text(encoding="utf-8")
 

@@ -108,9 +108,7 @@ def _prepare_threshold(reader: Options) -> int | None:
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise ConfigError(
-            f"prepare_threshold must be an int >= 0 or none, got {value!r}"
-        ) from None
+        raise ConfigError(f"prepare_threshold must be an int >= 0 or none, got {value!r}") from None
     if number < 0:
         raise ConfigError(f"prepare_threshold must be an int >= 0 or none, got {value!r}")
     return number
