@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need and runs every test:
-#   1. system packages (redis-server) when missing,
+#   1. system packages (redis-server, postgresql) when missing,
 #   2. a virtualenv in build/test-venv with floodwall and its test extras,
 #   3. the C tests, plain and under AddressSanitizer + UndefinedBehaviorSanitizer,
 #   4. pytest over tests/python (real servers started by the tests).
@@ -10,6 +10,9 @@ root=$(pwd)
 
 if [ -x .ci/install-redis.sh ] || [ -f .ci/install-redis.sh ]; then
   bash .ci/install-redis.sh
+fi
+if [ -f .ci/install-postgres.sh ]; then
+  bash .ci/install-postgres.sh
 fi
 
 venv="$root/build/test-venv"

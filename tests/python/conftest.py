@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-# real redis-server fixtures (started by the tests, never skipped)
-pytest_plugins = ["redis_servers"]
+# real redis-server and PostgreSQL fixtures (started by the tests, never skipped)
+pytest_plugins = ["redis_servers", "postgres_servers"]
 
 #: Every store the store-parametrized tests run on. "redis://" is a real
-#: redis-server started for the session (see redis_servers.py).
-STORE_URLS: tuple[str, ...] = ("memory://", "shm://", "file://", "redis://")
+#: redis-server started for the session (see redis_servers.py), and
+#: "postgresql://" a real PostgreSQL server (see postgres_servers.py).
+STORE_URLS: tuple[str, ...] = ("memory://", "shm://", "file://", "redis://", "postgresql://")
 
 
 def unique_store_url(base: str) -> str:
@@ -67,6 +68,11 @@ def store_url(request: pytest.FixtureRequest) -> Iterator[str]:
         # flushed for this test; a generous timeout: this tests decisions,
         # not failure handling (test_redis_failure.py does that)
         yield request.getfixturevalue("redis_url") + "?timeout=10"
+        return
+    if request.param == "postgresql://":
+        # the floodwall table emptied for this test; a generous timeout
+        # (test_postgres_failure.py tests failures)
+        yield request.getfixturevalue("postgres_url") + "?timeout=10"
         return
     url = unique_store_url(request.param)
     yield url

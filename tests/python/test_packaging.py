@@ -106,6 +106,7 @@ def test_extras_name_only_what_exists() -> None:
 
     homes = {
         "redis": "floodwall.stores.redis",
+        "postgres": "floodwall.stores.postgres",
         "fastapi": "floodwall.integrations.asgi",
         "starlette": "floodwall.integrations.asgi",
         "flask": "floodwall.integrations.flask",

@@ -8,12 +8,8 @@ module of its own in this package, with three names:
 - ``add_arguments(parser)``: the command's options;
 - ``run(args) -> int``: do the work, print, and return the exit code.
 
-Commands: ``demo`` (a burst admitted, then limited), ``doctor`` (check a
-file:// or shm:// table, read-only), ``init`` (write a commented
-floodwall.toml, or convert a flux.toml), ``config`` (the effective
-configuration and its sources), and the operator's commands on a named
-limit and a client: ``limits``, ``status``, ``check``, ``reset``, ``top``,
-``stats`` (docs/cli.md). What they share (options, loading the
+The commands are listed once, in :data:`COMMANDS` (and described in
+docs/cli.md). What they share (options, loading the
 configuration, a CLIENT's key) is in :mod:`floodwall.cli._target`; the
 logic of keys and limits lives in :mod:`floodwall.config`.
 
@@ -37,6 +33,7 @@ from floodwall.cli import (
     doctor,
     init,
     limits,
+    postgres,
     reset,
     stats,
     status,
@@ -57,6 +54,7 @@ COMMANDS: dict[str, ModuleType] = {
     "reset": reset,
     "top": top,
     "stats": stats,
+    "postgres": postgres,
 }
 """Every command: its name on the command line, and the module that runs it."""
 

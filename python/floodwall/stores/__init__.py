@@ -95,7 +95,13 @@ _LAZY_MODULES: dict[str, str] = {
     "redis+cluster": "floodwall.stores.redis",
     "rediss+sentinel": "floodwall.stores.redis",
     "rediss+cluster": "floodwall.stores.redis",
+    "postgresql": "floodwall.stores.postgres",
+    "postgres": "floodwall.stores.postgres",
 }
+
+#: The extra that brings each lazily imported store's client library.
+_EXTRAS = {"floodwall.stores.redis": ("redis-py", "redis"), "floodwall.stores.postgres": (
+    "psycopg 3 and psycopg_pool", "postgres")}
 
 
 def register(scheme: str, factory: Factory) -> None:
@@ -109,10 +115,11 @@ def _factory_for(scheme: str) -> Factory:
         try:
             importlib.import_module(_LAZY_MODULES[scheme])
         except ImportError as exc:
-            if _LAZY_MODULES[scheme] == "floodwall.stores.redis":
+            extra = _EXTRAS.get(_LAZY_MODULES[scheme])
+            if extra is not None:
                 raise ConfigError(
-                    f"the {scheme}:// store needs redis-py: "
-                    f"pip install 'floodwall[redis]' ({exc})"
+                    f"the {scheme}:// store needs {extra[0]}: "
+                    f"pip install 'floodwall[{extra[1]}]' ({exc})"
                 ) from exc
             raise
     try:
@@ -143,10 +150,24 @@ def open_backend(store: Any, spec: LimitSpec, **options: Any) -> Backend:
         from floodwall.stores import redis as redis_store
 
         return redis_store.from_client(store, spec, **options)
+    if _is_psycopg_target(store):
+        from floodwall.stores import postgres as postgres_store
+
+        return postgres_store.from_connection(store, spec, **options)
     raise ConfigError(
         f"store must be a URL string, an opened store (limiter.store), a floodwall "
-        f"table or a Redis client, not {type(store).__name__}"
+        f"table, a Redis client or a psycopg connection or pool, not {type(store).__name__}"
     )
+
+
+def _is_psycopg_target(obj: object) -> bool:
+    """A psycopg connection or pool (never imports psycopg: one exists only
+    if the application imported it)."""
+    if "psycopg" not in sys.modules and "psycopg_pool" not in sys.modules:
+        return False
+    from floodwall.stores.postgres import is_psycopg_target
+
+    return is_psycopg_target(obj)
 
 
 def _is_redis_client(obj: object) -> bool:

@@ -1,0 +1,104 @@
+"""Calling the check function: one statement per check, sync or async.
+
+:class:`Parts` holds what one limit sends per part (row keys are added per
+call): the algorithm code, B, T, tau and W of each rate. :func:`call_sync`
+and :func:`call_async` send the one statement on a connection and return
+its row, checked. Invariant: a check is exactly one statement (so one
+round trip and one transaction), whatever the number of parts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from floodwall.errors import StoreError
+from floodwall.stores.netquota import NetQuota
+
+__all__ = ["ALGORITHM_CODES", "Parts", "call_async", "call_sync"]
+
+#: Algorithm name -> the code check.sql dispatches on.
+ALGORITHM_CODES = {
+    "gcra": "g",
+    "token_bucket": "g",
+    "leaky_bucket": "g",
+    "leaky_bucket_shaping": "s",
+    "fixed_window": "f",
+    "sliding_window": "w",
+    "sliding_log": "l",
+}
+
+Row = tuple[bool, int, int, int, int, int]
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The per-part arrays of a check (one item per rate), less the keys."""
+
+    algo: tuple[str, ...]
+    b: tuple[int, ...]
+    t: tuple[int, ...]
+    tau: tuple[int, ...]
+    w: tuple[int, ...]
+
+    @classmethod
+    def of(cls, quotas: Sequence[NetQuota]) -> Parts:
+        return cls(
+            tuple(ALGORITHM_CODES[q.algorithm] for q in quotas),
+            tuple(q.burst for q in quotas),
+            tuple(q.interval_ns for q in quotas),
+            tuple(q.tau_ns for q in quotas),
+            tuple(q.window_ns for q in quotas),
+        )
+
+    def __add__(self, other: Parts) -> Parts:
+        return Parts(
+            self.algo + other.algo,
+            self.b + other.b,
+            self.t + other.t,
+            self.tau + other.tau,
+            self.w + other.w,
+        )
+
+    def args(
+        self, now: int | None, cost: int, keys: Sequence[bytes], lock_ms: int
+    ) -> tuple[Any, ...]:
+        return (
+            now,
+            cost,
+            list(keys),
+            list(self.algo),
+            list(self.b),
+            list(self.t),
+            list(self.tau),
+            list(self.w),
+            lock_ms,
+        )
+
+
+def _checked(row: Any, nparts: int) -> Row:
+    """The function's row, or StoreError if it is not what it can answer."""
+    if row is None or len(row) != 6:
+        raise StoreError(f"the PostgreSQL check answered {row!r}")
+    ok, part, rem, retry, reset, delay = row
+    if (
+        not isinstance(ok, bool)
+        or not isinstance(part, int)
+        or not 0 <= part < nparts
+        or any(not isinstance(v, int) or v < 0 for v in (rem, retry, reset, delay))
+    ):
+        raise StoreError(f"the PostgreSQL check answered {row!r}")
+    return ok, part, rem, retry, reset, delay
+
+
+def call_sync(conn: Any, sql: str, args: Sequence[Any]) -> Row:
+    """Run one check on a sync psycopg connection."""
+    cur = conn.execute(sql, args)
+    return _checked(cur.fetchone(), len(args[2]))
+
+
+async def call_async(conn: Any, sql: str, args: Sequence[Any]) -> Row:
+    """Run one check on an async psycopg connection."""
+    cur = await conn.execute(sql, args)
+    return _checked(await cur.fetchone(), len(args[2]))

@@ -1,0 +1,367 @@
+"""Connections of the PostgreSQL store: pools, deadlines, the breaker.
+
+A :class:`Connection` is what the backends of one store share: a sync
+``psycopg_pool.ConnectionPool`` (built on first use), a :class:`LoopPool`
+of async connections per event loop (never a thread pool), or the user's
+own psycopg connection or pool (sync or async); the schema check, done once; and
+the circuit breaker of the server. Connections floodwall opens are in
+autocommit mode (each check is one statement, so one transaction), carry
+no session state (PgBouncer's transaction mode is fine), and enforce the
+check's deadline on the client side too: a call that has not answered in
+time is abandoned and its connection closed. Invariant: a connection that
+failed or timed out is never handed out again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from floodwall.errors import ConfigError, StoreError
+from floodwall.stores.breaker import CircuitBreaker
+from floodwall.stores.failure import FailureSettings
+from floodwall.stores.postgres.schema import Layout, aensure_schema, ensure_schema
+
+__all__ = ["Connection", "acquire", "release", "shared"]
+
+# Seconds libpq waits to connect when no deadline is configured.
+_CONNECT_DEFAULT = 10.0
+
+
+def _timed_classes(deadline: float | None) -> tuple[type, type]:
+    """psycopg connection classes whose every wait for the server ends after
+    ``deadline`` seconds (psycopg's own wait takes a timeout; >= 3.3)."""
+    import psycopg
+
+    class TimedConnection(psycopg.Connection):
+        def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+            return super().wait(gen, interval, deadline if timeout is None else timeout)
+
+    class AsyncTimedConnection(psycopg.AsyncConnection):
+        async def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+            return await super().wait(gen, interval, deadline if timeout is None else timeout)
+
+    return TimedConnection, AsyncTimedConnection
+
+
+class Connection:
+    """One PostgreSQL store: pools (or the user's connection), the schema
+    check, and the breaker."""
+
+    def __init__(
+        self,
+        conninfo: str | None,
+        layout: Layout,
+        settings: FailureSettings,
+        *,
+        prepare_threshold: int | None = 5,
+        max_connections: int = 16,
+        create_schema: bool = True,
+        user: Any = None,
+        label: str = "",
+    ) -> None:
+        self.conninfo = conninfo
+        self.layout = layout
+        self.settings = settings
+        self.prepare_threshold = prepare_threshold
+        self.max_connections = max_connections
+        self.create_schema = create_schema
+        self.user = user
+        self.label = label
+        self.owned = conninfo is not None
+        self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)
+        self.refs = 1
+        self.key: Any = None
+        self._lock = threading.Lock()
+        self._pool: Any = None
+        self._apools: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self._schema_ok = False
+        self._user_lock = threading.Lock()  # one caller at a time on a user's connection
+        self._classes: tuple[type, type] | None = None
+
+    # -- options ------------------------------------------------------------
+
+    @property
+    def timeout(self) -> float | None:
+        return self.settings.timeout
+
+    @property
+    def lock_ms(self) -> int:
+        """The server-side lock_timeout of a check (0: none of ours): 80% of
+        the timeout, so that the server gives up a lock wait (and the check
+        consumes nothing) before the client abandons the call."""
+        t = self.settings.timeout
+        return 0 if t is None else max(1, int(t * 800))
+
+    def _kwargs(self) -> dict[str, Any]:
+        connect = self.settings.connect_timeout or self.settings.timeout or _CONNECT_DEFAULT
+        return {
+            "autocommit": True,
+            "prepare_threshold": self.prepare_threshold,
+            # libpq counts whole seconds, and at least 2
+            "connect_timeout": max(2, int(-(-connect // 1))),
+        }
+
+    def _pool_wait(self) -> float:
+        """Seconds a caller waits for a pooled connection."""
+        t = self.settings.connect_timeout or self.settings.timeout
+        return t if t is not None else _CONNECT_DEFAULT
+
+    def _timed(self) -> tuple[type, type]:
+        if self._classes is None:
+            self._classes = _timed_classes(self.settings.timeout)
+        return self._classes
+
+    # -- sync ---------------------------------------------------------------
+
+    def _sync_pool(self) -> Any:
+        pool = self._pool
+        if pool is None:
+            with self._lock:
+                if self._pool is None:
+                    from psycopg_pool import ConnectionPool
+
+                    p = ConnectionPool(
+                        self.conninfo or "",
+                        min_size=1,
+                        max_size=self.max_connections,
+                        kwargs=self._kwargs(),
+                        connection_class=self._timed()[0],
+                        timeout=self._pool_wait(),
+                        open=False,
+                        name=f"floodwall {self.label}",
+                    )
+                    p.open(wait=False)
+                    self._pool = p
+                pool = self._pool
+        return pool
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        """A connection for one call (sync); on an error the connection is
+        closed, so that the pool replaces it."""
+        import psycopg
+
+        if not self.owned:
+            yield from self._user_connection()
+            return
+        pool = self._sync_pool()
+        try:
+            conn = pool.getconn()
+        except Exception as exc:  # PoolTimeout, PoolClosed
+            raise StoreError(f"no PostgreSQL connection in time: {exc}") from exc
+        try:
+            if not self._schema_ok:
+                ensure_schema(conn, self.layout, create=self.create_schema)
+                self._schema_ok = True
+            yield conn
+        except psycopg.Error as exc:
+            self.schema_lost(exc)
+            conn.close()
+            raise
+        finally:
+            pool.putconn(conn)
+
+    def schema_lost(self, exc: BaseException) -> None:
+        """After an error saying the tables or the function are gone (a
+        restored or recreated database), check the schema again next time."""
+        import psycopg
+
+        if isinstance(exc, (psycopg.errors.UndefinedFunction, psycopg.errors.UndefinedTable)):
+            self._schema_ok = False
+
+    def _user_connection(self) -> Iterator[Any]:
+        import psycopg
+
+        user = self.user
+        if isinstance(user, psycopg.Connection):
+            if not self._user_lock.acquire(timeout=self._pool_wait()):
+                raise StoreError("the PostgreSQL connection stayed busy past the timeout")
+            try:
+                if not self._schema_ok:
+                    ensure_schema(user, self.layout, create=self.create_schema)
+                    self._schema_ok = True
+                yield user
+                if not user.autocommit and user.info.transaction_status != 0:
+                    user.commit()  # a check is its own transaction
+            finally:
+                self._user_lock.release()
+            return
+        try:
+            cm = user.connection(timeout=self._pool_wait())
+        except TypeError:  # not a psycopg_pool ConnectionPool
+            raise ConfigError(
+                "this PostgreSQL store was given an async connection or pool: use the async API"
+            ) from None
+        with cm as conn:
+            if not self._schema_ok:
+                ensure_schema(conn, self.layout, create=self.create_schema)
+                self._schema_ok = True
+            yield conn
+
+    # -- async --------------------------------------------------------------
+
+    async def _async_pool(self) -> LoopPool:
+        loop = asyncio.get_running_loop()
+        pool = self._apools.get(loop)
+        if pool is None:
+            pool = LoopPool(
+                self.conninfo or "",
+                self._kwargs(),
+                self._timed()[1],
+                self.max_connections,
+            )
+            self._apools[loop] = pool
+        return pool
+
+    async def aconnection(self) -> Any:
+        """(connection, release coroutine function) for one async call."""
+        import psycopg
+
+        if not self.owned:
+            user = self.user
+            if isinstance(user, psycopg.AsyncConnection):
+                if not self._schema_ok:
+                    await aensure_schema(user, self.layout, create=self.create_schema)
+                    self._schema_ok = True
+
+                async def done_user(failed: bool) -> None:
+                    if not user.autocommit and user.info.transaction_status != 0:
+                        await user.commit()
+
+                return user, done_user
+            if not hasattr(user, "getconn") or not asyncio.iscoroutinefunction(user.getconn):
+                raise ConfigError(
+                    "this PostgreSQL store was given a sync connection or pool: use the sync API"
+                )
+            apool = user
+        else:
+            apool = await self._async_pool()
+        try:
+            conn = await apool.getconn(timeout=self._pool_wait())
+        except TimeoutError as exc:
+            raise StoreError("no PostgreSQL connection in time") from exc
+        except psycopg.Error:
+            raise
+        except Exception as exc:  # PoolTimeout, PoolClosed
+            raise StoreError(f"no PostgreSQL connection in time: {exc}") from exc
+
+        async def done(failed: bool) -> None:
+            try:
+                if failed:
+                    await conn.close()
+                elif not conn.autocommit and conn.info.transaction_status != 0:
+                    await conn.commit()  # a user's pool: a check is its own transaction
+            finally:
+                await apool.putconn(conn)
+
+        try:
+            if not self._schema_ok:
+                await aensure_schema(conn, self.layout, create=self.create_schema)
+                self._schema_ok = True
+        except BaseException:
+            await done(True)
+            raise
+        return conn, done
+
+    # -- life cycle ---------------------------------------------------------
+
+    def tripped(self, breaker: CircuitBreaker) -> None:
+        """The breaker just opened (nothing queued to wake here)."""
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close(timeout=1.0)
+        # async pools belong to their event loops: aclose() closes the
+        # current loop's; the others go with their loops
+        self._apools.clear()
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        apool = self._apools.pop(loop, None)
+        if apool is not None:
+            await apool.close(timeout=1.0)
+
+
+class LoopPool:
+    """The async connections floodwall opens on one event loop: idle ones
+    kept for reuse, at most ``size`` in use, opened by the caller that needs
+    one within its deadline. It runs no task of its own, so an event loop
+    that ends (a test client's, ``asyncio.run``) leaves nothing to cancel;
+    psycopg_pool's AsyncConnectionPool, whose workers connect in the
+    background, can leave such a loop waiting on a cancelled connect.
+    """
+
+    def __init__(self, conninfo: str, kwargs: dict[str, Any], cls: type, size: int) -> None:
+        self.conninfo = conninfo
+        self.kwargs = kwargs
+        self.cls = cls
+        self.idle: list[Any] = []
+        self.slots = asyncio.Semaphore(size)
+
+    async def getconn(self, timeout: float) -> Any:
+        async with asyncio.timeout(timeout):
+            await self.slots.acquire()
+            try:
+                while self.idle:
+                    conn = self.idle.pop()
+                    if not conn.closed and conn.info.transaction_status == 0:  # IDLE
+                        return conn
+                    await conn.close()
+                return await self.cls.connect(self.conninfo, **self.kwargs)  # type: ignore[attr-defined]
+            except BaseException:
+                self.slots.release()
+                raise
+
+    async def putconn(self, conn: Any) -> None:
+        try:
+            if not conn.closed and conn.info.transaction_status == 0:
+                self.idle.append(conn)
+            else:
+                await conn.close()
+        finally:
+            self.slots.release()
+
+    async def close(self, timeout: float = 1.0) -> None:
+        idle, self.idle = self.idle, []
+        for conn in idle:
+            await conn.close()
+
+
+_SHARED: dict[Any, Connection] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared(conninfo: str, opts_key: Any, **kwargs: Any) -> Connection:
+    """The Connection of (conninfo, options), opened once per process:
+    limiters on the same store share pools and can group checks."""
+    key = (conninfo, opts_key)
+    with _SHARED_LOCK:
+        conn = _SHARED.get(key)
+        if conn is not None:
+            conn.refs += 1
+            return conn
+        conn = Connection(conninfo, **kwargs)
+        conn.key = key
+        _SHARED[key] = conn
+        return conn
+
+
+def acquire(conn: Connection) -> None:
+    with _SHARED_LOCK:
+        conn.refs += 1
+
+
+def release(conn: Connection) -> None:
+    with _SHARED_LOCK:
+        conn.refs -= 1
+        if conn.refs > 0:
+            return
+        if _SHARED.get(conn.key) is conn:
+            del _SHARED[conn.key]
+    conn.close()
