@@ -1,15 +1,19 @@
 /*
- * table.c - the fixed-capacity slot table behind memory://, shm:// and
- * file:// : open addressing over 64-byte slots keyed by a 128-bit keyed
- * fingerprint, lazy expiry, and all-or-nothing checks over several keys.
+ * table.c - the slot table behind memory://, shm:// and file:// : linear
+ * probing over 64-byte slots keyed by a 128-bit keyed fingerprint, a key
+ * count that makes max_keys exact (sweeps at the cap), lazy expiry, growing
+ * memory tables, and all-or-nothing checks over several keys.
  *
- * Invariant: a slot's (tag, state) pair changes only by one 16-byte CAS, so
- * a process killed at any instruction leaves every key either before or
- * after its update. Slots are reclaimed for another key only when their
- * expiry says the state is indistinguishable from a fresh key. The only
- * locks (insert stripes, per-slot) are those of src/lock.h: taken over from
- * a dead owner, and waited for a bounded time (FW_EBUSY). Every state read
- * is brought within what its algorithm can produce before it decides.
+ * Invariant: on a table that others may share, a slot's (tag, state) pair
+ * changes only by one 16-byte CAS, so a process killed at any instruction
+ * leaves every key either before or after its update (a growing table,
+ * whose caller serialises its calls, writes the same values with plain
+ * stores). Slots are reclaimed for another key only when their expiry says
+ * the state is indistinguishable from a fresh key, and a table never holds
+ * more than max_keys keys. The only locks (insert stripes, per-slot, the
+ * sweep) are those of src/lock.h: taken over from a dead owner, and waited
+ * for a bounded time (FW_EBUSY). Every state read is brought within what
+ * its algorithm can produce before it decides.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -591,8 +595,9 @@ static int sweep(fw_table_t *t, uint64_t *own, int64_t now)
     if (held == FWI_TABLE_STRIPES) {
         uint64_t keys = compact_and_count(t);
         __atomic_store_n(&t->hdr->keys, keys, __ATOMIC_SEQ_CST);
-        if (keys < keys_before - freed)
-            freed += keys_before - freed - keys; /* a crash had left it high */
+        uint64_t expected = keys_before > freed ? keys_before - freed : 0;
+        if (keys < expected)
+            freed += expected - keys; /* a crash had left it high */
     }
     while (held-- > 0)
         if (&stripes[held] != own)
