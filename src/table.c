@@ -465,15 +465,19 @@ static int try_claim(fw_table_t *t, fwi_slot_t *s, fwi_hash128_t h, int64_t now)
     if (claimable(s, cur, now)) {
         if (vacant && !key_reserve(t)) {
             won = CLAIM_AT_CAP;
-        } else if (unit_cas(s, &cur, unit_pack(h.lo, 0))) {
-            expiry_raise(s, now);
-            __atomic_store_n(&s->check, h.hi, __ATOMIC_SEQ_CST);
-            __atomic_store_n(&s->log_pos, 0, __ATOMIC_SEQ_CST);
-            __atomic_store_n(&s->damaged_at, 0, __ATOMIC_SEQ_CST);
+        } else {
+            /* counted before the CAS: a claim killed halfway still voids
+             * the sweep hint (its slot may be fresh again soon) */
             __atomic_fetch_add(&t->hdr->claims, 1, __ATOMIC_SEQ_CST);
-            won = CLAIM_TAKEN;
-        } else if (vacant) {
-            __atomic_fetch_sub(&t->hdr->keys, 1, __ATOMIC_SEQ_CST);
+            if (unit_cas(s, &cur, unit_pack(h.lo, 0))) {
+                expiry_raise(s, now);
+                __atomic_store_n(&s->check, h.hi, __ATOMIC_SEQ_CST);
+                __atomic_store_n(&s->log_pos, 0, __ATOMIC_SEQ_CST);
+                __atomic_store_n(&s->damaged_at, 0, __ATOMIC_SEQ_CST);
+                won = CLAIM_TAKEN;
+            } else if (vacant) {
+                __atomic_fetch_sub(&t->hdr->keys, 1, __ATOMIC_SEQ_CST);
+            }
         }
     }
     fwi_lock_release(&s->lock);
