@@ -2,7 +2,7 @@
 measured in the same run (they print; they never fail on timing).
 
 1. ns per ``allow()`` in one process: ``shm://`` against ``memory://``
-   (target <= 1.3x), on one key and on 10,000 keys.
+   (issue 16 target: within 5 %, <= 1.05x), on one key and on 10,000 keys.
 2. Two processes at once, on one key and on distinct keys: calls per second
    per process, and the ratio to one process alone.
 3. ``file://`` with ``sync=always`` against a plain Python loop of 64-byte
@@ -29,8 +29,12 @@ from _timing import best_ns_per_op, loop_calling
 import floodwall
 from floodwall.stores import shared
 
-# generous: every call is admitted, so every call writes its key's state
-RATE = "100000000/second"
+# generous: every call is admitted, so every call writes its key's state;
+# and a key stays live between two calls (its state is not back to fresh),
+# as a limited key does, so the stores keep it where it is (at 10^8/second a
+# key is fresh again after 10 ns, and memory://, which drops fresh keys when
+# it rebuilds, would measure inserts instead of updates)
+RATE = "1000000/day"
 
 
 def per_call_ns(fn: Callable[[str], Any], keys: list[str], calls: int, repeats: int) -> float:
@@ -73,7 +77,7 @@ def bench_one_process(calls: int, repeats: int) -> None:
             m, s = best["m"], best["s"]
             print(
                 f"   {label:12s} memory:// {m:7.1f} ns   shm:// {s:7.1f} ns   "
-                f"ratio {s / m:5.2f}x (target <= 1.30x)   "
+                f"ratio {s / m:5.2f}x (target <= 1.05x)   "
                 f"[engine only, loop {overhead:.0f} ns removed: "
                 f"{(s - overhead) / max(m - overhead, 1e-9):.2f}x]"
             )

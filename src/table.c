@@ -1,15 +1,19 @@
 /*
- * table.c - the fixed-capacity slot table behind memory://, shm:// and
- * file:// : open addressing over 64-byte slots keyed by a 128-bit keyed
- * fingerprint, lazy expiry, and all-or-nothing checks over several keys.
+ * table.c - the slot table behind memory://, shm:// and file:// : linear
+ * probing over 64-byte slots keyed by a 128-bit keyed fingerprint, a key
+ * count that makes max_keys exact (sweeps at the cap), lazy expiry, growing
+ * memory tables, and all-or-nothing checks over several keys.
  *
- * Invariant: a slot's (tag, state) pair changes only by one 16-byte CAS, so
- * a process killed at any instruction leaves every key either before or
- * after its update. Slots are reclaimed for another key only when their
- * expiry says the state is indistinguishable from a fresh key. The only
- * locks (insert stripes, per-slot) are those of src/lock.h: taken over from
- * a dead owner, and waited for a bounded time (FW_EBUSY). Every state read
- * is brought within what its algorithm can produce before it decides.
+ * Invariant: on a table that others may share, a slot's (tag, state) pair
+ * changes only by one 16-byte CAS, so a process killed at any instruction
+ * leaves every key either before or after its update (a growing table,
+ * whose caller serialises its calls, writes the same values with plain
+ * stores). Slots are reclaimed for another key only when their expiry says
+ * the state is indistinguishable from a fresh key, and a table never holds
+ * more than max_keys keys. The only locks (insert stripes, per-slot, the
+ * sweep) are those of src/lock.h: taken over from a dead owner, and waited
+ * for a bounded time (FW_EBUSY). Every state read is brought within what
+ * its algorithm can produce before it decides.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -461,15 +465,19 @@ static int try_claim(fw_table_t *t, fwi_slot_t *s, fwi_hash128_t h, int64_t now)
     if (claimable(s, cur, now)) {
         if (vacant && !key_reserve(t)) {
             won = CLAIM_AT_CAP;
-        } else if (unit_cas(s, &cur, unit_pack(h.lo, 0))) {
-            expiry_raise(s, now);
-            __atomic_store_n(&s->check, h.hi, __ATOMIC_SEQ_CST);
-            __atomic_store_n(&s->log_pos, 0, __ATOMIC_SEQ_CST);
-            __atomic_store_n(&s->damaged_at, 0, __ATOMIC_SEQ_CST);
+        } else {
+            /* counted before the CAS: a claim killed halfway still voids
+             * the sweep hint (its slot may be fresh again soon) */
             __atomic_fetch_add(&t->hdr->claims, 1, __ATOMIC_SEQ_CST);
-            won = CLAIM_TAKEN;
-        } else if (vacant) {
-            __atomic_fetch_sub(&t->hdr->keys, 1, __ATOMIC_SEQ_CST);
+            if (unit_cas(s, &cur, unit_pack(h.lo, 0))) {
+                expiry_raise(s, now);
+                __atomic_store_n(&s->check, h.hi, __ATOMIC_SEQ_CST);
+                __atomic_store_n(&s->log_pos, 0, __ATOMIC_SEQ_CST);
+                __atomic_store_n(&s->damaged_at, 0, __ATOMIC_SEQ_CST);
+                won = CLAIM_TAKEN;
+            } else if (vacant) {
+                __atomic_fetch_sub(&t->hdr->keys, 1, __ATOMIC_SEQ_CST);
+            }
         }
     }
     fwi_lock_release(&s->lock);
@@ -591,8 +599,9 @@ static int sweep(fw_table_t *t, uint64_t *own, int64_t now)
     if (held == FWI_TABLE_STRIPES) {
         uint64_t keys = compact_and_count(t);
         __atomic_store_n(&t->hdr->keys, keys, __ATOMIC_SEQ_CST);
-        if (keys < keys_before - freed)
-            freed += keys_before - freed - keys; /* a crash had left it high */
+        uint64_t expected = keys_before > freed ? keys_before - freed : 0;
+        if (keys < expected)
+            freed += expected - keys; /* a crash had left it high */
     }
     while (held-- > 0)
         if (&stripes[held] != own)
@@ -605,13 +614,34 @@ static int sweep(fw_table_t *t, uint64_t *own, int64_t now)
     return freed > 0;
 }
 
-/* Growing tables (one caller at a time): copy every key that is not
- * expired at `now` into a table sized for it (2.5 to 5 slots per key; it
- * grows again at half load; at least FWI_MIN_SLOTS, at most max_slots),
- * dropping expired
- * and retired slots. Slot pointers into the old table die: the generation
- * says so. Returns 1 when it rebuilt, 0 if it could not (no memory; the
- * table is unchanged and serves on). *quiet: the earliest expiry kept. */
+/* Copy the live slots `from` (n of them) into zeroed `slots` of `want`. */
+static void place_live(const fw_table_t *t, const unsigned char *from, uint64_t n,
+                       int64_t now, unsigned char *slots, uint64_t want)
+{
+    for (uint64_t i = 0; i < n; i++) {
+        const fwi_slot_t *s = (const fwi_slot_t *)(const void *)(from + i * t->slot_size);
+        if (vacant_tag(s->tag) || s->expiry < now)
+            continue;
+        for (uint64_t j = s->check;; j++) {
+            fwi_slot_t *d = (fwi_slot_t *)(void *)(slots + (j & (want - 1)) * t->slot_size);
+            if (d->tag == FWI_TAG_EMPTY) {
+                memcpy(d, s, t->slot_size);
+                d->lock = 0;
+                break;
+            }
+        }
+    }
+}
+
+/* Growing tables (one caller at a time): keep every key that is not
+ * expired at `now`, in a table sized for it (3 to 6 slots per key, so at
+ * least a sixth of the table fills before the next rebuild; at least
+ * FWI_MIN_SLOTS, at most max_slots, and at least half the current size, so
+ * that it shrinks gradually), dropping expired and retired slots. The same
+ * size is rebuilt in place (no system call, no new pages). Slot pointers die:
+ * the generation says so. Returns 1 when it rebuilt, 0 if it could not (no
+ * memory; the table is unchanged and serves on). *quiet: the earliest
+ * expiry kept. */
 static int rebuild(fw_table_t *t, int64_t now, int64_t *quiet)
 {
     uint64_t n = t->mask + 1, live = 0;
@@ -624,7 +654,9 @@ static int rebuild(fw_table_t *t, int64_t now, int64_t *quiet)
                 *quiet = s->expiry;
         }
     }
-    uint64_t want = next_pow2(live * 2 + live / 2 + 2); /* load 0.2 to 0.4 */
+    uint64_t want = next_pow2(live * 3 + 2);
+    if (want < n / 2)
+        want = n / 2;
     if (want < FWI_MIN_SLOTS)
         want = FWI_MIN_SLOTS;
     if (want > t->max_slots)
@@ -632,32 +664,29 @@ static int rebuild(fw_table_t *t, int64_t now, int64_t *quiet)
     size_t bytes;
     if (bytes_for(want, t->slot_size, &bytes) != 0)
         return 0;
-    unsigned char *mem = map_anonymous(bytes);
-    if (!mem)
-        return 0;
-    memcpy(mem, t->hdr, FWI_TABLE_HEADER_SIZE);
-    fwi_table_header_t *h = (fwi_table_header_t *)(void *)mem;
-    h->nslots = want;
-    h->checksum = fwi_table_header_checksum(h);
-    h->keys = live;
-    h->hint_claims = 0;
-    unsigned char *slots = mem + FWI_TABLE_HEADER_SIZE;
-    for (uint64_t i = 0; i < n; i++) {
-        fwi_slot_t *s = slot_at(t, i);
-        if (vacant_tag(s->tag) || s->expiry < now)
-            continue;
-        uint64_t j = s->check;
-        for (;; j++) {
-            fwi_slot_t *d = (fwi_slot_t *)(void *)(slots + (j & (want - 1)) * t->slot_size);
-            if (d->tag == FWI_TAG_EMPTY) {
-                memcpy(d, s, t->slot_size);
-                d->lock = 0;
-                break;
-            }
-        }
+    if (want == n) {
+        size_t keep = (size_t)n * t->slot_size;
+        unsigned char *copy = malloc(keep);
+        if (!copy)
+            return 0;
+        memcpy(copy, t->slots, keep);
+        memset(t->slots, 0, keep);
+        place_live(t, copy, n, now, t->slots, n);
+        free(copy);
+    } else {
+        unsigned char *mem = map_anonymous(bytes);
+        if (!mem)
+            return 0;
+        memcpy(mem, t->hdr, FWI_TABLE_HEADER_SIZE);
+        fwi_table_header_t *h = (fwi_table_header_t *)(void *)mem;
+        h->nslots = want;
+        h->checksum = fwi_table_header_checksum(h);
+        place_live(t, t->slots, n, now, mem + FWI_TABLE_HEADER_SIZE, want);
+        munmap(t->hdr, t->len);
+        view_set(t, mem, bytes);
     }
-    munmap(t->hdr, t->len);
-    view_set(t, mem, bytes);
+    t->hdr->keys = live;
+    t->hdr->hint_claims = 0;
     t->generation++;
     return 1;
 }

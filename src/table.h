@@ -2,7 +2,9 @@
  * table.h - the on-memory layout of the slot table, shared by the memory,
  * shm and file stores (a file on disk is exactly this layout).
  * Invariant: the header's fixed part is covered by its checksum; a slot's
- * (tag, state) pair is only ever changed by one 16-byte compare-and-swap.
+ * (tag, state) pair is only ever changed by one 16-byte compare-and-swap
+ * (plain stores on a growing table, whose calls its caller serialises);
+ * `keys` never counts fewer slots holding a key than there are.
  */
 #ifndef FW_TABLE_H
 #define FW_TABLE_H

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "table.h"
@@ -181,6 +182,67 @@ static void test_count_repaired(void)
     munmap(mem, len);
 }
 
+/* A file table that churns at its cap: sweeps retire expired keys and empty
+ * the retired slots that end a run; the doctor then finds every key on its
+ * probe sequence (no key past an empty slot), every key is found again,
+ * and retired slots do not pile up. */
+static void test_churn_at_cap_stays_sound(void)
+{
+    char path[] = "/tmp/fw-capacity-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        CHECK(0, "mkstemp");
+        return;
+    }
+    close(fd);
+    unlink(path);
+    fw_shared_options_t opt = {{512, 0}, FW_SYNC_NONE, 0, 0};
+    fw_store_error_t err;
+    fw_table_t *t = NULL;
+    CHECK(fw_table_open_file(&t, path, &opt, &err) == 0, "%s", err.message);
+    if (!t)
+        return;
+    fw_limit_t brief = limit_of(FW_GCRA, 1, S_NS, 0, 9); /* fresh after 1 s */
+    char key[32];
+    int64_t now = 1000;
+    uint64_t refused = 0;
+    for (int round = 0; round < 40; round++, now += 2 * S_NS) {
+        int rc;
+        char prefix[16];
+        snprintf(prefix, sizeof(prefix), "r%d", round);
+        uint64_t ok = insert_range(t, &brief, prefix, 0, 600, now, &rc);
+        refused += 600 - ok;
+        CHECK(ok == 512, "round %d: %" PRIu64 " keys fit at the cap of 512", round, ok);
+        /* this round's keys are all found */
+        uint64_t found = 0;
+        for (int i = 0; i < 512; i++) {
+            fw_decision_t d;
+            snprintf(key, sizeof(key), "%s-%d", prefix, i);
+            found += fw_table_peek(t, &brief, key, strlen(key), now, &d) == 0 &&
+                     !d.allowed;
+        }
+        CHECK(found == 512, "round %d: %" PRIu64 " of 512 keys found", round, found);
+    }
+    CHECK(refused == 40 * 88);
+    fw_table_stats_t st;
+    fw_table_stats(t, now, &st);
+    CHECK(st.keys == 512 && st.used == 512 && st.retired > 0);
+    uint64_t nonempty = 0;
+    for (uint64_t i = 0; i <= t->mask; i++) {
+        const fwi_slot_t *x = (const fwi_slot_t *)(const void *)(t->slots + i * t->slot_size);
+        nonempty += x->tag != FWI_TAG_EMPTY;
+    }
+    printf("  churn at the cap: %" PRIu64 " of %" PRIu64 " slots non-empty after 40 "
+           "rounds, %" PRIu64 " retired in all\n", nonempty, st.slots, st.retired);
+    CHECK(nonempty <= st.slots * 3 / 4, "retired slots pile up: %" PRIu64 " of %" PRIu64
+          " slots hold a key or a retired mark", nonempty, st.slots);
+    fw_doctor_report_t rep;
+    CHECK(fw_table_doctor(path, now, &rep) == 0 && rep.keys == 512, "doctor: %s",
+          rep.problem);
+    fw_table_close(t);
+    unlink(path);
+}
+
 /* Threads inserting distinct keys at once into one table: exactly max_keys
  * of them get in. */
 typedef struct racer {
@@ -311,6 +373,7 @@ int main(int argc, char **argv)
     test_reclaim_at_cap();
     test_flood_at_cap();
     test_count_repaired();
+    test_churn_at_cap_stays_sound();
     test_threads_at_cap();
     test_growing();
     test_growing_churn();

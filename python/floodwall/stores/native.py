@@ -148,6 +148,7 @@ class NativeBackend:
             "slots": table["slots"],
             "max_keys": table["max_keys"],
             "keys": table["keys"],
+            "retired_slots": table["retired_slots"],
             "full_errors": table["full_errors"],
             "damaged_states": table["damaged_states"],
             "clamped_states": table["clamped_states"],
