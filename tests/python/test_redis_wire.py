@@ -116,3 +116,35 @@ def test_cancelled_async_check_leaves_a_usable_connection(redis_url: str) -> Non
             await lim.backend.aclose()
 
     asyncio.run(run())
+
+
+def test_key_memory_is_bounded_and_exact(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from floodwall.stores.redis import backend
+
+    monkeypatch.setattr(backend, "KEY_MEMORY_MAX", 8)
+    lim = floodwall.Limiter("2/minute", store=redis_url, namespace="wire-mem")
+    try:
+        for round_ in range(3):
+            for i in range(20):  # more keys than remembered: forgotten, recomputed
+                assert lim.allow(f"k{i}") is (round_ < 2)
+                assert len(lim.backend._known) <= 8
+        assert lim.backend._known  # str keys are remembered
+        assert lim.allow(b"k0") is False  # bytes: the same Redis key as "k0"
+    finally:
+        lim.close()
+
+
+def test_a_hash_tag_function_is_asked_on_every_check(redis_url: str) -> None:
+    calls: list[object] = []
+
+    def tag(key: object) -> str:
+        calls.append(key)
+        return "tenant"
+
+    lim = floodwall.Limiter("5/minute", store=redis_url, namespace="wire-tag", hash_tag=tag)
+    try:
+        for _ in range(3):
+            lim.allow("k")
+        assert len(calls) == 3 and not lim.backend._known
+    finally:
+        lim.close()

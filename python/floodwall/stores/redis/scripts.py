@@ -2,7 +2,7 @@
 
 Assembles the one check script from the package data under ``lua/`` (exact
 integer maths first, then one file per algorithm, then the entry point),
-and turns a quota into the five ARGV items (algo, B, T, tau, W) the script
+and turns a quota into the one ARGV item ("algo B T tau W") the script
 reads per part, normalised exactly as docs/algorithms.md says (the same
 bounds as the C engine's fw_quota_init). Invariant: the script text, and
 so its SHA1, depend only on the package.
@@ -114,9 +114,10 @@ class QuotaParts:
         self.tau_ns = self.interval_ns * burst
         self.window_ns = -(-(period_ns * burst) // rate)
         code = ALGORITHM_CODES[algorithm]
-        #: the five ARGV items of this part: algo, B, T, tau, W
-        self.part: tuple[bytes, ...] = tuple(
-            str(v).encode() for v in (code, burst, self.interval_ns, self.tau_ns, self.window_ns)
+        #: the ARGV of this part: one item, "algo B T tau W" (the script
+        #: keeps what it parsed by this text)
+        self.part: tuple[bytes, ...] = (
+            f"{code} {burst} {self.interval_ns} {self.tau_ns} {self.window_ns}".encode(),
         )
 
     def __repr__(self) -> str:

@@ -40,12 +40,17 @@ class PackedCheck:
         self._evalsha = count + _bulk(b"EVALSHA") + _bulk(mode.sha.encode()) + n
         self._tail = b"".join(_bulk(a) for a in argv)
 
+    @staticmethod
+    def segment(keys: Sequence[bytes]) -> bytes:
+        """The keys, packed: what changes from one call to the next."""
+        return b"".join([_bulk(k) for k in keys])
+
+    def join(self, use_fcall: bool, segment: bytes) -> bytes:
+        """The whole command around the packed keys."""
+        return b"%b%b%b" % (self._fcall if use_fcall else self._evalsha, segment, self._tail)
+
     def command(self, use_fcall: bool, keys: Sequence[bytes]) -> bytes:
-        head = self._fcall if use_fcall else self._evalsha
-        if len(keys) == 1:
-            k = keys[0]
-            return b"%b$%d\r\n%b\r\n%b" % (head, len(k), k, self._tail)
-        return head + b"".join(_bulk(k) for k in keys) + self._tail
+        return self.join(use_fcall, self.segment(keys))
 
 
 def usable(owned: bool, cluster: bool, client_options: dict[str, Any]) -> bool:

@@ -4,9 +4,10 @@
 -- function (then ALGO below lives as long as the library).
 --
 -- KEYS: one per part. ARGV: now (decimal ns, or "" to read Redis TIME),
--- cost, "1" to set expiries (only meaningful with Redis TIME), then five
--- per part: algo, B, T, tau, W (algo: g gcra family, s leaky-bucket
--- shaping, f fixed window, w sliding window, l sliding log).
+-- cost, "1" to set expiries (only meaningful with Redis TIME), then one
+-- per part, its quota as "algo B T tau W" (algo: g gcra family, s
+-- leaky-bucket shaping, f fixed window, w sliding window, l sliding log;
+-- the others decimal integers).
 -- Reply: { allowed, index of the deciding part (0-based), remaining,
 -- retry_after_ns, reset_after_ns, delay_ns }: integers, or decimal text
 -- when a value is 2^53 or more.
@@ -25,6 +26,28 @@ local function algo(code)
         ALGO[code] = A
     end
     return A
+end
+
+-- Parsed quotas, by their ARGV text. A Redis function keeps them between
+-- calls (a script run by EVAL parses its quotas on each call); they are
+-- never changed once made. Bounded: past PARTS_MAX the table starts over.
+local PARTS, NPARTS, PARTS_MAX = {}, 0, 256
+
+-- The quota of one part; nil and a message when the text is not one.
+local function quota(text)
+    local P = PARTS[text]
+    if P ~= nil then return P end
+    local code, b, t, tau, w = text:match('^(%a) (%d+) (%d+) (%d+) (%d+)$')
+    if code == nil then return nil, 'floodwall: bad quota ' .. text end
+    P = { B = num(b), T = num(t), tau = num(tau), W = num(w), shaping = code == 's' }
+    if code == 's' then code = 'g' end
+    local A = algo(code)
+    if A == nil then return nil, 'floodwall: unknown algorithm ' .. code end
+    P.A = A
+    if NPARTS >= PARTS_MAX then PARTS, NPARTS = {}, 0 end
+    PARTS[text] = P
+    NPARTS = NPARTS + 1
+    return P
 end
 
 -- Decide one part: allowed, next state, remaining, retry, reset, delay.
@@ -72,35 +95,33 @@ local function check(KEYS, ARGV)
     local cost = num(ARGV[2])
     local expire = ARGV[3] == '1'
     local nparts = #KEYS
-    if #ARGV ~= 3 + 5 * nparts or nparts == 0 then
-        return redis.error_reply('floodwall: expected 5 arguments per key')
-    end
-
-    -- Parse every part first: nothing is read before all are valid.
-    local parts = {}
-    for i = 1, nparts do
-        local a = 4 + (i - 1) * 5
-        local code = ARGV[a]
-        local P = { B = num(ARGV[a + 1]), T = num(ARGV[a + 2]), tau = num(ARGV[a + 3]),
-                    W = num(ARGV[a + 4]), shaping = code == 's' }
-        if code == 's' then code = 'g' end
-        local A = algo(code)
-        if A == nil then return redis.error_reply('floodwall: unknown algorithm ' .. code) end
-        if cmp(cost, P.B) > 0 then
-            return redis.error_reply('floodwall: cost exceeds the capacity')
-        end
-        P.A = A
-        parts[i] = P
+    if #ARGV ~= 3 + nparts or nparts == 0 then
+        return redis.error_reply('floodwall: expected one quota argument per key')
     end
 
     if nparts == 1 then -- the common case, without the bookkeeping below
-        local P = parts[1]
+        local P, err = quota(ARGV[4])
+        if P == nil then return redis.error_reply(err) end
+        if cmp(cost, P.B) > 0 then
+            return redis.error_reply('floodwall: cost exceeds the capacity')
+        end
         local A = P.A
         local key = KEYS[1]
         local st = A.load(P, key)
         local ok, nst, rem, retry, reset, delay = decide(A, P, st, cost)
         if ok and cost ~= 0 then A.store(P, key, nst, expire) end
         return answer(ok, 0, rem, retry, reset, delay)
+    end
+
+    -- Parse every part first: nothing is read before all are valid.
+    local parts = {}
+    for i = 1, nparts do
+        local P, err = quota(ARGV[3 + i])
+        if P == nil then return redis.error_reply(err) end
+        if cmp(cost, P.B) > 0 then
+            return redis.error_reply('floodwall: cost exceeds the capacity')
+        end
+        parts[i] = P
     end
 
     local cache, written, order = {}, {}, {}
