@@ -27,7 +27,7 @@ from floodwall.stores.failure import FailurePolicy
 from floodwall.stores.redis.calls import run_async, run_sync, script_call
 from floodwall.stores.redis.connection import Connection, acquire, release, shared
 from floodwall.stores.redis.keys import KeyNamer, resolve_key_secret
-from floodwall.stores.redis.scripts import QuotaParts, normalise
+from floodwall.stores.redis.scripts import QuotaParts, normalise, parse_reply
 from floodwall.stores.redis.url import RedisOptions, RedisURL
 from floodwall.stores.redis.wire import PackedCheck, send_async, send_sync, usable
 from floodwall.stores.url import StoreURL
@@ -54,11 +54,6 @@ CAPABILITIES = StoreCapabilities(
     shared_clock=True,
     durable=False,
 )
-
-
-def _i64(value: Any) -> int:
-    v = int(value)
-    return v if v <= _INT64_MAX else _INT64_MAX
 
 
 def validate_cost(cost: object) -> int:
@@ -170,17 +165,10 @@ class RedisBackend:
             raise err
         return n
 
-    def _decision(self, res: Sequence[Any], meta: Sequence[tuple[int, Rate]]) -> Decision:
-        burst, rate = meta[int(res[1])]
-        return Decision(
-            bool(res[0]),
-            burst,
-            _i64(res[2]),
-            _i64(res[3]),
-            _i64(res[4]),
-            _i64(res[5]),
-            rate=rate,
-        )
+    def _decision(self, res: Any, meta: Sequence[tuple[int, Rate]]) -> Decision:
+        allowed, index, rem, retry, reset, delay = parse_reply(res, _INT64_MAX)
+        burst, rate = meta[index]
+        return Decision(allowed, burst, rem, retry, reset, delay, rate=rate)
 
     def _count(self, d: Decision, cost: int) -> Decision:
         if cost and not d.fallback:
@@ -318,16 +306,9 @@ class RedisBackend:
             return self._failed(exc, self._meta, breaker)
         if breaker._failures:
             breaker.success()
-        burst, rate = self._meta[res[1]]
-        rem, retry, reset, delay = res[2], res[3], res[4], res[5]
-        if (
-            rem.__class__ is not int
-            or retry.__class__ is not int
-            or reset.__class__ is not int
-            or delay.__class__ is not int
-        ):  # 2^53 or more comes as decimal text
-            rem, retry, reset, delay = _i64(rem), _i64(retry), _i64(reset), _i64(delay)
-        if res[0]:
+        allowed, index, rem, retry, reset, delay = parse_reply(res, _INT64_MAX)
+        burst, rate = self._meta[index]
+        if allowed:
             if cost:
                 self._allowed += 1
             return Decision(True, burst, rem, retry, reset, delay, rate=rate)

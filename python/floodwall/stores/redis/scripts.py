@@ -23,6 +23,7 @@ __all__ = [
     "check_library",
     "check_script",
     "normalise",
+    "parse_reply",
 ]
 
 #: The order in which the lua/ files are concatenated into one script.
@@ -89,6 +90,20 @@ def check_library() -> tuple[str, str]:
         + "function(keys, args) return check(keys, args) end)\n"
     )
     return name, code
+
+
+def parse_reply(
+    reply: bytes | str, cap: int | None = None
+) -> tuple[bool, int, int, int, int, int]:
+    """The check script's reply, "allowed index remaining retry reset delay"
+    (check.lua), as (allowed, index, remaining, retry_after_ns,
+    reset_after_ns, delay_ns); with ``cap``, no value above it. ValueError
+    when it is not such a reply."""
+    a, i, rem, retry, reset, delay = reply.split()
+    r, t, s, d = int(rem), int(retry), int(reset), int(delay)
+    if cap is not None and (r > cap or t > cap or s > cap or d > cap):
+        r, t, s, d = min(r, cap), min(t, cap), min(s, cap), min(d, cap)
+    return int(a) == 1, int(i), r, t, s, d
 
 
 class QuotaParts:

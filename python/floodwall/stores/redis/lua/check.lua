@@ -8,9 +8,10 @@
 -- per part, its quota as "algo B T tau W" (algo: g gcra family, s
 -- leaky-bucket shaping, f fixed window, w sliding window, l sliding log;
 -- the others decimal integers).
--- Reply: { allowed, index of the deciding part (0-based), remaining,
--- retry_after_ns, reset_after_ns, delay_ns }: integers, or decimal text
--- when a value is 2^53 or more.
+-- Reply: one string, "allowed index remaining retry_after_ns
+-- reset_after_ns delay_ns" (allowed 1 or 0, index of the deciding part
+-- 0-based; every value exact decimal): one bulk reply is cheaper for Redis
+-- to send and for a client to parse than an array of six.
 -- Invariant: parts are decided in order, each seeing what the parts before
 -- it admitted (a key may appear twice); state is written only when every
 -- part is admitted and cost > 0, so a denial or a peek changes nothing.
@@ -60,12 +61,19 @@ local function decide(A, P, st, cost)
     return A.decide(P, st, cost)
 end
 
+-- A value as exact decimal text (%d: plain numbers here are whole, < 2^53).
+local function text(v)
+    if type(v) == 'table' then return tostr(v) end
+    return string.format('%d', v)
+end
+
 local function answer(ok, i, rem, retry, reset, delay)
-    if type(rem) == 'table' then rem = tostr(rem) end
-    if type(retry) == 'table' then retry = tostr(retry) end
-    if type(reset) == 'table' then reset = tostr(reset) end
-    if type(delay) == 'table' then delay = tostr(delay) end
-    return { ok and 1 or 0, i, rem, retry, reset, delay }
+    if type(rem) ~= 'table' and type(retry) ~= 'table' and type(reset) ~= 'table'
+        and type(delay) ~= 'table' then
+        return string.format('%d %d %d %d %d %d', ok and 1 or 0, i, rem, retry, reset, delay)
+    end
+    return string.format('%d %d %s %s %s %s', ok and 1 or 0, i, text(rem), text(retry),
+                         text(reset), text(delay))
 end
 
 local function check(KEYS, ARGV)
