@@ -232,7 +232,7 @@ class RedisBackend:
                 res = await self._acall(client, keys, argv, target, packed)
             else:
                 async with deadline:
-                    res = await self._acall(client, keys, argv, target, packed)
+                    res = await self._acall(client, keys, argv, target, packed, True)
         except _STORE_ERRORS as exc:
             if breaker.state == OPEN:  # it opened while this call waited
                 return self._skipped(breaker, meta)
@@ -244,8 +244,13 @@ class RedisBackend:
         return self._decision(res, meta)
 
     async def _acall(
-        self, client: Any, keys: Sequence[bytes], argv: Sequence[Any], target: Any,
+        self,
+        client: Any,
+        keys: Sequence[bytes],
+        argv: Sequence[Any],
+        target: Any,
         packed: bytes = b"",
+        bounded: bool = False,
     ) -> Any:
         conn = self.conn
         scripts = conn.scripts
@@ -255,7 +260,9 @@ class RedisBackend:
         if target is None:  # the common case first, as in check()
             try:
                 if packed:
-                    return await send_async(client, self._packed1.join(scripts.use_fcall, packed))
+                    return await send_async(
+                        client, self._packed1.join(scripts.use_fcall, packed), bounded
+                    )
                 if scripts.use_fcall:
                     return await client.execute_command(
                         "FCALL", scripts.fname, len(keys), *keys, *argv
