@@ -79,7 +79,9 @@ def test_packed_path_survives_a_killed_connection(redis_url: str) -> None:
 
 
 def test_packed_path_after_a_server_restart(fresh_server: RedisServer) -> None:
-    lim = floodwall.Limiter("5/minute", store=slow_ok(fresh_server.url), namespace="wire", fail="raise")
+    lim = floodwall.Limiter(
+        "5/minute", store=slow_ok(fresh_server.url), namespace="wire", fail="raise"
+    )
     try:
         assert lim.allow("k")
         fresh_server.stop()
@@ -147,7 +149,9 @@ def test_a_hash_tag_function_is_asked_on_every_check(redis_url: str) -> None:
         calls.append(key)
         return "tenant"
 
-    lim = floodwall.Limiter("5/minute", store=slow_ok(redis_url), namespace="wire-tag", hash_tag=tag)
+    lim = floodwall.Limiter(
+        "5/minute", store=slow_ok(redis_url), namespace="wire-tag", hash_tag=tag
+    )
     try:
         for _ in range(3):
             lim.allow("k")
