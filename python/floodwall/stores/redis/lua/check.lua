@@ -115,6 +115,10 @@ local function check(KEYS, ARGV)
         end
         local A = P.A
         local key = KEYS[1]
+        if A.quick and cost ~= 0 then -- the algorithm's shortcut, when it has one
+            local ok, rem, retry, reset, delay = A.quick(P, key, cost, expire)
+            if ok ~= nil then return answer(ok, 0, rem, retry, reset, delay) end
+        end
         local st = A.load(P, key)
         local ok, nst, rem, retry, reset, delay = decide(A, P, st, cost)
         if ok and cost ~= 0 then A.store(P, key, nst, expire) end
