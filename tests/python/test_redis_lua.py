@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from floodwall.stores.redis import scripts as redis_lua
-from floodwall.stores.redis.scripts import QuotaParts, check_script, normalise
+from floodwall.stores.redis.scripts import QuotaParts, check_script, normalise, parse_reply
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 sys.path.insert(0, str(VECTORS))
@@ -51,7 +51,7 @@ def run_check(
         res = client.evalsha(sha, len(keys), *keys, *argv)
     except redis.exceptions.NoScriptError:
         res = client.eval(script, len(keys), *keys, *argv)
-    return (bool(res[0]), int(res[1]), int(res[2]), int(res[3]), int(res[4]), int(res[5]))
+    return parse_reply(res)
 
 
 # ---------------------------------------------------------------- bignum

@@ -19,6 +19,12 @@ from floodwall.stores.redis.calls import ScriptMode
 from floodwall.stores.redis.wire import PackedCheck, usable
 
 
+def slow_ok(url: str) -> str:
+    """The URL with a timeout a loaded test machine never reaches (the
+    default 250 ms would open the shared breaker on a slow box)."""
+    return url + "?timeout=10"
+
+
 def redis_py_packing(*args: object) -> bytes:
     conn = redis.Connection()
     return b"".join(conn.pack_command(*args))
@@ -49,7 +55,7 @@ def _in_use(lim: floodwall.Limiter) -> int:
 
 
 def test_packed_path_counts_exactly_and_returns_connections(redis_url: str) -> None:
-    lim = floodwall.Limiter("5/minute", store=redis_url, namespace="wire")
+    lim = floodwall.Limiter("5/minute", store=slow_ok(redis_url), namespace="wire")
     try:
         assert lim.backend._wire
         assert [lim.allow("k") for _ in range(7)] == [True] * 5 + [False] * 2
@@ -59,7 +65,7 @@ def test_packed_path_counts_exactly_and_returns_connections(redis_url: str) -> N
 
 
 def test_packed_path_survives_a_killed_connection(redis_url: str) -> None:
-    lim = floodwall.Limiter("5/minute", store=redis_url, namespace="wire", fail="raise")
+    lim = floodwall.Limiter("5/minute", store=slow_ok(redis_url), namespace="wire", fail="raise")
     admin = redis.Redis.from_url(redis_url)
     try:
         assert lim.allow("k")
@@ -73,7 +79,9 @@ def test_packed_path_survives_a_killed_connection(redis_url: str) -> None:
 
 
 def test_packed_path_after_a_server_restart(fresh_server: RedisServer) -> None:
-    lim = floodwall.Limiter("5/minute", store=fresh_server.url, namespace="wire", fail="raise")
+    lim = floodwall.Limiter(
+        "5/minute", store=slow_ok(fresh_server.url), namespace="wire", fail="raise"
+    )
     try:
         assert lim.allow("k")
         fresh_server.stop()
@@ -86,7 +94,7 @@ def test_packed_path_after_a_server_restart(fresh_server: RedisServer) -> None:
 
 def test_packed_path_async_counts_exactly(redis_url: str) -> None:
     async def run() -> list[bool]:
-        lim = floodwall.Limiter("20/minute", store=redis_url, namespace="wire-async")
+        lim = floodwall.Limiter("20/minute", store=slow_ok(redis_url), namespace="wire-async")
         try:
             out = await asyncio.gather(*(lim.aallow("k") for _ in range(64)))
             client = lim.backend.conn.async_client()
@@ -101,7 +109,7 @@ def test_packed_path_async_counts_exactly(redis_url: str) -> None:
 
 def test_cancelled_async_check_leaves_a_usable_connection(redis_url: str) -> None:
     async def run() -> None:
-        lim = floodwall.Limiter("100/minute", store=redis_url, namespace="wire-cancel")
+        lim = floodwall.Limiter("100/minute", store=slow_ok(redis_url), namespace="wire-cancel")
         try:
             task = asyncio.ensure_future(lim.aallow("k"))
             await asyncio.sleep(0)
@@ -116,3 +124,37 @@ def test_cancelled_async_check_leaves_a_usable_connection(redis_url: str) -> Non
             await lim.backend.aclose()
 
     asyncio.run(run())
+
+
+def test_key_memory_is_bounded_and_exact(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from floodwall.stores.redis import backend
+
+    monkeypatch.setattr(backend, "KEY_MEMORY_MAX", 8)
+    lim = floodwall.Limiter("2/minute", store=slow_ok(redis_url), namespace="wire-mem")
+    try:
+        for round_ in range(3):
+            for i in range(20):  # more keys than remembered: forgotten, recomputed
+                assert lim.allow(f"k{i}") is (round_ < 2)
+                assert len(lim.backend._known) <= 8
+        assert lim.backend._known  # str keys are remembered
+        assert lim.allow(b"k0") is False  # bytes: the same Redis key as "k0"
+    finally:
+        lim.close()
+
+
+def test_a_hash_tag_function_is_asked_on_every_check(redis_url: str) -> None:
+    calls: list[object] = []
+
+    def tag(key: object) -> str:
+        calls.append(key)
+        return "tenant"
+
+    lim = floodwall.Limiter(
+        "5/minute", store=slow_ok(redis_url), namespace="wire-tag", hash_tag=tag
+    )
+    try:
+        for _ in range(3):
+            lim.allow("k")
+        assert len(calls) == 3 and not lim.backend._known
+    finally:
+        lim.close()

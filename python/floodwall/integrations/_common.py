@@ -509,6 +509,15 @@ class Guard(ShapingBudget):
             return self.check(limits, view, cost)
         if self._has_exempt and self.is_exempt(view.method, view.path):
             return None
+        single = limits.single
+        if single is not None:  # the common case, kept short (as in check)
+            k = single.key(view)
+            if k:
+                n = cost if cost is not None else limits.fixed_cost
+                if n is None:
+                    n = self._cost(limits, view, None)
+                decision = await single.limiter.acheck(single.prefix + k, n)
+                return self._finish(limits, decision, n)
         parts = self._parts(limits, view)
         if parts is None:
             return None

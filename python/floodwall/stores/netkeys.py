@@ -128,6 +128,12 @@ class KeyNamer:
         self._hash_tag: bytes | Callable[[Key], Key] | None = hash_tag
 
     @property
+    def deterministic(self) -> bool:
+        """Does a user key always give the same key names (no hash_tag
+        function to call)? Then they may be remembered."""
+        return not callable(self._hash_tag)
+
+    @property
     def plain(self) -> bool:
         return self._plain
 

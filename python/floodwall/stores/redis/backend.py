@@ -27,7 +27,7 @@ from floodwall.stores.failure import FailurePolicy
 from floodwall.stores.redis.calls import run_async, run_sync, script_call
 from floodwall.stores.redis.connection import Connection, acquire, release, shared
 from floodwall.stores.redis.keys import KeyNamer, resolve_key_secret
-from floodwall.stores.redis.scripts import QuotaParts, normalise
+from floodwall.stores.redis.scripts import QuotaParts, normalise, parse_reply
 from floodwall.stores.redis.url import RedisOptions, RedisURL
 from floodwall.stores.redis.wire import PackedCheck, send_async, send_sync, usable
 from floodwall.stores.url import StoreURL
@@ -37,6 +37,11 @@ __all__ = ["CAPABILITIES", "RedisBackend", "from_client", "open_redis"]
 Key = str | bytes
 
 _INT64_MAX = 2**63 - 1
+#: user keys whose Redis keys (and their packed bytes) a backend remembers;
+#: the memory is forgotten whole when full (a bound an attacker's keys
+#: cannot grow past)
+KEY_MEMORY_MAX = 4096
+_KEY_TYPES = (str, bytes)
 _STORE_ERRORS = (RedisError, OSError)  # OSError covers socket errors and TimeoutError
 
 #: What a Redis store is.
@@ -49,11 +54,6 @@ CAPABILITIES = StoreCapabilities(
     shared_clock=True,
     durable=False,
 )
-
-
-def _i64(value: Any) -> int:
-    v = int(value)
-    return v if v <= _INT64_MAX else _INT64_MAX
 
 
 def validate_cost(cost: object) -> int:
@@ -110,6 +110,11 @@ class RedisBackend:
         # execute_command on the clients floodwall made (wire.py)
         self._packed1 = PackedCheck(conn.scripts, len(quotas), self._argv1)
         self._wire = usable(conn.owned, conn.cluster, conn.client_options)
+        # str/bytes user key -> (its Redis keys, packed): hashing a key
+        # (blake2b) and packing it cost more than the rest of a check's
+        # Python; remembered on the packed path only
+        self._known: dict[Key, tuple[list[bytes], bytes]] = {}
+        self._remember = self._wire and self.namer.deterministic
         self._allowed = 0
         self._denied = 0
         self._closed = False
@@ -120,6 +125,18 @@ class RedisBackend:
         return from_client(self, spec, **options)
 
     # -- helpers ------------------------------------------------------------
+
+    def _keys_packed(self, key: Key) -> tuple[list[bytes], bytes]:
+        """The Redis keys of ``key`` and their packed bytes, remembered
+        (up to KEY_MEMORY_MAX keys) for a key that is exactly str or bytes."""
+        keys = self.namer.keys(key)
+        known = (keys, PackedCheck.segment(keys))
+        if self._remember and key.__class__ in _KEY_TYPES:
+            memory = self._known
+            if len(memory) >= KEY_MEMORY_MAX:
+                memory.clear()
+            memory[key] = known
+        return known
 
     def _argv(self, cost: int, parts: Sequence[bytes]) -> tuple[Any, ...]:
         if self._clock is None:
@@ -150,22 +167,15 @@ class RedisBackend:
 
     def _decision(
         self,
-        res: Sequence[Any],
+        res: Any,
         meta: Sequence[tuple[int, Rate]],
         part_of: Sequence[int] | None = None,
     ) -> Decision:
-        index = int(res[1])
+        allowed, index, rem, retry, reset, delay = parse_reply(res, _INT64_MAX)
         burst, rate = meta[index]
-        denied_part = part_of[index] if part_of is not None and not res[0] else None
+        denied_part = part_of[index] if part_of is not None and not allowed else None
         return Decision(
-            bool(res[0]),
-            burst,
-            _i64(res[2]),
-            _i64(res[3]),
-            _i64(res[4]),
-            _i64(res[5]),
-            rate=rate,
-            denied_part=denied_part,
+            allowed, burst, rem, retry, reset, delay, rate=rate, denied_part=denied_part
         )
 
     def _count(self, d: Decision, cost: int) -> Decision:
@@ -219,6 +229,7 @@ class RedisBackend:
         argv: Sequence[Any],
         meta: Sequence[tuple[int, Rate]],
         part_of: Sequence[int] | None = None,
+        packed: bytes = b"",
     ) -> Decision:
         conn = self.conn
         client = conn.async_client()
@@ -231,10 +242,10 @@ class RedisBackend:
         deadline = conn.deadline(breaker)
         try:
             if deadline is None:
-                res = await self._acall(client, keys, argv, target)
+                res = await self._acall(client, keys, argv, target, packed)
             else:
                 async with deadline:
-                    res = await self._acall(client, keys, argv, target)
+                    res = await self._acall(client, keys, argv, target, packed, True)
         except _STORE_ERRORS as exc:
             if breaker.state == OPEN:  # it opened while this call waited
                 return self._skipped(breaker, meta)
@@ -246,7 +257,13 @@ class RedisBackend:
         return self._decision(res, meta, part_of)
 
     async def _acall(
-        self, client: Any, keys: Sequence[bytes], argv: Sequence[Any], target: Any
+        self,
+        client: Any,
+        keys: Sequence[bytes],
+        argv: Sequence[Any],
+        target: Any,
+        packed: bytes = b"",
+        bounded: bool = False,
     ) -> Any:
         conn = self.conn
         scripts = conn.scripts
@@ -255,8 +272,10 @@ class RedisBackend:
             return await asyncio.to_thread(run_sync, conn.sync_client(), routine, target)
         if target is None:  # the common case first, as in check()
             try:
-                if argv is self._argv1 and self._wire:
-                    return await send_async(client, self._packed1.command(scripts.use_fcall, keys))
+                if packed:
+                    return await send_async(
+                        client, self._packed1.join(scripts.use_fcall, packed), bounded
+                    )
                 if scripts.use_fcall:
                     return await client.execute_command(
                         "FCALL", scripts.fname, len(keys), *keys, *argv
@@ -275,10 +294,12 @@ class RedisBackend:
         # The hot path, kept flat: one FCALL (or EVALSHA), no helper frames.
         if cost.__class__ is not int or cost < 0 or cost > self.capacity:
             cost = self._checked_cost(cost)
-        keys = self.namer.keys(key)
-        if cost == 1 and self._clock is None:
+        if cost == 1 and self._clock is None and self._wire:
+            known = self._known.get(key) if key.__class__ in _KEY_TYPES else None
+            keys, packed = known or self._keys_packed(key)
             argv: Sequence[Any] = self._argv1
         else:
+            keys, packed = self.namer.keys(key), b""
             argv = self._argv(cost, self._parts)
         conn = self.conn
         client = conn._sync or conn.sync_client()
@@ -293,8 +314,8 @@ class RedisBackend:
             try:
                 if target is not None:  # Cluster: straight to the key's node
                     res = run_sync(client, script_call(scripts, keys, argv), target)
-                elif argv is self._argv1 and self._wire:
-                    res = send_sync(client, self._packed1.command(scripts.use_fcall, keys))
+                elif packed:
+                    res = send_sync(client, self._packed1.join(scripts.use_fcall, packed))
                 elif scripts.use_fcall:
                     res = client.execute_command("FCALL", scripts.fname, len(keys), *keys, *argv)
                 else:
@@ -305,16 +326,9 @@ class RedisBackend:
             return self._failed(exc, self._meta, breaker)
         if breaker._failures:
             breaker.success()
-        burst, rate = self._meta[res[1]]
-        rem, retry, reset, delay = res[2], res[3], res[4], res[5]
-        if (
-            rem.__class__ is not int
-            or retry.__class__ is not int
-            or reset.__class__ is not int
-            or delay.__class__ is not int
-        ):  # 2^53 or more comes as decimal text
-            rem, retry, reset, delay = _i64(rem), _i64(retry), _i64(reset), _i64(delay)
-        if res[0]:
+        allowed, index, rem, retry, reset, delay = parse_reply(res, _INT64_MAX)
+        burst, rate = self._meta[index]
+        if allowed:
             if cost:
                 self._allowed += 1
             return Decision(True, burst, rem, retry, reset, delay, rate=rate)
@@ -331,8 +345,12 @@ class RedisBackend:
     async def acheck(self, key: Key, cost: int = 1) -> Decision:
         if cost.__class__ is not int or cost < 0 or cost > self.capacity:
             cost = self._checked_cost(cost)
-        keys = self.namer.keys(key)
-        d = await self._arun(keys, self._argv(cost, self._parts), self._meta)
+        if cost == 1 and self._clock is None and self._wire:
+            known = self._known.get(key) if key.__class__ in _KEY_TYPES else None
+            keys, packed = known or self._keys_packed(key)
+            d = await self._arun(keys, self._argv1, self._meta, packed=packed)
+        else:
+            d = await self._arun(self.namer.keys(key), self._argv(cost, self._parts), self._meta)
         return self._count(d, cost)
 
     async def aallow(self, key: Key, cost: int = 1) -> bool:

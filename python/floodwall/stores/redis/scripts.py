@@ -2,7 +2,7 @@
 
 Assembles the one check script from the package data under ``lua/`` (exact
 integer maths first, then one file per algorithm, then the entry point),
-and turns a quota into the five ARGV items (algo, B, T, tau, W) the script
+and turns a quota into the one ARGV item ("algo B T tau W") the script
 reads per part, normalised exactly as docs/algorithms.md says (the same
 bounds as the C engine's fw_quota_init). Invariant: the script text, and
 so its SHA1, depend only on the package.
@@ -23,6 +23,7 @@ __all__ = [
     "check_library",
     "check_script",
     "normalise",
+    "parse_reply",
 ]
 
 #: The order in which the lua/ files are concatenated into one script.
@@ -91,6 +92,20 @@ def check_library() -> tuple[str, str]:
     return name, code
 
 
+def parse_reply(
+    reply: bytes | str, cap: int | None = None
+) -> tuple[bool, int, int, int, int, int]:
+    """The check script's reply, "allowed index remaining retry reset delay"
+    (check.lua), as (allowed, index, remaining, retry_after_ns,
+    reset_after_ns, delay_ns); with ``cap``, no value above it. ValueError
+    when it is not such a reply."""
+    a, i, rem, retry, reset, delay = reply.split()
+    r, t, s, d = int(rem), int(retry), int(reset), int(delay)
+    if cap is not None and (r > cap or t > cap or s > cap or d > cap):
+        r, t, s, d = min(r, cap), min(t, cap), min(s, cap), min(d, cap)
+    return int(a) == 1, int(i), r, t, s, d
+
+
 class QuotaParts:
     """A normalised quota: what the script needs for one rate."""
 
@@ -114,9 +129,10 @@ class QuotaParts:
         self.tau_ns = self.interval_ns * burst
         self.window_ns = -(-(period_ns * burst) // rate)
         code = ALGORITHM_CODES[algorithm]
-        #: the five ARGV items of this part: algo, B, T, tau, W
-        self.part: tuple[bytes, ...] = tuple(
-            str(v).encode() for v in (code, burst, self.interval_ns, self.tau_ns, self.window_ns)
+        #: the ARGV of this part: one item, "algo B T tau W" (the script
+        #: keeps what it parsed by this text)
+        self.part: tuple[bytes, ...] = (
+            f"{code} {burst} {self.interval_ns} {self.tau_ns} {self.window_ns}".encode(),
         )
 
     def __repr__(self) -> str:

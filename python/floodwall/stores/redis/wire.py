@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from redis.exceptions import ConnectionError
+
 from floodwall.stores.redis.calls import ScriptMode
 
 __all__ = ["PackedCheck", "send_async", "send_sync", "usable"]
@@ -40,12 +42,17 @@ class PackedCheck:
         self._evalsha = count + _bulk(b"EVALSHA") + _bulk(mode.sha.encode()) + n
         self._tail = b"".join(_bulk(a) for a in argv)
 
+    @staticmethod
+    def segment(keys: Sequence[bytes]) -> bytes:
+        """The keys, packed: what changes from one call to the next."""
+        return b"".join([_bulk(k) for k in keys])
+
+    def join(self, use_fcall: bool, segment: bytes) -> bytes:
+        """The whole command around the packed keys."""
+        return b"%b%b%b" % (self._fcall if use_fcall else self._evalsha, segment, self._tail)
+
     def command(self, use_fcall: bool, keys: Sequence[bytes]) -> bytes:
-        head = self._fcall if use_fcall else self._evalsha
-        if len(keys) == 1:
-            k = keys[0]
-            return b"%b$%d\r\n%b\r\n%b" % (head, len(k), k, self._tail)
-        return head + b"".join(_bulk(k) for k in keys) + self._tail
+        return self.join(use_fcall, self.segment(keys))
 
 
 def usable(owned: bool, cluster: bool, client_options: dict[str, Any]) -> bool:
@@ -76,14 +83,34 @@ def send_sync(client: Any, packed: bytes) -> Any:
         pool.release(conn)
 
 
-async def send_async(client: Any, packed: bytes) -> Any:
+async def send_async(client: Any, packed: bytes, bounded: bool = False) -> Any:
     """:func:`send_sync` for a redis.asyncio client (a cancelled read
-    disconnects its connection, as redis-py does)."""
+    disconnects its connection, as redis-py does).
+
+    ``bounded``: the caller holds a deadline over the whole call
+    (``Connection.deadline``). The command is then written to the
+    connection's stream directly: redis-py would wrap the write in
+    ``asyncio.wait_for`` for its socket timeout, a task and one more turn of
+    the event loop per check, to bound a write that the deadline bounds
+    already (a write to a stream that is not full does not wait at all).
+    """
     pool = client.connection_pool
     conn = await pool.get_connection()
 
     async def call() -> Any:
-        await conn.send_packed_command([packed])
+        writer = getattr(conn, "_writer", None) if bounded else None
+        if writer is None or not conn.is_connected:
+            await conn.send_packed_command([packed])
+        else:
+            try:
+                writer.write(packed)
+                await writer.drain()
+            except OSError as exc:  # as send_packed_command: a retryable error
+                await conn.disconnect(nowait=True)
+                raise ConnectionError(f"Error while writing to socket: {exc}") from exc
+            except BaseException:  # cancelled mid-write: the stream is unusable
+                await conn.disconnect(nowait=True)
+                raise
         return await conn.read_response()
 
     async def fail(error: BaseException) -> None:

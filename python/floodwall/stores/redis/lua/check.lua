@@ -5,12 +5,14 @@
 --
 -- KEYS: one per part. ARGV: now (decimal ns, or "" to read Redis TIME),
 -- cost (one for every part, or one per part separated by commas: "1,1,10"),
--- "1" to set expiries (only meaningful with Redis TIME), then five
--- per part: algo, B, T, tau, W (algo: g gcra family, s leaky-bucket
--- shaping, f fixed window, w sliding window, l sliding log).
--- Reply: { allowed, index of the deciding part (0-based), remaining,
--- retry_after_ns, reset_after_ns, delay_ns }: integers, or decimal text
--- when a value is 2^53 or more.
+-- "1" to set expiries (only meaningful with Redis TIME), then one per part,
+-- its quota as "algo B T tau W" (algo: g gcra family, s leaky-bucket
+-- shaping, f fixed window, w sliding window, l sliding log; the others
+-- decimal integers).
+-- Reply: one string, "allowed index remaining retry_after_ns
+-- reset_after_ns delay_ns" (allowed 1 or 0, index of the deciding part
+-- 0-based; every value exact decimal): one bulk reply is cheaper for Redis
+-- to send and for a client to parse than an array of six.
 -- Invariant: parts are decided in order, each seeing what the parts before
 -- it admitted (a key may appear twice); state is written only when every
 -- part is admitted, and only by parts of cost > 0, so a denial or a peek
@@ -29,6 +31,28 @@ local function algo(code)
     return A
 end
 
+-- Parsed quotas, by their ARGV text. A Redis function keeps them between
+-- calls (a script run by EVAL parses its quotas on each call); they are
+-- never changed once made. Bounded: past PARTS_MAX the table starts over.
+local PARTS, NPARTS, PARTS_MAX = {}, 0, 256
+
+-- The quota of one part; nil and a message when the text is not one.
+local function quota(text)
+    local P = PARTS[text]
+    if P ~= nil then return P end
+    local code, b, t, tau, w = text:match('^(%a) (%d+) (%d+) (%d+) (%d+)$')
+    if code == nil then return nil, 'floodwall: bad quota ' .. text end
+    P = { B = num(b), T = num(t), tau = num(tau), W = num(w), shaping = code == 's' }
+    if code == 's' then code = 'g' end
+    local A = algo(code)
+    if A == nil then return nil, 'floodwall: unknown algorithm ' .. code end
+    P.A = A
+    if NPARTS >= PARTS_MAX then PARTS, NPARTS = {}, 0 end
+    PARTS[text] = P
+    NPARTS = NPARTS + 1
+    return P
+end
+
 -- Decide one part: allowed, next state, remaining, retry, reset, delay.
 local function decide(A, P, st, cost)
     if cost == 0 then -- a peek: what one unit would get, the state as it is
@@ -39,12 +63,19 @@ local function decide(A, P, st, cost)
     return A.decide(P, st, cost)
 end
 
+-- A value as exact decimal text (%d: plain numbers here are whole, < 2^53).
+local function text(v)
+    if type(v) == 'table' then return tostr(v) end
+    return string.format('%d', v)
+end
+
 local function answer(ok, i, rem, retry, reset, delay)
-    if type(rem) == 'table' then rem = tostr(rem) end
-    if type(retry) == 'table' then retry = tostr(retry) end
-    if type(reset) == 'table' then reset = tostr(reset) end
-    if type(delay) == 'table' then delay = tostr(delay) end
-    return { ok and 1 or 0, i, rem, retry, reset, delay }
+    if type(rem) ~= 'table' and type(retry) ~= 'table' and type(reset) ~= 'table'
+        and type(delay) ~= 'table' then
+        return string.format('%d %d %d %d %d %d', ok and 1 or 0, i, rem, retry, reset, delay)
+    end
+    return string.format('%d %d %s %s %s %s', ok and 1 or 0, i, text(rem), text(retry),
+                         text(reset), text(delay))
 end
 
 local function check(KEYS, ARGV)
@@ -73,11 +104,13 @@ local function check(KEYS, ARGV)
     end
     local expire = ARGV[3] == '1'
     local nparts = #KEYS
-    if #ARGV ~= 3 + 5 * nparts or nparts == 0 then
-        return redis.error_reply('floodwall: expected 5 arguments per key')
+    if #ARGV ~= 3 + nparts or nparts == 0 then
+        return redis.error_reply('floodwall: expected one quota argument per key')
     end
-    local costs, cost = {}, nil
+
+    local cost, costs = nil, nil -- one cost for every part, or one per part
     if ARGV[2]:find(',', 1, true) then
+        costs = {}
         for c in ARGV[2]:gmatch('[^,]+') do
             if c:find('%D') then return redis.error_reply('floodwall: bad cost ' .. c) end
             costs[#costs + 1] = num(c)
@@ -87,34 +120,40 @@ local function check(KEYS, ARGV)
         end
     else
         cost = num(ARGV[2])
+    end
+
+    if nparts == 1 then -- the common case, without the bookkeeping below
+        if costs then cost = costs[1] end
+        local P, err = quota(ARGV[4])
+        if P == nil then return redis.error_reply(err) end
+        if cmp(cost, P.B) > 0 then
+            return redis.error_reply('floodwall: cost exceeds the capacity')
+        end
+        local A = P.A
+        local key = KEYS[1]
+        if A.quick and cost ~= 0 then -- the algorithm's shortcut, when it has one
+            local ok, rem, retry, reset, delay = A.quick(P, key, cost, expire)
+            if ok ~= nil then return answer(ok, 0, rem, retry, reset, delay) end
+        end
+        local st = A.load(P, key)
+        local ok, nst, rem, retry, reset, delay = decide(A, P, st, cost)
+        if ok and cost ~= 0 then A.store(P, key, nst, expire) end
+        return answer(ok, 0, rem, retry, reset, delay)
+    end
+    if not costs then
+        costs = {}
         for i = 1, nparts do costs[i] = cost end
     end
 
     -- Parse every part first: nothing is read before all are valid.
     local parts = {}
     for i = 1, nparts do
-        local a = 4 + (i - 1) * 5
-        local code = ARGV[a]
-        local P = { B = num(ARGV[a + 1]), T = num(ARGV[a + 2]), tau = num(ARGV[a + 3]),
-                    W = num(ARGV[a + 4]), shaping = code == 's' }
-        if code == 's' then code = 'g' end
-        local A = algo(code)
-        if A == nil then return redis.error_reply('floodwall: unknown algorithm ' .. code) end
+        local P, err = quota(ARGV[3 + i])
+        if P == nil then return redis.error_reply(err) end
         if cmp(costs[i], P.B) > 0 then
             return redis.error_reply('floodwall: cost exceeds the capacity')
         end
-        P.A = A
         parts[i] = P
-    end
-
-    if nparts == 1 then -- the common case, without the bookkeeping below
-        local P = parts[1]
-        local A = P.A
-        local key = KEYS[1]
-        local st = A.load(P, key)
-        local ok, nst, rem, retry, reset, delay = decide(A, P, st, costs[1])
-        if ok and costs[1] ~= 0 then A.store(P, key, nst, expire) end
-        return answer(ok, 0, rem, retry, reset, delay)
     end
 
     local cache, written, order = {}, {}, {}

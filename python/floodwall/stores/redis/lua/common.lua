@@ -20,8 +20,10 @@ local function now_plus(d)
     local lo = NOW_LO + d
     local r = fmod(lo, E9)
     local hi = NOW_HI + (lo - r) / E9
-    if hi > 0 then return string.format('%.0f%09d', hi, r) end
-    return string.format('%.0f', r)
+    -- %d, not %.0f: integer formatting is the cheaper (hi and r are whole
+    -- and far below 2^63)
+    if hi > 0 then return string.format('%d%09d', hi, r) end
+    return string.format('%d', r)
 end
 
 -- `now + d` as decimal text, for any d >= 0.
@@ -51,16 +53,17 @@ end
 -- algorithms a call uses get their functions built.
 local MAKE = {}
 local NS_PER_MS = 1000000
-local TTL_MAX_MS = 10000000000000 -- ~317 years; below 10^14, so a Lua
-                                  -- number is passed to Redis exactly
+local TTL_MAX_MS = 10000000000000 -- ~317 years; below 10^14
+local TTL_MAX_TEXT = '10000000000000'
 
 -- Milliseconds for a positive ns duration: at least its ceiling (one
--- millisecond late at worst, never early), capped.
+-- millisecond late at worst, never early), capped; as decimal text (Redis
+-- would format a Lua number with %.17g, the costlier way).
 local function ttl_ms(ns)
-    if type(ns) == 'table' then return TTL_MAX_MS end -- >= 2^53 ns: 104 days
+    if type(ns) == 'table' then return TTL_MAX_TEXT end -- >= 2^53 ns: 104 days
     local ms = floor(ns / NS_PER_MS) + 1
-    if ms > TTL_MAX_MS then return TTL_MAX_MS end
-    return ms
+    if ms > TTL_MAX_MS then return TTL_MAX_TEXT end
+    return string.format('%d', ms)
 end
 
 -- Write a string state; `ttl_ns` is when it turns fresh, from now.

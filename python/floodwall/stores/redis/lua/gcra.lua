@@ -34,25 +34,34 @@ MAKE.g = function()
         return NOW()
     end
 
+    -- The decision on plain numbers: d = tat - now (any d <= 0 meaning
+    -- "not ahead"), tau <= 2^52 and d <= tau, so every sum stays <= 2^53.
+    -- -> allowed, tat - now to keep if allowed, remaining, retry, reset, delay
+    local function small(P, d, n)
+        local T, tau = P.T, P.tau
+        local held = d
+        if held < 0 then held = 0 end
+        local used = held + n * T -- <= 2^53: exact
+        if used <= tau then
+            local delay = 0
+            if P.shaping then delay = held end
+            local left = tau - used
+            return true, used, (left - fmod(left, T)) / T, 0, used, delay
+        end
+        local remaining = 0
+        if held < tau then
+            local left = tau - held
+            remaining = (left - fmod(left, T)) / T
+        end
+        return false, d, remaining, used - tau, held, 0
+    end
+
     -- -> allowed, next state, remaining, retry_after, reset_after, delay
     local function gcra_decide(P, st, n)
         if fast(P, st) then
-            local T, tau = P.T, P.tau
-            local held = st.d
-            if held < 0 then held = 0 end
-            local used = held + n * T -- <= 2^53: exact
-            if used <= tau then
-                local delay = 0
-                if P.shaping then delay = held end
-                local left = tau - used
-                return true, { d = used }, (left - fmod(left, T)) / T, 0, used, delay
-            end
-            local remaining = 0
-            if held < tau then
-                local left = tau - held
-                remaining = (left - fmod(left, T)) / T
-            end
-            return false, st, remaining, used - tau, held, 0
+            local ok, d, rem, retry, reset, delay = small(P, st.d, n)
+            if ok then return true, { d = d }, rem, retry, reset, delay end
+            return false, st, rem, retry, reset, delay
         end
         local now = NOW()
         local tat = absolute(st)
@@ -87,5 +96,25 @@ MAKE.g = function()
         end
     end
 
-    return { load = gcra_load, decide = gcra_decide, held = gcra_held, store = gcra_store }
+    -- A whole check of n >= 1 units on one key in the common case (the
+    -- state and quota on plain numbers): load, decide and store as above,
+    -- without building a state table. -> allowed, remaining, retry, reset,
+    -- delay; or nil, having written nothing, when the general path must
+    -- decide (it reads the key again).
+    local function gcra_quick(P, key, n, expire)
+        local tau = P.tau
+        if type(tau) == 'table' or tau > SMALL or type(n) == 'table' then return nil end
+        local v = redis.call('GET', key)
+        local d = 0
+        if v then
+            d = minus_now(v)
+            if d == nil or d > tau then return nil end
+        end
+        local ok, nd, rem, retry, reset, delay = small(P, d, n)
+        if ok then put(key, now_plus(nd), nd, expire) end
+        return ok, rem, retry, reset, delay
+    end
+
+    return { load = gcra_load, decide = gcra_decide, held = gcra_held, store = gcra_store,
+             quick = gcra_quick }
 end
