@@ -281,8 +281,18 @@ class Guard(ShapingBudget):
         fail: str = WEB_FAIL_DEFAULT,
         max_delay: float = DEFAULT_MAX_DELAY,
         max_waiting: float = DEFAULT_MAX_WAITING,
+        on_allow: Callable[..., object] | None = None,
+        on_block: Callable[..., object] | None = None,
+        on_error: Callable[[BaseException], object] | None = None,
+        events: Any = None,
+        metrics: Any = False,
     ) -> None:
         self._init_shaping(max_delay, max_waiting)
+        #: observers given to every Limiter built here (docs/observability.md)
+        self.observers: dict[str, Any] = {
+            "on_allow": on_allow, "on_block": on_block, "on_error": on_error,
+            "events": events, "metrics": metrics,
+        }
         if on_missing_key not in MISSING_KEY_POLICIES:
             raise ValueError(
                 f"on_missing_key must be one of {sorted(MISSING_KEY_POLICIES)}, "
@@ -331,7 +341,8 @@ class Guard(ShapingBudget):
         )
 
     def make_limiter(
-        self, limit: Limit, cost: int | Callable[[Any], int] | None = None
+        self, limit: Limit, cost: int | Callable[[Any], int] | None = None,
+        name: str | None = None,
     ) -> Limiter:
         """A Limiter on this app's store. Every Limiter a Guard builds shares
         one opened store, so several limits can be decided all-or-nothing."""
@@ -355,6 +366,8 @@ class Guard(ShapingBudget):
             namespace=self.namespace,
             clock=self.clock,
             fail=self.fail,
+            name=limit.name or name,
+            **self.observers,
             **options,
         )
         if self._shared_store is None:
@@ -366,7 +379,7 @@ class Guard(ShapingBudget):
     ) -> BoundLimit:
 
         limit = _as_limit(spec)
-        limiter = self.make_limiter(limit, cost)
+        limiter = self.make_limiter(limit, cost, scope)
         key = self.key if limit.key is None else self.resolve_key(limit.key)
         prefix = (limit.name or scope) + "|"
         return BoundLimit(limiter, key, prefix, limit.name, limiter.store.capabilities.inline)

@@ -1,0 +1,240 @@
+"""Metrics: exact counters after a known sequence, on every store, scraped
+with prometheus_client's own parser; host-wide sums over processes; the
+snapshot directory's ownership checks; zero binding when only metrics are on."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import stat
+import uuid
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+import floodwall
+from floodwall.errors import StoreError
+from floodwall.observe.metrics import Metrics
+from floodwall.observe.snapshots import SnapshotDir, series_key
+
+
+def scrape(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    return samples[(name, tuple(sorted(labels.items())))]
+
+
+def metrics_dir_of(url: str) -> str | None:
+    from floodwall import _native
+
+    if url.startswith("shm://"):
+        return _native.shm_path(url[len("shm://"):]) + ".metrics"
+    if url.startswith("file://"):
+        return url[len("file://"):].split("?", 1)[0] + ".metrics"
+    return None
+
+
+@pytest.fixture
+def cleanup_dirs():
+    dirs: list[str] = []
+    yield dirs
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_counters_exact_on_every_store(store_url: str, cleanup_dirs: list[str]) -> None:
+    d = metrics_dir_of(store_url)
+    if d:
+        cleanup_dirs.append(d)
+    m = Metrics(units=True)
+    ns = f"m{uuid.uuid4().hex[:8]}"
+    lim = floodwall.Limiter("5/minute", store=store_url, namespace=ns, name="api", metrics=m)
+    other = floodwall.Limiter("1/minute", store=store_url, namespace=ns + "x", name="login",
+                              metrics=m)
+    for _ in range(7):
+        lim.check("alice")  # 5 allowed, 2 denied
+    lim.check("bob", 3)  # allowed, 3 units
+    lim.check("bob", 3)  # denied (2 left), 3 units denied
+    lim.peek("carol")  # a peek is not a decision
+    other.check("x")
+    other.check("x")
+    s = scrape(m)
+    kind = store_url.split(":", 1)[0]
+    assert value(s, "floodwall_decisions_total", limit="api", store=kind, outcome="allowed") == 6
+    assert value(s, "floodwall_decisions_total", limit="api", store=kind, outcome="denied") == 3
+    assert value(s, "floodwall_decisions_total", limit="api", store=kind, outcome="fallback") == 0
+    assert value(s, "floodwall_units_total", limit="api", store=kind, outcome="allowed") == 8
+    assert value(s, "floodwall_units_total", limit="api", store=kind, outcome="denied") == 5
+    assert value(s, "floodwall_decisions_total", limit="login", store=kind,
+                 outcome="allowed") == 1
+    assert value(s, "floodwall_decisions_total", limit="login", store=kind,
+                 outcome="denied") == 1
+    assert value(s, "floodwall_store_errors_total", limit="api", store=kind) == 0
+    # no label carries a key
+    assert not any("alice" in v or "bob" in v for _, labels in s for _, v in labels)
+    if kind in ("shm", "file"):
+        t = [k for k in s if k[0] == "floodwall_table_keys"]
+        assert len(t) == 1 and s[t[0]] == 3  # alice, bob, x (carol only peeked)
+    lim.close()
+    other.close()
+
+
+def test_fallbacks_and_errors_counted(tmp_path: Path) -> None:
+    m = Metrics()
+    lim = floodwall.Limiter("5/minute", store="memory://", max_keys=16, fail="open",
+                            name="tiny", metrics=m)
+    admitted = sum(lim.allow(f"k{i}") for i in range(200))
+    st = lim.stats()
+    assert st["fallbacks"] > 0  # the table filled up
+    s = scrape(m)
+    fb = value(s, "floodwall_decisions_total", limit="tiny", store="memory", outcome="fallback")
+    ok = value(s, "floodwall_decisions_total", limit="tiny", store="memory", outcome="allowed")
+    assert fb == st["fallbacks"]
+    assert ok + fb == admitted == 200
+    assert value(s, "floodwall_store_errors_total", limit="tiny", store="memory") == st["errors"]
+
+
+def test_closed_fallback_is_not_a_denial() -> None:
+    m = Metrics()
+    lim = floodwall.Limiter("5/minute", store="memory://", max_keys=16, fail="closed",
+                            name="tiny", metrics=m)
+    for i in range(100):
+        lim.check(f"k{i}")
+    s = scrape(m)
+    fb = value(s, "floodwall_decisions_total", limit="tiny", store="memory", outcome="fallback")
+    ok = value(s, "floodwall_decisions_total", limit="tiny", store="memory", outcome="allowed")
+    no = value(s, "floodwall_decisions_total", limit="tiny", store="memory", outcome="denied")
+    assert fb > 0 and no == 0 and ok + fb == 100
+
+
+def _worker(url: str, n: int, barrier) -> None:  # type: ignore[no-untyped-def]
+    m = Metrics()
+    lim = floodwall.Limiter("1000/minute", store=url, name="api", metrics=m)
+    barrier.wait()
+    for i in range(n):
+        lim.check(f"w{os.getpid()}-{i % 3}")
+    m.close()
+
+
+def test_processes_sum_on_shared_table(shared_url: str, cleanup_dirs: list[str]) -> None:
+    d = metrics_dir_of(shared_url)
+    assert d
+    cleanup_dirs.append(d)
+    m = Metrics()
+    lim = floodwall.Limiter("1000/minute", store=shared_url, name="api", metrics=m)
+    lim.check("parent")
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(3)
+    procs = [ctx.Process(target=_worker, args=(shared_url, 40 + i, barrier)) for i in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    s = scrape(m)
+    kind = shared_url.split(":", 1)[0]
+    # 1 here + 40 + 41 + 42 in three other processes
+    assert value(s, "floodwall_decisions_total", limit="api", store=kind,
+                 outcome="allowed") == 124
+
+
+def test_forked_child_does_not_recount_the_parent(shared_url: str,
+                                                  cleanup_dirs: list[str]) -> None:
+    d = metrics_dir_of(shared_url)
+    assert d
+    cleanup_dirs.append(d)
+    m = Metrics()
+    lim = floodwall.Limiter("1000/minute", store=shared_url, name="api", metrics=m)
+    for _ in range(10):
+        lim.check("before-fork")
+    pid = os.fork()
+    if pid == 0:  # the child: 5 checks of its own, written by its own file
+        code = 1
+        try:
+            for _ in range(5):
+                lim.check("child")
+            m.close()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    s = scrape(m)
+    kind = shared_url.split(":", 1)[0]
+    assert value(s, "floodwall_decisions_total", limit="api", store=kind,
+                 outcome="allowed") == 15
+
+
+def test_snapshot_dir_refuses_group_writable(tmp_path: Path) -> None:
+    d = tmp_path / "m"
+    d.mkdir()
+    os.chmod(d, 0o777)
+    with pytest.raises(StoreError, match="writable by group or others"):
+        SnapshotDir(str(d))
+
+
+def test_snapshot_dir_refuses_symlink(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    with pytest.raises(StoreError, match="symbolic link"):
+        SnapshotDir(str(link))
+
+
+def test_snapshot_dir_refuses_other_owner(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root to give a directory to another user")
+    d = tmp_path / "m"
+    d.mkdir(mode=0o700)
+    os.chown(d, 12345, 12345)
+    with pytest.raises(StoreError, match="belongs to uid 12345"):
+        SnapshotDir(str(d))
+
+
+def test_snapshot_reader_skips_hostile_files(tmp_path: Path) -> None:
+    snap = SnapshotDir(str(tmp_path / "m"))
+    snap.write({series_key("decisions_total", limit="a", store="shm", outcome="allowed"): 4})
+    bad = Path(snap.path)
+    (bad / "p1-x.json").write_text('{"v":1,"series":[["decisions_total",[],-5]]}')
+    (bad / "p2-x.json").write_text("not json")
+    (bad / "p3-x.json").symlink_to("/etc/passwd")
+    big = bad / "p4-x.json"
+    big.write_bytes(b" " * (2 << 20))
+    total = snap.read()
+    assert total == {series_key("decisions_total", limit="a", store="shm", outcome="allowed"): 4}
+    assert snap.skipped == 3  # not json, symlink, too big (the negative value is dropped)
+    assert stat.S_IMODE(os.stat(snap.path).st_mode) == 0o700
+
+
+def test_metrics_only_keeps_the_c_methods() -> None:
+    lim = floodwall.Limiter("5/minute", metrics=Metrics())
+    assert lim.check == lim.backend.check
+    assert type(lim.check).__name__ == "builtin_function_or_method"
+    plain = floodwall.Limiter("5/minute")
+    assert type(plain.check).__name__ == "builtin_function_or_method"
+    assert plain.observer is None
+
+
+def test_latency_histogram_counts_checks() -> None:
+    m = Metrics(latency=True)
+    lim = floodwall.Limiter("5/minute", name="lat", metrics=m)
+    for _ in range(4):
+        lim.check("k")
+    s = scrape(m)
+    assert value(s, "floodwall_check_seconds_count", limit="lat", store="memory") == 4
+    assert value(s, "floodwall_check_seconds_bucket", limit="lat", store="memory",
+                 le="+Inf") == 4
+
+
+def test_bad_metrics_argument() -> None:
+    with pytest.raises(floodwall.ConfigError, match="metrics must be"):
+        floodwall.Limiter("5/minute", metrics="yes")
