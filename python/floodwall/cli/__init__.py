@@ -35,8 +35,11 @@ from floodwall.cli import (
     config,
     demo,
     doctor,
+    history,
     init,
     limits,
+    metrics,
+    monitor,
     reset,
     stats,
     status,
@@ -57,6 +60,9 @@ COMMANDS: dict[str, ModuleType] = {
     "reset": reset,
     "top": top,
     "stats": stats,
+    "metrics": metrics,
+    "monitor": monitor,
+    "history": history,
 }
 """Every command: its name on the command line, and the module that runs it."""
 

@@ -147,6 +147,7 @@ class Metrics:
         self.interval = float(interval)
         self._entries: list[_Entry] = []
         self._dirs: dict[str, SnapshotDir] = {}
+        self._read_only: list[tuple[str, int]] = []
         self._written: dict[str, Series] = {}
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
@@ -166,11 +167,20 @@ class Metrics:
         return _Latency() if self.latency else None
 
     def watch(self, limiter: Limiter, name: str, observer: Observer | None = None,
-              latency: Any = None) -> None:
-        """Export ``limiter``'s counters under ``limit=name``."""
+              latency: Any = None, *, counts: bool = True) -> None:
+        """Export ``limiter``'s counters under ``limit=name`` (with
+        ``counts=False``, only the gauges of its store, and the counters
+        other processes wrote for that store: what ``floodwall metrics``
+        serves)."""
         directory, epoch = self._directory_for(limiter)
         entry = _Entry(limiter, name, directory, epoch, observer, latency)
         with self._lock:
+            if not counts:
+                entry.dir = "-"
+                if directory != _LOCAL:
+                    self._read_only.append((directory, epoch))
+                self._entries.append(entry)
+                return
             self._entries.append(entry)
             if directory != _LOCAL:
                 self._start()
@@ -244,6 +254,8 @@ class Metrics:
         """This process's series, per directory and table epoch."""
         groups: dict[str, dict[int, Series]] = {}
         for entry in self._live():
+            if entry.dir == "-":
+                continue
             series = groups.setdefault(entry.dir, {}).setdefault(entry.epoch, {})
             for key, value in self._own_series(entry).items():
                 series[key] = series.get(key, 0.0) + value
@@ -272,12 +284,11 @@ class Metrics:
         for series in groups.get(_LOCAL, {}).values():
             for key, value in series.items():
                 total[key] = total.get(key, 0.0) + value
-        for directory, epochs in groups.items():
-            if directory == _LOCAL:
-                continue
-            for epoch in epochs:
-                for key, value in self._dirs[directory].read(epoch or None).items():
-                    total[key] = total.get(key, 0.0) + value
+        wanted = {(d, e) for d, epochs in groups.items() if d != _LOCAL for e in epochs}
+        wanted.update(self._read_only)
+        for directory, epoch in sorted(wanted):
+            for key, value in self._dirs[directory].read(epoch or None).items():
+                total[key] = total.get(key, 0.0) + value
         return total, self._gauges()
 
     def _gauges(self) -> list[tuple[str, str, dict[str, str], float]]:
