@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     lines = [f"history of {args.client} on {args.limit} (newest first, from {source}"
              + (f" stream {stream}" if stream else "") + "):"]
     for r in rows:
-        when = datetime.datetime.fromtimestamp(float(r.get("t", 0)), datetime.timezone.utc)
+        when = datetime.datetime.fromtimestamp(float(r.get("t", 0)), datetime.UTC)
         fb = "  (fallback)" if r.get("fallback") else ""
         lines.append(f"  {when:%Y-%m-%d %H:%M:%S.%f}Z  {r.get('outcome', '?'):<8} "
                      f"cost {r.get('cost')}  remaining {r.get('remaining')}{fb}")

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(metrics.render().decode())
         return 0
     server = serve(metrics.render, args.port, args.host, args.path)
-    host, port = server.server_address[:2]
+    host, port = str(server.server_address[0]), int(server.server_address[1])
     print(f"floodwall: metrics at http://{host}:{port}{args.path} (Ctrl-C stops)", flush=True)
     try:
         while True:

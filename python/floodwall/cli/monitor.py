@@ -116,10 +116,10 @@ def top_denied(sink: Any, n: int = 5) -> list[tuple[str, int]]:
 
     records: list[dict[str, Any]] = []
     if isinstance(sink, RedisStreamSink):
-        for _id, fields in sink.client.xrevrange(sink.stream, count=2000):
+        for _id, fields in sink.client.xrevrange(sink.stream, count=2000) or []:
             records.append({(k.decode() if isinstance(k, bytes) else k):
                             (v.decode() if isinstance(v, bytes) else v)
-                            for k, v in fields.items()})
+                            for k, v in (fields or {}).items()})
     elif isinstance(sink, JsonLinesSink):
         import json
 
@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
         metrics, _limiter = build(ns)
 
         def read() -> str:
-            return metrics.render().decode()
+            return str(metrics.render().decode())
 
     sink = None
     if args.events:
