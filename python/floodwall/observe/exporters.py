@@ -1,6 +1,6 @@
 """Where metrics are served: ``/metrics`` for ASGI, Flask and Django, and a standalone server.
 
-- ASGI (FastAPI, Starlette): ``app.mount("/metrics", metrics_app())``;
+- ASGI (FastAPI, Starlette): ``app.add_route("/metrics", metrics_app())``;
 - Flask: ``add_flask_route(app)`` (``GET /metrics``);
 - Django: ``path("metrics", django_view)`` in ``urlpatterns``;
 - standalone: :func:`serve` (what ``floodwall metrics --port 4444`` runs),
@@ -14,14 +14,14 @@ the host's totals whichever worker answers (see :mod:`.metrics`).
 from __future__ import annotations
 
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from floodwall.observe.metrics import Metrics
 
-__all__ = ["CONTENT_TYPE", "add_flask_route", "django_view", "metrics_app", "serve"]
+__all__ = ["CONTENT_TYPE", "MetricsApp", "add_flask_route", "django_view", "metrics_app", "serve"]
 
 #: The Prometheus text exposition format.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -39,12 +39,17 @@ def _renderer(metrics: Metrics | Render | None) -> Render:
     return metrics.render  # type: ignore[union-attr]
 
 
-def metrics_app(metrics: Metrics | None = None) -> Callable[..., Awaitable[None]]:
-    """An ASGI app answering every GET with the exposition (mount it at
-    ``/metrics``). Rendering runs in a thread: it reads files."""
-    render = _renderer(metrics)
+class MetricsApp:
+    """An ASGI app answering GET (and HEAD) with the exposition. An object,
+    not a function, so Starlette routes it as an app:
+    ``app.add_route("/metrics", metrics_app())`` serves ``/metrics``
+    exactly (``app.mount`` serves ``/metrics/``). Rendering runs in a
+    thread: it reads files."""
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    def __init__(self, metrics: Metrics | None = None) -> None:
+        self.render = _renderer(metrics)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         import asyncio
@@ -54,13 +59,16 @@ def metrics_app(metrics: Metrics | None = None) -> Callable[..., Awaitable[None]
                         "headers": [(b"allow", b"GET, HEAD")]})
             await send({"type": "http.response.body", "body": b""})
             return
-        body = await asyncio.get_running_loop().run_in_executor(None, render)
+        body = await asyncio.get_running_loop().run_in_executor(None, self.render)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", CONTENT_TYPE.encode())]})
         await send({"type": "http.response.body",
                     "body": b"" if scope.get("method") == "HEAD" else body})
 
-    return app
+
+def metrics_app(metrics: Metrics | None = None) -> MetricsApp:
+    """The ASGI app of ``metrics`` (default: the process's registry)."""
+    return MetricsApp(metrics)
 
 
 def add_flask_route(app: Any, path: str = "/metrics", metrics: Metrics | None = None) -> None:
