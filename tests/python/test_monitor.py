@@ -107,10 +107,10 @@ def test_monitor_without_a_terminal_prints_plain_lines(workload: str, tmp_path: 
 
 
 def test_monitor_reads_a_metrics_url(workload: str, tmp_path: Path) -> None:
+    import argparse
+
     from floodwall.cli.metrics import build
     from floodwall.observe.exporters import serve
-
-    import argparse
 
     metrics, _lim = build(argparse.Namespace(store=workload, config=None, limit=None,
                                              prefix="floodwall"))

@@ -18,7 +18,7 @@ import os
 from floodwall.cli._target import emit
 from floodwall.errors import ConfigError, FloodwallError
 
-HELP = "a client's recent decisions, from the decision event sink"
+HELP = "a client's recent decisions, from the event sink"
 
 EVENTS_ENV = "FLOODWALL_EVENTS"
 

@@ -16,7 +16,7 @@ import time
 from floodwall.cli._target import add_common_arguments, store_limiter
 from floodwall.errors import ConfigError
 
-HELP = "serve the Prometheus metrics of a shared store (--once: print them)"
+HELP = "serve the Prometheus metrics of a shared store"
 
 DEFAULT_PORT = 4444
 

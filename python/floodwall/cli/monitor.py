@@ -21,7 +21,7 @@ from typing import Any
 
 from floodwall.errors import ConfigError, StoreError
 
-HELP = "live view of decisions per limit, fill and store health"
+HELP = "live view of decisions, fill and store health"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

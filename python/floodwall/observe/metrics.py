@@ -469,8 +469,20 @@ def default_metrics() -> Metrics:
     framework routes serve."""
     with _default_lock:
         if not _default:
-            _default.append(Metrics())
+            _default.append(Metrics(**_configured()))
         return _default[0]
+
+
+def _configured() -> dict[str, Any]:
+    """The options of the active configuration's ``[metrics]`` section."""
+    from floodwall.config.registry import active_config
+
+    config = active_config()
+    out: dict[str, Any] = {}
+    for key in ("prefix", "dir", "units", "latency"):
+        if config.is_set("metrics", key):
+            out[key] = config.get("metrics", key)
+    return out
 
 
 def render(metrics: Metrics | None = None) -> bytes:
