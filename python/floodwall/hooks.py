@@ -50,13 +50,27 @@ _ID_SECRET_ENV = "FLOODWALL_KEY_SECRET"
 def key_id(key: Key, secret: bytes | None = None) -> str:
     """The id of ``key`` shown by hooks, events and ``floodwall history``:
     32 hex digits of a BLAKE2b of the key, keyed by ``secret`` (default: the
-    deployment's ``FLOODWALL_KEY_SECRET``, as for network stores). The raw
-    key never leaves the process this way."""
+    deployment's ``FLOODWALL_KEY_SECRET``, read once per process, as for
+    network stores). The raw key never leaves the process this way."""
     raw = key.encode("utf-8", "surrogatepass") if isinstance(key, str) else bytes(key)
     if secret is None:
-        env = os.environ.get(_ID_SECRET_ENV)
-        secret = env.encode("utf-8")[:64] if env else b""
-    return hashlib.blake2b(raw, digest_size=16, key=secret[:64], person=_ID_PERSON).hexdigest()
+        h = (_id_template[0] if _id_template else _make_template()).copy()
+    else:
+        h = hashlib.blake2b(digest_size=16, key=secret[:64], person=_ID_PERSON)
+    h.update(raw)
+    return h.hexdigest()
+
+
+#: the keyed hash state every key_id starts from (copying it is cheap)
+_id_template: list[Any] = []
+
+
+def _make_template() -> Any:
+    env = os.environ.get(_ID_SECRET_ENV)
+    secret = env.encode("utf-8")[:64] if env else b""
+    template = hashlib.blake2b(digest_size=16, key=secret, person=_ID_PERSON)
+    _id_template[:] = [template]
+    return template
 
 
 def store_kind(backend: Any) -> str:
@@ -182,7 +196,28 @@ class Observer:
         latency = self.latency
         perf = time.perf_counter
 
-        if latency is None:
+        units = self.units
+        if units is not None and latency is None and not (
+            self.on_allow or self.on_block or self.events
+        ):  # units only: counted inline
+
+            def check(key: Key, cost: int = 1) -> Decision:
+                decision: Decision = b_check(key, cost)
+                if decision.allowed:
+                    units.allowed += cost
+                else:
+                    units.denied += cost
+                return decision
+
+            async def acheck(key: Key, cost: int = 1) -> Decision:
+                decision: Decision = await b_acheck(key, cost)
+                if decision.allowed:
+                    units.allowed += cost
+                else:
+                    units.denied += cost
+                return decision
+
+        elif latency is None:
 
             def check(key: Key, cost: int = 1) -> Decision:
                 decision: Decision = b_check(key, cost)
