@@ -58,7 +58,7 @@ def key_id(key: Key, secret: bytes | None = None) -> str:
     else:
         h = hashlib.blake2b(digest_size=16, key=secret[:64], person=_ID_PERSON)
     h.update(raw)
-    return h.hexdigest()
+    return str(h.hexdigest())
 
 
 #: the keyed hash state every key_id starts from (copying it is cheap)
