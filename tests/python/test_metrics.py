@@ -238,3 +238,22 @@ def test_latency_histogram_counts_checks() -> None:
 def test_bad_metrics_argument() -> None:
     with pytest.raises(floodwall.ConfigError, match="metrics must be"):
         floodwall.Limiter("5/minute", metrics="yes")
+
+
+def test_redis_outage_counts_fallbacks_errors_and_breaker(fresh_server) -> None:  # type: ignore[no-untyped-def]
+    m = Metrics()
+    lim = floodwall.Limiter("5/minute", store=fresh_server.url + "?timeout=0.2", fail="closed",
+                            name="r", metrics=m)
+    assert lim.check("k").allowed
+    fresh_server.kill()
+    for _ in range(10):
+        assert not lim.check("k").allowed
+    s = scrape(m)
+    assert value(s, "floodwall_decisions_total", limit="r", store="redis", outcome="allowed") == 1
+    assert value(s, "floodwall_decisions_total", limit="r", store="redis", outcome="denied") == 0
+    assert value(s, "floodwall_decisions_total", limit="r", store="redis",
+                 outcome="fallback") == 10
+    errors = value(s, "floodwall_store_errors_total", limit="r", store="redis")
+    assert 1 <= errors <= 10  # the breaker skips the store once open: not new errors
+    assert value(s, "floodwall_store_breaker_open", store="redis") == 1
+    lim.close()

@@ -144,3 +144,24 @@ def test_metrics_once_prints_the_host_totals(workload: str, tmp_path: Path,
 
 def test_monitor_needs_a_source() -> None:
     assert main(["monitor"]) == 2
+
+
+def test_monitor_shows_top_denied_keys_from_events(workload: str, tmp_path: Path) -> None:
+    from floodwall.hooks import key_id
+    from floodwall.observe.events import Events
+
+    sink = tmp_path / "events.jsonl"
+    events = Events(str(sink))
+    lim = floodwall.Limiter("1/minute", name="login", events=events)
+    for _ in range(4):
+        lim.check("mallory")
+    lim.check("alice")
+    events.close()
+    out = subprocess.run(
+        [sys.executable, "-m", "floodwall", "monitor", "--store", workload, "--events",
+         str(sink), "--interval", "0.2", "--count", "1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout
+    top = [ln for ln in out.splitlines() if "top denied" in ln]
+    assert top == [top[0]] and f"{key_id('mallory')[:16]}: 3" in top[0], out
+    assert "mallory" not in out
