@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import shutil
 import stat
+import time
 import uuid
 from pathlib import Path
 
@@ -257,3 +258,39 @@ def test_redis_outage_counts_fallbacks_errors_and_breaker(fresh_server) -> None:
     assert 1 <= errors <= 10  # the breaker skips the store once open: not new errors
     assert value(s, "floodwall_store_breaker_open", store="redis") == 1
     lim.close()
+
+
+def _dead_pid() -> int:
+    import subprocess
+
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid
+
+
+def test_exited_processes_are_folded_and_never_counted_twice(tmp_path: Path) -> None:
+    import json as _json
+
+    snap = SnapshotDir(str(tmp_path / "m"))
+    key = series_key("decisions_total", limit="a", store="shm", outcome="allowed")
+    snap.write({key: 5}, epoch=7)  # this process: alive, never folded
+    dead = f"p{_dead_pid()}-abc.json"
+    body = _json.dumps({"v": 1, "epoch": 7,
+                        "series": [["decisions_total", [["limit", "a"], ["outcome", "allowed"],
+                                                        ["store", "shm"]], 3]]})
+    path = Path(snap.path) / dead
+    path.write_text(body)
+    assert snap.read(7) == {key: 8}
+    assert snap.compact(grace=3600) == 0  # too recent to fold
+    old = time.time() - 60
+    os.utime(path, (old, old))
+    assert snap.compact() == 1
+    assert not path.exists() and (Path(snap.path) / "a7.json").exists()
+    assert snap.read(7) == {key: 8}
+    # a folder that died after writing the archive but before deleting the
+    # file: the file is back, and must not count twice
+    path.write_text(body)
+    assert snap.read(7) == {key: 8}
+    snap.compact()
+    assert not path.exists() and snap.read(7) == {key: 8}
+    assert snap.read(8) == {}  # another incarnation of the table

@@ -9,6 +9,15 @@ lock is shared between processes and the check path never waits; counters
 of a process that has exited stay in the sum (counters count since the
 table was created).
 
+Files of processes that have exited are folded, at most once a minute by
+whichever process reads, into one archive per table epoch
+(``a<epoch>.json``), so a server that restarts its workers (gunicorn
+``max_requests``) keeps a bounded directory. The archive names the files it
+absorbed, and readers skip those, so a crash between writing the archive
+and deleting the files never counts twice; readers hold a shared lock and
+the folder an exclusive one (``.lock``, never waited on for more than a
+second), so a scrape never sees a counter step back.
+
 Security (docs/design.md, "Security model"): the directory is created
 ``0700``; one that is a symbolic link, owned by another user or writable
 by group or others is refused with :class:`~floodwall.errors.StoreError`.
@@ -19,12 +28,15 @@ writer produces is skipped (and counted in ``skipped``).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 import os
 import secrets
 import stat
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from floodwall.errors import StoreError
@@ -36,6 +48,11 @@ MAX_FILE_BYTES = 1 << 20
 #: Most snapshot files summed (a directory with more is refused).
 MAX_FILES = 100_000
 _SUFFIX = ".json"
+#: Seconds between two foldings of exited processes' files.
+COMPACT_INTERVAL = 60.0
+#: A file is folded only if untouched for this long (and its process gone).
+COMPACT_GRACE = 10.0
+_LOCK_WAIT = 1.0
 
 #: (metric, ((label, value), ...)) -> value
 Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -82,6 +99,7 @@ class SnapshotDir:
         self.skipped = 0
         self._token = ""
         self._pid = 0
+        self._compacted_at = 0.0
 
     def _name(self) -> str:
         if self._pid != os.getpid():
@@ -93,12 +111,17 @@ class SnapshotDir:
         """Replace this process's file with ``series``. ``epoch`` tells a
         table's incarnations apart (its creation time): a reader counts only
         the files of the epoch it asks for."""
-        name = self._name()
-        body = json.dumps(
-            {"v": 1, "epoch": epoch,
-             "series": [[m, [list(kv) for kv in labels], v] for (m, labels), v in series.items()]},
-            separators=(",", ":"),
-        ).encode()
+        self._write_file(self._name(), series, epoch)
+
+    def _write_file(self, name: str, series: Series, epoch: int,
+                    absorbed: list[str] | None = None) -> None:
+        doc: dict[str, Any] = {
+            "v": 1, "epoch": epoch,
+            "series": [[m, [list(kv) for kv in labels], v] for (m, labels), v in series.items()],
+        }
+        if absorbed is not None:
+            doc["absorbed"] = absorbed
+        body = json.dumps(doc, separators=(",", ":")).encode()
         tmp = os.path.join(self.path, f".{name}.tmp")
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
         fd = os.open(tmp, flags, 0o600)
@@ -110,19 +133,111 @@ class SnapshotDir:
 
     def read(self, epoch: int | None = None) -> Series:
         """The sum of every process's series (only those of ``epoch`` if given)."""
+        if time.monotonic() - self._compacted_at >= COMPACT_INTERVAL:
+            self._compacted_at = time.monotonic()
+            self.compact()
         total: Series = {}
-        names = [n for n in os.listdir(self.path) if n.endswith(_SUFFIX) and n.startswith("p")]
-        if len(names) > MAX_FILES:
-            raise StoreError(f"metrics directory {self.path} holds over {MAX_FILES} files")
-        for name in names:
-            data = self._load(os.path.join(self.path, name))
-            if data is None:
-                continue
-            if epoch is not None and data.get("epoch") != epoch:
-                continue
-            for key, value in _entries(data):
-                total[key] = total.get(key, 0.0) + value
+        with self._locked(fcntl.LOCK_SH):
+            names = os.listdir(self.path)
+            if len(names) > MAX_FILES:
+                raise StoreError(f"metrics directory {self.path} holds over {MAX_FILES} files")
+            absorbed: set[str] = set()
+            for name in names:
+                if not (name.startswith("a") and name.endswith(_SUFFIX)):
+                    continue
+                data = self._load(os.path.join(self.path, name))
+                if data is None or (epoch is not None and data.get("epoch") != epoch):
+                    continue
+                absorbed.update(n for n in data.get("absorbed", []) if isinstance(n, str))
+                for key, value in _entries(data):
+                    total[key] = total.get(key, 0.0) + value
+            for name in names:
+                if not (name.startswith("p") and name.endswith(_SUFFIX)) or name in absorbed:
+                    continue
+                data = self._load(os.path.join(self.path, name))
+                if data is None or (epoch is not None and data.get("epoch") != epoch):
+                    continue
+                for key, value in _entries(data):
+                    total[key] = total.get(key, 0.0) + value
         return total
+
+    @contextlib.contextmanager
+    def _locked(self, kind: int) -> Iterator[bool]:
+        """Hold the directory's lock (``kind``), waiting at most a second;
+        yields whether it is held (a reader goes on without it)."""
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(os.path.join(self.path, ".lock"), flags, 0o600)
+        except OSError:
+            yield False
+            return
+        try:
+            deadline = time.monotonic() + _LOCK_WAIT
+            held = False
+            while True:
+                try:
+                    fcntl.flock(fd, kind | fcntl.LOCK_NB)
+                    held = True
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        break
+                    time.sleep(0.005)
+            yield held
+        finally:
+            os.close(fd)
+
+    def compact(self, grace: float = COMPACT_GRACE) -> int:
+        """Fold the files of exited processes (untouched for ``grace``
+        seconds) into the archives; returns how many were folded."""
+        with self._locked(fcntl.LOCK_EX) as held:
+            if not held:
+                return 0
+            names = set(os.listdir(self.path))
+            archives: dict[int, dict[str, Any]] = {}
+            for name in names:
+                if name.startswith("a") and name.endswith(_SUFFIX):
+                    data = self._load(os.path.join(self.path, name))
+                    if data is not None and isinstance(data.get("epoch"), int):
+                        archives[data["epoch"]] = data
+            absorbed_all = {n for a in archives.values() for n in a.get("absorbed", [])}
+            dead: dict[int, list[tuple[str, dict[str, Any]]]] = {}
+            stale: list[str] = []  # absorbed already, left by a folder that stopped
+            now = time.time()
+            for name in sorted(names):
+                if not (name.startswith("p") and name.endswith(_SUFFIX)):
+                    continue
+                if name in absorbed_all:
+                    stale.append(name)
+                    continue
+                if not _exited(name):
+                    continue
+                path = os.path.join(self.path, name)
+                try:
+                    if now - os.lstat(path).st_mtime < grace:
+                        continue
+                except OSError:
+                    continue
+                data = self._load(path)
+                if data is not None and isinstance(data.get("epoch"), int):
+                    dead.setdefault(data["epoch"], []).append((name, data))
+            folded: list[str] = []
+            for epoch in set(dead) | set(archives):
+                archive = archives.get(epoch, {"v": 1, "epoch": epoch, "series": []})
+                total: Series = dict(_entries(archive))
+                for _name, data in dead.get(epoch, []):
+                    for key, value in _entries(data):
+                        total[key] = total.get(key, 0.0) + value
+                still = [n for n in archive.get("absorbed", []) if n in names]
+                new = [n for n, _ in dead.get(epoch, [])]
+                if not new and len(still) == len(archive.get("absorbed", [])):
+                    continue
+                self._write_file(f"a{epoch}", total, epoch, still + new)
+                folded += new
+            for name in folded + stale:
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.path, name))
+            return len(folded)
 
     def _load(self, path: str) -> dict[str, Any] | None:
         try:
@@ -156,6 +271,23 @@ class SnapshotDir:
 
 
 _Key = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def _exited(name: str) -> bool:
+    """Whether the process that wrote ``p<pid>-<token>.json`` is gone."""
+    try:
+        pid = int(name[1:].split("-", 1)[0])
+    except ValueError:
+        return False
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, someone else's
+    return False
 
 
 def _entries(data: dict[str, Any]) -> Iterable[tuple[_Key, float]]:
