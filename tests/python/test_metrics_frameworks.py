@@ -70,7 +70,24 @@ def test_django_settings_metrics_hooks_and_view() -> None:
     assert "198.51.100.7" not in str(BLOCKED)
 
 
-def test_flask_metrics_enabled_by_configuration() -> None:
+@pytest.fixture
+def fresh_config() -> Any:
+    """The Flask setting below becomes the active configuration: put the
+    previous one back afterwards (other tests read it)."""
+    from floodwall.config import registry
+
+    saved_active = dict(registry._ACTIVE)
+    saved_named = dict(registry._FROM_CONFIG)
+    registry._ACTIVE.clear()
+    registry._FROM_CONFIG.clear()
+    yield
+    registry._ACTIVE.clear()
+    registry._ACTIVE.update(saved_active)
+    registry._FROM_CONFIG.clear()
+    registry._FROM_CONFIG.update(saved_named)
+
+
+def test_flask_metrics_enabled_by_configuration(fresh_config: Any) -> None:
     app = flask.Flask(__name__)
     app.config["FLOODWALL"] = {"metrics": {"enabled": True},
                                "defaults": {"rate": "1/minute"},
