@@ -18,6 +18,21 @@ from floodwall.hooks import key_id
 from floodwall.observe.events import Events, JsonLinesSink, RedisStreamSink
 
 
+@pytest.fixture(autouse=True)
+def _keep_active_configuration() -> Any:
+    """`floodwall metrics` / `history` run in-process make their
+    configuration the active one, as a CLI process does: put it back."""
+    from floodwall.config import registry
+
+    saved_active = dict(registry._ACTIVE)
+    saved_named = dict(registry._FROM_CONFIG)
+    yield
+    registry._ACTIVE.clear()
+    registry._ACTIVE.update(saved_active)
+    registry._FROM_CONFIG.clear()
+    registry._FROM_CONFIG.update(saved_named)
+
+
 def test_redis_stream_holds_events_with_bounded_length(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     events = Events(RedisStreamSink(client, stream="fw:ev", maxlen=100))

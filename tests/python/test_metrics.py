@@ -294,3 +294,36 @@ def test_exited_processes_are_folded_and_never_counted_twice(tmp_path: Path) -> 
     snap.compact()
     assert not path.exists() and snap.read(7) == {key: 8}
     assert snap.read(8) == {}  # another incarnation of the table
+
+
+def test_a_collected_limiter_keeps_its_counts() -> None:
+    import gc
+
+    m = Metrics()
+    lim = floodwall.Limiter("2/minute", name="gone", metrics=m)
+    for _ in range(3):
+        lim.check("k")
+    before = scrape(m)
+    del lim
+    gc.collect()
+    after = scrape(m)
+    for outcome, n in (("allowed", 2), ("denied", 1)):
+        key = ("floodwall_decisions_total",
+               (("limit", "gone"), ("outcome", outcome), ("store", "memory")))
+        assert before[key] == after[key] == n
+
+
+def test_one_events_object_is_counted_once() -> None:
+    from floodwall.observe.events import Events
+
+    got: list[object] = []
+    events = Events(got.append)
+    m = Metrics()
+    a = floodwall.Limiter("5/minute", name="a", metrics=m, events=events)
+    b = floodwall.Limiter("5/minute", name="b", metrics=m, events=events)
+    a.check("k")
+    b.check("k")
+    b.check("k")
+    events.close()
+    s = scrape(m)
+    assert value(s, "floodwall_events_total", outcome="sent") == 3 == len(got)

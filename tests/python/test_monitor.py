@@ -15,6 +15,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pexpect
 import pytest
@@ -23,6 +24,21 @@ import floodwall
 from floodwall import _native
 from floodwall.cli import main
 from floodwall.observe.metrics import Metrics
+
+
+@pytest.fixture(autouse=True)
+def _keep_active_configuration() -> Any:
+    """`floodwall metrics` / `history` run in-process make their
+    configuration the active one, as a CLI process does: put it back."""
+    from floodwall.config import registry
+
+    saved_active = dict(registry._ACTIVE)
+    saved_named = dict(registry._FROM_CONFIG)
+    yield
+    registry._ACTIVE.clear()
+    registry._ACTIVE.update(saved_active)
+    registry._FROM_CONFIG.clear()
+    registry._FROM_CONFIG.update(saved_named)
 
 
 @pytest.fixture

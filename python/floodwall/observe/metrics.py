@@ -148,6 +148,9 @@ class Metrics:
         self._entries: list[_Entry] = []
         self._dirs: dict[str, SnapshotDir] = {}
         self._read_only: list[tuple[str, int]] = []
+        #: the last counts of limiters that were garbage-collected, per
+        #: (directory, epoch): a counter never steps back
+        self._retired: dict[tuple[str, int], Series] = {}
         self._written: dict[str, Series] = {}
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
@@ -184,6 +187,16 @@ class Metrics:
             self._entries.append(entry)
             if directory != _LOCAL:
                 self._start()
+        weakref.finalize(limiter, _retire, weakref.ref(self), entry, limiter.backend)
+
+    def _retire(self, entry: _Entry, backend: Any) -> None:
+        """Keep the counts of a limiter that is going away."""
+        series = self._series(entry, backend)
+        with self._lock:
+            kept = self._retired.setdefault((entry.dir, entry.epoch), {})
+            for key, value in series.items():
+                kept[key] = kept.get(key, 0.0) + value
+            self._entries = [e for e in self._entries if e is not entry]
 
     def _directory_for(self, limiter: Limiter) -> tuple[str, int]:
         if self.dir is not None:
@@ -215,12 +228,11 @@ class Metrics:
             self._entries = [e for e in self._entries if e.ref() is not None]
             return list(self._entries)
 
-    def _own_series(self, entry: _Entry) -> Series:
-        limiter = entry.ref()
+    def _series(self, entry: _Entry, backend: Any) -> Series:
+        """One watched limiter's counters, less what it had counted before
+        this process was forked."""
         out: Series = {}
-        if limiter is None:
-            return out
-        allowed, denied, fallbacks, errors = decision_counts(limiter.backend)
+        allowed, denied, fallbacks, errors = decision_counts(backend)
         base = {"limit": entry.name, "store": entry.kind}
         for outcome, n in (("allowed", allowed), ("denied", denied), ("fallback", fallbacks)):
             out[series_key("decisions_total", outcome=outcome, **base)] = n
@@ -231,11 +243,6 @@ class Metrics:
                 out[series_key("units_total", outcome="allowed", **base)] = obs.units.allowed
                 out[series_key("units_total", outcome="denied", **base)] = obs.units.denied
             out[series_key("hook_errors_total", limit=entry.name)] = obs.hook_errors
-            ev = obs.events
-            if ev is not None:
-                for outcome, n in (("sent", ev.sent), ("dropped", ev.dropped),
-                                   ("failed", ev.failed)):
-                    out[series_key("events_total", outcome=outcome, limit=entry.name)] = n
         lat = entry.latency
         if lat is not None:
             cumulative = 0
@@ -253,11 +260,26 @@ class Metrics:
     def _by_dir(self) -> dict[str, dict[int, Series]]:
         """This process's series, per directory and table epoch."""
         groups: dict[str, dict[int, Series]] = {}
+        events_seen: set[int] = set()
         for entry in self._live():
-            if entry.dir == "-":
+            limiter = entry.ref()
+            if entry.dir == "-" or limiter is None:
                 continue
             series = groups.setdefault(entry.dir, {}).setdefault(entry.epoch, {})
-            for key, value in self._own_series(entry).items():
+            for key, value in self._series(entry, limiter.backend).items():
+                series[key] = series.get(key, 0.0) + value
+            ev = entry.observer.events if entry.observer is not None else None
+            if ev is not None and id(ev) not in events_seen:  # one Events may serve many
+                events_seen.add(id(ev))
+                for outcome, n in (("sent", ev.sent), ("dropped", ev.dropped),
+                                   ("failed", ev.failed)):
+                    key = series_key("events_total", outcome=outcome)
+                    series[key] = series.get(key, 0.0) + n
+        with self._lock:
+            retired = [(k, dict(v)) for k, v in self._retired.items()]
+        for (directory, epoch), kept in retired:
+            series = groups.setdefault(directory, {}).setdefault(epoch, {})
+            for key, value in kept.items():
                 series[key] = series.get(key, 0.0) + value
         return groups
 
@@ -349,9 +371,12 @@ class Metrics:
         counted stays the parent's), and the writer thread is its own."""
         self._lock = threading.RLock()
         self._written = {}
+        self._retired = {}  # the parent's
         for entry in self._entries:
             entry.baseline = {}
-            entry.baseline = self._own_series(entry)
+            limiter = entry.ref()
+            if limiter is not None:
+                entry.baseline = self._series(entry, limiter.backend)
         self._thread = None
         if any(e.dir != _LOCAL for e in self._entries):
             self._start()
@@ -452,6 +477,12 @@ def _prometheus() -> Any:
             f"metrics need prometheus_client: pip install 'floodwall[prometheus]' ({exc})"
         ) from exc
     return prometheus_client
+
+
+def _retire(ref: weakref.ref[Metrics], entry: _Entry, backend: Any) -> None:
+    metrics = ref()
+    if metrics is not None:
+        metrics._retire(entry, backend)
 
 
 def _after_fork(ref: weakref.ref[Metrics]) -> None:
