@@ -140,3 +140,30 @@ def test_bad_events_arguments() -> None:
         floodwall.Limiter("1/minute", events=print)
     with pytest.raises(floodwall.ConfigError, match="unknown event sink"):
         Events("kafka://x")
+
+
+def test_event_file_writable_by_others_is_refused(tmp_path: Path) -> None:
+    import os
+
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"t":1,"limit":"api","key":"forged","outcome":"denied"}\n')
+    os.chmod(path, 0o666)
+    sink = JsonLinesSink(path)
+    with pytest.raises(floodwall.ConfigError, match="writable by group or others"):
+        sink.read("api", ["forged"], 10)
+    events = Events(sink)
+    lim = floodwall.Limiter("5/minute", events=events)
+    assert lim.allow("k")  # the check is unaffected; the event is lost and counted
+    events.close()
+    assert events.failed == 1 and events.sent == 0
+
+
+def test_event_file_symlink_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_text("")
+    link = tmp_path / "events.jsonl"
+    link.symlink_to(target)
+    events = Events(str(link))
+    floodwall.Limiter("5/minute", events=events).check("k")
+    events.close()
+    assert events.failed == 1 and target.read_text() == ""

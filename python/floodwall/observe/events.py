@@ -166,7 +166,13 @@ class JsonLinesSink(Sink):
 
     def _open(self) -> int:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-        return os.open(self.path, flags, 0o600)
+        fd = os.open(self.path, flags, 0o600)
+        try:
+            _check_own_file(fd, self.path)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def write(self, records: list[Record]) -> None:
         data = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records).encode()
@@ -198,10 +204,14 @@ class JsonLinesSink(Sink):
         paths = [self.path] + [f"{self.path}.{i}" for i in range(1, self.backups + 1)]
         for path in paths:
             try:
-                with open(path, encoding="utf-8", errors="replace") as f:
-                    lines = f.readlines()
+                fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
             except FileNotFoundError:
                 continue
+            except OSError as exc:
+                raise ConfigError(f"cannot read the event file {path}: {exc}") from None
+            with os.fdopen(fd, encoding="utf-8", errors="replace") as f:
+                _check_own_file(f.fileno(), path)
+                lines = f.readlines()
             for line in reversed(lines):
                 try:
                     record = json.loads(line)
@@ -367,6 +377,23 @@ class Events:
         self._thread = None
         self._pid = 0
         self.sink.close()
+
+
+def _check_own_file(fd: int, path: str) -> None:
+    """An event file must be a regular file of this user that nobody else
+    can write (another local user could otherwise read the events, or
+    forge a client's history)."""
+    import stat
+
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"event file {path} is not a regular file")
+    if st.st_uid != os.geteuid():
+        raise ConfigError(f"event file {path} belongs to uid {st.st_uid}, not to this user: "
+                          "refused")
+    if st.st_mode & 0o022:
+        raise ConfigError(f"event file {path} is writable by group or others "
+                          f"(mode {stat.S_IMODE(st.st_mode):o}): refused")
 
 
 def _field(value: Any) -> str | int | float:
