@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from floodwall._native import Decision
     from floodwall.observe.events import Events
 
-__all__ = ["HOOK_LOG_INTERVAL", "Hook", "Observer", "key_id", "store_kind"]
+__all__ = ["HOOK_LOG_INTERVAL", "KEY_LABELS_MAX", "Hook", "Observer", "key_id", "store_kind"]
 
 Key = str | bytes
 #: ``hook(decision, info)``; ``info`` has ``limit``, ``key`` (hashed),
@@ -40,6 +40,9 @@ Hook = Callable[["Decision", Mapping[str, Any]], object]
 
 #: Seconds between two log records about the same failing hook.
 HOOK_LOG_INTERVAL = 60.0
+#: Distinct values a ``key_label`` function may give one limiter; the
+#: decisions of further values are counted under ``"other"``.
+KEY_LABELS_MAX = 1000
 
 logger = logging.getLogger("floodwall.hooks")
 
@@ -125,7 +128,11 @@ class Observer:
         self.events = events
         self.units: _Units | None = _Units() if units else None
         self.latency = latency
+        if key_label is not None and not callable(key_label):
+            raise ConfigError(f"key_label must be a callable taking the key, not {key_label!r}")
         self.key_label = key_label
+        #: (label, "allowed" | "denied") -> decisions, with key_label
+        self.key_counts: dict[tuple[str, str], int] = {}
         self.hook_errors = 0
         self._logged_at: float | None = None
         self._lock = threading.Lock()
@@ -136,6 +143,7 @@ class Observer:
         """Whether anything here needs to see each decision."""
         return bool(
             self.on_allow or self.on_block or self.events or self.units or self.latency
+            or self.key_label
         )
 
     def info(self, decision: Decision, key: Key, cost: int) -> dict[str, Any]:
@@ -157,6 +165,8 @@ class Observer:
                 units.allowed += cost
             else:
                 units.denied += cost
+        if self.key_label is not None:
+            self._count_key(key, allowed)
         hook = self.on_allow if allowed else self.on_block
         events = self.events
         if hook is None and events is None:
@@ -173,6 +183,24 @@ class Observer:
                 self._failed(exc)
         if events is not None:
             events.offer(decision, info)
+
+    def _count_key(self, key: Key, allowed: bool) -> None:
+        """Count a decision under the label the redacting function gives
+        its key (a str; bounded by :data:`KEY_LABELS_MAX`)."""
+        assert self.key_label is not None
+        try:
+            label = self.key_label(key)
+            if not isinstance(label, str):
+                raise TypeError(f"key_label returned {type(label).__name__}, not str")
+        except Exception as exc:
+            self._failed(exc)
+            return
+        counts = self.key_counts
+        outcome = "allowed" if allowed else "denied"
+        slot = (label, outcome)
+        if slot not in counts and len({lab for lab, _ in counts}) >= KEY_LABELS_MAX:
+            slot = ("other", outcome)
+        counts[slot] = counts.get(slot, 0) + 1
 
     def _failed(self, exc: BaseException) -> None:
         with self._lock:
@@ -198,7 +226,7 @@ class Observer:
 
         units = self.units
         if units is not None and latency is None and not (
-            self.on_allow or self.on_block or self.events
+            self.on_allow or self.on_block or self.events or self.key_label
         ):  # units only: counted inline
 
             def check(key: Key, cost: int = 1) -> Decision:

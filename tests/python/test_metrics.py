@@ -327,3 +327,31 @@ def test_one_events_object_is_counted_once() -> None:
     events.close()
     s = scrape(m)
     assert value(s, "floodwall_events_total", outcome="sent") == 3 == len(got)
+
+
+def test_key_label_counts_per_redacted_label_and_is_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import floodwall.hooks
+
+    m = Metrics(key_label=lambda key: key.split(":", 1)[0])
+    lim = floodwall.Limiter("1/minute", name="t", metrics=m)
+    for key in ("acme:alice", "acme:bob", "acme:alice", "initech:carol"):
+        lim.check(key)
+    s = scrape(m)
+    assert value(s, "floodwall_key_decisions_total", limit="t", store="memory", key="acme",
+                 outcome="allowed") == 2
+    assert value(s, "floodwall_key_decisions_total", limit="t", store="memory", key="acme",
+                 outcome="denied") == 1
+    assert value(s, "floodwall_key_decisions_total", limit="t", store="memory",
+                 key="initech", outcome="allowed") == 1
+    assert not any("alice" in v for _, labels in s for _, v in labels)
+    monkeypatch.setattr(floodwall.hooks, "KEY_LABELS_MAX", 2)
+    for tenant in ("t3", "t4", "t5"):
+        lim.check(f"{tenant}:x")
+    s = scrape(m)
+    assert value(s, "floodwall_key_decisions_total", limit="t", store="memory", key="other",
+                 outcome="allowed") == 3
+    bad = floodwall.Limiter("1/minute", metrics=Metrics(key_label=lambda key: 42))
+    assert bad.allow("k")  # a failing label function never fails the check
+    assert bad.observer is not None and bad.observer.hook_errors == 1

@@ -56,8 +56,10 @@ def observe(
     m = _metrics(metrics)
     latency = m.latency_recorder() if m is not None else None
     units = m is not None and m.units
+    key_label = m.key_label if m is not None else None
     observer = None
-    if on_allow is not None or on_block is not None or events is not None or units or latency:
+    if (on_allow is not None or on_block is not None or events is not None or units or latency
+            or key_label is not None):
         observer = Observer(
             limiter.backend,
             name,
@@ -66,6 +68,7 @@ def observe(
             events=events,
             units=units,
             latency=latency,
+            key_label=key_label,
         )
         limiter.__dict__.update(
             check=observer.check,

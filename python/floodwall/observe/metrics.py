@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from floodwall.errors import ConfigError
@@ -120,7 +120,11 @@ class Metrics:
     this process only). ``prefix``: metric name prefix. ``units``: count
     units (cost) allowed and denied; ``latency``: a check latency histogram
     (both bind an observer per check). ``interval``: seconds between two
-    writes of this process's counters.
+    writes of this process's counters. ``key_label``: a redacting function
+    ``key -> str`` (a tenant, a tier: never the key itself); decisions are
+    then also counted per label (``key_decisions_total``, at most
+    :data:`floodwall.hooks.KEY_LABELS_MAX` labels per limiter, then
+    ``"other"``; a Python call per check).
     """
 
     def __init__(
@@ -131,6 +135,7 @@ class Metrics:
         units: bool = False,
         latency: bool = False,
         interval: float = DEFAULT_INTERVAL,
+        key_label: Callable[[str | bytes], str] | None = None,
     ) -> None:
         if not isinstance(prefix, str) or not prefix.replace("_", "a").isalnum():
             raise ConfigError(f"prefix must be letters, digits and '_', got {prefix!r}")
@@ -144,6 +149,9 @@ class Metrics:
         self.prefix = prefix
         self.units = bool(units)
         self.latency = bool(latency)
+        if key_label is not None and not callable(key_label):
+            raise ConfigError(f"key_label must be a callable taking the key, not {key_label!r}")
+        self.key_label = key_label
         self.interval = float(interval)
         self._entries: list[_Entry] = []
         self._dirs: dict[str, SnapshotDir] = {}
@@ -164,7 +172,7 @@ class Metrics:
     @property
     def per_check(self) -> bool:
         """Whether watched limiters must bind an observer per check."""
-        return self.units or self.latency
+        return self.units or self.latency or self.key_label is not None
 
     def latency_recorder(self) -> _Latency | None:
         return _Latency() if self.latency else None
@@ -243,6 +251,9 @@ class Metrics:
                 out[series_key("units_total", outcome="allowed", **base)] = obs.units.allowed
                 out[series_key("units_total", outcome="denied", **base)] = obs.units.denied
             out[series_key("hook_errors_total", limit=entry.name)] = obs.hook_errors
+            for (label, outcome), n in list(obs.key_counts.items()):
+                out[series_key("key_decisions_total", key=label, outcome=outcome,
+                               **base)] = n
         lat = entry.latency
         if lat is not None:
             cumulative = 0
@@ -409,6 +420,7 @@ _HELP = {
     "units_total": "units (cost) of the checks, by outcome",
     "store_errors_total": "store failures seen by checks",
     "hook_errors_total": "hooks that raised (the decisions stood)",
+    "key_decisions_total": "checks by the label your key_label function gives the key",
     "events_total": "decision events sent, dropped (queue full) or failed (sink error)",
     "check_seconds": "check latency",
 }
