@@ -25,6 +25,7 @@ extra), imported when rendering.
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 import weakref
@@ -166,6 +167,7 @@ class Metrics:
         self._wake = threading.Event()
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _after_fork(ref))
+        atexit.register(_at_exit, ref)  # the last decisions of a worker that stops
 
     # -- watching
 
@@ -495,6 +497,12 @@ def _retire(ref: weakref.ref[Metrics], entry: _Entry, backend: Any) -> None:
     metrics = ref()
     if metrics is not None:
         metrics._retire(entry, backend)
+
+
+def _at_exit(ref: weakref.ref[Metrics]) -> None:
+    metrics = ref()
+    if metrics is not None and metrics._thread is not None:
+        metrics.close()
 
 
 def _after_fork(ref: weakref.ref[Metrics]) -> None:
