@@ -355,3 +355,27 @@ def test_key_label_counts_per_redacted_label_and_is_bounded(
     bad = floodwall.Limiter("1/minute", metrics=Metrics(key_label=lambda key: 42))
     assert bad.allow("k")  # a failing label function never fails the check
     assert bad.observer is not None and bad.observer.hook_errors == 1
+
+
+def test_a_worker_that_exits_leaves_its_last_counts(shared_url: str,
+                                                    cleanup_dirs: list[str]) -> None:
+    import subprocess
+    import sys
+
+    d = metrics_dir_of(shared_url)
+    assert d
+    cleanup_dirs.append(d)
+    code = ("import floodwall, sys\n"
+            "from floodwall.observe.metrics import Metrics\n"
+            "m = Metrics(interval=60)\n"  # the writer thread would not write in time
+            f"lim = floodwall.Limiter('1000/minute', store={shared_url!r}, name='api', "
+            "metrics=m)\n"
+            "for _ in range(7): lim.check('k')\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    m = Metrics()
+    lim = floodwall.Limiter("1000/minute", store=shared_url, name="api", metrics=m)
+    s = scrape(m)
+    kind = shared_url.split(":", 1)[0]
+    assert value(s, "floodwall_decisions_total", limit="api", store=kind,
+                 outcome="allowed") == 7
+    lim.close()
