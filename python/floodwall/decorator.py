@@ -88,6 +88,11 @@ def rate_limit(
     max_delay: float | None = None,
     max_waiting: float | None = None,
     fail: str | None = None,
+    on_allow: Callable[..., object] | None = None,
+    on_block: Callable[..., object] | None = None,
+    on_error: Callable[[BaseException], object] | None = None,
+    events: Any = None,
+    metrics: Any = False,
     **store_options: Any,
 ) -> Callable[[_T], _T]:
     """Rate-limit a Flask view, a FastAPI/Starlette endpoint or a Django view.
@@ -107,7 +112,9 @@ def rate_limit(
     integrations (defaults 1 s and 10 s; the budget is per decorator).
     ``fail``: when the store cannot answer, "open" (the default of every web
     entry point: admit, logged and counted), "closed" or "raise"; see
-    docs/frameworks.md, "Failure defaults".
+    docs/frameworks.md, "Failure defaults". ``on_allow``, ``on_block``,
+    ``on_error``, ``events``, ``metrics``: observers, as for the
+    integrations (docs/observability.md).
     """
     if rate is not None and callable(rate) and not isinstance(rate, str):
         from floodwall import Limiter, Rate
@@ -155,6 +162,11 @@ def rate_limit(
         jitter_ms=jitter_ms,
         on_missing_key=on_missing_key,
         fail=WEB_FAIL_DEFAULT if fail is None else fail,
+        on_allow=on_allow,
+        on_block=on_block,
+        on_error=on_error,
+        events=events,
+        metrics=metrics,
     )
     named = None if name is None else named_limit(name)  # unknown: fails here
     state: dict[str, Any] = {"set": None, "scope": None}

@@ -29,6 +29,9 @@ from floodwall.stores.failure import LIBRARY_FAIL_DEFAULT, check_fail_mode
 
 if TYPE_CHECKING:
     from floodwall._native import Decision
+    from floodwall.hooks import Hook, Observer
+    from floodwall.observe.events import Events
+    from floodwall.observe.metrics import Metrics
 
 __all__ = ["Limiter", "Limits", "aallow_all", "acheck_all", "allow_all", "check_all"]
 
@@ -141,6 +144,17 @@ class Limiter:
             (a part the store could still read that denies is always the
             answer). The web integrations default to ``"open"``.
         on_error: called with the exception when ``fail`` decides.
+        name: this limiter's name in metrics, hooks and events (default: the
+            namespace); a label, so one per limit, never per client.
+        on_allow, on_block: ``hook(decision, info)`` after each check
+            (``info``: limit, hashed key, cost, store, fallback); a hook that
+            raises is logged and never changes the decision. See
+            docs/observability.md.
+        events: a :class:`floodwall.observe.events.Events` (sampled decision
+            events written off the request path).
+        metrics: True (the process's :func:`~floodwall.observe.metrics.default_metrics`)
+            or a :class:`~floodwall.observe.metrics.Metrics`: export this
+            limiter's counters. Unset hooks, events and metrics cost nothing.
         **store_options: options of the store, e.g. ``max_keys``.
     """
 
@@ -158,6 +172,11 @@ class Limiter:
         clock: Callable[[], int] | None = None,
         fail: str = LIBRARY_FAIL_DEFAULT,
         on_error: Callable[[BaseException], object] | None = None,
+        name: str | None = None,
+        on_allow: Hook | None = None,
+        on_block: Hook | None = None,
+        events: Events | None = None,
+        metrics: bool | Metrics = False,
         **store_options: Any,
     ) -> None:
         check_fail_mode(fail)
@@ -185,6 +204,13 @@ class Limiter:
             apeek=backend.apeek,
             areset=backend.areset,
         )
+        self.name = namespace if name is None else name
+        #: the per-check observer (hooks, events, units), or None
+        self.observer: Observer | None = None
+        if on_allow is not None or on_block is not None or events is not None or metrics:
+            from floodwall.observe.bind import observe
+
+            observe(self, on_allow=on_allow, on_block=on_block, events=events, metrics=metrics)
 
     # The methods below document the API; instances use the bound ones.
     def check(self, key: Key, cost: int = 1) -> Decision:

@@ -112,6 +112,9 @@ def test_extras_name_only_what_exists() -> None:
         "flask": "floodwall.integrations.flask",
         "django": "floodwall.integrations.django",
         "drf": "floodwall.integrations.drf",
+        "prometheus": "floodwall.observe.metrics",
+        "monitor": "floodwall.cli.monitor",
+        "otel": "floodwall.observe.otel",
     }
     tooling = {"test", "bench", "dev"}
     for extra in pyproject()["project"]["optional-dependencies"]:

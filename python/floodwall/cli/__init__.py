@@ -31,9 +31,12 @@ from floodwall.cli import (
     config,
     demo,
     doctor,
+    history,
     init,
     limits,
     postgres,
+    metrics,
+    monitor,
     reset,
     stats,
     status,
@@ -55,6 +58,9 @@ COMMANDS: dict[str, ModuleType] = {
     "top": top,
     "stats": stats,
     "postgres": postgres,
+    "metrics": metrics,
+    "monitor": monitor,
+    "history": history,
 }
 """Every command: its name on the command line, and the module that runs it."""
 

@@ -166,6 +166,8 @@ class Config:
         for key in SECTIONS["http"]:
             if self.is_set("http", key):
                 out[key] = self.get("http", key)
+        if self.get("metrics", "enabled", False):
+            out["metrics"] = True
         return out
 
     def limit(self, name: str) -> LimitConfig:

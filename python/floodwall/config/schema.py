@@ -231,6 +231,14 @@ def _scope(value: Any) -> str:
     return text
 
 
+def _metric_prefix(value: Any) -> str:
+    text = _str(value)
+    if not text or not all(c.isalnum() or c == "_" for c in text) or text[0].isdigit():
+        raise Bad(f"{text!r} is not a metric name prefix",
+                  "letters, digits and '_', not starting with a digit, e.g. 'floodwall'")
+    return text
+
+
 def _cost(value: Any) -> int:
     return int(_int(0)(value))
 
@@ -328,11 +336,15 @@ SECTIONS: dict[str, dict[str, Field]] = {
                                   "same store failure"),
     },
     "metrics": {
-        "enabled": Field(_bool, "false", "export metrics (accepted and checked; the exporter "
-                         "is not built yet)", "FLOODWALL_METRICS"),
-        "prefix": Field(_scope, "floodwall", "metric name prefix"),
+        "enabled": Field(_bool, "false", "export the integrations' metrics (docs/"
+                         "observability.md)", "FLOODWALL_METRICS"),
+        "prefix": Field(_metric_prefix, "floodwall", "metric name prefix"),
         "path": Field(_str, "/metrics", "HTTP path of the exporter"),
         "port": Field(_int(1, 65535), "(none)", "port of a standalone exporter"),
+        "dir": Field(_str, "(beside each shm:// or file:// table)", "directory where every "
+                     "worker process writes its counters (or FLOODWALL_METRICS_DIR)"),
+        "units": Field(_bool, "false", "also count units (cost); a Python call per check"),
+        "latency": Field(_bool, "false", "a check latency histogram; a Python call per check"),
     },
 }
 

@@ -57,6 +57,9 @@ _EXAMPLES: dict[tuple[str, str], str] = {
     ("metrics", "prefix"): '"floodwall"',
     ("metrics", "path"): '"/metrics"',
     ("metrics", "port"): "9464",
+    ("metrics", "dir"): '"/run/myapp/metrics"',
+    ("metrics", "units"): "false",
+    ("metrics", "latency"): "false",
 }
 
 _TITLES = {
@@ -65,7 +68,7 @@ _TITLES = {
     "failure": "What a check answers when the store cannot, and how long it waits",
     "http": "What the web integrations send and whom they believe",
     "logging": "The 'floodwall' logger (the library installs no handler unless asked here)",
-    "metrics": "Metrics (accepted and checked; the exporter is not built yet)",
+    "metrics": "Prometheus metrics of the integrations (docs/observability.md)",
 }
 
 

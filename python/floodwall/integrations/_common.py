@@ -210,6 +210,16 @@ class Outcome:
     content_type = PROBLEM_CONTENT_TYPE
 
 
+def _observe_parts(parts: Sequence[tuple[Limiter, str]], decision: Decision, cost: int) -> None:
+    """The hooks and events of a route's several limits (decided together by
+    check_all, past each limiter's own check): each part's observer sees
+    the route's decision for its own key."""
+    for limiter, key in parts:
+        observer = limiter.observer
+        if observer is not None and cost:
+            observer.notify(decision, key, cost)
+
+
 def missing_key_body() -> bytes:
     return (
         b'{"type":"about:blank","title":"Bad Request","status":400,'
@@ -281,8 +291,18 @@ class Guard(ShapingBudget):
         fail: str = WEB_FAIL_DEFAULT,
         max_delay: float = DEFAULT_MAX_DELAY,
         max_waiting: float = DEFAULT_MAX_WAITING,
+        on_allow: Callable[..., object] | None = None,
+        on_block: Callable[..., object] | None = None,
+        on_error: Callable[[BaseException], object] | None = None,
+        events: Any = None,
+        metrics: Any = False,
     ) -> None:
         self._init_shaping(max_delay, max_waiting)
+        #: observers given to every Limiter built here (docs/observability.md)
+        self.observers: dict[str, Any] = {
+            "on_allow": on_allow, "on_block": on_block, "on_error": on_error,
+            "events": events, "metrics": metrics,
+        }
         if on_missing_key not in MISSING_KEY_POLICIES:
             raise ValueError(
                 f"on_missing_key must be one of {sorted(MISSING_KEY_POLICIES)}, "
@@ -331,7 +351,8 @@ class Guard(ShapingBudget):
         )
 
     def make_limiter(
-        self, limit: Limit, cost: int | Callable[[Any], int] | None = None
+        self, limit: Limit, cost: int | Callable[[Any], int] | None = None,
+        name: str | None = None,
     ) -> Limiter:
         """A Limiter on this app's store. Every Limiter a Guard builds shares
         one opened store, so several limits can be decided all-or-nothing."""
@@ -355,6 +376,8 @@ class Guard(ShapingBudget):
             namespace=self.namespace,
             clock=self.clock,
             fail=self.fail,
+            name=limit.name or name,
+            **self.observers,
             **options,
         )
         if self._shared_store is None:
@@ -366,7 +389,7 @@ class Guard(ShapingBudget):
     ) -> BoundLimit:
 
         limit = _as_limit(spec)
-        limiter = self.make_limiter(limit, cost)
+        limiter = self.make_limiter(limit, cost, scope)
         key = self.key if limit.key is None else self.resolve_key(limit.key)
         prefix = (limit.name or scope) + "|"
         return BoundLimit(limiter, key, prefix, limit.name, limiter.store.capabilities.inline)
@@ -495,6 +518,7 @@ class Guard(ShapingBudget):
             from floodwall import check_all
 
             decision = check_all(parts, n)
+            _observe_parts(parts, decision, n)
         return self._finish(limits, decision, n)
 
     async def acheck(
@@ -531,4 +555,5 @@ class Guard(ShapingBudget):
             from floodwall import acheck_all
 
             decision = await acheck_all(parts, n)
+            _observe_parts(parts, decision, n)
         return self._finish(limits, decision, n)

@@ -81,6 +81,11 @@ SETTINGS_KEYS: dict[str, str] = {
     "ON_LIMITED": "on_limited",
     "MAX_DELAY": "max_delay",
     "MAX_WAITING": "max_waiting",
+    "ON_ALLOW": "on_allow",
+    "ON_BLOCK": "on_block",
+    "ON_ERROR": "on_error",
+    "EVENTS": "events",
+    "METRICS": "metrics",
 }
 
 _OUTCOME_ATTR = "_floodwall_outcome"
@@ -160,6 +165,9 @@ def _guard_options(conf: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
     on_limited = options.pop("on_limited", None)
     if isinstance(on_limited, str):
         on_limited = import_string(on_limited)
+    for hook in ("on_allow", "on_block", "on_error"):
+        if isinstance(options.get(hook), str):
+            options[hook] = import_string(options[hook])
     key = options.get("key")
     if (
         isinstance(key, str)
