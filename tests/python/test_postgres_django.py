@@ -83,9 +83,7 @@ def test_resolved_urls() -> None:
         }
     }
     url = resolve_django_store("django://default?table=t", dbs)
-    assert url == (
-        "postgresql://u%40x:p%3Aw%2Fd@db.internal:5433/app%20db?sslmode=require&table=t"
-    )
+    assert url == ("postgresql://u%40x:p%3Aw%2Fd@db.internal:5433/app%20db?sslmode=require&table=t")
     assert resolve_django_store("postgresql://h/db", dbs) == "postgresql://h/db"
 
 
