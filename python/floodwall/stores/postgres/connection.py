@@ -140,6 +140,12 @@ class Connection:
                 pool = self._pool
         return pool
 
+    def warm(self) -> None:
+        """Open the sync pool (its first connection is made in the
+        background: no wait here, no error here)."""
+        if self.owned:
+            self._sync_pool()
+
     @contextmanager
     def connection(self) -> Iterator[Any]:
         """A connection for one call (sync); on an error the connection is
