@@ -197,13 +197,13 @@ class Connection:
             finally:
                 self._user_lock.release()
             return
-        try:
-            cm = user.connection(timeout=self._pool_wait())
-        except TypeError:  # not a psycopg_pool ConnectionPool
+        from psycopg_pool import ConnectionPool
+
+        if not isinstance(user, ConnectionPool):
             raise ConfigError(
                 "this PostgreSQL store was given an async connection or pool: use the async API"
-            ) from None
-        with cm as conn:
+            )
+        with user.connection(timeout=self._pool_wait()) as conn:
             if not self._schema_ok:
                 ensure_schema(conn, self.layout, create=self.create_schema)
                 self._schema_ok = True
