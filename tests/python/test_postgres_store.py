@@ -305,3 +305,13 @@ def test_check_all_across_stores_is_refused(postgres_url: str) -> None:
     b = Limiter("5/minute", store="memory://")
     with pytest.raises(ConfigError):
         check_all([(a, "k"), (b, "k")])
+
+
+def test_sync_call_on_an_async_pool_is_a_config_error(postgres_server: PostgresServer) -> None:
+    async def make() -> Any:
+        return psycopg_pool.AsyncConnectionPool(postgres_server.conninfo, open=False)
+
+    apool = asyncio.run(make())
+    lim = Limiter("2/minute", store=apool, namespace="mixed")
+    with pytest.raises(ConfigError, match="async API"):
+        lim.check("k")

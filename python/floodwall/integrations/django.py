@@ -162,6 +162,13 @@ def _guard_options(conf: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
             f"unknown settings.FLOODWALL key(s) {unknown}: allowed are {sorted(SETTINGS_KEYS)}"
         )
     options = {SETTINGS_KEYS[k]: v for k, v in conf.items()}
+    if isinstance(options.get("store"), str) and options["store"].startswith("django://"):
+        # the app's own PostgreSQL database, by alias
+        try:
+            from floodwall.stores.postgres.django_alias import resolve_django_store
+        except ImportError as exc:
+            raise ConfigError(f"django:// needs pip install 'floodwall[postgres]' ({exc})") from exc
+        options["store"] = resolve_django_store(options["store"])
     on_limited = options.pop("on_limited", None)
     if isinstance(on_limited, str):
         on_limited = import_string(on_limited)

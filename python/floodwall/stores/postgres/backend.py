@@ -391,7 +391,9 @@ def open_postgres(url: StoreURL, spec: LimitSpec, **options: Any) -> PostgresBac
         label=url.text,
     )
     try:
-        return PostgresBackend(conn, spec, opts)
+        backend = PostgresBackend(conn, spec, opts)
+        conn.warm()  # the pool starts connecting now, not at the first check
+        return backend
     except BaseException:
         release(conn)
         raise

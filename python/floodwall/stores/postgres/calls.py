@@ -10,7 +10,7 @@ round trip and one transaction), whatever the number of parts.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from floodwall.errors import StoreError
@@ -32,15 +32,33 @@ ALGORITHM_CODES = {
 Row = tuple[bool, int, int, int, int, int]
 
 
+def _array(values: Sequence[object]) -> str:
+    """A PostgreSQL array literal of plain values (codes and integers)."""
+    return "{" + ",".join(str(v) for v in values) + "}"
+
+
+def keys_literal(keys: Sequence[bytes]) -> str:
+    """The bytea[] literal of row keys, in hex: no escaping can go wrong."""
+    return "{" + ",".join('"\\\\x' + k.hex() + '"' for k in keys) + "}"
+
+
 @dataclass(frozen=True)
 class Parts:
-    """The per-part arrays of a check (one item per rate), less the keys."""
+    """The per-part arrays of a check (one item per rate), less the keys,
+    and their array literals, made once: a check sends text the server
+    parses, with no per-call adaptation of Python lists."""
 
     algo: tuple[str, ...]
     b: tuple[int, ...]
     t: tuple[int, ...]
     tau: tuple[int, ...]
     w: tuple[int, ...]
+    literals: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.literals:
+            lits = tuple(_array(x) for x in (self.algo, self.b, self.t, self.tau, self.w))
+            object.__setattr__(self, "literals", lits)
 
     @classmethod
     def of(cls, quotas: Sequence[NetQuota]) -> Parts:
@@ -64,17 +82,8 @@ class Parts:
     def args(
         self, now: int | None, cost: int, keys: Sequence[bytes], lock_ms: int
     ) -> tuple[Any, ...]:
-        return (
-            now,
-            cost,
-            list(keys),
-            list(self.algo),
-            list(self.b),
-            list(self.t),
-            list(self.tau),
-            list(self.w),
-            lock_ms,
-        )
+        algo, b, t, tau, w = self.literals
+        return (now, cost, keys_literal(keys), algo, b, t, tau, w, lock_ms, len(keys))
 
 
 def _checked(row: Any, nparts: int) -> Row:
@@ -93,12 +102,13 @@ def _checked(row: Any, nparts: int) -> Row:
 
 
 def call_sync(conn: Any, sql: str, args: Sequence[Any]) -> Row:
-    """Run one check on a sync psycopg connection."""
-    cur = conn.execute(sql, args)
-    return _checked(cur.fetchone(), len(args[2]))
+    """Run one check on a sync psycopg connection (``args`` from
+    :meth:`Parts.args`: the statement's parameters, then the part count)."""
+    cur = conn.execute(sql, args[:-1])
+    return _checked(cur.fetchone(), args[-1])
 
 
 async def call_async(conn: Any, sql: str, args: Sequence[Any]) -> Row:
     """Run one check on an async psycopg connection."""
-    cur = await conn.execute(sql, args)
-    return _checked(await cur.fetchone(), len(args[2]))
+    cur = await conn.execute(sql, args[:-1])
+    return _checked(await cur.fetchone(), args[-1])

@@ -140,6 +140,12 @@ class Connection:
                 pool = self._pool
         return pool
 
+    def warm(self) -> None:
+        """Open the sync pool (its first connection is made in the
+        background: no wait here, no error here)."""
+        if self.owned:
+            self._sync_pool()
+
     @contextmanager
     def connection(self) -> Iterator[Any]:
         """A connection for one call (sync); on an error the connection is
@@ -191,13 +197,13 @@ class Connection:
             finally:
                 self._user_lock.release()
             return
-        try:
-            cm = user.connection(timeout=self._pool_wait())
-        except TypeError:  # not a psycopg_pool ConnectionPool
+        from psycopg_pool import ConnectionPool
+
+        if not isinstance(user, ConnectionPool):
             raise ConfigError(
                 "this PostgreSQL store was given an async connection or pool: use the async API"
-            ) from None
-        with cm as conn:
+            )
+        with user.connection(timeout=self._pool_wait()) as conn:
             if not self._schema_ok:
                 ensure_schema(conn, self.layout, create=self.create_schema)
                 self._schema_ok = True

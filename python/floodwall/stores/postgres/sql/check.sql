@@ -52,9 +52,9 @@ DECLARE
     i integer;
     j integer;
     h integer;
-    owner integer[] := '{}';
-    st @table@[] := '{}';
-    dirty boolean[] := '{}';
+    owner integer[];
+    st @table@[];
+    dirty boolean[];
     s @table@;
     r @table@;
     algo text;
@@ -100,7 +100,8 @@ BEGIN
         now_ns := p_now;
     END IF;
 
-    -- Load each distinct key once; its state lives at its first part.
+    -- Load each distinct key once; its state lives at its first part (one
+    -- part: in s itself, without the arrays).
     FOR i IN 1..np LOOP
         IF p_cost > p_b[i] THEN
             RAISE EXCEPTION 'floodwall: cost exceeds the capacity';
@@ -109,22 +110,34 @@ BEGIN
            OR p_tau[i] < 1 OR p_w[i] < 1 THEN
             RAISE EXCEPTION 'floodwall: bad part %', i;
         END IF;
-        j := array_position(p_keys, p_keys[i]);
-        owner[i] := j;
-        IF j = i THEN
-            SELECT * INTO r FROM @table@ WHERE k = p_keys[i];
-            IF NOT FOUND THEN
-                r := ROW(p_keys[i], NULL, 0, 0, NULL, NULL, NULL);
-            END IF;
-            st[i] := r;
-            dirty[i] := false;
-        END IF;
     END LOOP;
+    IF np = 1 THEN
+        SELECT * INTO s FROM @table@ WHERE k = p_keys[1];
+        IF NOT FOUND THEN
+            s := ROW(p_keys[1], NULL, 0, 0, NULL, NULL, NULL);
+        END IF;
+    ELSE
+        owner := '{}'; st := '{}'; dirty := '{}';
+        FOR i IN 1..np LOOP
+            j := array_position(p_keys, p_keys[i]);
+            owner[i] := j;
+            IF j = i THEN
+                SELECT * INTO r FROM @table@ WHERE k = p_keys[i];
+                IF NOT FOUND THEN
+                    r := ROW(p_keys[i], NULL, 0, 0, NULL, NULL, NULL);
+                END IF;
+                st[i] := r;
+                dirty[i] := false;
+            END IF;
+        END LOOP;
+    END IF;
 
     n := CASE WHEN peek THEN 1 ELSE p_cost END;
     FOR i IN 1..np LOOP
-        j := owner[i];
-        s := st[j];
+        IF np > 1 THEN
+            j := owner[i];
+            s := st[j];
+        END IF;
         algo := p_algo[i];
         b := p_b[i]; t := p_t[i]; tau := p_tau[i]; w := p_w[i];
         retry := 0; dly := 0;
@@ -261,7 +274,7 @@ BEGIN
             -- what one unit would get, with the state as it is
             IF ok THEN rem := rem + 1; END IF;
             reset := held;
-        ELSIF ok THEN
+        ELSIF ok AND np > 1 THEN
             st[j] := s;
             dirty[j] := true;
         END IF;
@@ -285,14 +298,17 @@ BEGIN
 
     IF all_ok AND NOT peek THEN
         FOR i IN 1..np LOOP
-            IF owner[i] = i AND dirty[i] THEN
+            IF np > 1 THEN
+                IF owner[i] <> i OR NOT dirty[i] THEN
+                    CONTINUE;
+                END IF;
                 s := st[i];
-                INSERT INTO @table@ AS x (k, a, p, c, lt, ln, expires)
-                     VALUES (s.k, s.a, s.p, s.c, s.lt, s.ln, s.expires)
-                ON CONFLICT (k) DO UPDATE
-                     SET a = EXCLUDED.a, p = EXCLUDED.p, c = EXCLUDED.c,
-                         lt = EXCLUDED.lt, ln = EXCLUDED.ln, expires = EXCLUDED.expires;
             END IF;
+            INSERT INTO @table@ AS x (k, a, p, c, lt, ln, expires)
+                 VALUES (s.k, s.a, s.p, s.c, s.lt, s.ln, s.expires)
+            ON CONFLICT (k) DO UPDATE
+                 SET a = EXCLUDED.a, p = EXCLUDED.p, c = EXCLUDED.c,
+                     lt = EXCLUDED.lt, ln = EXCLUDED.ln, expires = EXCLUDED.expires;
         END LOOP;
         -- Bounded cleanup: a few expired rows, never one another
         -- transaction holds (its owner may be about to write it); only on
@@ -300,11 +316,11 @@ BEGIN
         IF p_now IS NULL AND random() * @sweep_every@ < 1 THEN
             DELETE FROM @table@ AS x
              USING (SELECT y.k FROM @table@ AS y
-                     WHERE y.expires < now_ns
+                     WHERE y.expires < now_ns::bigint
                      ORDER BY y.expires
                      LIMIT @sweep_rows@
                      FOR UPDATE SKIP LOCKED) AS d
-             WHERE x.k = d.k AND x.expires < now_ns;
+             WHERE x.k = d.k AND x.expires < now_ns::bigint;
         END IF;
     END IF;
 
