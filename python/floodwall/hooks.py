@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import random
 import threading
 import time
@@ -26,6 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from floodwall.errors import ConfigError
+from floodwall.stores.netkeys import key_bytes, resolve_key_secret
 
 if TYPE_CHECKING:
     from floodwall._native import Decision
@@ -47,7 +47,6 @@ KEY_LABELS_MAX = 1000
 logger = logging.getLogger("floodwall.hooks")
 
 _ID_PERSON = b"floodwall-event"
-_ID_SECRET_ENV = "FLOODWALL_KEY_SECRET"
 
 
 def key_id(key: Key, secret: bytes | None = None) -> str:
@@ -55,7 +54,7 @@ def key_id(key: Key, secret: bytes | None = None) -> str:
     32 hex digits of a BLAKE2b of the key, keyed by ``secret`` (default: the
     deployment's ``FLOODWALL_KEY_SECRET``, read once per process, as for
     network stores). The raw key never leaves the process this way."""
-    raw = key.encode("utf-8", "surrogatepass") if isinstance(key, str) else bytes(key)
+    raw = key_bytes(key)
     if secret is None:
         h = (_id_template[0] if _id_template else _make_template()).copy()
     else:
@@ -69,8 +68,9 @@ _id_template: list[Any] = []
 
 
 def _make_template() -> Any:
-    env = os.environ.get(_ID_SECRET_ENV)
-    secret = env.encode("utf-8")[:64] if env else b""
+    # the secret, its environment variable and its rules are the network
+    # stores' (one home: floodwall.stores.netkeys)
+    secret = resolve_key_secret() or b""
     template = hashlib.blake2b(digest_size=16, key=secret, person=_ID_PERSON)
     _id_template[:] = [template]
     return template
