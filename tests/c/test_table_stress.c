@@ -617,6 +617,32 @@ static void test_sliding_log_out_of_order(void)
     CHECK(admitted == 1, "out-of-order log: %d admitted at 105, want 1", admitted);
     CHECK(peek_remaining(t, &lim, "k", 105) == 0, "log not full at 105");
 
+    /* A denial drops nothing: B commits make the next call recount, here a
+     * denial at 111 that finds (100) dead; a later call at 104 still counts
+     * (100) and (105). The recount used to publish the log without (100). */
+    fw_limit_t rl = limit_of(FW_SLIDING_LOG, 2, 10, 2, 1);
+    int r1 = check1(t, &rl, "r", 1, 100, &d) == 0 && d.allowed;
+    int r2 = check1(t, &rl, "r", 1, 105, &d) == 0 && d.allowed;
+    int r3 = check1(t, &rl, "r", 2, 111, &d) == 0 && d.allowed;
+    int rc4 = check1(t, &rl, "r", 1, 104, &d);
+    CHECK(r1 && r2 && !r3 && rc4 == 0 && !d.allowed && d.remaining == 0,
+          "a denial's recount dropped an entry: at 104 rc %d allowed %d remaining %" PRId64
+          " (want a denial, 0 remaining)", rc4, d.allowed, d.remaining);
+
+    /* The same through the dry run of a request that another part denies:
+     * "s" would admit at 111 (after its recount drops (100)), "f" is full. */
+    check1(t, &rl, "s", 1, 100, &d);
+    check1(t, &rl, "s", 1, 105, &d);
+    check1(t, &rl, "f", 2, 111, &d);
+    fw_request_t two[2] = {{&rl, "s", 1}, {&rl, "f", 1}};
+    fw_decision_t dd[2];
+    size_t violated = 0;
+    int rc5 = fw_table_check(t, two, 2, 1, 111, dd, &violated);
+    int rc6 = check1(t, &rl, "s", 1, 104, &d);
+    CHECK(rc5 == 0 && violated == 1 && rc6 == 0 && !d.allowed && d.remaining == 0,
+          "a denied request's dry run dropped an entry: rc %d violated %zu, at 104 rc %d "
+          "allowed %d remaining %" PRId64, rc5, violated, rc6, d.allowed, d.remaining);
+
     /* the public step on a caller-owned ring of exactly B entries */
     fw_log_entry_t ring[2];
     fw_log_t log = {ring, 2, 0, 0, 0, 0};
