@@ -119,6 +119,15 @@ uint64_t fwi_gcra_refund_committed(const fw_quota_t *q, uint64_t state,
 int fwi_log_eval(const fw_quota_t *q, fw_log_t *log, int64_t now, int64_t cost,
                  fw_decision_t *d, int append, int repair, fwi_verdict_t *verdict);
 
+/* Put back in front of the view the entries that fwi_log_eval dropped as
+ * dead (a recount or a prune) from the extent (head0, len0) it started
+ * from, adding their units to the running total: so that a recount can be
+ * published without moving the extent's front. Returns 0, leaving the view
+ * as it is, when those entries are not an intact, time-ordered prefix of
+ * the kept ones (a repair rewrote the log: it is published as repaired). */
+int fwi_log_restore_front(const fw_quota_t *q, fw_log_t *log, uint32_t head0,
+                          uint32_t len0);
+
 /* Publish a log's extent and running total (the table: one store of the
  * slot's log_pos); NULL for a caller-owned log that nobody else reads. */
 typedef void (*fwi_log_publish_fn)(void *ctx, const fw_log_t *log);

@@ -901,12 +901,20 @@ static int log_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
         table_wrote(t, p->slot);
     }
     fwi_verdict_t v = FWI_STATE_OK;
-    uint32_t unchecked = log.unchecked, head = log.head;
+    uint32_t unchecked = log.unchecked, head = log.head, len = log.len;
     fwi_log_eval(q, &log, now, cost, d, 0, repair, &v);
     if (repair && (v != FWI_STATE_OK || log.unchecked != unchecked)) {
-        /* repaired or recounted: publish it, even on a denial */
-        log_store_pos(p->slot, &log);
-        head = log.head;
+        /* Repaired or recounted: publish it, even on a denial. Invariant:
+         * the published front moves (dead entries leave the log) only when
+         * an entry is committed, as the log's semantics say: a later call
+         * with an earlier clock still counts what only a denial, or the
+         * dry run of a request that ends denied, found dead at its own
+         * `now`. So the entries the recount dropped are published back. */
+        fw_log_t pub = log;
+        if (!(commit && d->allowed))
+            fwi_log_restore_front(q, &pub, head, len);
+        log_store_pos(p->slot, &pub);
+        head = pub.head;
         note_verdict(t, p->slot, v, now);
         table_wrote(t, p->slot);
     }

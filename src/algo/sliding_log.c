@@ -239,6 +239,32 @@ void fwi_log_remove(fw_log_t *log, int64_t at, int64_t cost, fwi_log_publish_fn 
     }
 }
 
+int fwi_log_restore_front(const fw_quota_t *q, fw_log_t *log, uint32_t head0,
+                          uint32_t len0)
+{
+    if (head0 >= log->capacity || len0 > log->capacity || len0 < log->len)
+        return 0;
+    uint32_t dropped = len0 - log->len;
+    fw_log_t old = *log;
+    old.head = head0;
+    if (ring_index(&old, dropped) != log->head)
+        return 0; /* the kept entries are not the old extent's tail */
+    int64_t units = log->units;
+    for (uint32_t i = 0; i < dropped; i++) {
+        const fw_log_entry_t *e = entry_at(&old, i);
+        /* intact and in time order up to the first kept entry */
+        if (!entry_ok(q, e) || (i + 1 < len0 && entry_at(&old, i + 1)->t < e->t))
+            return 0;
+        units += e->cost;
+    }
+    if (units > 2 * q->burst)
+        return 0;
+    log->head = head0;
+    log->len = len0;
+    log->units = units;
+    return 1;
+}
+
 void fwi_log_full_decision(const fw_quota_t *q, fw_decision_t *d)
 {
     d->allowed = 0;
