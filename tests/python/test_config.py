@@ -155,7 +155,7 @@ def test_unknown_section_suggests_the_closest(tmp_path: Path) -> None:
     message = error_of(tmp_path, '[limit.login]\nrate = "5/minute"\n')
     assert message.endswith(
         "floodwall.toml:1: limit: unknown section; did you mean 'limits'? the sections are "
-        "store, defaults, failure, http, logging, metrics, limits"
+        "store, defaults, failure, http, logging, metrics, events, limits"
     )
 
 
@@ -341,16 +341,13 @@ policy = "token_bucket"
 
 def test_flux_conversion_of_the_documented_example(tmp_path: Path) -> None:
     conversion = convert(FLUX_EXAMPLE, "flux.toml")
-    assert conversion.dropped == [
-        "[analytics] stream: floodwall keeps no event stream in Redis (metrics are counters)",
-        "[analytics] retention: floodwall keeps no event stream in Redis (metrics are "
-        "counters)",
-        "[analytics] sample_rate: floodwall keeps no event stream in Redis (metrics are "
-        "counters)",
-    ]
-    for line in conversion.dropped:
-        assert f"#   {line}" in conversion.text  # said in the file too
+    assert conversion.dropped == []  # everything in flux's documented example is carried
     config = load_text(tmp_path, conversion.text)
+    # flux's [analytics] event stream becomes [events] on flux's Redis
+    assert config.get("events", "sink") == "redis://127.0.0.1:6379/0"
+    assert config.get("events", "stream") == "flux:events"
+    assert config.get("events", "maxlen") == 100_000
+    assert config.get("events", "sample_rate") == 1.0
     assert config.store_url == "redis://127.0.0.1:6379/0"
     assert config.get("store", "options") == {"max_connections": 5}
     assert config.get("failure", "connect_timeout") == 0.2
@@ -508,3 +505,18 @@ def test_named_limits_take_the_web_failure_default(tmp_path: Path) -> None:
     with pytest.raises(floodwall.StoreFullError):
         for i in range(200):
             raising.check(f"client{i}")
+
+
+def test_events_section_builds_one_sampled_sink(tmp_path: Path) -> None:
+    """[events] gives the integrations one Events writing to its sink;
+    a bad sample rate names the key and what is allowed."""
+    from floodwall.observe.events import Events, JsonLinesSink
+
+    path = tmp_path / "events.jsonl"
+    config = load_text(tmp_path, f'[events]\nsink = "{path}"\nsample_rate = 0.5\n')
+    events = config.guard_options()["events"]
+    assert isinstance(events, Events) and isinstance(events.sink, JsonLinesSink)
+    assert events.sample_rate == 0.5
+    assert config.guard_options()["events"] is events  # one writer thread
+    message = error_of(tmp_path, '[events]\nsink = "x.jsonl"\nsample_rate = 2\n')
+    assert "events.sample_rate: 2 is not a share in (0, 1]" in message

@@ -2,8 +2,8 @@
 
 flux's sections map as follows: ``[redis]`` -> the store URL and its
 connection options; ``[flux]`` -> namespace, failure policy, jitter,
-logging; ``[analytics]`` -> ``[metrics]`` (its event stream has no
-counterpart); ``[rate_limit]`` -> ``[defaults]``; ``[rate_limits.NAME]`` ->
+logging; ``[analytics]`` -> ``[metrics]`` and ``[events]`` (the event
+stream); ``[rate_limit]`` -> ``[defaults]``; ``[rate_limits.NAME]`` ->
 ``[limits.NAME]``. :func:`convert` returns the new text and the list of
 what could not be carried over, each with the reason; the caller shows it.
 Invariant: the converted text is checked by the floodwall schema before it
@@ -60,6 +60,7 @@ def convert(text: str, source: str = "flux.toml") -> Conversion:
     http: dict[str, Any] = {}
     logging_: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
+    events: dict[str, Any] = {}
     limits: dict[str, dict[str, Any]] = {}
 
     def take(section: str) -> dict[str, Any]:
@@ -116,11 +117,19 @@ def convert(text: str, source: str = "flux.toml") -> Conversion:
         metrics["enabled"] = bool(analytics.pop("enabled"))
     if "port" in analytics:
         metrics["port"] = analytics.pop("port")
-    for key in ("stream", "retention", "sample_rate"):
-        if key in analytics:
-            analytics.pop(key)
-            dropped.append(f"[analytics] {key}: floodwall keeps no event stream in Redis "
-                           "(metrics are counters)")
+    if "stream" in analytics:
+        stream = analytics.pop("stream")
+        if store.get("url"):
+            events["sink"] = store["url"]
+            events["stream"] = str(stream)
+            notes["events.sink"] = "flux [analytics] stream, on flux's Redis"
+        else:
+            dropped.append("[analytics] stream: no [redis] section to write it to")
+    if "retention" in analytics:
+        events["maxlen"] = analytics.pop("retention")
+        notes["events.maxlen"] = "flux [analytics] retention"
+    if "sample_rate" in analytics:
+        events["sample_rate"] = analytics.pop("sample_rate")
     for key in analytics:
         dropped.append(f"[analytics] {key}: floodwall has no such setting")
     default = take("rate_limit")
@@ -168,7 +177,7 @@ def convert(text: str, source: str = "flux.toml") -> Conversion:
     for section in flux:
         dropped.append(f"[{section}]: not a flux-limiter section floodwall knows")
     sections = {"store": store, "defaults": defaults, "failure": failure, "http": http,
-                "logging": logging_, "metrics": metrics}
+                "logging": logging_, "metrics": metrics, "events": events}
     header = [f"floodwall.toml converted from {source} by `floodwall init --from`.",
               "See docs/configuration.md for every key."]
     if dropped:

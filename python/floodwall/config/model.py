@@ -63,6 +63,7 @@ class Config:
         self.limits = limits
         self.origin = origin
         self._first: Limiter | None = None
+        self._events: Any = None
 
     # -- reading
 
@@ -168,7 +169,28 @@ class Config:
                 out[key] = self.get("http", key)
         if self.get("metrics", "enabled", False):
             out["metrics"] = True
+        events = self.events()
+        if events is not None:
+            out["events"] = events
         return out
+
+    def events(self) -> Any:
+        """The ``[events]`` sink as one :class:`floodwall.observe.events.Events`
+        (built once per configuration), or None when no sink is set."""
+        if not self.is_set("events", "sink"):
+            return None
+        if self._events is None:
+            from floodwall.observe.events import Events
+
+            sink = str(self.get("events", "sink"))
+            options: dict[str, Any] = {}
+            if sink.startswith(("redis://", "rediss://", "unix://")):
+                options["stream"] = self.get("events", "stream", "floodwall:events")
+                options["maxlen"] = self.get("events", "maxlen", 100_000)
+            self._events = Events(
+                sink, sample_rate=self.get("events", "sample_rate", 1.0), **options
+            )
+        return self._events
 
     def limit(self, name: str) -> LimitConfig:
         """The named limit ``name``; ConfigError listing the known names."""

@@ -99,6 +99,17 @@ def _seconds(value: Any) -> float:
     return float(value)
 
 
+def _fraction(value: Any) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise Bad(f"{value!r} is not a share in (0, 1]", "a number, e.g. 0.1 for 10 %")
+    return float(value)
+
+
 def _choice(*choices: str) -> Check:
     def check(value: Any) -> str:
         if not isinstance(value, str) or value.lower() not in choices:
@@ -345,6 +356,15 @@ SECTIONS: dict[str, dict[str, Field]] = {
                      "worker process writes its counters (or FLOODWALL_METRICS_DIR)"),
         "units": Field(_bool, "false", "also count units (cost); a Python call per check"),
         "latency": Field(_bool, "false", "a check latency histogram; a Python call per check"),
+    },
+    "events": {
+        "sink": Field(_str, "(none: no events)", "where sampled decision events go: a "
+                      "redis:// URL (a stream) or a file path (rotating JSON lines); "
+                      "docs/observability.md", "FLOODWALL_EVENTS"),
+        "sample_rate": Field(_fraction, "1.0", "the share of decisions recorded, in (0, 1]"),
+        "stream": Field(_str, "floodwall:events", "the Redis stream's key"),
+        "maxlen": Field(_int(1), "100000", "entries the Redis stream keeps (about: "
+                        "XADD MAXLEN ~)"),
     },
 }
 

@@ -60,6 +60,10 @@ _EXAMPLES: dict[tuple[str, str], str] = {
     ("metrics", "dir"): '"/run/myapp/metrics"',
     ("metrics", "units"): "false",
     ("metrics", "latency"): "false",
+    ("events", "sink"): '"redis://127.0.0.1:6379/0"',
+    ("events", "sample_rate"): "0.1",
+    ("events", "stream"): '"floodwall:events"',
+    ("events", "maxlen"): "100000",
 }
 
 _TITLES = {
@@ -69,6 +73,7 @@ _TITLES = {
     "http": "What the web integrations send and whom they believe",
     "logging": "The 'floodwall' logger (the library installs no handler unless asked here)",
     "metrics": "Prometheus metrics of the integrations (docs/observability.md)",
+    "events": "A sampled stream of decisions, for `floodwall history` (docs/observability.md)",
 }
 
 
