@@ -24,6 +24,7 @@ from floodwall.stores import LimitSpec
 from floodwall.stores.breaker import OPEN, CircuitBreaker
 from floodwall.stores.capabilities import StoreCapabilities
 from floodwall.stores.failure import FailurePolicy
+from floodwall.stores.netquota import INT64_MAX as _INT64_MAX
 from floodwall.stores.redis.calls import run_async, run_sync, script_call
 from floodwall.stores.redis.connection import Connection, acquire, release, shared
 from floodwall.stores.redis.keys import KeyNamer, resolve_key_secret
@@ -36,7 +37,6 @@ __all__ = ["CAPABILITIES", "RedisBackend", "from_client", "open_redis"]
 
 Key = str | bytes
 
-_INT64_MAX = 2**63 - 1
 #: user keys whose Redis keys (and their packed bytes) a backend remembers;
 #: the memory is forgotten whole when full (a bound an attacker's keys
 #: cannot grow past)

@@ -14,7 +14,7 @@ import hashlib
 from functools import lru_cache
 from importlib import resources
 
-from floodwall.algorithms import LOG_CAPACITY_MAX
+from floodwall.stores.netquota import NetQuota, normalise_quota
 
 __all__ = [
     "ALGORITHM_CODES",
@@ -47,10 +47,6 @@ ALGORITHM_CODES = {
     "sliding_window": "w",
     "sliding_log": "l",
 }
-
-INT64_MAX = 2**63 - 1
-U64_MAX = 2**64 - 1
-TAU_MAX = 2**62
 
 
 def _library_text() -> str:
@@ -107,7 +103,8 @@ def parse_reply(
 
 
 class QuotaParts:
-    """A normalised quota: what the script needs for one rate."""
+    """A normalised quota (:class:`floodwall.stores.netquota.NetQuota`) and
+    what the script needs of it."""
 
     __slots__ = (
         "algorithm",
@@ -120,19 +117,19 @@ class QuotaParts:
         "window_ns",
     )
 
-    def __init__(self, algorithm: str, rate: int, period_ns: int, burst: int) -> None:
-        self.algorithm = algorithm
-        self.rate = rate
-        self.period_ns = period_ns
-        self.burst = burst
-        self.interval_ns = -(-period_ns // rate)
-        self.tau_ns = self.interval_ns * burst
-        self.window_ns = -(-(period_ns * burst) // rate)
-        code = ALGORITHM_CODES[algorithm]
+    def __init__(self, q: NetQuota) -> None:
+        self.algorithm = q.algorithm
+        self.rate = q.rate
+        self.period_ns = q.period_ns
+        self.burst = q.burst
+        self.interval_ns = q.interval_ns
+        self.tau_ns = q.tau_ns
+        self.window_ns = q.window_ns
+        code = ALGORITHM_CODES[q.algorithm]
         #: the ARGV of this part: one item, "algo B T tau W" (the script
         #: keeps what it parsed by this text)
         self.part: tuple[bytes, ...] = (
-            f"{code} {burst} {self.interval_ns} {self.tau_ns} {self.window_ns}".encode(),
+            f"{code} {q.burst} {q.interval_ns} {q.tau_ns} {q.window_ns}".encode(),
         )
 
     def __repr__(self) -> str:
@@ -140,42 +137,8 @@ class QuotaParts:
 
 
 def normalise(algorithm: str, rate: int, period_ns: int, burst: int | None = None) -> QuotaParts:
-    """Validate a quota as the engine does; ValueError says what is wrong.
-
-    ``burst`` None or 0 means ``rate``.
-    """
-    if algorithm not in ALGORITHM_CODES:
-        raise ValueError(
-            f"unknown algorithm {algorithm!r}: use one of {', '.join(ALGORITHM_CODES)}"
-        )
-    for name, value in (("rate", rate), ("period_ns", period_ns)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{name} must be an int, got {type(value).__name__}")
-    if burst is None:
-        burst = 0
-    if isinstance(burst, bool) or not isinstance(burst, int):
-        raise ValueError(f"burst must be an int, got {type(burst).__name__}")
-    if rate < 1:
-        raise ValueError(f"rate must be >= 1, got {rate}")
-    if period_ns < 1:
-        raise ValueError(f"period must be >= 1 ns, got {period_ns}")
-    if burst < 0:
-        raise ValueError(f"burst must be >= 0, got {burst}")
-    if rate > period_ns:
-        raise ValueError(f"{rate} per {period_ns} ns is more than one unit per nanosecond")
-    if period_ns > INT64_MAX:
-        raise ValueError("period must be below 2^63 ns")
-    b = burst or rate
-    q = QuotaParts(algorithm, rate, period_ns, b)
-    if q.tau_ns > TAU_MAX:
-        raise ValueError(f"quota out of range: interval * burst = {q.tau_ns} ns > 2^62")
-    if q.window_ns > INT64_MAX:
-        raise ValueError("quota out of range: the window period*burst/rate exceeds 2^63-1 ns")
-    k_max = INT64_MAX // q.window_ns
-    if algorithm == "fixed_window" and (k_max + 1) * (b + 1) > U64_MAX:
-        raise ValueError("quota out of range for fixed_window: burst too large for the window")
-    if algorithm == "sliding_window" and (k_max + 1) * (b + 1) * (b + 1) > U64_MAX:
-        raise ValueError("quota out of range for sliding_window: burst too large for the window")
-    if algorithm == "sliding_log" and b > LOG_CAPACITY_MAX:
-        raise ValueError(f"sliding_log burst must be <= {LOG_CAPACITY_MAX}, got {b}")
-    return q
+    """Validate a quota as the engine does (the rules live in
+    :func:`floodwall.stores.netquota.normalise_quota`, shared with the
+    PostgreSQL store); ValueError says what is wrong. ``burst`` None or 0
+    means ``rate``."""
+    return QuotaParts(normalise_quota(algorithm, rate, period_ns, burst))
