@@ -17,24 +17,7 @@ if [ "$(id -u)" -ne 0 ]; then
     SUDO="sudo"
 fi
 
-# Keep the package's service from starting during the install.
-POLICY=/usr/sbin/policy-rc.d
-ADDED_POLICY=0
-if [ ! -e "$POLICY" ]; then
-    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$POLICY" >/dev/null
-    $SUDO chmod +x "$POLICY"
-    ADDED_POLICY=1
-fi
-cleanup() {
-    if [ "$ADDED_POLICY" = 1 ]; then
-        $SUDO rm -f "$POLICY"
-    fi
-}
-trap cleanup EXIT
-
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends redis-server redis-tools >/dev/null
+bash "$(dirname "$0")/apt-install-quiet.sh" redis-server redis-tools
 
 # Should a service have started anyway, stop it: it would hold port 6379.
 if [ -f /run/redis/redis-server.pid ]; then
