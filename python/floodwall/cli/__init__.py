@@ -38,6 +38,7 @@ from floodwall.cli import (
     init,
     limits,
     reset,
+    serve,
     stats,
     status,
     top,
@@ -57,6 +58,7 @@ COMMANDS: dict[str, ModuleType] = {
     "reset": reset,
     "top": top,
     "stats": stats,
+    "serve": serve,
 }
 """Every command: its name on the command line, and the module that runs it."""
 

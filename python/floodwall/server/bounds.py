@@ -1,0 +1,99 @@
+"""The server's bounds on what one client can make it hold, and where each is applied.
+
+- request body: at most :data:`MAX_BODY` bytes (413), read within
+  :data:`BODY_TIMEOUT` seconds (408) — the ASGI app;
+- headers: at most :data:`MAX_HEADERS` fields (431) — the ASGI app; their
+  total size at most :data:`MAX_HEADER_BYTES` — the HTTP parser (h11), and
+  at most MAX_HEADER_BYTES + MAX_BODY bytes before a request head is
+  complete, whatever the parser — :func:`guarded_protocol`;
+- request head read time: a connection must deliver a whole request head
+  within :data:`HEAD_TIMEOUT` seconds of its first byte (or of connecting),
+  else it is closed (slowloris) — :func:`guarded_protocol`;
+- concurrency: at most ``limit_concurrency`` connections and tasks per
+  worker (503 beyond) — uvicorn;
+- idle keep-alive connections closed after :data:`KEEP_ALIVE` seconds.
+
+Invariant: no client holds a worker's connection slot longer than
+HEAD_TIMEOUT + BODY_TIMEOUT + the time to decide, before its response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+__all__ = [
+    "BODY_TIMEOUT",
+    "HEAD_TIMEOUT",
+    "KEEP_ALIVE",
+    "MAX_BODY",
+    "MAX_CONCURRENCY",
+    "MAX_HEADERS",
+    "MAX_HEADER_BYTES",
+    "guarded_protocol",
+]
+
+MAX_BODY = 64 * 1024
+MAX_HEADERS = 64
+MAX_HEADER_BYTES = 16 * 1024
+BODY_TIMEOUT = 5.0
+HEAD_TIMEOUT = 5.0
+KEEP_ALIVE = 30
+MAX_CONCURRENCY = 1024
+
+
+def guarded_protocol(base: type[Any], head_timeout: float = HEAD_TIMEOUT) -> type[Any]:
+    """A subclass of uvicorn's HTTP protocol ``base`` (h11 or httptools)
+    that closes a connection whose request head does not arrive in time."""
+
+    class Guarded(base):  # type: ignore[misc, valid-type]
+        _fw_head_timer: asyncio.TimerHandle | None = None
+        _fw_pending = 0
+
+        def _fw_waiting(self) -> bool:
+            cycle = getattr(self, "cycle", None)
+            return cycle is None or bool(cycle.response_complete)
+
+        def _fw_arm(self) -> None:
+            if self._fw_head_timer is None:
+                loop = asyncio.get_running_loop()
+                self._fw_head_timer = loop.call_later(head_timeout, self._fw_expired)
+
+        def _fw_disarm(self) -> None:
+            if self._fw_head_timer is not None:
+                self._fw_head_timer.cancel()
+                self._fw_head_timer = None
+
+        def _fw_expired(self) -> None:
+            self._fw_head_timer = None
+            if self._fw_waiting() and not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._fw_arm()
+
+        def data_received(self, data: bytes) -> None:
+            if self._fw_waiting():
+                self._fw_arm()
+                # whatever the parser's own bound, a head never grows past this
+                self._fw_pending += len(data)
+                if self._fw_pending > MAX_HEADER_BYTES + MAX_BODY:
+                    self.transport.close()
+                    return
+            super().data_received(data)
+            if not self._fw_waiting():
+                self._fw_disarm()
+                self._fw_pending = 0
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            # idle now: uvicorn's keep-alive timer governs until the next byte
+            self._fw_disarm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._fw_disarm()
+            super().connection_lost(exc)
+
+    Guarded.__name__ = f"Guarded{base.__name__}"
+    return Guarded
