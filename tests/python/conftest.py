@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 # real redis-server fixtures (started by the tests, never skipped)
-pytest_plugins = ["redis_servers"]
+pytest_plugins = ["redis_servers", "floodwall_servers"]
 
 #: Every store the store-parametrized tests run on. "redis://" is a real
-#: redis-server started for the session (see redis_servers.py).
-STORE_URLS: tuple[str, ...] = ("memory://", "shm://", "file://", "redis://")
+#: redis-server started for the session (see redis_servers.py); "http://" a
+#: real `floodwall serve` with 2 workers (see floodwall_servers.py).
+STORE_URLS: tuple[str, ...] = ("memory://", "shm://", "file://", "redis://", "http://")
 
 
 def unique_store_url(base: str) -> str:
@@ -67,6 +68,9 @@ def store_url(request: pytest.FixtureRequest) -> Iterator[str]:
         # flushed for this test; a generous timeout: this tests decisions,
         # not failure handling (test_redis_failure.py does that)
         yield request.getfixturevalue("redis_url") + "?timeout=10"
+        return
+    if request.param == "http://":
+        yield request.getfixturevalue("remote_store_url")
         return
     url = unique_store_url(request.param)
     yield url

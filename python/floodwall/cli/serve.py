@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also speak RESP (CL.THROTTLE) on this port")
     parser.add_argument("--log-level", default="warning",
                         choices=["critical", "error", "warning", "info", "debug"])
+    parser.add_argument("--allow-clear", action="store_true",
+                        help="let clients clear the whole table (POST /v1/clear)")
     # tests only: clients may send now_ns (loopback only, never the default)
     parser.add_argument("--test-clock", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--head-timeout", type=float, default=None, help=argparse.SUPPRESS)
@@ -53,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         tls_key=args.tls_key,
         resp_port=args.resp_port,
         test_clock=args.test_clock,
+        allow_clear=args.allow_clear,
         log_level=args.log_level,
     )
     if args.head_timeout is not None:

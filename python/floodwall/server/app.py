@@ -210,8 +210,11 @@ class ServerApp:
         except TimeoutError:
             raise _Refused(408, "timeout",
                            f"the body did not arrive within {self.body_timeout}s") from None
+        data = b"".join(chunks)
+        if not data.strip():
+            return {}
         try:
-            return json.loads(b"".join(chunks))
+            return json.loads(data)
         except (ValueError, RecursionError):
             raise _Refused(400, "bad_json", "the body is not valid JSON") from None
 
@@ -236,6 +239,10 @@ class ServerApp:
             return service.reset(body)
         if handler == "doctor":
             return service.doctor()
+        if handler == "stats":
+            return service.stats(body)
+        if handler == "clear":
+            return service.clear(body)
         raise AssertionError(f"no handler {handler}")  # pragma: no cover
 
     def _limit_status(self, service: Service, name: str, scope: Scope) -> dict[str, Any]:
@@ -259,9 +266,7 @@ class ServerApp:
         request counts, in Prometheus text format."""
         lines = []
         pid = os.getpid()
-        for key, value in sorted(service.stats().items()):
-            if key in ("allowed", "denied", "fallbacks", "errors"):
-                continue  # per-limiter counts of the base limiter: meaningless here
+        for key, value in sorted(service.stats()["stats"].items()):
             name = f"floodwall_store_{key}"
             lines += [f"# TYPE {name} gauge", f"{name} {int(value)}"]
         for key, value in sorted(self.counts.items()):

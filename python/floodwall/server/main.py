@@ -52,6 +52,7 @@ class ServeOptions:
     tls_key: str | None = None
     resp_port: int | None = None
     test_clock: bool = False
+    allow_clear: bool = False
     head_timeout: float = bounds.HEAD_TIMEOUT
     body_timeout: float = bounds.BODY_TIMEOUT
     max_body: int = bounds.MAX_BODY
@@ -127,7 +128,9 @@ class ServeOptions:
             )
         if url.split("?", 1)[0] in ("memory://", "memory:"):
             url = "memory://floodwall-serve"  # one table for every limit of the worker
-        return ServiceSettings(url, self.config_path, options, self.test_clock), config
+        settings = ServiceSettings(url, self.config_path, options, self.test_clock,
+                                   self.allow_clear)
+        return settings, config
 
     def app(self) -> Any:
         """The ASGI app of one worker."""

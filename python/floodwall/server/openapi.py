@@ -21,8 +21,10 @@ from floodwall.algorithms import ALGORITHMS
 __all__ = ["ENDPOINTS", "Endpoint", "document"]
 
 _INT64 = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
-_KEY = {"type": "string", "minLength": 1, "maxLength": 1024,
+_KEY = {"type": "string", "maxLength": 1024,
         "description": "the key charged (a user, an IP...): at most 1024 UTF-8 bytes"}
+_KEY_B64 = {"type": "string", "maxLength": 2048, "contentEncoding": "base64",
+            "description": "instead of key: the key's bytes in base64 (keys that are not UTF-8)"}
 _RATE = {
     "description": "an inline rate: text such as '10/second; 1000/day', or exact parts",
     "oneOf": [
@@ -57,22 +59,19 @@ _NOW = {**_INT64, "description": "test servers only (--test-clock): the time of 
 CHECK_REQUEST: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
-    "required": ["key"],
-    "properties": {**_LIMIT_FIELDS, "key": _KEY,
+    "properties": {**_LIMIT_FIELDS, "key": _KEY, "key_b64": _KEY_B64,
                    "cost": {**_INT64, "description": "units to consume (default 1; 0 peeks)"},
                    "now_ns": _NOW},
 }
 STATUS_REQUEST: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
-    "required": ["key"],
-    "properties": {**_LIMIT_FIELDS, "key": _KEY, "now_ns": _NOW},
+    "properties": {**_LIMIT_FIELDS, "key": _KEY, "key_b64": _KEY_B64, "now_ns": _NOW},
 }
 PART: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
-    "required": ["key"],
-    "properties": {**_LIMIT_FIELDS, "key": _KEY,
+    "properties": {**_LIMIT_FIELDS, "key": _KEY, "key_b64": _KEY_B64,
                    "cost": {**_INT64, "description": "this part's cost (default: the call's)"}},
 }
 CHECK_ALL_REQUEST: dict[str, Any] = {
@@ -143,6 +142,13 @@ LIMIT_STATUS = {
     "required": ["limit"],
     "properties": {"limit": LIMITS["properties"]["limits"]["items"], "decision": DECISION},
 }
+STATS_REQUEST = {"type": "object", "additionalProperties": False,
+                 "properties": {"now_ns": _NOW}}
+STATS = {"type": "object", "required": ["stats"],
+         "properties": {"stats": {"type": "object",
+                                  "additionalProperties": {"type": "integer"}}}}
+CLEAR_REQUEST = {"type": "object", "additionalProperties": False, "properties": {}}
+CLEAR = {"type": "object", "required": ["cleared"], "properties": {"cleared": {"const": True}}}
 DOCTOR = {"type": "object", "required": ["ok", "store"],
           "properties": {"ok": {"type": "boolean"}, "store": {"type": "string"}}}
 
@@ -179,6 +185,12 @@ ENDPOINTS: tuple[Endpoint, ...] = (
              STATUS_REQUEST, DECISION_ANSWER),
     Endpoint("POST", "/v1/reset", "reset", "Forget a key: back to full capacity.",
              STATUS_REQUEST, RESET_ANSWER),
+    Endpoint("POST", "/v1/stats", "stats",
+             "The store's counters (active keys, slots...), shared by every worker.",
+             STATS_REQUEST, STATS),
+    Endpoint("POST", "/v1/clear", "clear",
+             "Forget every key of the table (servers started with --allow-clear only).",
+             CLEAR_REQUEST, CLEAR),
     Endpoint("GET", "/v1/doctor", "doctor", "The store's health and counters.", None, DOCTOR),
     Endpoint("GET", "/metrics", "metrics", "Prometheus text exposition.", None,
              {"type": "string"}, "text/plain"),
@@ -188,6 +200,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 _ERRORS = {
     "400": "a request the server will not decide (the body says why)",
     "401": "no token, or a wrong one",
+    "403": "the operation is disabled on this server",
     "404": "no such endpoint or named limit",
     "405": "the method is not allowed on this path",
     "408": "the body did not arrive in time",

@@ -70,6 +70,7 @@ class ServiceSettings:
     config_path: str | None = None
     store_options: Mapping[str, Any] | None = None
     test_clock: bool = False
+    allow_clear: bool = False
 
 
 def decision_json(d: Decision, rates: Sequence[Rate] = ()) -> dict[str, Any]:
@@ -109,7 +110,9 @@ def _int(body: Mapping[str, Any], name: str, default: int | None, low: int, high
     return value
 
 
-CHECK_FIELDS = frozenset({"limit", "rate", "algorithm", "namespace", "key", "cost", "now_ns"})
+CHECK_FIELDS = frozenset(
+    {"limit", "rate", "algorithm", "namespace", "key", "key_b64", "cost", "now_ns"}
+)
 STATUS_FIELDS = CHECK_FIELDS - {"cost"}
 PART_FIELDS = CHECK_FIELDS - {"now_ns"}
 CHECK_ALL_FIELDS = frozenset({"parts", "cost", "now_ns"})
@@ -127,11 +130,29 @@ def _fields(body: Any, allowed: frozenset[str]) -> Mapping[str, Any]:
     return body
 
 
-def _key(body: Mapping[str, Any]) -> str:
+def _key(body: Mapping[str, Any]) -> str | bytes:
+    """``key`` (text), or ``key_b64`` (the key's bytes, base64: keys that are
+    not UTF-8); at most MAX_KEY_BYTES bytes either way."""
+    if "key_b64" in body:
+        if "key" in body:
+            raise BadRequest("give either 'key' or 'key_b64', not both")
+        raw = body["key_b64"]
+        if not isinstance(raw, str) or len(raw) > 2 * MAX_KEY_BYTES:
+            raise BadRequest("'key_b64' must be a base64 string")
+        import base64
+        import binascii
+
+        try:
+            data = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest("'key_b64' is not valid base64") from None
+        if len(data) > MAX_KEY_BYTES:
+            raise BadRequest(f"the key is longer than {MAX_KEY_BYTES} bytes")
+        return data
     key = body.get("key")
-    if not isinstance(key, str) or not key:
-        raise BadRequest(f"'key' is required: a non-empty string, got {key!r}")
-    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+    if not isinstance(key, str):
+        raise BadRequest(f"'key' is required: a string, got {key!r}")
+    if len(key) > MAX_KEY_BYTES or len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
         raise BadRequest(f"'key' is longer than {MAX_KEY_BYTES} bytes")
     return key
 
@@ -341,8 +362,24 @@ class Service:
         self.set_now(body)
         return {"reset": bool(_decide(lambda: limiter.reset(key)))}
 
-    def stats(self) -> dict[str, Any]:
-        return dict(self.base.stats())
+    def stats(self, body: Any = None) -> dict[str, Any]:
+        """The store's counters (a table's are shared by every worker)."""
+        if body is not None:
+            self.set_now(_fields(body, frozenset({"now_ns"})))
+        out = dict(self.base.stats())
+        for name in ("allowed", "denied", "fallbacks", "errors"):
+            out.pop(name, None)  # the base limiter's own counts: meaningless here
+        return {"stats": out}
+
+    def clear(self, body: Any) -> dict[str, Any]:
+        """Forget every key of the table: only on a server started with
+        --allow-clear (one client must not wipe every limit by default)."""
+        _fields(body, frozenset())
+        if not self.settings.allow_clear:
+            raise BadRequest("clear is disabled on this server (start it with --allow-clear)",
+                             "forbidden", 403)
+        _decide(self.base.clear)
+        return {"cleared": True}
 
     def doctor(self) -> dict[str, Any]:
         """The store's health: its kind and table counters, and for shm:// and
@@ -352,7 +389,7 @@ class Service:
             "store": caps.kind,
             "shared": caps.shared,
             "durable": caps.durable,
-            "stats": self.stats(),
+            "stats": self.stats()["stats"],
             "limits": len(self.named),
             "inline_limits": len(self._inline),
             "uptime": round(time.time() - self.started, 3),

@@ -95,6 +95,8 @@ _LAZY_MODULES: dict[str, str] = {
     "redis+cluster": "floodwall.stores.redis",
     "rediss+sentinel": "floodwall.stores.redis",
     "rediss+cluster": "floodwall.stores.redis",
+    "http": "floodwall.stores.remote",
+    "https": "floodwall.stores.remote",
 }
 
 
