@@ -236,7 +236,9 @@ def _alive(pid: int) -> bool:
 @pytest.fixture(scope="session")
 def floodwall_server() -> Iterator[FloodwallServer]:
     """One server for the session: 2 workers, token, test clock, RESP port."""
-    server = FloodwallServer(workers=2, resp=True, extra=["--allow-clear"])
+    server = FloodwallServer(workers=2, resp=True,
+                             extra=["--allow-clear", "--head-timeout", "2",
+                                    "--body-timeout", "2"])
     try:
         yield server
     finally:

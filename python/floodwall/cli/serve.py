@@ -40,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # tests only: clients may send now_ns (loopback only, never the default)
     parser.add_argument("--test-clock", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--head-timeout", type=float, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--body-timeout", type=float, default=None, help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,5 +61,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.head_timeout is not None:
         options.head_timeout = args.head_timeout
+    if args.body_timeout is not None:
+        options.body_timeout = args.body_timeout
     serve(options)
     return 0

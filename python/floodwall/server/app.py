@@ -1,6 +1,6 @@
 """The HTTP/JSON front end: a plain ASGI app routing :data:`~floodwall.server.openapi.ENDPOINTS`.
 
-Each request is checked in this order: header count (431), token (401),
+Each request is checked in this order: header count and size (431), token (401),
 route (404/405), body size and read time (413/408), JSON (400), then the
 :class:`~floodwall.server.service.Service` decides. Every decision is a 200
 (a denial is an answer, not an error); every refusal is a JSON body
@@ -44,10 +44,12 @@ _LIMIT_PREFIX = "/v1/limits/"
 
 
 class _Refused(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str,
+                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+        self.headers = headers or []
 
 
 class ServerApp:
@@ -122,7 +124,7 @@ class ServerApp:
             self.counts["refused"] += 1
             status = exc.status
             body = json.dumps({"error": exc.code, "message": str(exc)}).encode()
-            headers = list(_JSON)
+            headers = list(_JSON) + exc.headers
             if status == 401:
                 headers.append((b"www-authenticate", b'Bearer realm="floodwall"'))
             if status in (408, 413, 431):
@@ -138,6 +140,9 @@ class ServerApp:
         if len(raw_headers) > self.max_headers:
             raise _Refused(431, "too_many_headers",
                            f"more than {self.max_headers} header fields")
+        if sum(len(n) + len(v) for n, v in raw_headers) > bounds.MAX_HEADER_BYTES:
+            raise _Refused(431, "headers_too_large",
+                           f"the header fields exceed {bounds.MAX_HEADER_BYTES} bytes")
         authorization = None
         length = None
         for name, value in raw_headers:
@@ -178,10 +183,17 @@ class ServerApp:
             name = path[len(_LIMIT_PREFIX):]
             if method == "GET":
                 return "limit_status", name
-            raise _Refused(405, "method_not_allowed", f"{method} is not allowed on {path}")
+            raise self._not_allowed(method, path, "/v1/limits/{name}")
         if path in _PATHS:
-            raise _Refused(405, "method_not_allowed", f"{method} is not allowed on {path}")
+            raise self._not_allowed(method, path, path)
         raise _Refused(404, "not_found", f"no endpoint {path[:100]!r}; see /openapi.json")
+
+    @staticmethod
+    def _not_allowed(method: str, path: str, template: str) -> _Refused:
+        allowed = ", ".join(sorted(ep.method for ep in ENDPOINTS if ep.path == template))
+        return _Refused(405, "method_not_allowed",
+                        f"{method[:20]} is not allowed on {path[:100]}; allowed: {allowed}",
+                        [(b"allow", allowed.encode())])
 
     async def _json(self, receive: Receive, length: bytes | None) -> Any:
         if length is not None:
@@ -240,7 +252,7 @@ class ServerApp:
         if handler == "doctor":
             return service.doctor()
         if handler == "stats":
-            return service.stats(body)
+            return service.stats_request(body)
         if handler == "clear":
             return service.clear(body)
         raise AssertionError(f"no handler {handler}")  # pragma: no cover

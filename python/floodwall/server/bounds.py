@@ -2,10 +2,10 @@
 
 - request body: at most :data:`MAX_BODY` bytes (413), read within
   :data:`BODY_TIMEOUT` seconds (408) — the ASGI app;
-- headers: at most :data:`MAX_HEADERS` fields (431) — the ASGI app; their
-  total size at most :data:`MAX_HEADER_BYTES` — the HTTP parser (h11), and
-  at most MAX_HEADER_BYTES + MAX_BODY bytes before a request head is
-  complete, whatever the parser — :func:`guarded_protocol`;
+- headers: at most :data:`MAX_HEADERS` fields and :data:`MAX_HEADER_BYTES`
+  bytes (431) — the ASGI app; the HTTP parser (h11) bounds a head too, and
+  at most MAX_HEADER_BYTES bytes (plus one read) received while a request
+  head is incomplete, whatever the parser — :func:`guarded_protocol`;
 - request head read time: a connection must deliver a whole request head
   within :data:`HEAD_TIMEOUT` seconds of its first byte (or of connecting),
   else it is closed (slowloris) — :func:`guarded_protocol`;
@@ -76,15 +76,14 @@ def guarded_protocol(base: type[Any], head_timeout: float = HEAD_TIMEOUT) -> typ
         def data_received(self, data: bytes) -> None:
             if self._fw_waiting():
                 self._fw_arm()
-                # whatever the parser's own bound, a head never grows past this
                 self._fw_pending += len(data)
-                if self._fw_pending > MAX_HEADER_BYTES + MAX_BODY:
-                    self.transport.close()
-                    return
             super().data_received(data)
             if not self._fw_waiting():
                 self._fw_disarm()
                 self._fw_pending = 0
+            elif self._fw_pending > MAX_HEADER_BYTES and not self.transport.is_closing():
+                # whatever the parser's own bound, a head never grows past this
+                self.transport.close()
 
         def on_response_complete(self) -> None:
             super().on_response_complete()

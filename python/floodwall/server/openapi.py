@@ -232,7 +232,7 @@ def document() -> dict[str, Any]:
                  "schema": {"type": "string", "minLength": 1, "maxLength": 1024}},
             ]
         if ep.request is not None:
-            op["requestBody"] = {"required": True,
+            op["requestBody"] = {"required": bool(ep.request.get("required")),
                                  "content": {"application/json": {"schema": ep.request}}}
         paths.setdefault(ep.path, {})[ep.method.lower()] = op
     return {

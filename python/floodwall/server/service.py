@@ -362,10 +362,13 @@ class Service:
         self.set_now(body)
         return {"reset": bool(_decide(lambda: limiter.reset(key)))}
 
-    def stats(self, body: Any = None) -> dict[str, Any]:
+    def stats_request(self, body: Any) -> dict[str, Any]:
+        """``/v1/stats``: the counters at the request's ``now_ns`` (test clock)."""
+        self.set_now(_fields(body, frozenset({"now_ns"})))
+        return self.stats()
+
+    def stats(self) -> dict[str, Any]:
         """The store's counters (a table's are shared by every worker)."""
-        if body is not None:
-            self.set_now(_fields(body, frozenset({"now_ns"})))
         out = dict(self.base.stats())
         for name in ("allowed", "denied", "fallbacks", "errors"):
             out.pop(name, None)  # the base limiter's own counts: meaningless here
