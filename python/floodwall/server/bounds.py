@@ -20,6 +20,7 @@ HEAD_TIMEOUT + BODY_TIMEOUT + the time to decide, before its response.
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import Any
 
 __all__ = [
@@ -71,6 +72,11 @@ def guarded_protocol(base: type[Any], head_timeout: float = HEAD_TIMEOUT) -> typ
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
+            # a response's head and body may leave as two writes: without
+            # TCP_NODELAY the second waits for the client's delayed ACK (~40 ms)
+            sock = transport.get_extra_info("socket")
+            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._fw_arm()
 
         def data_received(self, data: bytes) -> None:
