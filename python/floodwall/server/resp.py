@@ -1,4 +1,4 @@
-"""The RESP2 front end: ``CL.THROTTLE`` as redis-cell answers it, and floodwall's own command.
+"""The RESP front end: ``CL.THROTTLE`` as redis-cell answers it, and floodwall's own command.
 
 Commands (any case): ``CL.THROTTLE key max_burst count period [quantity]``
 replies ``[limited, limit, remaining, retry_after, reset_after]`` with
@@ -7,8 +7,9 @@ replies ``[limited, limit, remaining, retry_after, reset_after]`` with
 up; ``quantity`` 0 peeks. ``FW.CHECK name key [cost]`` answers the same
 shape for a named limit of the configuration. Also ``PING``, ``ECHO``,
 ``QUIT``, ``AUTH token`` (required first when the server has a token),
-``COMMAND`` (minimal) and the handshakes of common clients (``CLIENT``,
-``SELECT 0``, ``HELLO`` refused so clients stay on RESP2).
+``COMMAND`` (minimal) and the handshakes of common clients (``HELLO 2|3``
+with its ``AUTH``, ``CLIENT``, ``SELECT 0``): every other reply is the same
+in RESP2 and RESP3.
 
 Bounds: at most :data:`MAX_ARGS` arguments of at most :data:`MAX_ARG_BYTES`
 bytes each, :data:`MAX_CONNECTIONS` connections per worker, and a command
@@ -104,7 +105,7 @@ class _Connection:
         self.service = service
         self.auth = auth
         self.authed = not auth.enabled
-        self._cells: dict[tuple[int, int, int], Any] = {}
+        self.proto = 2
 
     async def read_command(self, reader: asyncio.StreamReader) -> list[bytes] | None:
         line = await reader.readline()
@@ -155,8 +156,8 @@ class _Connection:
                 self.authed = True
                 return _simple("OK"), False
             return _error("WRONGPASS invalid token"), False
-        if name == b"HELLO":  # stay on RESP2: clients fall back to it
-            return _error("NOPROTO this server speaks RESP2 only"), False
+        if name == b"HELLO":
+            return self.hello(args), False
         if not self.authed:
             return _error("NOAUTH Authentication required."), False
         try:
@@ -178,6 +179,42 @@ class _Connection:
             return _encode([]), False
         shown = args[0][:40].decode("utf-8", "replace")
         return _error(f"unknown command '{shown}'"), False
+
+    def hello(self, args: list[bytes]) -> bytes:
+        """``HELLO [2|3] [AUTH user token] [SETNAME name]``: every reply of
+        this server is the same in RESP2 and RESP3 except HELLO's own."""
+        proto = self.proto
+        if len(args) > 1:
+            if args[1] not in (b"2", b"3"):
+                return _error("NOPROTO unsupported protocol version")
+            proto = int(args[1])
+        rest = args[2:]
+        while rest:
+            word = rest[0].upper()
+            if word == b"AUTH" and len(rest) >= 3:
+                if not (self.auth.enabled and self.auth.check_token(rest[2])):
+                    return _error("WRONGPASS invalid token")
+                self.authed = True
+                rest = rest[3:]
+            elif word == b"SETNAME" and len(rest) >= 2:
+                rest = rest[2:]
+            else:
+                return _error("syntax error in HELLO")
+        if not self.authed:
+            return _error("NOAUTH HELLO must be called with the client already "
+                          "authenticated, or with HELLO <proto> AUTH <user> <token>")
+        self.proto = proto
+        from floodwall._version import __version__
+
+        fields: list[tuple[bytes, Any]] = [
+            (b"server", b"floodwall"), (b"version", __version__.encode()),
+            (b"proto", proto), (b"id", 1), (b"mode", b"standalone"),
+            (b"role", b"master"), (b"modules", []),
+        ]
+        if proto == 3:
+            return b"%%%d\r\n" % len(fields) + b"".join(
+                _encode(k) + _encode(v) for k, v in fields)
+        return _encode([x for pair in fields for x in pair])
 
     def throttle(self, args: list[bytes]) -> list[int]:
         if len(args) not in (5, 6):
