@@ -192,6 +192,31 @@ def _rates(value: Any) -> tuple[Rate, ...]:
     return rates
 
 
+def _raw_key(body: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """A hashable spelling of a request's inline limit, or None (then it is
+    parsed every time)."""
+    rate = body.get("rate")
+    if isinstance(rate, list):
+        try:
+            rate = tuple(
+                (item.get("amount"), item.get("period_ns"), item.get("burst"), len(item))
+                for item in rate
+            )
+        except AttributeError:
+            return None
+        if any(type(v) is not int and not (i == 2 and v is None)
+               for part in rate for i, v in enumerate(part)):
+            return None  # only exact ints: 1 and 1.0 and True must not share an entry
+    elif not isinstance(rate, str):
+        return None
+    algorithm, namespace = body.get("algorithm"), body.get("namespace")
+    if not (algorithm is None or isinstance(algorithm, str)) or not (
+        namespace is None or isinstance(namespace, str)
+    ):
+        return None
+    return (rate, algorithm, namespace)
+
+
 class Service:
     """The limits of one worker, on one opened store."""
 
@@ -216,6 +241,8 @@ class Service:
         for name in sorted(self.config.limits):
             self.named[name] = self._named(name)
         self._inline: OrderedDict[tuple[Any, ...], Limiter] = OrderedDict()
+        # the same limits by the request's own spelling (no parsing on a hit)
+        self._raw: dict[tuple[Any, ...], Limiter] = {}
         self._lock = threading.Lock()
         self.started = time.time()
 
@@ -269,6 +296,21 @@ class Service:
                 raise BadRequest(f"no limit named {name[:100]!r}; known: {known}",
                                  "unknown_limit", 404)
             return found
+        raw_key = _raw_key(body)
+        if raw_key is not None:
+            # the same request text as before: its checked limiter, at once
+            hit = self._raw.get(raw_key)
+            if hit is not None:
+                return hit
+        limiter = self._inline_limiter(body)
+        if raw_key is not None:
+            with self._lock:
+                self._raw[raw_key] = limiter
+                if len(self._raw) > INLINE_CACHE:
+                    self._raw.clear()  # rebuilt from the checked cache as requests come
+        return limiter
+
+    def _inline_limiter(self, body: Mapping[str, Any]) -> Limiter:
         rates = _rates(body.get("rate"))
         algorithm = body.get("algorithm", DEFAULT_ALGORITHM)
         if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
