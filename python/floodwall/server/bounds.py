@@ -47,7 +47,7 @@ def guarded_protocol(base: type[Any], head_timeout: float = HEAD_TIMEOUT) -> typ
     """A subclass of uvicorn's HTTP protocol ``base`` (h11 or httptools)
     that closes a connection whose request head does not arrive in time."""
 
-    class Guarded(base):  # type: ignore[misc, valid-type]
+    class Guarded(base):  # type: ignore[misc]
         _fw_head_timer: asyncio.TimerHandle | None = None
         _fw_pending = 0
 

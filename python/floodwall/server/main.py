@@ -1,4 +1,4 @@
-"""``floodwall serve``'s process management: checked options, then uvicorn with N workers on one table.
+"""``floodwall serve``'s processes: checked options, then uvicorn with N workers on one table.
 
 :class:`ServeOptions` holds every setting; :meth:`ServeOptions.check`
 refuses what is unsafe or cannot work (a non-loopback address without a
@@ -17,10 +17,13 @@ import ipaddress
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from floodwall.errors import ConfigError
 from floodwall.server import bounds
+
+if TYPE_CHECKING:
+    from floodwall.server.app import ServerApp
 
 __all__ = ["DEFAULT_PORT", "ServeOptions", "is_loopback", "serve"]
 
@@ -132,7 +135,7 @@ class ServeOptions:
                                    self.allow_clear)
         return settings, config
 
-    def app(self) -> Any:
+    def app(self) -> ServerApp:
         """The ASGI app of one worker."""
         from floodwall.server.app import ServerApp
         from floodwall.server.auth import Authenticator

@@ -1,4 +1,4 @@
-"""The HTTP API, described once: its endpoints and schemas, and the OpenAPI document built from them.
+"""The HTTP API described once: endpoints, schemas, and the OpenAPI document built from them.
 
 :data:`ENDPOINTS` is the one list of (method, path, handler name, summary,
 request schema, answer schema); the ASGI app routes by it and
@@ -121,7 +121,7 @@ RESET_ANSWER = {"type": "object", "required": ["reset"],
 HEALTH = {"type": "object", "required": ["status", "version"],
           "properties": {"status": {"const": "ok"}, "version": {"type": "string"},
                          "store": {"type": "string"}}}
-LIMITS = {
+LIMITS: dict[str, Any] = {
     "type": "object",
     "required": ["limits"],
     "properties": {
@@ -137,7 +137,7 @@ LIMITS = {
         }
     },
 }
-LIMIT_STATUS = {
+LIMIT_STATUS: dict[str, Any] = {
     "type": "object",
     "required": ["limit"],
     "properties": {"limit": LIMITS["properties"]["limits"]["items"], "decision": DECISION},

@@ -1,4 +1,4 @@
-"""The remote store: ``https://host:7878`` (or ``http://`` on loopback), a ``floodwall serve`` server as a store.
+"""The remote store: a ``floodwall serve`` server as a store, ``https://host:7878``.
 
 Every check is one POST of the limit's spec (algorithm, exact rates,
 namespace), the key and the cost to ``/v1/check`` (``/v1/check-all`` for a
@@ -495,7 +495,8 @@ class RemoteBackend:
         await self.conn.aclose()
 
     def __repr__(self) -> str:
-        return f"<RemoteBackend {self.spec.algorithm} {list(map(str, self.rates))} on {self.conn.base}>"
+        rates = list(map(str, self.rates))
+        return f"<RemoteBackend {self.spec.algorithm} {rates} on {self.conn.base}>"
 
 
 def open_remote(url: StoreURL, spec: LimitSpec, **options: Any) -> RemoteBackend:
