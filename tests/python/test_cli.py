@@ -98,7 +98,8 @@ def test_help_lists_every_command_with_its_help() -> None:
 
 def test_one_module_per_command() -> None:
     assert set(COMMANDS) == {
-        "demo", "doctor", "init", "config", "limits", "status", "check", "reset", "top", "stats"
+        "demo", "doctor", "init", "config", "limits", "status", "check", "reset", "top", "stats",
+        "serve",
     }
     for name, module in COMMANDS.items():
         assert module is importlib.import_module(f"floodwall.cli.{name}")

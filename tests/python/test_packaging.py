@@ -111,6 +111,8 @@ def test_extras_name_only_what_exists() -> None:
         "flask": "floodwall.integrations.flask",
         "django": "floodwall.integrations.django",
         "drf": "floodwall.integrations.drf",
+        "server": "floodwall.server.main",
+        "remote": "floodwall.stores.remote",
     }
     tooling = {"test", "bench", "dev"}
     for extra in pyproject()["project"]["optional-dependencies"]:
