@@ -131,11 +131,16 @@ def test_fw_check_names_a_configured_limit(r: redis.Redis) -> None:
 
 
 def test_auth_required(srv: FloodwallServer) -> None:
-    plain = redis.Redis(host="127.0.0.1", port=srv.resp_port, socket_timeout=10)
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    no_retry = Retry(NoBackoff(), 0)
+    plain = redis.Redis(host="127.0.0.1", port=srv.resp_port, socket_timeout=10,
+                        retry=no_retry)
     with pytest.raises(redis.AuthenticationError):
         plain.execute_command("CL.THROTTLE", key(), 1, 1, 60)
     wrong = redis.Redis(host="127.0.0.1", port=srv.resp_port, password="x" * 32,
-                        socket_timeout=10)
+                        socket_timeout=10, retry=no_retry)
     with pytest.raises(redis.AuthenticationError):
         wrong.ping()
     plain.close()

@@ -405,7 +405,7 @@ def tls_server() -> FloodwallServer:
 def test_tls_with_a_generated_certificate(tls_server: FloodwallServer) -> None:
     assert tls_server.cert is not None
     r = httpx.get(tls_server.url + "/v1/health", headers=tls_server.headers(),
-                  verify=str(tls_server.cert), timeout=10)
+                  verify=tls_server.verify(), timeout=10)
     assert r.status_code == 200 and r.url.scheme == "https"
     with pytest.raises(httpx.HTTPError):  # not a certificate we trust
         httpx.get(tls_server.url + "/v1/health", headers=tls_server.headers(), timeout=10)
@@ -423,9 +423,9 @@ def test_remote_store_over_tls(tls_server: FloodwallServer) -> None:
 
 def test_now_ns_needs_the_test_clock_flag(tls_server: FloodwallServer) -> None:
     r = httpx.post(tls_server.url + "/v1/check", headers=tls_server.headers(),
-                   verify=str(tls_server.cert), timeout=10,
+                   verify=tls_server.verify(), timeout=10,
                    json={"limit": "api", "key": "k", "now_ns": 5})
     assert r.status_code == 400 and "--test-clock" in r.json()["message"]
     r = httpx.post(tls_server.url + "/v1/clear", headers=tls_server.headers(),
-                   verify=str(tls_server.cert), timeout=10, json={})
+                   verify=tls_server.verify(), timeout=10, json={})
     assert r.status_code == 403 and r.json()["error"] == "forbidden"

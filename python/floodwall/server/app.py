@@ -173,7 +173,7 @@ class ServerApp:
         decision = result.get("decision")
         if decision is not None:
             self.counts["allowed" if decision["allowed"] else "denied"] += 1
-        return 200, json.dumps(result).encode(), list(_JSON)
+        return 200, json.dumps(result, separators=(",", ":")).encode(), list(_JSON)
 
     def _route(self, method: str, path: str) -> tuple[str, str | None]:
         handler = _ROUTES.get((method, path))
@@ -195,6 +195,14 @@ class ServerApp:
                         f"{method[:20]} is not allowed on {path[:100]}; allowed: {allowed}",
                         [(b"allow", allowed.encode())])
 
+    def _chunk(self, message: dict[str, Any], size: int) -> bytes:
+        if message["type"] == "http.disconnect":
+            raise _Refused(400, "bad_request", "the client went away")
+        chunk: bytes = message.get("body", b"")
+        if size + len(chunk) > self.max_body:
+            raise _Refused(413, "too_large", f"the body is larger than {self.max_body} bytes")
+        return chunk
+
     async def _json(self, receive: Receive, length: bytes | None) -> Any:
         if length is not None:
             try:
@@ -203,25 +211,24 @@ class ServerApp:
                 raise _Refused(400, "bad_request", "Content-Length is not a number") from None
             if declared > self.max_body:
                 raise _Refused(413, "too_large", f"the body is larger than {self.max_body} bytes")
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async with asyncio.timeout(self.body_timeout):
-                while True:
-                    message = await receive()
-                    if message["type"] == "http.disconnect":
-                        raise _Refused(400, "bad_request", "the client went away")
-                    chunk = message.get("body", b"")
-                    size += len(chunk)
-                    if size > self.max_body:
-                        raise _Refused(413, "too_large",
-                                       f"the body is larger than {self.max_body} bytes")
-                    chunks.append(chunk)
-                    if not message.get("more_body"):
-                        break
-        except TimeoutError:
-            raise _Refused(408, "timeout",
-                           f"the body did not arrive within {self.body_timeout}s") from None
+        # the first part waits under the protocol's body deadline; a body in
+        # several parts is bounded here as well
+        message = await receive()
+        chunks = [self._chunk(message, 0)]
+        size = len(chunks[0])
+        if message.get("more_body"):
+            try:
+                async with asyncio.timeout(self.body_timeout):
+                    while True:
+                        message = await receive()
+                        chunk = self._chunk(message, size)
+                        size += len(chunk)
+                        chunks.append(chunk)
+                        if not message.get("more_body"):
+                            break
+            except TimeoutError:
+                raise _Refused(408, "timeout",
+                               f"the body did not arrive within {self.body_timeout}s") from None
         data = b"".join(chunks)
         if not data.strip():
             return {}

@@ -198,6 +198,7 @@ def serve(options: ServeOptions) -> None:
         lifespan="on",
         limit_concurrency=options.limit_concurrency,
         timeout_keep_alive=bounds.KEEP_ALIVE,
+        timeout_graceful_shutdown=bounds.SHUTDOWN_TIMEOUT,
         h11_max_incomplete_event_size=bounds.MAX_HEADER_BYTES,
         ssl_certfile=options.tls_cert,
         ssl_keyfile=options.tls_key,

@@ -225,6 +225,7 @@ class _Connection:
         period = _int_arg(args[4], "period", 1, _INT64_MAX // _NS)
         quantity = _int_arg(args[5], "quantity", 0) if len(args) == 6 else 1
         limiter = self._cell(burst + 1, count, period)
+        self.service.set_now({})  # RESP never sets the test clock: the real time
         return self._decide(limiter, key, quantity)
 
     def named(self, args: list[bytes]) -> list[int]:
@@ -233,6 +234,7 @@ class _Connection:
         name = args[1].decode("utf-8", "replace")
         limiter = self.service.limiter_for({"limit": name})
         cost = _int_arg(args[3], "cost", 0) if len(args) == 4 else 1
+        self.service.set_now({})
         return self._decide(limiter, args[2].decode("utf-8", "surrogateescape"), cost)
 
     def _cell(self, limit: int, count: int, period: int) -> Any:

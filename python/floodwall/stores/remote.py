@@ -219,6 +219,7 @@ class RemoteBackend:
         self._limit = {"rate": _rates_json(self.rates), "algorithm": spec.algorithm,
                        "namespace": prefix + spec.namespace}
         self.prefix = prefix
+        self._prefix = json.dumps(self._limit)[:-1].encode() + b", "
         self._allowed = 0
         self._denied = 0
         self._closed = False
@@ -245,11 +246,17 @@ class RemoteBackend:
             )
         return n
 
-    def _body(self, key: Key, cost: int) -> dict[str, Any]:
-        body: dict[str, Any] = {**self._limit, **_key_field(key), "cost": cost}
+    def _body(self, key: Key, cost: int) -> bytes:
+        """The JSON of one check: the limit's part is encoded once."""
+        if isinstance(key, str) and len(key) <= 256 and key.isascii():
+            field = b'"key": ' + json.dumps(key).encode()
+        else:
+            ((name, value),) = _key_field(key).items()
+            field = f'"{name}": {json.dumps(value)}'.encode()
+        tail = b', "cost": %d' % cost
         if self.spec.clock is not None:
-            body["now_ns"] = self._now()
-        return body
+            tail += b', "now_ns": %d' % self._now()
+        return self._prefix + field + tail + b"}"
 
     def _now(self) -> int:
         assert self.spec.clock is not None
@@ -315,7 +322,7 @@ class RemoteBackend:
         b.failure()
         return self.failure.decide(exc, self.rates[0], None, b.retry_in() or b.cooldown)
 
-    def _post(self, path: str, body: dict[str, Any],
+    def _post(self, path: str, content: bytes,
               parts: Sequence[RemoteBackend] = ()) -> Decision:
         import httpx
 
@@ -323,7 +330,7 @@ class RemoteBackend:
         if breaker._state and not breaker.allow():
             return self._skipped()
         try:
-            r = self.conn.sync_client().post(path, content=json.dumps(body))
+            r = self.conn.sync_client().post(path, content=content)
             data = self._parse(r.status_code, r.content)
         except (httpx.HTTPError, OSError, _ServerAnswer) as exc:
             return self._failed(exc)
@@ -333,7 +340,7 @@ class RemoteBackend:
         except _ServerAnswer as exc:
             return self._failed(exc)
 
-    async def _apost(self, path: str, body: dict[str, Any],
+    async def _apost(self, path: str, content: bytes,
                      parts: Sequence[RemoteBackend] = ()) -> Decision:
         import httpx
 
@@ -344,7 +351,7 @@ class RemoteBackend:
             client = self.conn.async_client()
             timeout = self.conn.settings.timeout
             async with asyncio.timeout(timeout):
-                r = await client.post(path, content=json.dumps(body))
+                r = await client.post(path, content=content)
             data = self._parse(r.status_code, r.content)
         except (httpx.HTTPError, OSError, TimeoutError, _ServerAnswer) as exc:
             if breaker.state == OPEN:
@@ -408,11 +415,13 @@ class RemoteBackend:
     def check_group(self, parts: Sequence[tuple[Any, ...]], cost: int = 1) -> Decision:
         """All-or-nothing over several (backend, key[, cost]) parts, in one request."""
         body, owners, units = self._group(parts, cost)
-        return self._count(self._post("/v1/check-all", body, owners), units)
+        return self._count(self._post("/v1/check-all", json.dumps(body).encode(), owners),
+                           units)
 
     async def acheck_group(self, parts: Sequence[tuple[Any, ...]], cost: int = 1) -> Decision:
         body, owners, units = self._group(parts, cost)
-        return self._count(await self._apost("/v1/check-all", body, owners), units)
+        content = json.dumps(body).encode()
+        return self._count(await self._apost("/v1/check-all", content, owners), units)
 
     # -- administration
 
