@@ -429,3 +429,14 @@ def test_now_ns_needs_the_test_clock_flag(tls_server: FloodwallServer) -> None:
     r = httpx.post(tls_server.url + "/v1/clear", headers=tls_server.headers(),
                    verify=tls_server.verify(), timeout=10, json={})
     assert r.status_code == 403 and r.json()["error"] == "forbidden"
+
+
+def test_the_hot_answer_is_the_json_of_the_decision() -> None:
+    import floodwall
+    from floodwall.server.app import _decision_answer
+    from floodwall.server.service import decision_json
+
+    limiter = floodwall.Limiter("2/minute; 5/hour")
+    for cost in (1, 1, 1, 0):
+        d = decision_json(limiter.check("k", cost), limiter.rates)
+        assert json.loads(_decision_answer(d)) == {"decision": d}

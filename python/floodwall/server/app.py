@@ -173,6 +173,8 @@ class ServerApp:
         decision = result.get("decision")
         if decision is not None:
             self.counts["allowed" if decision["allowed"] else "denied"] += 1
+        if decision is not None and len(result) == 1:
+            return 200, _decision_answer(decision), list(_JSON)
         return 200, json.dumps(result, separators=(",", ":")).encode(), list(_JSON)
 
     def _route(self, method: str, path: str) -> tuple[str, str | None]:
@@ -292,6 +294,27 @@ class ServerApp:
             name = f"floodwall_server_{key}_total"
             lines += [f"# TYPE {name} counter", f'{name}{{worker="{pid}"}} {value}']
         return "\n".join(lines) + "\n"
+
+
+def _num(value: Any) -> str:
+    return "null" if value is None else repr(value)
+
+
+def _decision_answer(d: dict[str, Any]) -> bytes:
+    """``{"decision": ...}`` formatted directly (the hot answer; the same
+    text json.dumps gives, a test compares them)."""
+    rate = "null" if d["rate"] is None else json.dumps(d["rate"])
+    allowed = "true" if d["allowed"] else "false"
+    fallback = "true" if d["fallback"] else "false"
+    return (
+        f'{{"decision":{{"allowed":{allowed},"limit":{d["limit"]:d},'
+        f'"remaining":{d["remaining"]:d},"retry_after":{d["retry_after"]!r},'
+        f'"reset_after":{d["reset_after"]!r},"delay":{d["delay"]!r},'
+        f'"retry_after_ns":{d["retry_after_ns"]:d},"reset_after_ns":{d["reset_after_ns"]:d},'
+        f'"delay_ns":{d["delay_ns"]:d},"reset_at":{d["reset_at"]!r},"rate":{rate},'
+        f'"rate_index":{_num(d["rate_index"])},"fallback":{fallback},'
+        f'"denied_part":{_num(d["denied_part"])},"retry_after_s":{d["retry_after_s"]:d}}}}}'
+    ).encode()
 
 
 def create_app() -> ServerApp:
