@@ -40,6 +40,8 @@ _NS = 1_000_000_000
 _INT64_MAX = 2**63 - 1
 #: The namespace of CL.THROTTLE keys (apart from named and inline limits).
 CELL_NAMESPACE = "cl.throttle"
+#: CL.THROTTLE limits kept by their spelling, per worker.
+CELL_CACHE = 4096
 
 
 class _ProtocolError(Exception):
@@ -101,9 +103,11 @@ def _int_arg(raw: bytes, name: str, low: int, high: int = _INT64_MAX) -> int:
 
 
 class _Connection:
-    def __init__(self, service: Service, auth: Authenticator) -> None:
+    def __init__(self, service: Service, auth: Authenticator,
+                 cells: dict[tuple[bytes, ...], Any]) -> None:
         self.service = service
         self.auth = auth
+        self.cells = cells
         self.authed = not auth.enabled
         self.proto = 2
 
@@ -220,11 +224,17 @@ class _Connection:
         if len(args) not in (5, 6):
             raise BadRequest("wrong number of arguments for 'cl.throttle' command")
         key = args[1].decode("utf-8", "surrogateescape")
-        burst = _int_arg(args[2], "max_burst", 0, _INT64_MAX - 1)
-        count = _int_arg(args[3], "count per period", 1)
-        period = _int_arg(args[4], "period", 1, _INT64_MAX // _NS)
+        spelled = (args[2], args[3], args[4])
+        limiter = self.cells.get(spelled)
+        if limiter is None:  # parsed and checked once per spelling
+            burst = _int_arg(args[2], "max_burst", 0, _INT64_MAX - 1)
+            count = _int_arg(args[3], "count per period", 1)
+            period = _int_arg(args[4], "period", 1, _INT64_MAX // _NS)
+            limiter = self._cell(burst + 1, count, period)
+            if len(self.cells) >= CELL_CACHE:
+                self.cells.clear()
+            self.cells[spelled] = limiter
         quantity = _int_arg(args[5], "quantity", 0) if len(args) == 6 else 1
-        limiter = self._cell(burst + 1, count, period)
         self.service.set_now({})  # RESP never sets the test clock: the real time
         return self._decide(limiter, key, quantity)
 
@@ -298,6 +308,7 @@ async def start_resp(
     """Listen for RESP on (host, port); every worker binds it (SO_REUSEPORT),
     so the kernel spreads connections across workers."""
     slots = asyncio.Semaphore(MAX_CONNECTIONS)
+    cells: dict[tuple[bytes, ...], Any] = {}
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if slots.locked():
@@ -305,7 +316,7 @@ async def start_resp(
             writer.close()
             return
         async with slots:
-            await _Connection(service, auth).serve(reader, writer)
+            await _Connection(service, auth, cells).serve(reader, writer)
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     return await asyncio.start_server(
