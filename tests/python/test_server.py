@@ -440,3 +440,23 @@ def test_the_hot_answer_is_the_json_of_the_decision() -> None:
     for cost in (1, 1, 1, 0):
         d = decision_json(limiter.check("k", cost), limiter.rates)
         assert json.loads(_decision_answer(d)) == {"decision": d}
+
+
+def test_a_durable_file_table_survives_a_restart(tmp_path: Path) -> None:
+    """file:// with sync=always: a store that waits for the disk (its calls
+    run off the event loop), shared by 2 workers, there after a restart."""
+    import floodwall
+
+    server = FloodwallServer(workers=2, test_clock=False,
+                             store=f"file://{tmp_path}/limits.fw?sync=always")
+    try:
+        limiter = floodwall.Limiter("3/hour", store=server.store_url(timeout="10"),
+                                    namespace="durable")
+        assert [limiter.allow("k") for _ in range(4)] == [True, True, True, False]
+        server.stop()
+        server.start()
+        d = limiter.check("k")
+        assert not d.allowed and not d.fallback
+        assert (tmp_path / "limits.fw").exists()
+    finally:
+        server.close()

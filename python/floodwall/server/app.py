@@ -167,7 +167,12 @@ class ServerApp:
         if handler == "openapi":
             return 200, self._openapi, list(_JSON)
         try:
-            result = self._dispatch(service, handler, body, name, scope)
+            if service.store.capabilities.inline or service.settings.test_clock:
+                result = self._dispatch(service, handler, body, name, scope)
+            else:  # a store that waits (file:// sync, a network store): off the loop
+                result = await asyncio.to_thread(
+                    self._dispatch, service, handler, body, name, scope
+                )
         except BadRequest as exc:
             raise _Refused(exc.status, exc.code, str(exc)) from None
         decision = result.get("decision")
