@@ -433,13 +433,15 @@ def test_now_ns_needs_the_test_clock_flag(tls_server: FloodwallServer) -> None:
 
 def test_the_hot_answer_is_the_json_of_the_decision() -> None:
     import floodwall
-    from floodwall.server.app import _decision_answer
+    from floodwall.server.app import decision_answer
     from floodwall.server.service import decision_json
 
     limiter = floodwall.Limiter("2/minute; 5/hour")
     for cost in (1, 1, 1, 0):
-        d = decision_json(limiter.check("k", cost), limiter.rates)
-        assert json.loads(_decision_answer(d)) == {"decision": d}
+        d = limiter.check("k", cost)
+        assert json.loads(decision_answer(d, limiter.rates)) == {
+            "decision": decision_json(d, limiter.rates)
+        }
 
 
 def test_a_durable_file_table_survives_a_restart(tmp_path: Path) -> None:

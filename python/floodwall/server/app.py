@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from floodwall._native import Decision
 from floodwall._version import __version__
 from floodwall.server import bounds
 from floodwall.server.auth import Authenticator
@@ -166,6 +168,15 @@ class ServerApp:
                 (b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
         if handler == "openapi":
             return 200, self._openapi, list(_JSON)
+        if handler in ("check", "status") and (
+            service.store.capabilities.inline or service.settings.test_clock
+        ):  # the hot path: formatted straight from the decision
+            try:
+                d, rates = service.decide(body, consume=handler == "check")
+            except BadRequest as exc:
+                raise _Refused(exc.status, exc.code, str(exc)) from None
+            self.counts["allowed" if d.allowed else "denied"] += 1
+            return 200, decision_answer(d, rates), list(_JSON)
         try:
             if service.store.capabilities.inline or service.settings.test_clock:
                 result = self._dispatch(service, handler, body, name, scope)
@@ -178,8 +189,6 @@ class ServerApp:
         decision = result.get("decision")
         if decision is not None:
             self.counts["allowed" if decision["allowed"] else "denied"] += 1
-        if decision is not None and len(result) == 1:
-            return 200, _decision_answer(decision), list(_JSON)
         return 200, json.dumps(result, separators=(",", ":")).encode(), list(_JSON)
 
     def _route(self, method: str, path: str) -> tuple[str, str | None]:
@@ -301,24 +310,40 @@ class ServerApp:
         return "\n".join(lines) + "\n"
 
 
-def _num(value: Any) -> str:
-    return "null" if value is None else repr(value)
+_RATE_JSON: dict[Any, str] = {}
 
 
-def _decision_answer(d: dict[str, Any]) -> bytes:
-    """``{"decision": ...}`` formatted directly (the hot answer; the same
-    text json.dumps gives, a test compares them)."""
-    rate = "null" if d["rate"] is None else json.dumps(d["rate"])
-    allowed = "true" if d["allowed"] else "false"
-    fallback = "true" if d["fallback"] else "false"
+def _rate_json(rate: Any) -> str:
+    text = _RATE_JSON.get(rate)
+    if text is None:
+        text = "null" if rate is None else json.dumps(str(rate))
+        if len(_RATE_JSON) > 4096:
+            _RATE_JSON.clear()
+        _RATE_JSON[rate] = text
+    return text
+
+
+def decision_answer(d: Decision, rates: Sequence[Any]) -> bytes:
+    """``{"decision": ...}`` formatted straight from the Decision (the hot
+    answer): the JSON of :func:`~floodwall.server.service.decision_json`,
+    which a test compares it with."""
+    rate = d.rate
+    index = "null"
+    for i, r in enumerate(rates):
+        if r is rate or r == rate:
+            index = str(i)
+            break
+    part = d.denied_part
+    allowed = d.allowed
     return (
-        f'{{"decision":{{"allowed":{allowed},"limit":{d["limit"]:d},'
-        f'"remaining":{d["remaining"]:d},"retry_after":{d["retry_after"]!r},'
-        f'"reset_after":{d["reset_after"]!r},"delay":{d["delay"]!r},'
-        f'"retry_after_ns":{d["retry_after_ns"]:d},"reset_after_ns":{d["reset_after_ns"]:d},'
-        f'"delay_ns":{d["delay_ns"]:d},"reset_at":{d["reset_at"]!r},"rate":{rate},'
-        f'"rate_index":{_num(d["rate_index"])},"fallback":{fallback},'
-        f'"denied_part":{_num(d["denied_part"])},"retry_after_s":{d["retry_after_s"]:d}}}}}'
+        f'{{"decision":{{"allowed":{"true" if allowed else "false"},"limit":{d.limit:d},'
+        f'"remaining":{d.remaining:d},"retry_after":{d.retry_after!r},'
+        f'"reset_after":{d.reset_after!r},"delay":{d.delay!r},'
+        f'"retry_after_ns":{d.retry_after_ns:d},"reset_after_ns":{d.reset_after_ns:d},'
+        f'"delay_ns":{d.delay_ns:d},"reset_at":{d.reset_at!r},"rate":{_rate_json(rate)},'
+        f'"rate_index":{index},"fallback":{"true" if d.fallback else "false"},'
+        f'"denied_part":{"null" if part is None else part},'
+        f'"retry_after_s":{0 if allowed else math.ceil(d.retry_after):d}}}}}'
     ).encode()
 
 

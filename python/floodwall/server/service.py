@@ -361,14 +361,19 @@ class Service:
 
     # -- the calls (synchronous: the engine answers in about a microsecond)
 
-    def check(self, body: Any, *, consume: bool = True) -> dict[str, Any]:
+    def decide(self, body: Any, *, consume: bool = True) -> tuple[Decision, Sequence[Rate]]:
+        """A check's decision and the rates of its limit (what the answer is
+        formatted from)."""
         body = _fields(body, CHECK_FIELDS if consume else STATUS_FIELDS)
         limiter = self.limiter_for(body)
         key = _key(body)
         cost = _int(body, "cost", 1, 0, _INT64_MAX) if consume else 0
         self.set_now(body)
-        d = _decide(lambda: limiter.check(key, cost))
-        return {"decision": decision_json(d, limiter.rates)}
+        return _decide(lambda: limiter.check(key, cost)), limiter.rates
+
+    def check(self, body: Any, *, consume: bool = True) -> dict[str, Any]:
+        d, rates = self.decide(body, consume=consume)
+        return {"decision": decision_json(d, rates)}
 
     def check_all(self, body: Any) -> dict[str, Any]:
         body = _fields(body, CHECK_ALL_FIELDS)
