@@ -11,13 +11,17 @@ from pathlib import Path
 
 import pytest
 
-# real redis-server and PostgreSQL fixtures (started by the tests, never skipped)
-pytest_plugins = ["redis_servers", "postgres_servers"]
+# real redis-server, PostgreSQL and `floodwall serve` fixtures (started by
+# the tests, never skipped)
+pytest_plugins = ["redis_servers", "postgres_servers", "floodwall_servers"]
 
 #: Every store the store-parametrized tests run on. "redis://" is a real
-#: redis-server started for the session (see redis_servers.py), and
-#: "postgresql://" a real PostgreSQL server (see postgres_servers.py).
-STORE_URLS: tuple[str, ...] = ("memory://", "shm://", "file://", "redis://", "postgresql://")
+#: redis-server started for the session (see redis_servers.py),
+#: "postgresql://" a real PostgreSQL server (see postgres_servers.py), and
+#: "http://" a real `floodwall serve` with 2 workers (see floodwall_servers.py).
+STORE_URLS: tuple[str, ...] = (
+    "memory://", "shm://", "file://", "redis://", "postgresql://", "http://"
+)
 
 
 def unique_store_url(base: str) -> str:
@@ -73,6 +77,9 @@ def store_url(request: pytest.FixtureRequest) -> Iterator[str]:
         # the floodwall table emptied for this test; a generous timeout
         # (test_postgres_failure.py tests failures)
         yield request.getfixturevalue("postgres_url") + "?timeout=10"
+        return
+    if request.param == "http://":
+        yield request.getfixturevalue("remote_store_url")
         return
     url = unique_store_url(request.param)
     yield url

@@ -115,6 +115,8 @@ def test_extras_name_only_what_exists() -> None:
         "prometheus": "floodwall.observe.metrics",
         "monitor": "floodwall.cli.monitor",
         "otel": "floodwall.observe.otel",
+        "server": "floodwall.server.main",
+        "remote": "floodwall.stores.remote",
     }
     tooling = {"test", "bench", "dev"}
     for extra in pyproject()["project"]["optional-dependencies"]:

@@ -38,6 +38,7 @@ from floodwall.cli import (
     monitor,
     postgres,
     reset,
+    serve,
     stats,
     status,
     top,
@@ -61,6 +62,7 @@ COMMANDS: dict[str, ModuleType] = {
     "metrics": metrics,
     "monitor": monitor,
     "history": history,
+    "serve": serve,
 }
 """Every command: its name on the command line, and the module that runs it."""
 

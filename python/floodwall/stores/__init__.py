@@ -97,11 +97,16 @@ _LAZY_MODULES: dict[str, str] = {
     "rediss+cluster": "floodwall.stores.redis",
     "postgresql": "floodwall.stores.postgres",
     "postgres": "floodwall.stores.postgres",
+    "http": "floodwall.stores.remote",
+    "https": "floodwall.stores.remote",
 }
 
 #: The extra that brings each lazily imported store's client library.
-_EXTRAS = {"floodwall.stores.redis": ("redis-py", "redis"), "floodwall.stores.postgres": (
-    "psycopg 3 and psycopg_pool", "postgres")}
+_EXTRAS = {
+    "floodwall.stores.redis": ("redis-py", "redis"),
+    "floodwall.stores.postgres": ("psycopg 3 and psycopg_pool", "postgres"),
+    "floodwall.stores.remote": ("httpx", "remote"),
+}
 
 
 def register(scheme: str, factory: Factory) -> None:
