@@ -31,7 +31,8 @@ def test_hooks_get_decision_and_info(store_url: str) -> None:
     lim.check("alice", 1)
     assert not lim.allow("alice")
     lim.peek("alice")  # not a decision
-    kind = store_url.split(":", 1)[0]
+    scheme = store_url.split(":", 1)[0]
+    kind = {"http": "remote"}.get(scheme, scheme)  # the floodwall server is a "remote" store
     info = {"limit": "api", "key": key_id("alice"), "cost": 1, "store": kind, "fallback": False}
     assert calls == [("allow", True, info), ("allow", True, info), ("block", False, info)]
     assert "alice" not in str(calls)

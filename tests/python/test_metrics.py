@@ -68,7 +68,8 @@ def test_counters_exact_on_every_store(store_url: str, cleanup_dirs: list[str]) 
     other.check("x")
     other.check("x")
     s = scrape(m)
-    kind = store_url.split(":", 1)[0]
+    scheme = store_url.split(":", 1)[0]
+    kind = {"http": "remote"}.get(scheme, scheme)  # the floodwall server is a "remote" store
     assert value(s, "floodwall_decisions_total", limit="api", store=kind, outcome="allowed") == 6
     assert value(s, "floodwall_decisions_total", limit="api", store=kind, outcome="denied") == 3
     assert value(s, "floodwall_decisions_total", limit="api", store=kind, outcome="fallback") == 0

@@ -96,6 +96,10 @@ class Connection:
         self._pid = os.getpid()
         self._async: dict[int, tuple[Any, Any]] = {}
 
+    def breakers(self) -> list[CircuitBreaker]:
+        """Every breaker of this connection (one: the server), for metrics."""
+        return [self.breaker]
+
     def _timeout(self) -> Any:
         import httpx
 
