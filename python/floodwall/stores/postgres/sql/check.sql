@@ -1,13 +1,14 @@
 -- check.sql - the one entry point of the PostgreSQL store: decide a check
--- of `p_cost` units on every part (one row key per rate and user key),
+-- of `p_costs[i]` units on part i (one row key per rate and user key),
 -- all-or-nothing, in one call: the SQL twins of docs/algorithms.md (gcra,
 -- token_bucket, leaky_bucket policing and shaping, fixed_window,
 -- sliding_window, sliding_log), exact in integer nanoseconds (numeric
 -- wherever a value may pass 2^63).
 --
 -- Arguments: p_now (ns, or NULL to read clock_timestamp(): only tests give
--- a time), p_cost, then one array item per part: the row key, the
--- algorithm code (g gcra family, s leaky-bucket shaping, f fixed window,
+-- a time), then one array item per part: its cost (0 peeks: the part
+-- denies when one unit would not be admitted, and charges nothing), the
+-- row key, the algorithm code (g gcra family, s leaky-bucket shaping, f fixed window,
 -- w sliding window, l sliding log), B, T, tau, W; p_lock_ms (0: wait for
 -- locks as long as the statement may).
 -- Result: allowed, the index of the deciding part (0-based), remaining,
@@ -18,7 +19,8 @@
 -- read, so two checks that touch the same keys in opposite orders never
 -- deadlock; parts are decided in order, each seeing what the parts before
 -- it admitted (a key may appear twice); rows are written only when every
--- part is admitted and cost > 0, so a denial or a peek writes nothing.
+-- part is admitted, and only by parts of cost > 0, so a denial or a peek
+-- writes nothing.
 -- Expired rows are removed a few at a time by admitting checks (at most
 -- @sweep_rows@ rows, on one check in @sweep_every@ on average), skipping rows
 -- that another transaction holds: no sweep is ever unbounded.
@@ -27,7 +29,7 @@
 
 CREATE OR REPLACE FUNCTION @check@(
     p_now bigint,
-    p_cost bigint,
+    p_costs bigint[],
     p_keys bytea[],
     p_algo text[],
     p_b bigint[],
@@ -48,7 +50,8 @@ DECLARE
     np integer := cardinality(p_keys);
     now_ns numeric;
     n bigint;
-    peek boolean := p_cost = 0;
+    peek boolean;
+    writes boolean := false;
     i integer;
     j integer;
     h integer;
@@ -71,11 +74,9 @@ DECLARE
 BEGIN
     IF np IS NULL OR np = 0 OR cardinality(p_algo) IS DISTINCT FROM np
        OR cardinality(p_b) IS DISTINCT FROM np OR cardinality(p_t) IS DISTINCT FROM np
-       OR cardinality(p_tau) IS DISTINCT FROM np OR cardinality(p_w) IS DISTINCT FROM np THEN
-        RAISE EXCEPTION 'floodwall: expected one algorithm, B, T, tau and W per key';
-    END IF;
-    IF p_cost IS NULL OR p_cost < 0 THEN
-        RAISE EXCEPTION 'floodwall: cost must be >= 0';
+       OR cardinality(p_tau) IS DISTINCT FROM np OR cardinality(p_w) IS DISTINCT FROM np
+       OR cardinality(p_costs) IS DISTINCT FROM np THEN
+        RAISE EXCEPTION 'floodwall: expected one cost, algorithm, B, T, tau and W per key';
     END IF;
     IF p_now IS NOT NULL AND p_now < 0 THEN
         RAISE EXCEPTION 'floodwall: bad time %', p_now;
@@ -103,7 +104,10 @@ BEGIN
     -- Load each distinct key once; its state lives at its first part (one
     -- part: in s itself, without the arrays).
     FOR i IN 1..np LOOP
-        IF p_cost > p_b[i] THEN
+        IF p_costs[i] IS NULL OR p_costs[i] < 0 THEN
+            RAISE EXCEPTION 'floodwall: cost must be >= 0';
+        END IF;
+        IF p_costs[i] > p_b[i] THEN
             RAISE EXCEPTION 'floodwall: cost exceeds the capacity';
         END IF;
         IF p_algo[i] NOT IN ('g', 's', 'f', 'w', 'l') OR p_b[i] < 1 OR p_t[i] < 1
@@ -132,8 +136,9 @@ BEGIN
         END LOOP;
     END IF;
 
-    n := CASE WHEN peek THEN 1 ELSE p_cost END;
     FOR i IN 1..np LOOP
+        peek := p_costs[i] = 0;
+        n := CASE WHEN peek THEN 1 ELSE p_costs[i] END;
         IF np > 1 THEN
             j := owner[i];
             s := st[j];
@@ -274,9 +279,12 @@ BEGIN
             -- what one unit would get, with the state as it is
             IF ok THEN rem := rem + 1; END IF;
             reset := held;
-        ELSIF ok AND np > 1 THEN
-            st[j] := s;
-            dirty[j] := true;
+        ELSIF ok THEN
+            writes := true;
+            IF np > 1 THEN
+                st[j] := s;
+                dirty[j] := true;
+            END IF;
         END IF;
 
         -- the deciding part: when denied, the longest wait; else the fewest left
@@ -296,7 +304,7 @@ BEGIN
         IF NOT ok THEN all_ok := false; END IF;
     END LOOP;
 
-    IF all_ok AND NOT peek THEN
+    IF all_ok AND writes THEN
         FOR i IN 1..np LOOP
             IF np > 1 THEN
                 IF owner[i] <> i OR NOT dirty[i] THEN
