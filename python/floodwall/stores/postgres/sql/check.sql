@@ -14,10 +14,15 @@
 -- Result: allowed, the index of the deciding part (0-based), remaining,
 -- retry_after, reset_after, delay (ns, clamped to 2^63 - 1).
 --
--- Invariant: the keys' advisory locks are taken in one canonical order
--- (sorted lock ids, in the lock class of this table) before any state is
--- read, so two checks that touch the same keys in opposite orders never
--- deadlock; parts are decided in order, each seeing what the parts before
+-- Invariant: a check holds the row lock of every existing row it may
+-- write from its read to its commit, and inserts a row only under the
+-- key's advisory lock, so no admitted unit is lost. A check of one key
+-- locks its row without waiting when it can (the fast path: no advisory
+-- lock, no lock_timeout to set); otherwise, and for several keys, the
+-- keys' advisory locks are taken in one canonical order (sorted lock ids,
+-- in the lock class of this table) before any row lock, so two checks
+-- that touch the same keys in opposite orders never deadlock, and a
+-- one-key check waits on at most one thing. Parts are decided in order, each seeing what the parts before
 -- it admitted (a key may appear twice); rows are written only when every
 -- part is admitted, and only by parts of cost > 0, so a denial or a peek
 -- writes nothing.
@@ -52,6 +57,7 @@ DECLARE
     n bigint;
     peek boolean;
     writes boolean := false;
+    found_row boolean;
     i integer;
     j integer;
     h integer;
@@ -81,28 +87,6 @@ BEGIN
     IF p_now IS NOT NULL AND p_now < 0 THEN
         RAISE EXCEPTION 'floodwall: bad time %', p_now;
     END IF;
-    IF p_lock_ms > 0 THEN
-        PERFORM set_config('lock_timeout', p_lock_ms::text, true);
-    END IF;
-
-    -- Lock every key, in the canonical order, before reading any state.
-    IF np = 1 THEN
-        PERFORM pg_advisory_xact_lock(@lockclass@, hashtext(encode(p_keys[1], 'hex')));
-    ELSE
-        FOR h IN SELECT DISTINCT hashtext(encode(x, 'hex')) FROM unnest(p_keys) AS x ORDER BY 1 LOOP
-            PERFORM pg_advisory_xact_lock(@lockclass@, h);
-        END LOOP;
-    END IF;
-    -- The clock is read once the locks are held: a check that waited sees
-    -- a time no earlier than the one it waited for.
-    IF p_now IS NULL THEN
-        now_ns := trunc(extract(epoch FROM clock_timestamp()) * 1000000000);
-    ELSE
-        now_ns := p_now;
-    END IF;
-
-    -- Load each distinct key once; its state lives at its first part (one
-    -- part: in s itself, without the arrays).
     FOR i IN 1..np LOOP
         IF p_costs[i] IS NULL OR p_costs[i] < 0 THEN
             RAISE EXCEPTION 'floodwall: cost must be >= 0';
@@ -115,18 +99,45 @@ BEGIN
             RAISE EXCEPTION 'floodwall: bad part %', i;
         END IF;
     END LOOP;
-    IF np = 1 THEN
+
+    -- Lock and load. Every writer holds the row lock of each row it
+    -- changes, from its read to its commit; a row is inserted only under
+    -- the key's advisory lock, so a missing row cannot appear between a
+    -- read and a write.
+    IF np = 1 AND p_costs[1] = 0 THEN
+        -- a peek of one key: the committed state, no lock
         SELECT * INTO s FROM @table@ WHERE k = p_keys[1];
-        IF NOT FOUND THEN
-            s := ROW(p_keys[1], NULL, 0, 0, NULL, NULL, NULL);
+        found_row := FOUND;
+    ELSIF np = 1 THEN
+        -- the fast path: one existing row no one holds, locked without
+        -- waiting (so with no lock_timeout to set, and no advisory lock)
+        SELECT * INTO s FROM @table@ WHERE k = p_keys[1] FOR UPDATE SKIP LOCKED;
+        found_row := FOUND;
+        IF NOT found_row THEN
+            -- missing, or held by another check: wait, boundedly, in turn
+            IF p_lock_ms > 0 THEN
+                PERFORM set_config('lock_timeout', p_lock_ms::text, true);
+            END IF;
+            PERFORM pg_advisory_xact_lock(@lockclass@, hashtext(encode(p_keys[1], 'hex')));
+            SELECT * INTO s FROM @table@ WHERE k = p_keys[1] FOR UPDATE;
+            found_row := FOUND;
         END IF;
     ELSE
+        -- several parts: every key's advisory lock, in the canonical order,
+        -- before any row lock, so two groups never wait on each other in a
+        -- cycle; then each distinct key's row, its state at its first part
+        IF p_lock_ms > 0 THEN
+            PERFORM set_config('lock_timeout', p_lock_ms::text, true);
+        END IF;
+        FOR h IN SELECT DISTINCT hashtext(encode(x, 'hex')) FROM unnest(p_keys) AS x ORDER BY 1 LOOP
+            PERFORM pg_advisory_xact_lock(@lockclass@, h);
+        END LOOP;
         owner := '{}'; st := '{}'; dirty := '{}';
         FOR i IN 1..np LOOP
             j := array_position(p_keys, p_keys[i]);
             owner[i] := j;
             IF j = i THEN
-                SELECT * INTO r FROM @table@ WHERE k = p_keys[i];
+                SELECT * INTO r FROM @table@ WHERE k = p_keys[i] FOR UPDATE;
                 IF NOT FOUND THEN
                     r := ROW(p_keys[i], NULL, 0, 0, NULL, NULL, NULL);
                 END IF;
@@ -134,6 +145,16 @@ BEGIN
                 dirty[i] := false;
             END IF;
         END LOOP;
+    END IF;
+    IF np = 1 AND NOT found_row THEN
+        s := ROW(p_keys[1], NULL, 0, 0, NULL, NULL, NULL);
+    END IF;
+    -- The clock is read once the locks are held: a check that waited sees
+    -- a time no earlier than the one it waited for.
+    IF p_now IS NULL THEN
+        now_ns := trunc(extract(epoch FROM clock_timestamp()) * 1000000000);
+    ELSE
+        now_ns := p_now;
     END IF;
 
     FOR i IN 1..np LOOP
@@ -304,7 +325,11 @@ BEGIN
         IF NOT ok THEN all_ok := false; END IF;
     END LOOP;
 
-    IF all_ok AND writes THEN
+    IF all_ok AND writes AND np = 1 AND found_row THEN
+        -- the row is ours (locked since it was read): a plain update
+        UPDATE @table@ SET a = s.a, p = s.p, c = s.c, lt = s.lt, ln = s.ln, expires = s.expires
+         WHERE k = s.k;
+    ELSIF all_ok AND writes THEN
         FOR i IN 1..np LOOP
             IF np > 1 THEN
                 IF owner[i] <> i OR NOT dirty[i] THEN
@@ -318,6 +343,8 @@ BEGIN
                  SET a = EXCLUDED.a, p = EXCLUDED.p, c = EXCLUDED.c,
                      lt = EXCLUDED.lt, ln = EXCLUDED.ln, expires = EXCLUDED.expires;
         END LOOP;
+    END IF;
+    IF all_ok AND writes THEN
         -- Bounded cleanup: a few expired rows, never one another
         -- transaction holds (its owner may be about to write it); only on
         -- the database's clock (a test clock's times mean nothing to it).
