@@ -4,7 +4,8 @@
 # Four processes hammer one key with mixed costs, on every algorithm: the
 # units admitted must equal the capacity exactly. Multi-key checks that name
 # the same keys in opposite orders run concurrently: no partial consumption,
-# no deadlock error. Four processes opening a fresh database at once create
+# no deadlock error, also when one-key checks race groups on a key. Four
+# processes opening a fresh database at once create
 # the schema once, without an error.
 from __future__ import annotations
 
@@ -134,6 +135,60 @@ def test_opposite_key_orders_all_or_nothing_no_deadlock(postgres_url: str) -> No
     # every unit admitted was taken from both keys: nothing partial
     assert 100 - a.peek("x").remaining == 70
     assert b.peek("y").remaining == 0
+
+
+def _mixed_worker(url: str, role: int, barrier: Any, out: Any) -> None:
+    a = Limiter(f"{CAPACITY}/day", store=url, namespace="mx", clock=lambda: FIXED_NOW)
+    b = Limiter("100000/day", store=a, namespace="my", clock=lambda: FIXED_NOW)
+    barrier.wait()
+    units_x = units_y = denied_ones = errors = 0
+    i = 0
+    while denied_ones < 2:
+        cost = COSTS[i % len(COSTS)]
+        i += 1
+        try:
+            if role == 0:  # one key: the fast path, once the row exists
+                d = a.check("x", cost)
+            else:  # a group over the same key, in either order
+                parts: list[Any] = [(a, "x", cost), (b, f"y{role}", cost)]
+                d = check_all(parts if role == 1 else parts[::-1])
+        except StoreError:
+            errors += 1
+            continue
+        if d.allowed:
+            units_x += cost
+            units_y += 0 if role == 0 else cost
+        elif cost == 1:
+            denied_ones += 1
+    out.put((role, units_x, units_y, errors))
+    a.close()
+    b.close()
+
+
+def test_one_key_checks_and_groups_on_the_same_key(postgres_url: str) -> None:
+    # one-key checks (row lock without waiting, no advisory lock) race
+    # groups (advisory locks, then row locks) on one key: every unit is
+    # counted once, no group is partial, nothing deadlocks
+    url = postgres_url + "?timeout=30&breaker_threshold=0"
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(PROCESSES)
+    out = ctx.Queue()
+    roles = [0, 0, 1, 2]
+    procs = [ctx.Process(target=_mixed_worker, args=(url, r, barrier, out)) for r in roles]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=180) for _ in procs]
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0] * PROCESSES
+    assert sum(r[3] for r in results) == 0, results
+    assert sum(r[1] for r in results) == CAPACITY, results
+    a = Limiter(f"{CAPACITY}/day", store=url, namespace="mx", clock=lambda: FIXED_NOW)
+    b = Limiter("100000/day", store=a, namespace="my", clock=lambda: FIXED_NOW)
+    assert a.peek("x").remaining == 0
+    for role, _, units_y, _ in results:
+        if role:
+            assert 100000 - b.peek(f"y{role}").remaining == units_y, results
 
 
 def test_opposite_orders_in_threads_on_one_pool(postgres_url: str) -> None:

@@ -97,11 +97,16 @@ def test_killed_and_restarted_async(fresh_postgres: PostgresServer, fail: str) -
 
 
 def _hold_key_lock(server: PostgresServer, lim: Limiter, key: str) -> psycopg.Connection:
-    """A transaction that holds the advisory lock of ``key``'s row (what a
-    stuck check, or a long transaction of the application, would hold)."""
+    """A transaction that holds ``key``'s existing row locked, and its
+    advisory lock (what a stuck check, or a long transaction of the
+    application, would hold)."""
     backend: Any = lim.backend
     name = backend.namer.keys(key)[0]
     holder = psycopg.connect(server.conninfo)
+    row = holder.execute(
+        f"SELECT 1 FROM {backend.conn.layout.table} WHERE k = %s FOR UPDATE", (name,)
+    ).fetchone()
+    assert row is not None, "the key's row must exist"
     holder.execute(
         "SELECT pg_advisory_xact_lock(%s, hashtext(encode(%s::bytea, 'hex')))",
         (backend.conn.layout.lock_class, name),

@@ -123,6 +123,32 @@ def test_denial_and_peek_write_nothing(
         assert c.execute("SELECT xmin FROM public.floodwall_state").fetchone() == xmin_before
 
 
+def test_check_function_refuses_malformed_costs(
+    postgres_url: str, postgres_server: PostgresServer
+) -> None:
+    # one cost per row key, each >= 0 and within its part's capacity; a
+    # call that breaks this (a caller other than floodwall's Python) fails
+    # loudly and writes nothing
+    lim = Limiter("2/minute; 5/hour", store=postgres_url, clock=lambda: FIXED_NOW)
+    backend: Any = lim.backend
+    keys = backend.namer.keys("k")
+    good = backend.parts.args(FIXED_NOW, "{1,1}", keys, 0)[:-1]
+    with psycopg.connect(postgres_server.conninfo, autocommit=True) as c:
+        assert c.execute(backend._sql, good).fetchone()[0] is True
+        before = _rows(postgres_server)
+        for costs, message in (
+            ("{1}", "one cost"),
+            ("{1,1,1}", "one cost"),
+            ("{1,-1}", "cost must be >= 0"),
+            ("{1,NULL}", "cost must be >= 0"),
+            ("{3,1}", "exceeds the capacity"),
+        ):
+            args = (good[0], costs, *good[2:])
+            with pytest.raises(psycopg.errors.RaiseException, match=message):
+                c.execute(backend._sql, args)
+        assert _rows(postgres_server) == before
+
+
 def test_keys_are_hashed_as_on_redis(postgres_url: str, postgres_server: PostgresServer) -> None:
     lim = Limiter("5/minute", store=postgres_url, namespace="ns", key_secret="s3cret")
     lim.check("alice@example.com")

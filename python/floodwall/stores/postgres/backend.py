@@ -26,7 +26,7 @@ from floodwall.stores.capabilities import StoreCapabilities
 from floodwall.stores.failure import FailurePolicy
 from floodwall.stores.netkeys import KeyNamer, escape, resolve_key_secret
 from floodwall.stores.netquota import INT64_MAX, NetQuota, normalise_quota
-from floodwall.stores.postgres.calls import Parts, Row, call_async, call_sync
+from floodwall.stores.postgres.calls import Parts, Row, call_async, call_sync, costs_literal
 from floodwall.stores.postgres.connection import Connection, acquire, release, shared
 from floodwall.stores.postgres.schema import Layout
 from floodwall.stores.postgres.url import PostgresOptions, libpq_conninfo, read_options
@@ -100,6 +100,8 @@ class PostgresBackend:
         self.capacity = min(q.burst for q in quotas)
         self._meta = tuple((q.burst, r) for q, r in zip(quotas, self.rates))
         self.parts = Parts.of(quotas)
+        #: the costs literal of a cost-1 check (one cost per rate), made once
+        self._costs1 = costs_literal([1] * len(quotas))
         self.namer = KeyNamer(
             spec.namespace,
             spec.algorithm,
@@ -142,15 +144,27 @@ class PostgresBackend:
             raise err
         return n
 
-    def _decision(self, row: Row, meta: Sequence[tuple[int, Rate]], cost: int) -> Decision:
+    def _costs(self, cost: int) -> str:
+        return self._costs1 if cost == 1 else costs_literal([cost] * len(self.quotas))
+
+    def _decision(
+        self,
+        row: Row,
+        meta: Sequence[tuple[int, Rate]],
+        units: int,
+        part_of: Sequence[int] | None,
+    ) -> Decision:
+        """The row as a Decision (``part_of``: the group part of each row
+        key, naming the denying part), counted when it charges ``units``."""
         ok, part, rem, retry, reset, delay = row
         burst, rate = meta[part]
-        if cost:
+        if units:
             if ok:
                 self._allowed += 1
             else:
                 self._denied += 1
-        return Decision(ok, burst, rem, retry, reset, delay, rate=rate)
+        denied_part = part_of[part] if part_of is not None and not ok else None
+        return Decision(ok, burst, rem, retry, reset, delay, rate=rate, denied_part=denied_part)
 
     def _failed(self, exc: BaseException, meta: Sequence[tuple[int, Rate]]) -> Decision:
         breaker = self.conn.breaker
@@ -168,13 +182,19 @@ class PostgresBackend:
         )
 
     def _run(
-        self, keys: Sequence[bytes], parts: Parts, cost: int, meta: Sequence[tuple[int, Rate]]
+        self,
+        keys: Sequence[bytes],
+        parts: Parts,
+        costs: str,
+        meta: Sequence[tuple[int, Rate]],
+        units: int,
+        part_of: Sequence[int] | None = None,
     ) -> Decision:
         conn = self.conn
         breaker = conn.breaker
         if breaker._state and not breaker.allow():  # not closed: maybe skip
             return self._skipped(meta)
-        args = parts.args(self._now(), cost, keys, conn.lock_ms)
+        args = parts.args(self._now(), costs, keys, conn.lock_ms)
         try:
             try:
                 with conn.connection() as c:
@@ -188,16 +208,22 @@ class PostgresBackend:
             return self._failed(exc, meta)
         if breaker._failures or breaker._state:
             breaker.success()
-        return self._decision(row, meta, cost)
+        return self._decision(row, meta, units, part_of)
 
     async def _arun(
-        self, keys: Sequence[bytes], parts: Parts, cost: int, meta: Sequence[tuple[int, Rate]]
+        self,
+        keys: Sequence[bytes],
+        parts: Parts,
+        costs: str,
+        meta: Sequence[tuple[int, Rate]],
+        units: int,
+        part_of: Sequence[int] | None = None,
     ) -> Decision:
         conn = self.conn
         breaker = conn.breaker
         if breaker._state and not breaker.allow():
             return self._skipped(meta)
-        args = parts.args(self._now(), cost, keys, conn.lock_ms)
+        args = parts.args(self._now(), costs, keys, conn.lock_ms)
         try:
             try:
                 row = await self._acall(args)
@@ -211,7 +237,7 @@ class PostgresBackend:
             return self._failed(exc, meta)
         if breaker._failures or breaker._state:
             breaker.success()
-        return self._decision(row, meta, cost)
+        return self._decision(row, meta, units, part_of)
 
     async def _acall(self, args: Sequence[Any]) -> Row:
         c, done = await self.conn.aconnection()
@@ -232,7 +258,7 @@ class PostgresBackend:
         """Decide `cost` units for `key` on every rate, all-or-nothing."""
         if cost.__class__ is not int or cost < 0 or cost > self.capacity:
             cost = self._checked_cost(cost)
-        return self._run(self.namer.keys(key), self.parts, cost, self._meta)
+        return self._run(self.namer.keys(key), self.parts, self._costs(cost), self._meta, cost)
 
     def allow(self, key: Key, cost: int = 1) -> bool:
         return self.check(key, cost).allowed
@@ -243,7 +269,9 @@ class PostgresBackend:
     async def acheck(self, key: Key, cost: int = 1) -> Decision:
         if cost.__class__ is not int or cost < 0 or cost > self.capacity:
             cost = self._checked_cost(cost)
-        return await self._arun(self.namer.keys(key), self.parts, cost, self._meta)
+        return await self._arun(
+            self.namer.keys(key), self.parts, self._costs(cost), self._meta, cost
+        )
 
     async def aallow(self, key: Key, cost: int = 1) -> bool:
         return (await self.acheck(key, cost)).allowed
@@ -254,37 +282,49 @@ class PostgresBackend:
     # -- groups -------------------------------------------------------------
 
     def _group(
-        self, parts: Sequence[tuple[Any, Key]], cost: int
-    ) -> tuple[list[bytes], Parts, list[tuple[int, Rate]]]:
+        self, parts: Sequence[tuple[Any, ...]], cost: int
+    ) -> tuple[list[bytes], Parts, str, list[tuple[int, Rate]], list[int], int]:
+        """The row keys, part arrays and costs literal of a group, the
+        (capacity, rate) and group part of each key, and the most units a
+        part charges. A part is (backend, key) with ``cost``, or (backend,
+        key, its own cost); a cost of 0 peeks."""
         cost = validate_cost(cost)
         if not parts:
             raise ConfigError("check_all needs at least one (limiter, key) pair")
         keys: list[bytes] = []
         arrays: Parts | None = None
         meta: list[tuple[int, Rate]] = []
-        for backend, key in parts:
+        part_of: list[int] = []
+        costs: list[int] = []
+        for i, part in enumerate(parts):
+            backend, key = part[0], part[1]
+            n = validate_cost(part[2]) if len(part) == 3 else cost
             if not isinstance(backend, PostgresBackend) or backend.conn is not self.conn:
                 raise ConfigError(
                     "check_all needs every limiter on the same PostgreSQL store: open them "
                     "with the same URL and options, or pass store=<first limiter>"
                 )
-            err = backend._cost_error(cost, backend._meta)
+            err = backend._cost_error(n, backend._meta)
             if err is not None:
                 raise err
-            keys.extend(backend.namer.keys(key))
+            part_keys = backend.namer.keys(key)
+            keys.extend(part_keys)
             arrays = backend.parts if arrays is None else arrays + backend.parts
             meta.extend(backend._meta)
+            part_of.extend([i] * len(part_keys))
+            costs.extend([n] * len(part_keys))
         assert arrays is not None
-        return keys, arrays, meta
+        return keys, arrays, costs_literal(costs), meta, part_of, max(costs)
 
-    def check_group(self, parts: Sequence[tuple[Any, Key]], cost: int = 1) -> Decision:
-        """All-or-nothing over several (backend, key) parts, in one statement."""
-        keys, arrays, meta = self._group(parts, cost)
-        return self._run(keys, arrays, cost, meta)
+    def check_group(self, parts: Sequence[tuple[Any, ...]], cost: int = 1) -> Decision:
+        """All-or-nothing over several (backend, key[, cost]) parts, in one
+        statement; a denial names its part (``denied_part``)."""
+        keys, arrays, costs, meta, part_of, units = self._group(parts, cost)
+        return self._run(keys, arrays, costs, meta, units, part_of)
 
-    async def acheck_group(self, parts: Sequence[tuple[Any, Key]], cost: int = 1) -> Decision:
-        keys, arrays, meta = self._group(parts, cost)
-        return await self._arun(keys, arrays, cost, meta)
+    async def acheck_group(self, parts: Sequence[tuple[Any, ...]], cost: int = 1) -> Decision:
+        keys, arrays, costs, meta, part_of, units = self._group(parts, cost)
+        return await self._arun(keys, arrays, costs, meta, units, part_of)
 
     # -- administration -----------------------------------------------------
 
@@ -314,16 +354,18 @@ class PostgresBackend:
         raw += b":" + self.spec.algorithm.encode() + b":"
         return raw.replace(b"\\", b"\\\\").replace(b"%", b"\\%").replace(b"_", b"\\_") + b"%"
 
-    def reset(self, key: Key) -> None:
-        """Forget `key` (every rate). Raises StoreError if the database fails."""
+    def reset(self, key: Key) -> bool:
+        """Forget `key` (every rate); True if the table held a row for it
+        (rows expire lazily: a key back to full capacity may still have
+        one). Raises StoreError if the database fails."""
         table = self.conn.layout.table
-        self._admin(f"DELETE FROM {table} WHERE k = ANY(%s)", (self.namer.keys(key),), "reset")
+        sql = f"DELETE FROM {table} WHERE k = ANY(%s)"
+        return self._admin(sql, (self.namer.keys(key),), "reset") > 0
 
-    async def areset(self, key: Key) -> None:
+    async def areset(self, key: Key) -> bool:
         table = self.conn.layout.table
-        await self._aadmin(
-            f"DELETE FROM {table} WHERE k = ANY(%s)", (self.namer.keys(key),), "reset"
-        )
+        sql = f"DELETE FROM {table} WHERE k = ANY(%s)"
+        return await self._aadmin(sql, (self.namer.keys(key),), "reset") > 0
 
     def clear(self) -> None:
         """Forget every key of this limiter (namespace and algorithm)."""
@@ -370,6 +412,19 @@ class PostgresBackend:
     async def aclose(self) -> None:
         await self.conn.aclose()
         self.close()
+
+    # ``with`` / ``async with`` close the connections this store opened
+    def __enter__(self) -> PostgresBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> PostgresBackend:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     def __repr__(self) -> str:
         where = self.conn.label or type(self.conn.user).__name__

@@ -16,7 +16,7 @@ from typing import Any
 from floodwall.errors import StoreError
 from floodwall.stores.netquota import NetQuota
 
-__all__ = ["ALGORITHM_CODES", "Parts", "call_async", "call_sync"]
+__all__ = ["ALGORITHM_CODES", "Parts", "call_async", "call_sync", "costs_literal"]
 
 #: Algorithm name -> the code check.sql dispatches on.
 ALGORITHM_CODES = {
@@ -35,6 +35,11 @@ Row = tuple[bool, int, int, int, int, int]
 def _array(values: Sequence[object]) -> str:
     """A PostgreSQL array literal of plain values (codes and integers)."""
     return "{" + ",".join(str(v) for v in values) + "}"
+
+
+def costs_literal(costs: Sequence[int]) -> str:
+    """The int8[] literal of one cost per row key."""
+    return _array(costs)
 
 
 def keys_literal(keys: Sequence[bytes]) -> str:
@@ -80,10 +85,12 @@ class Parts:
         )
 
     def args(
-        self, now: int | None, cost: int, keys: Sequence[bytes], lock_ms: int
+        self, now: int | None, costs: str, keys: Sequence[bytes], lock_ms: int
     ) -> tuple[Any, ...]:
+        """The statement's parameters (``costs``: the literal of one cost
+        per key, :func:`costs_literal`), then the part count."""
         algo, b, t, tau, w = self.literals
-        return (now, cost, keys_literal(keys), algo, b, t, tau, w, lock_ms, len(keys))
+        return (now, costs, keys_literal(keys), algo, b, t, tau, w, lock_ms, len(keys))
 
 
 def _checked(row: Any, nparts: int) -> Row:

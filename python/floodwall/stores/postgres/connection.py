@@ -276,6 +276,11 @@ class Connection:
 
     # -- life cycle ---------------------------------------------------------
 
+    def breakers(self) -> list[CircuitBreaker]:
+        """Every breaker of this store (one: the server), as the metrics
+        exporter reads them."""
+        return [self.breaker]
+
     def tripped(self, breaker: CircuitBreaker) -> None:
         """The breaker just opened (nothing queued to wake here)."""
 

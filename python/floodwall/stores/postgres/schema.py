@@ -104,7 +104,7 @@ class Layout:
         """The one statement a check sends (nine parameters)."""
         return (
             "SELECT allowed, part, remaining, retry_after, reset_after, delay "
-            f"FROM {self.function}(%s::int8, %s::int8, %s::bytea[], %s::text[], "
+            f"FROM {self.function}(%s::int8, %s::int8[], %s::bytea[], %s::text[], "
             "%s::int8[], %s::int8[], %s::int8[], %s::int8[], %s::int4)"
         )
 

@@ -1,24 +1,31 @@
 -- check.sql - the one entry point of the PostgreSQL store: decide a check
--- of `p_cost` units on every part (one row key per rate and user key),
+-- of `p_costs[i]` units on part i (one row key per rate and user key),
 -- all-or-nothing, in one call: the SQL twins of docs/algorithms.md (gcra,
 -- token_bucket, leaky_bucket policing and shaping, fixed_window,
 -- sliding_window, sliding_log), exact in integer nanoseconds (numeric
 -- wherever a value may pass 2^63).
 --
 -- Arguments: p_now (ns, or NULL to read clock_timestamp(): only tests give
--- a time), p_cost, then one array item per part: the row key, the
--- algorithm code (g gcra family, s leaky-bucket shaping, f fixed window,
+-- a time), then one array item per part: its cost (0 peeks: the part
+-- denies when one unit would not be admitted, and charges nothing), the
+-- row key, the algorithm code (g gcra family, s leaky-bucket shaping, f fixed window,
 -- w sliding window, l sliding log), B, T, tau, W; p_lock_ms (0: wait for
 -- locks as long as the statement may).
 -- Result: allowed, the index of the deciding part (0-based), remaining,
 -- retry_after, reset_after, delay (ns, clamped to 2^63 - 1).
 --
--- Invariant: the keys' advisory locks are taken in one canonical order
--- (sorted lock ids, in the lock class of this table) before any state is
--- read, so two checks that touch the same keys in opposite orders never
--- deadlock; parts are decided in order, each seeing what the parts before
+-- Invariant: a check holds the row lock of every existing row it may
+-- write from its read to its commit, and inserts a row only under the
+-- key's advisory lock, so no admitted unit is lost. A check of one key
+-- locks its row without waiting when it can (the fast path: no advisory
+-- lock, no lock_timeout to set); otherwise, and for several keys, the
+-- keys' advisory locks are taken in one canonical order (sorted lock ids,
+-- in the lock class of this table) before any row lock, so two checks
+-- that touch the same keys in opposite orders never deadlock, and a
+-- one-key check waits on at most one thing. Parts are decided in order, each seeing what the parts before
 -- it admitted (a key may appear twice); rows are written only when every
--- part is admitted and cost > 0, so a denial or a peek writes nothing.
+-- part is admitted, and only by parts of cost > 0, so a denial or a peek
+-- writes nothing.
 -- Expired rows are removed a few at a time by admitting checks (at most
 -- @sweep_rows@ rows, on one check in @sweep_every@ on average), skipping rows
 -- that another transaction holds: no sweep is ever unbounded.
@@ -27,7 +34,7 @@
 
 CREATE OR REPLACE FUNCTION @check@(
     p_now bigint,
-    p_cost bigint,
+    p_costs bigint[],
     p_keys bytea[],
     p_algo text[],
     p_b bigint[],
@@ -48,7 +55,9 @@ DECLARE
     np integer := cardinality(p_keys);
     now_ns numeric;
     n bigint;
-    peek boolean := p_cost = 0;
+    peek boolean;
+    writes boolean := false;
+    found_row boolean;
     i integer;
     j integer;
     h integer;
@@ -71,26 +80,74 @@ DECLARE
 BEGIN
     IF np IS NULL OR np = 0 OR cardinality(p_algo) IS DISTINCT FROM np
        OR cardinality(p_b) IS DISTINCT FROM np OR cardinality(p_t) IS DISTINCT FROM np
-       OR cardinality(p_tau) IS DISTINCT FROM np OR cardinality(p_w) IS DISTINCT FROM np THEN
-        RAISE EXCEPTION 'floodwall: expected one algorithm, B, T, tau and W per key';
-    END IF;
-    IF p_cost IS NULL OR p_cost < 0 THEN
-        RAISE EXCEPTION 'floodwall: cost must be >= 0';
+       OR cardinality(p_tau) IS DISTINCT FROM np OR cardinality(p_w) IS DISTINCT FROM np
+       OR cardinality(p_costs) IS DISTINCT FROM np THEN
+        RAISE EXCEPTION 'floodwall: expected one cost, algorithm, B, T, tau and W per key';
     END IF;
     IF p_now IS NOT NULL AND p_now < 0 THEN
         RAISE EXCEPTION 'floodwall: bad time %', p_now;
     END IF;
-    IF p_lock_ms > 0 THEN
-        PERFORM set_config('lock_timeout', p_lock_ms::text, true);
-    END IF;
+    FOR i IN 1..np LOOP
+        IF p_costs[i] IS NULL OR p_costs[i] < 0 THEN
+            RAISE EXCEPTION 'floodwall: cost must be >= 0';
+        END IF;
+        IF p_costs[i] > p_b[i] THEN
+            RAISE EXCEPTION 'floodwall: cost exceeds the capacity';
+        END IF;
+        IF p_algo[i] NOT IN ('g', 's', 'f', 'w', 'l') OR p_b[i] < 1 OR p_t[i] < 1
+           OR p_tau[i] < 1 OR p_w[i] < 1 THEN
+            RAISE EXCEPTION 'floodwall: bad part %', i;
+        END IF;
+    END LOOP;
 
-    -- Lock every key, in the canonical order, before reading any state.
-    IF np = 1 THEN
-        PERFORM pg_advisory_xact_lock(@lockclass@, hashtext(encode(p_keys[1], 'hex')));
+    -- Lock and load. Every writer holds the row lock of each row it
+    -- changes, from its read to its commit; a row is inserted only under
+    -- the key's advisory lock, so a missing row cannot appear between a
+    -- read and a write.
+    IF np = 1 AND p_costs[1] = 0 THEN
+        -- a peek of one key: the committed state, no lock
+        SELECT * INTO s FROM @table@ WHERE k = p_keys[1];
+        found_row := FOUND;
+    ELSIF np = 1 THEN
+        -- the fast path: one existing row no one holds, locked without
+        -- waiting (so with no lock_timeout to set, and no advisory lock)
+        SELECT * INTO s FROM @table@ WHERE k = p_keys[1] FOR UPDATE SKIP LOCKED;
+        found_row := FOUND;
+        IF NOT found_row THEN
+            -- missing, or held by another check: wait, boundedly, in turn
+            IF p_lock_ms > 0 THEN
+                PERFORM set_config('lock_timeout', p_lock_ms::text, true);
+            END IF;
+            PERFORM pg_advisory_xact_lock(@lockclass@, hashtext(encode(p_keys[1], 'hex')));
+            SELECT * INTO s FROM @table@ WHERE k = p_keys[1] FOR UPDATE;
+            found_row := FOUND;
+        END IF;
     ELSE
+        -- several parts: every key's advisory lock, in the canonical order,
+        -- before any row lock, so two groups never wait on each other in a
+        -- cycle; then each distinct key's row, its state at its first part
+        IF p_lock_ms > 0 THEN
+            PERFORM set_config('lock_timeout', p_lock_ms::text, true);
+        END IF;
         FOR h IN SELECT DISTINCT hashtext(encode(x, 'hex')) FROM unnest(p_keys) AS x ORDER BY 1 LOOP
             PERFORM pg_advisory_xact_lock(@lockclass@, h);
         END LOOP;
+        owner := '{}'; st := '{}'; dirty := '{}';
+        FOR i IN 1..np LOOP
+            j := array_position(p_keys, p_keys[i]);
+            owner[i] := j;
+            IF j = i THEN
+                SELECT * INTO r FROM @table@ WHERE k = p_keys[i] FOR UPDATE;
+                IF NOT FOUND THEN
+                    r := ROW(p_keys[i], NULL, 0, 0, NULL, NULL, NULL);
+                END IF;
+                st[i] := r;
+                dirty[i] := false;
+            END IF;
+        END LOOP;
+    END IF;
+    IF np = 1 AND NOT found_row THEN
+        s := ROW(p_keys[1], NULL, 0, 0, NULL, NULL, NULL);
     END IF;
     -- The clock is read once the locks are held: a check that waited sees
     -- a time no earlier than the one it waited for.
@@ -100,40 +157,9 @@ BEGIN
         now_ns := p_now;
     END IF;
 
-    -- Load each distinct key once; its state lives at its first part (one
-    -- part: in s itself, without the arrays).
     FOR i IN 1..np LOOP
-        IF p_cost > p_b[i] THEN
-            RAISE EXCEPTION 'floodwall: cost exceeds the capacity';
-        END IF;
-        IF p_algo[i] NOT IN ('g', 's', 'f', 'w', 'l') OR p_b[i] < 1 OR p_t[i] < 1
-           OR p_tau[i] < 1 OR p_w[i] < 1 THEN
-            RAISE EXCEPTION 'floodwall: bad part %', i;
-        END IF;
-    END LOOP;
-    IF np = 1 THEN
-        SELECT * INTO s FROM @table@ WHERE k = p_keys[1];
-        IF NOT FOUND THEN
-            s := ROW(p_keys[1], NULL, 0, 0, NULL, NULL, NULL);
-        END IF;
-    ELSE
-        owner := '{}'; st := '{}'; dirty := '{}';
-        FOR i IN 1..np LOOP
-            j := array_position(p_keys, p_keys[i]);
-            owner[i] := j;
-            IF j = i THEN
-                SELECT * INTO r FROM @table@ WHERE k = p_keys[i];
-                IF NOT FOUND THEN
-                    r := ROW(p_keys[i], NULL, 0, 0, NULL, NULL, NULL);
-                END IF;
-                st[i] := r;
-                dirty[i] := false;
-            END IF;
-        END LOOP;
-    END IF;
-
-    n := CASE WHEN peek THEN 1 ELSE p_cost END;
-    FOR i IN 1..np LOOP
+        peek := p_costs[i] = 0;
+        n := CASE WHEN peek THEN 1 ELSE p_costs[i] END;
         IF np > 1 THEN
             j := owner[i];
             s := st[j];
@@ -274,9 +300,12 @@ BEGIN
             -- what one unit would get, with the state as it is
             IF ok THEN rem := rem + 1; END IF;
             reset := held;
-        ELSIF ok AND np > 1 THEN
-            st[j] := s;
-            dirty[j] := true;
+        ELSIF ok THEN
+            writes := true;
+            IF np > 1 THEN
+                st[j] := s;
+                dirty[j] := true;
+            END IF;
         END IF;
 
         -- the deciding part: when denied, the longest wait; else the fewest left
@@ -296,7 +325,11 @@ BEGIN
         IF NOT ok THEN all_ok := false; END IF;
     END LOOP;
 
-    IF all_ok AND NOT peek THEN
+    IF all_ok AND writes AND np = 1 AND found_row THEN
+        -- the row is ours (locked since it was read): a plain update
+        UPDATE @table@ SET a = s.a, p = s.p, c = s.c, lt = s.lt, ln = s.ln, expires = s.expires
+         WHERE k = s.k;
+    ELSIF all_ok AND writes THEN
         FOR i IN 1..np LOOP
             IF np > 1 THEN
                 IF owner[i] <> i OR NOT dirty[i] THEN
@@ -310,6 +343,8 @@ BEGIN
                  SET a = EXCLUDED.a, p = EXCLUDED.p, c = EXCLUDED.c,
                      lt = EXCLUDED.lt, ln = EXCLUDED.ln, expires = EXCLUDED.expires;
         END LOOP;
+    END IF;
+    IF all_ok AND writes THEN
         -- Bounded cleanup: a few expired rows, never one another
         -- transaction holds (its owner may be about to write it); only on
         -- the database's clock (a test clock's times mean nothing to it).
