@@ -350,6 +350,8 @@ def _slow_send(srv: FloodwallServer, data: bytes, bound: float) -> tuple[float, 
                 break
             except TimeoutError:
                 pass
+            except OSError:  # reset by the server: cut off
+                break
             if time.monotonic() - start > bound:
                 break
     return time.monotonic() - start, got
