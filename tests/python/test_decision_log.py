@@ -80,3 +80,27 @@ def test_raw_keys_true_shows_the_key(caplog: pytest.LogCaptureFixture) -> None:
     assert len(records) == 1
     assert CLIENT_IP in records[0].getMessage()
     assert "key_id" not in records[0].decision  # type: ignore[attr-defined]
+
+
+def test_asgi_on_redis_awaited_path(caplog: pytest.LogCaptureFixture, redis_url: str) -> None:
+    """A network store: the integration awaits acheck (not the inline path)."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from floodwall.integrations.asgi import Floodwall as AsgiFloodwall
+
+    app = FastAPI()
+    AsgiFloodwall("2/minute", store=redis_url).init_app(app)
+
+    @app.get("/items")
+    async def items() -> dict[str, str]:
+        return {"ok": "items"}
+
+    c = TestClient(app, client=(CLIENT_IP, 40000))
+    with caplog.at_level(logging.DEBUG, logger="floodwall"):
+        statuses = [c.get("/items").status_code for _ in range(4)]
+    assert statuses == [200, 200, 429, 429]
+    records = decision_records(caplog)
+    outcomes = [r.decision["outcome"] for r in records]  # type: ignore[attr-defined]
+    assert outcomes == ["allowed", "allowed", "denied", "denied"]
+    assert all(CLIENT_IP not in r.getMessage() for r in records)
