@@ -173,3 +173,17 @@ def test_shm_table_by_store(tmp_path: Path, scheme: str) -> None:
         path = shared.shm_path(shared.shm_name(f"{scheme}://{name}"))
         if os.path.exists(path):
             os.unlink(path)
+
+
+def test_remote_server_health(tmp_path: Path, remote_store_url: str) -> None:
+    r = run(tmp_path, "doctor", "--json", "--store", remote_store_url)
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = json.loads(r.stdout)
+    assert report["ok"] is True and report["store"] == "remote"
+    assert report["health"] == "HTTP 200"
+
+
+def test_dead_remote_server_is_unreadable(tmp_path: Path) -> None:
+    r = run(tmp_path, "doctor", "--store", f"http://127.0.0.1:{free_port()}?timeout=1")
+    assert r.returncode == 2
+    assert "floodwall server" in r.stderr
