@@ -10,10 +10,15 @@ handler unless ``[logging] console`` or ``file`` asks for one):
   holds the interval);
 - INFO ``floodwall.config``: a configuration was loaded (its origin, store
   URL with the password hidden, the number of named limits);
-- DEBUG ``floodwall.decision``: reserved for decisions (the integrations do
-  not emit it yet).
+- DEBUG ``floodwall.decision``: one per request decided by a web
+  integration (written by :mod:`floodwall.integrations._common`): the limit
+  name(s), the outcome (allowed, delayed, denied, denied (no key)),
+  remaining, retry-after, and the key as a hashed id (``key_id``, as hooks
+  and events show it), the raw key only with ``raw_keys = true``; the
+  record's ``decision`` attribute holds the same as a dict. Guarded by
+  ``isEnabledFor(DEBUG)``: with DEBUG off it costs one check per request.
 
-No raw client key is written at INFO or above unless ``raw_keys = true``.
+No raw client key is written unless ``raw_keys = true``.
 """
 
 from __future__ import annotations
@@ -27,9 +32,17 @@ from floodwall.stores.failure import LOG_INTERVAL, set_warning_interval
 if TYPE_CHECKING:
     from floodwall.config.model import Config
 
-__all__ = ["apply"]
+__all__ = ["apply", "raw_keys"]
 
 _HANDLER_ATTR = "_floodwall_configured"
+
+#: ``[logging] raw_keys`` of the configuration applied last (one element).
+_RAW_KEYS = [False]
+
+
+def raw_keys() -> bool:
+    """Whether records may show raw client keys (``[logging] raw_keys``)."""
+    return _RAW_KEYS[0]
 
 
 def apply(config: Config) -> None:
@@ -40,6 +53,7 @@ def apply(config: Config) -> None:
     if level is not None:
         root.setLevel(str(level).upper())
     set_warning_interval(config.get("logging", "warning_interval", LOG_INTERVAL))
+    _RAW_KEYS[0] = bool(config.get("logging", "raw_keys", False))
     for handler in list(root.handlers):
         if getattr(handler, _HANDLER_ATTR, False):
             root.removeHandler(handler)

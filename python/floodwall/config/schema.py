@@ -342,7 +342,7 @@ SECTIONS: dict[str, dict[str, Field]] = {
                        "FLOODWALL_LOG_LEVEL"),
         "console": Field(_bool, "false", "add a handler writing to stderr"),
         "file": Field(_str, "(none)", "add a handler appending to this file"),
-        "raw_keys": Field(_bool, "false", "write client keys in records at INFO and above"),
+        "raw_keys": Field(_bool, "false", "write raw client keys in records, not hashed ids"),
         "warning_interval": Field(_seconds, "60", "seconds between two warnings about the "
                                   "same store failure"),
     },

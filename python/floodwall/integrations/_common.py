@@ -9,11 +9,13 @@ framework is imported here, and a denied request consumes nothing.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
 
 from floodwall.algorithms import DEFAULT_ALGORITHM
+from floodwall.config.logsetup import raw_keys
 from floodwall.errors import ConfigError
 from floodwall.headers import PROBLEM_CONTENT_TYPE, HeaderPolicy
 from floodwall.integrations._options import FOREIGN_OPTIONS
@@ -56,6 +58,10 @@ __all__ = [
     "check_rates",
     "missing_key_body",
 ]
+
+#: One DEBUG record per decision (see :func:`log_decision`).
+decision_log = logging.getLogger("floodwall.decision")
+_DEBUG = logging.DEBUG
 
 #: Set on a view that checks its own limits (decorators): the app-wide
 #: middleware then applies neither the default limit nor path limits to it.
@@ -233,6 +239,34 @@ def guard_option_names() -> frozenset[str]:
 
     params = inspect.signature(Guard.__init__).parameters
     return frozenset(n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def log_decision(outcome: Outcome, keys: Sequence[str]) -> None:
+    """The DEBUG record ``floodwall.decision`` of one request's outcome: the
+    limit name(s), the outcome, remaining, retry-after, and the key(s) as
+    hashed ids (raw only with ``[logging] raw_keys = true``). Callers guard
+    it with ``decision_log.isEnabledFor(logging.DEBUG)``."""
+    from floodwall.hooks import key_id
+
+    limits = outcome.limits
+    names = ",".join(b.name or limits.scope or "default" for b in limits.limits)
+    d = outcome.decision
+    if outcome.missing_key:
+        verdict = "denied (no key)"
+    elif not outcome.allowed:
+        verdict = "denied"
+    else:
+        verdict = "delayed" if outcome.delay > 0 else "allowed"
+    shown = list(keys) if raw_keys() else [key_id(k) for k in keys]
+    field = "key" if raw_keys() else "key_id"
+    remaining = None if d is None else d.remaining
+    retry = None if d is None else d.retry_after
+    decision_log.debug(
+        "decision limit=%s outcome=%s remaining=%s retry_after=%s %s=%s",
+        names, verdict, remaining, retry, field, ",".join(shown),
+        extra={"decision": {"limits": names, "outcome": verdict, "remaining": remaining,
+                            "retry_after": retry, field: shown}},
+    )
 
 
 class Guard(ShapingBudget):
@@ -478,12 +512,26 @@ class Guard(ShapingBudget):
             parts.append((b.limiter, b.prefix + k))
         return parts
 
-    def _finish(self, limits: LimitSet, decision: Decision, cost: int) -> Outcome:
+    def _finish(
+        self, limits: LimitSet, decision: Decision, cost: int, keys: Sequence[str]
+    ) -> Outcome:
         if decision.allowed:
-            if decision.delay_ns > 0:
-                return self._hold(limits, decision, cost)
-            return Outcome(decision, limits)
-        return Outcome(decision, limits, limits.headers.retry_after(decision))
+            outcome = (
+                self._hold(limits, decision, cost)
+                if decision.delay_ns > 0
+                else Outcome(decision, limits)
+            )
+        else:
+            outcome = Outcome(decision, limits, limits.headers.retry_after(decision))
+        if decision_log.isEnabledFor(_DEBUG):
+            log_decision(outcome, keys)
+        return outcome
+
+    def _no_key(self, limits: LimitSet) -> Outcome:
+        outcome = Outcome(None, limits, missing_key=True)
+        if decision_log.isEnabledFor(_DEBUG):
+            log_decision(outcome, ())
+        return outcome
 
     def check(self, limits: LimitSet, view: RequestView, cost: int | None = None) -> Outcome | None:
         """Check a request synchronously; None means "not limited" (disabled,
@@ -499,17 +547,23 @@ class Guard(ShapingBudget):
                 n = cost if cost is not None else limits.fixed_cost
                 if n is None:
                     n = self._cost(limits, view, None)
-                decision = single.limiter.check(single.prefix + k, n)
+                key = single.prefix + k
+                decision = single.limiter.check(key, n)
                 if decision.allowed:
                     if decision.delay_ns > 0:
-                        return self._hold(limits, decision, n)
-                    return Outcome(decision, limits)
-                return Outcome(decision, limits, limits.headers.retry_after(decision))
+                        outcome = self._hold(limits, decision, n)
+                    else:
+                        outcome = Outcome(decision, limits)
+                else:
+                    outcome = Outcome(decision, limits, limits.headers.retry_after(decision))
+                if decision_log.isEnabledFor(_DEBUG):
+                    log_decision(outcome, (key,))
+                return outcome
         parts = self._parts(limits, view)
         if parts is None:
             return None
         if not parts:
-            return Outcome(None, limits, missing_key=True)
+            return self._no_key(limits)
         n = self._cost(limits, view, cost)
         if len(parts) == 1:
             limiter, key = parts[0]
@@ -519,7 +573,7 @@ class Guard(ShapingBudget):
 
             decision = check_all(parts, n)
             _observe_parts(parts, decision, n)
-        return self._finish(limits, decision, n)
+        return self._finish(limits, decision, n, [key for _, key in parts])
 
     async def acheck(
         self, limits: LimitSet, view: RequestView, cost: int | None = None
@@ -540,13 +594,14 @@ class Guard(ShapingBudget):
                 n = cost if cost is not None else limits.fixed_cost
                 if n is None:
                     n = self._cost(limits, view, None)
-                decision = await single.limiter.acheck(single.prefix + k, n)
-                return self._finish(limits, decision, n)
+                key = single.prefix + k
+                decision = await single.limiter.acheck(key, n)
+                return self._finish(limits, decision, n, (key,))
         parts = self._parts(limits, view)
         if parts is None:
             return None
         if not parts:
-            return Outcome(None, limits, missing_key=True)
+            return self._no_key(limits)
         n = self._cost(limits, view, cost)
         if len(parts) == 1:
             limiter, key = parts[0]
@@ -556,4 +611,4 @@ class Guard(ShapingBudget):
 
             decision = await acheck_all(parts, n)
             _observe_parts(parts, decision, n)
-        return self._finish(limits, decision, n)
+        return self._finish(limits, decision, n, [key for _, key in parts])

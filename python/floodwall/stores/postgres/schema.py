@@ -23,7 +23,14 @@ from typing import Any
 from floodwall.errors import ConfigError
 from floodwall.stores.postgres.url import PostgresOptions, check_identifier
 
-__all__ = ["SCHEMA_VERSION", "Layout", "SchemaVersionError", "ensure_schema", "install_sql"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Layout",
+    "SchemaVersionError",
+    "ensure_schema",
+    "install_sql",
+    "schema_state",
+]
 
 #: The version of the tables this floodwall reads and writes.
 SCHEMA_VERSION = 1
@@ -157,6 +164,13 @@ def _state(cur: Any, layout: Layout) -> tuple[int | None, bool]:
             "or was damaged; use another table= or drop it"
         )
     return _version(row[0], layout), bool(has_function)
+
+
+def schema_state(cur: Any, layout: Layout) -> tuple[int | None, bool]:
+    """(schema version, or None when the tables are missing; whether this
+    floodwall's check function exists), read-only. SchemaVersionError for
+    a version this floodwall does not know (``floodwall doctor`` uses it)."""
+    return _state(cur, layout)
 
 
 def _version(text: object, layout: Layout) -> int:
