@@ -41,16 +41,20 @@ PyObject *fw_decision_new_at(fw_module_state *st, const fw_decision_t *d,
 }
 
 /* The UNIX time (ns) the decision was made. A monotonic stamp is moved onto
- * the wall clock when asked: the monotonic clock is read first, so the
- * offset can only come out late, never early. */
-static int64_t decided_unix_ns(const fw_py_decision *s)
+ * the wall clock the first time it is asked for, and the result is kept, so
+ * every later read gives the same instant (the Decision stays immutable as
+ * Python sees it). The monotonic clock is read first, so the offset can only
+ * come out late, never early. */
+static int64_t decided_unix_ns(fw_py_decision *s)
 {
     if (!s->at_monotonic)
         return s->at_ns;
     int64_t mono = fw_clock_monotonic_ns();
     int64_t real = fw_clock_realtime_ns();
     int64_t at = s->at_ns + (real - mono);
-    return at < 0 ? 0 : at;
+    s->at_ns = at < 0 ? 0 : at;
+    s->at_monotonic = 0;
+    return s->at_ns;
 }
 
 static void decision_dealloc(PyObject *op)
@@ -210,7 +214,7 @@ static PyObject *get_fallback(PyObject *op, void *c)
     return PyBool_FromLong(SELF->fallback);
 }
 /* UNIX seconds, never below the exact at_ns + reset_after_ns */
-static int64_t reset_at_ns(const fw_py_decision *s)
+static int64_t reset_at_ns(fw_py_decision *s)
 {
     int64_t at = decided_unix_ns(s), after = s->d.reset_after_ns;
     return after > INT64_MAX - at ? INT64_MAX : at + after;

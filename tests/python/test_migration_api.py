@@ -140,6 +140,16 @@ def test_reset_at_is_unix_time(store_url: str) -> None:
         assert fresh.reset_after == 0.0 and before <= fresh.reset_at <= time.time() + 0.05
 
 
+def test_reset_at_is_fixed_once_read(store_url: str) -> None:
+    # memory:// stamps decisions on the monotonic clock and moves the stamp
+    # onto the wall clock when asked: every read must give the same instant
+    lim = Limiter("10/minute", store=store_url)
+    d = lim.check("k", 4)
+    assert len({d.reset_at_ns for _ in range(1000)}) == 1
+    assert len({d.reset_at for _ in range(1000)}) == 1
+    assert d.as_dict()["reset_at"] == d.reset_at
+
+
 # ------------------------------------------------------------------ remaining, reset
 
 
