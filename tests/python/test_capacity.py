@@ -13,7 +13,7 @@ import pytest
 from conftest import FakeClock
 
 import floodwall
-from floodwall import _native
+from floodwall import _native, ops
 from floodwall.cli import doctor as doctor_cli
 from floodwall.stores import shared
 
@@ -140,7 +140,7 @@ def test_stats_and_doctor_show_the_fill(
     for k in range(50):
         lim.allow(f"k{k}")
     assert lim.stats()["keys"] == 50 and lim.stats()["max_keys"] == 200
-    report = shared.doctor(url)
+    report = ops.doctor(url)
     assert report["ok"] and report["keys"] == 50 and report["max_keys"] == 200
     assert doctor_cli.fill_line(report) == "50 of 200 keys (25.0%, 50 live)"
     shared.forget(url)

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import floodwall
+from floodwall import ops
 from floodwall.errors import StoreError
 from floodwall.stores import shared
 
@@ -49,7 +50,7 @@ def expect_rejected(path: Path, phrase: str, error: type[BaseException] = StoreE
     message = str(info.value)
     assert str(path) in message, message
     assert phrase in message, message
-    report = shared.doctor(path)
+    report = ops.doctor(path)
     assert report["ok"] is False and phrase in report["problem"], report
     assert fingerprint(path) == before
     assert sorted(os.listdir(path.parent)) == listing  # no temporary file left
@@ -75,7 +76,7 @@ def test_good_table_opens(tmp_path: Path, good_table: bytes) -> None:
     path = damaged(tmp_path, good_table, lambda b: b)
     lim = floodwall.Limiter("10/hour", store=f"file://{path}")
     assert lim.peek("user-3").remaining == 7
-    assert shared.doctor(path)["ok"]
+    assert ops.doctor(path)["ok"]
 
 
 @pytest.mark.parametrize("offset", range(FIXED_PART))
@@ -185,7 +186,7 @@ def test_impossible_slot_found_by_doctor(tmp_path: Path, good_table: bytes) -> N
     path = tmp_path / "bad-slot.fw"
     path.write_bytes(bytes(data))
     before = fingerprint(path)
-    report = shared.doctor(path)
+    report = ops.doctor(path)
     assert report["ok"] is False
     assert report["bad_slots"] == 1 and report["first_bad_slot"] == bad_slot
     assert "unused slot" in report["problem"] and str(path) in report["problem"]
@@ -219,7 +220,7 @@ def test_shm_garbage_left_alone() -> None:
         with pytest.raises(StoreError, match=f"{name}.*not a floodwall table"):
             floodwall.Limiter("1/second", store=f"shm://{name}")
         assert dev.read_bytes() == junk
-        report = shared.doctor(f"shm://{name}")
+        report = ops.doctor(f"shm://{name}")
         assert report["ok"] is False and "not a floodwall table" in report["problem"]
     finally:
         shared.unlink_shm(name)

@@ -13,6 +13,7 @@ import time
 from test_shared_stores import count_admitted
 
 import floodwall
+from floodwall import ops
 from floodwall.stores import shared
 
 KILLS = 200
@@ -93,7 +94,7 @@ def test_kill9_loop(shared_url: str) -> None:
     assert time.monotonic() - started < 90
 
     # the table is healthy
-    report = shared.doctor(shared_url)
+    report = ops.doctor(shared_url)
     assert report["ok"], report["problem"]
     assert report["bad_slots"] == 0 and report["used_slots"] > 0
 
@@ -110,7 +111,7 @@ def test_kill9_loop(shared_url: str) -> None:
             d = lim.check(key)
             assert d.allowed and d.remaining == capacity - 1
     # every slot's state is plausible after all that
-    assert shared.doctor(shared_url)["ok"]
+    assert ops.doctor(shared_url)["ok"]
 
     # and exactness still holds (stale stripe locks are taken over)
     now = time.time_ns()

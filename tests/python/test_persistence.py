@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import floodwall
+from floodwall import ops
 from floodwall.stores import shared
 
 PYTHON_DIR = str(Path(floodwall.__file__).resolve().parents[1])
@@ -140,7 +141,7 @@ def test_state_survives_writer_killed(file_url: str, sync: str) -> None:
     lim = floodwall.Limiter("1000000/hour", store=file_url, clock=lambda: 1_700_000_000 * 10**9)
     used = 1_000_000 - lim.peek("erin").remaining
     assert reported <= used <= reported + 1
-    assert shared.doctor(file_url)["ok"]
+    assert ops.doctor(file_url)["ok"]
 
 
 def test_sync_interval_reopen(file_url: str) -> None:

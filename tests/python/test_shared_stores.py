@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import floodwall
-from floodwall import _native
+from floodwall import _native, ops
 from floodwall.errors import ConfigError, StoreError
 from floodwall.stores import shared
 
@@ -273,36 +273,36 @@ def test_inspect_and_hottest(shared_url: str) -> None:
     lim = floodwall.Limiter("100/minute; 1000/hour", store=shared_url, namespace="ins")
     for i in range(20):
         lim.check(f"k{i}", i + 1)
-    info = shared.inspect(lim, "k19")
+    info = ops.inspect(lim, "k19")
     assert [i["present"] for i in info] == [True, True]
     assert info[0]["decision"].remaining == 80 and info[1]["decision"].remaining == 980
     assert info[0]["slot"]["expiry_ns"] > info[0]["now_ns"]
     # inspecting consumes nothing
-    assert shared.inspect(lim, "k19")[0]["decision"].remaining == 80
-    assert shared.inspect(lim, "never")[0]["present"] is False
+    assert ops.inspect(lim, "k19")[0]["decision"].remaining == 80
+    assert ops.inspect(lim, "never")[0]["present"] is False
 
-    hot = shared.hottest(lim, 3)
+    hot = ops.hottest(lim, 3)
     assert len(hot) == 3
-    fingerprints = {i["fingerprint"] for i in shared.inspect(lim, "k19")}
+    fingerprints = {i["fingerprint"] for i in ops.inspect(lim, "k19")}
     assert hot[0]["fingerprint"] in fingerprints
     assert hot[0]["expiry_ns"] >= hot[1]["expiry_ns"] >= hot[2]["expiry_ns"]
-    assert len(shared.hottest(lim, 1000)) == 40  # two rates x 20 keys
-    assert shared.hottest(shared_url, 1)[0]["fingerprint"] == hot[0]["fingerprint"]
+    assert len(ops.hottest(lim, 1000)) == 40  # two rates x 20 keys
+    assert ops.hottest(shared_url, 1)[0]["fingerprint"] == hot[0]["fingerprint"]
 
 
 def test_hottest_never_creates(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
-        shared.hottest(f"file://{tmp_path}/absent.fw")
+        ops.hottest(f"file://{tmp_path}/absent.fw")
     assert not (tmp_path / "absent.fw").exists()
     with pytest.raises(FileNotFoundError):
-        shared.hottest(f"shm://fwtest-absent-{uuid.uuid4().hex}")
+        ops.hottest(f"shm://fwtest-absent-{uuid.uuid4().hex}")
 
 
 def test_doctor_healthy(shared_url: str) -> None:
     lim = floodwall.Limiter("10/minute", store=shared_url, max_keys=500)
     for i in range(30):
         lim.allow(f"d{i}")
-    report = shared.doctor(shared_url)
+    report = ops.doctor(shared_url)
     assert report["ok"] is True, report["problem"]
     assert report["used_slots"] == 30 and report["active_keys"] == 30
     assert report["max_keys"] == 500 and report["bad_slots"] == 0
@@ -311,4 +311,4 @@ def test_doctor_healthy(shared_url: str) -> None:
 
 def test_doctor_missing(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="absent"):
-        shared.doctor(tmp_path / "absent.fw")
+        ops.doctor(tmp_path / "absent.fw")

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 import floodwall
+from floodwall import ops
 from floodwall.errors import ConfigError, StoreError
 from floodwall.stores import shared
 
@@ -151,7 +152,7 @@ def test_private_table_of_another_user_is_refused(shared_dir: Path) -> None:
     with pytest.raises(StoreError, match="uid 65534"):
         floodwall.Limiter("3/minute", store=f"file://{table}")
     with pytest.raises(StoreError, match="uid 65534"):
-        shared.hottest(f"file://{table}")
+        ops.hottest(f"file://{table}")
     assert digest(table) == before
 
 
@@ -255,9 +256,9 @@ def test_hostile_shm_names(name: str) -> None:
     with pytest.raises(ConfigError, match="shm name"):
         floodwall.Limiter("1/second", store=f"shm://{name}")
     with pytest.raises(ConfigError, match="shm name"):
-        shared.doctor(f"shm://{name}")
+        ops.doctor(f"shm://{name}")
     with pytest.raises(ConfigError, match="shm name"):
-        shared.hottest(f"shm://{name}")
+        ops.hottest(f"shm://{name}")
     with pytest.raises(ConfigError, match="shm name"):
         shared.unlink_shm(name)
 
@@ -276,7 +277,7 @@ def test_doctor_of_shm_reads_nothing_outside_dev_shm(tmp_path: Path) -> None:
     secret.write_bytes(b"FLOODWL\0 not really")
     relative = os.path.relpath(secret, "/dev/shm")
     with pytest.raises(ConfigError):
-        shared.doctor(f"shm://{relative}")
+        ops.doctor(f"shm://{relative}")
 
 
 # ---- the doctor never blocks, never writes ------------------------------------------
@@ -290,7 +291,7 @@ def test_doctor_on_fifo_device_directory(tmp_path: Path) -> None:
         code = 1
         try:
             signal.alarm(10)
-            reports = [shared.doctor(p) for p in (fifo, tmp_path, Path("/dev/null"))]
+            reports = [ops.doctor(p) for p in (fifo, tmp_path, Path("/dev/null"))]
             kinds = ["FIFO", "directory", "character device"]
             good = all(
                 r["ok"] is False and k in r["problem"] for r, k in zip(reports, kinds)
@@ -315,10 +316,10 @@ def test_doctor_reports_world_writable_table(tmp_path: Path) -> None:
     table = tmp_path / "limits.fw"
     floodwall.Limiter("3/minute", store=f"file://{table}").allow("k")
     shared.forget()
-    assert shared.doctor(table)["ok"] is True
+    assert ops.doctor(table)["ok"] is True
     table.chmod(0o666)
     before = digest(table)
-    report = shared.doctor(table)
+    report = ops.doctor(table)
     assert report["ok"] is False and "0666" in report["problem"]
     assert report["bad_slots"] == 0
     assert digest(table) == before

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the hottest slots, and where --client's key stands."""
-    from floodwall.stores import shared
+    from floodwall import ops
 
     if not 1 <= args.n <= 1000:
         raise ConfigError(f"-n must be between 1 and 1000, got {args.n}")
@@ -39,13 +39,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--client needs --limit NAME: a client's key depends on the limit")
     config, limiter = store_limiter(args)
     try:
-        rows = shared.hottest(limiter, args.n)
+        rows = ops.hottest(limiter, args.n)
         mine = None
         if args.client:
             from floodwall.cli._target import target
 
             t = target(args)
-            mine = shared.inspect(t.entry.limiter, t.key)[0]["fingerprint"]
+            mine = ops.inspect(t.entry.limiter, t.key)[0]["fingerprint"]
     except ConfigError:
         kind = limiter.store.capabilities.kind
         raise ConfigError(

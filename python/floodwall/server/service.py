@@ -446,10 +446,10 @@ class Service:
         }
         ok = True
         if caps.kind in ("shm", "file"):
-            from floodwall.stores import shared
+            from floodwall import ops
 
             try:
-                table = {k: v for k, v in shared.doctor(self.settings.store).items()}
+                table = ops.doctor(self.settings.store)
             except (OSError, ConfigError) as exc:
                 table = {"ok": False, "problem": str(exc)}
             report["table"] = table

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from floodwall import _native
-from floodwall.algorithms import ALGORITHMS, LOG_CAPACITY_MAX, MAX_KEYS_MAX, MAX_KEYS_MIN
+from floodwall.algorithms import LOG_CAPACITY_MAX, MAX_KEYS_MAX, MAX_KEYS_MIN
 from floodwall.errors import ConfigError
 from floodwall.stores import LimitSpec, register
 from floodwall.stores.native import NativeBackend, log_capacity_for
@@ -33,11 +33,8 @@ from floodwall.stores.url import Options, StoreURL
 __all__ = [
     "DEFAULT_SYNC_INTERVAL_MS",
     "SYNC_MODES",
-    "doctor",
     "file_path",
     "forget",
-    "hottest",
-    "inspect",
     "shm_name",
     "shm_path",
     "unlink_shm",
@@ -256,7 +253,7 @@ register("shm", _shm_factory)
 register("file", _file_factory)
 
 
-# ---- operations: removal, doctor, inspection -------------------------------------
+# ---- removal (doctor, inspection: floodwall.ops) -----------------------------------
 
 
 def unlink_shm(name: str, *, missing_ok: bool = True) -> bool:
@@ -265,77 +262,3 @@ def unlink_shm(name: str, *, missing_ok: bool = True) -> bool:
     name = shm_name(name)
     forget(f"shm://{name}")
     return bool(_native.unlink_shm(name, missing_ok=missing_ok))
-
-
-def doctor(url_or_path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Check a table file (or ``shm://NAME``, through /dev/shm) read-only:
-    header, sizes and every slot. ``result["ok"]`` says whether it is
-    healthy; ``result["problem"]`` what is wrong (also: not a regular file,
-    a symbolic link, writable by others). Never writes and never blocks.
-    Raises OSError when it cannot be read, ConfigError for a bad shm name."""
-    text = os.fspath(url_or_path)
-    if text.startswith("shm:"):
-        path = shm_path(shm_name(text))
-    else:
-        path = file_path(text)
-    return dict(_native.doctor(path))
-
-
-def _native_backend(target: Any) -> NativeBackend:
-    backend = getattr(target, "backend", target)
-    if not isinstance(backend, NativeBackend):
-        raise ConfigError(
-            f"inspection needs a limiter on memory://, shm:// or file://, "
-            f"not {type(backend).__name__}"
-        )
-    return backend
-
-
-def inspect(limiter: Any, key: Key, *, now_ns: int | None = None) -> list[dict[str, Any]]:
-    """One key's state under each rate of ``limiter`` (a Limiter or its
-    backend), without consuming: ``present`` (the key has a slot),
-    ``fingerprint``, ``slot`` (state, expiry...) and ``decision`` (what a
-    peek gives for that rate alone)."""
-    backend = _native_backend(limiter)
-    spec = backend.spec
-    algorithm = _native_algorithm(spec.algorithm)
-    namespace = spec.namespace.encode("utf-8", "surrogatepass")
-    if now_ns is None:
-        now_ns = backend.policy.now_ns()
-    out = []
-    for index, rate in enumerate(spec.rates):
-        info = _native.inspect_key(
-            backend.table,
-            key,
-            algorithm,
-            (rate.amount, rate.period_ns, rate.burst),
-            namespace,
-            index,
-            now_ns,
-        )
-        info["rate"] = rate
-        out.append(info)
-    return out
-
-
-def hottest(target: Any, n: int = 10, *, now_ns: int | None = None) -> list[dict[str, Any]]:
-    """The ``n`` slots furthest from fresh in a table (a Limiter, a backend,
-    a Table, or a ``shm://`` / ``file://`` URL), furthest first. Tables
-    store fingerprints, never keys: match them with :func:`inspect`."""
-    if isinstance(target, str):
-        # never create a table just to look at it
-        if target.startswith("shm:"):
-            table = _native.open_shm(shm_name(target), create=False)
-        else:
-            table = _native.open_file(file_path(target), create=False)
-    elif isinstance(target, _native.Table):
-        table = target
-    else:
-        table = _native_backend(target).table
-    if now_ns is None:
-        return list(_native.hottest(table, n))
-    return list(_native.hottest(table, n, now_ns))
-
-
-def _native_algorithm(name: str) -> int:
-    return ALGORITHMS[name]
