@@ -855,6 +855,7 @@ typedef struct part {
     int wrote;         /* changed the slot: consumed, or repaired a state */
     int locked;        /* sliding log: holds slot->lock */
     int64_t cost;      /* units this part consumes; 0 peeks */
+    fwi_verdict_t verdict; /* 64-bit state: what the last step found */
 } part_t;
 
 static int is_log(const part_t *p)
@@ -970,6 +971,11 @@ static inline int64_t state_fresh_at(const fw_quota_t *q, uint64_t state)
     }
 }
 
+/* state_part_step's `commit`: decide only; write the decision (an
+ * admission, or the repair of a state that was not OK); or write only a
+ * repair, never an admission. */
+enum { STEP_DRY = 0, STEP_COMMIT = 1, STEP_REPAIR_ONLY = 2 };
+
 /* One 64-bit-state part: evaluate, and commit with CAS if asked to. Returns
  * 1 when the slot no longer holds the key (the caller locates it again). */
 static int state_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
@@ -990,7 +996,9 @@ static int state_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
         state_step(q, unit_state(cur), now, cost, &next, d, &v);
         p->before = unit_state(cur);
         p->after = next;
-        if (!commit || next == unit_state(cur)) {
+        p->verdict = v;
+        if (!commit || next == unit_state(cur) ||
+            (commit == STEP_REPAIR_ONLY && d->allowed)) {
             /* nothing to write: make sure the read was not torn */
             if (commit_cas(t, p->slot, &cur, cur))
                 return 0;
@@ -1134,6 +1142,27 @@ static size_t worst_denial(const fw_decision_t *out, size_t n)
     return worst;
 }
 
+/* A group that is denied consumes nothing, but a denying part whose state
+ * a clock excursion (or damage) left out of reach is repaired, as a single
+ * key's check repairs it: otherwise a key checked only in groups would be
+ * clamped to "full at now" at every check and never come back. A part that
+ * a concurrent request changed since the dry run is decided afresh and
+ * written only if it still denies. (Sliding-log parts repair under their
+ * lock in the dry run itself.) */
+static void repair_denied_parts(fw_table_t *t, part_t *parts, size_t n, int64_t now,
+                                const fw_decision_t *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        part_t *p = &parts[i];
+        if (p->cost == 0 || is_log(p) || !p->slot || out[i].allowed ||
+            p->verdict == FWI_STATE_OK)
+            continue;
+        fw_decision_t scratch;
+        if (!state_part_step(t, p, now, p->cost, STEP_REPAIR_ONLY, &scratch) && p->wrote)
+            table_wrote(t, p->slot);
+    }
+}
+
 /* The whole check with every part located; returns 1 to start over, 0 when
  * decided, FW_EBUSY when a sliding-log lock stayed held too long. */
 static int check_located(fw_table_t *t, part_t *parts, size_t n, int64_t now,
@@ -1147,7 +1176,7 @@ static int check_located(fw_table_t *t, part_t *parts, size_t n, int64_t now,
         part_t *p = &parts[i];
         consumes |= p->cost > 0;
         again = is_log(p) ? log_part_step(t, p, now, p->cost, 0, &out[i])
-                          : state_part_step(t, p, now, p->cost, 0, &out[i]);
+                          : state_part_step(t, p, now, p->cost, STEP_DRY, &out[i]);
     }
     if (again) {
         unlock_logs(parts, n);
@@ -1155,6 +1184,8 @@ static int check_located(fw_table_t *t, part_t *parts, size_t n, int64_t now,
     }
     *violated = worst_denial(out, n);
     if (*violated < n || !consumes) {
+        if (*violated < n)
+            repair_denied_parts(t, parts, n, now, out);
         unlock_logs(parts, n);
         return 0;
     }
@@ -1165,7 +1196,7 @@ static int check_located(fw_table_t *t, part_t *parts, size_t n, int64_t now,
         if (p->cost == 0)
             continue;
         again = is_log(p) ? log_part_step(t, p, now, p->cost, 1, &out[i])
-                          : state_part_step(t, p, now, p->cost, 1, &out[i]);
+                          : state_part_step(t, p, now, p->cost, STEP_COMMIT, &out[i]);
         if (again || !out[i].allowed) {
             for (size_t j = 0; j < i; j++)
                 refund_part(&parts[j], t, now, parts[j].cost);
@@ -1203,7 +1234,7 @@ static int check_one(fw_table_t *t, const fw_request_t *r, int64_t cost, int64_t
             if (rc)
                 return rc;
         }
-        if (!state_part_step(t, &p, now, cost, 1, out))
+        if (!state_part_step(t, &p, now, cost, STEP_COMMIT, out))
             break;
     }
     if (p.wrote)

@@ -16,7 +16,9 @@
 -- Invariant: parts are decided in order, each seeing what the parts before
 -- it admitted (a key may appear twice); state is written only when every
 -- part is admitted, and only by parts of cost > 0, so a denial or a peek
--- changes nothing.
+-- consumes nothing. The one write a denial makes is a repair: a state a
+-- clock excursion left far ahead (docs/algorithms.md), read clamped by its
+-- algorithm's load, is written back clamped by a check of cost > 0.
 
 local ALGO = {} -- code -> the algorithm's functions, built on first use
 
@@ -137,7 +139,13 @@ local function check(KEYS, ARGV)
         end
         local st = A.load(P, key)
         local ok, nst, rem, retry, reset, delay = decide(A, P, st, cost)
-        if ok and cost ~= 0 then A.store(P, key, nst, expire) end
+        if cost ~= 0 then
+            if ok then
+                A.store(P, key, nst, expire)
+            elseif st and st.clamped then -- a repair, not a consumption
+                A.repair(P, key, st, expire)
+            end
+        end
         return answer(ok, 0, rem, retry, reset, delay)
     end
     if not costs then
@@ -157,6 +165,7 @@ local function check(KEYS, ARGV)
     end
 
     local cache, written, order = {}, {}, {}
+    local repairs = {} -- charged parts whose loaded state was clamped
     local all_ok = true
     local pick, pick_ok, pick_rem, pick_retry, pick_reset, pick_delay
     for i = 1, nparts do
@@ -167,6 +176,7 @@ local function check(KEYS, ARGV)
         if st == nil then
             st = A.load(P, key)
             cache[key] = st
+            if st and st.clamped and costs[i] ~= 0 then repairs[#repairs + 1] = i end
         end
         local ok, nst, rem, retry, reset, delay = decide(A, P, st, costs[i])
         if ok and costs[i] ~= 0 then
@@ -197,6 +207,11 @@ local function check(KEYS, ARGV)
         for _, key in ipairs(order) do
             local P = written[key]
             P.A.store(P, key, cache[key], expire)
+        end
+    else
+        for _, i in ipairs(repairs) do
+            local P = parts[i]
+            P.A.repair(P, KEYS[i], P.A.load(P, KEYS[i]), expire)
         end
     end
     return answer(pick_ok, pick - 1, pick_rem, pick_retry, pick_reset, pick_delay)

@@ -49,6 +49,39 @@ local function minus_now(text)
     return dh * E9 + (lo - NOW_LO)
 end
 
+-- max(h, 1 s): how far past its horizon h a stored state may lie ahead of
+-- now before it counts as a clock excursion (the clock jumped ahead,
+-- requests were decided, and it came back) and is clamped, as the C
+-- engine does (docs/algorithms.md, "States the engine does not trust").
+local function slack(h)
+    if cmp(h, E9) > 0 then return h end
+    return E9
+end
+
+-- W - (now mod W): what is left of now's window [k*W, (k+1)*W), on plain
+-- numbers for whole seconds (now = NOW_HI * 10^9 + NOW_LO).
+local function window_left(W)
+    if type(W) ~= 'table' and W < SMALL and fmod(W, E9) == 0 then
+        return W - (fmod(NOW_HI, W / E9) * E9 + NOW_LO)
+    end
+    local _, r = divmod(NOW(), W)
+    return sub(W, r)
+end
+
+-- The end E (decimal text) of a stored window, unless that window starts
+-- more than max(W, 1 s) after now (E - now > W + max(W, 1 s)): then the
+-- end of now's window, so its counts are kept in now's window, and true.
+local function window_end(W, e)
+    local d, ahead = minus_now(e)
+    if d ~= nil then
+        if d <= 0 or (type(W) ~= 'table' and d <= W) then return e, false end
+        if cmp(d, add(W, slack(W))) <= 0 then return e, false end
+    elseif not ahead or cmp(sub(parse(e), NOW()), add(W, slack(W))) <= 0 then
+        return e, false
+    end
+    return now_plus_any(window_left(W)), true
+end
+
 -- code -> a function building { load, decide, held, store }: only the
 -- algorithms a call uses get their functions built.
 local MAKE = {}

@@ -3,6 +3,8 @@
 -- E = (k+1)*W (decimal ns), and the units consumed in it, c <= B. The
 -- window in force at `now` is the stored one iff E > now (a clock stepping
 -- back keeps it: it never refills); else a new window starts with c = 0.
+-- A window starting more than max(W, 1 s) after now (a clock excursion)
+-- is read as now's window with the same count (window_end, common.lua).
 --
 -- Decisions need only left = E - now, found relative to now on plain
 -- numbers when the state is within 2^52 ns of now (or for a new window of
@@ -14,7 +16,8 @@ MAKE.f = function()
         if not v then return false end
         local e, c = v:match('^(%d+) (%d+)$')
         if not e then error('floodwall: damaged state: ' .. v) end
-        return { e = e, c = num(c) }
+        local e2, clamped = window_end(P.W, e)
+        return { e = e2, c = num(c), clamped = clamped }
     end
 
     -- (left = E - now > 0, count) of the window in force.
@@ -30,14 +33,7 @@ MAKE.f = function()
                 if cmp(e, now) > 0 then return sub(e, now), st.c end
             end
         end
-        -- a new window: W - now mod W; on plain numbers for whole seconds
-        -- (now = NOW_HI * 10^9 + NOW_LO)
-        if type(W) ~= 'table' and W < SMALL and fmod(W, E9) == 0 then
-            return W - (fmod(NOW_HI, W / E9) * E9 + NOW_LO), 0
-        end
-        local now = NOW()
-        local _, r = divmod(now, W)
-        return sub(W, r), 0
+        return window_left(W), 0 -- a new window
     end
 
     local function fixed_decide(P, st, n)
@@ -58,5 +54,12 @@ MAKE.f = function()
         put(key, now_plus_any(st.left) .. ' ' .. tostr(st.c), st.left, expire)
     end
 
-    return { load = fixed_load, decide = fixed_decide, held = fixed_held, store = fixed_store }
+    -- a clamped state written back as it was read (window_end)
+    local function fixed_repair(P, key, st, expire)
+        local left, c = view(P, st)
+        fixed_store(P, key, { left = left, c = c }, expire)
+    end
+
+    return { load = fixed_load, decide = fixed_decide, held = fixed_held, store = fixed_store,
+             repair = fixed_repair }
 end

@@ -1,7 +1,9 @@
 -- gcra.lua - GCRA, which also serves token_bucket and leaky_bucket
 -- (policing, and shaping with a delay): docs/algorithms.md, exactly.
 -- Invariant: the stored state is the TAT as decimal text; a denial or a
--- peek never writes, and new_tat - now <= tau after every admission.
+-- peek never writes, and new_tat - now <= tau after every admission. A
+-- TAT further ahead than tau + max(tau, 1 s) (a clock excursion) is read
+-- as now + tau, as the C engine clamps it.
 --
 -- Every result depends only on tat - now, so the common case (tau below
 -- 2^52 ns, about 52 days, and a TAT near now) runs on plain numbers
@@ -10,15 +12,29 @@
 -- on exact big integers: state { a = tat }.
 
 MAKE.g = function()
+    -- A TAT more than tau + max(tau, 1 s) after now is a clock excursion:
+    -- read as "full at now", tat = now + tau.
+    local function excursion(P, ahead)
+        return cmp(ahead, add(P.tau, slack(P.tau))) > 0
+    end
+
+    local function full_at_now(P)
+        if type(P.tau) ~= 'table' then return { d = P.tau, clamped = true } end
+        return { a = add(NOW(), P.tau), clamped = true }
+    end
+
     local function gcra_load(P, key)
         local v = redis.call('GET', key)
         if not v then return { d = 0 } end
         local d = minus_now(v)
         if d == nil then
             local a = parse(v)
-            if cmp(a, NOW()) <= 0 then return { d = 0 } end
+            local now = NOW()
+            if cmp(a, now) <= 0 then return { d = 0 } end
+            if excursion(P, sub(a, now)) then return full_at_now(P) end
             return { a = a }
         end
+        if d > 0 and cmp(d, P.tau) > 0 and excursion(P, d) then return full_at_now(P) end
         return { d = d }
     end
 
@@ -115,6 +131,7 @@ MAKE.g = function()
         return ok, rem, retry, reset, delay
     end
 
+    -- gcra_store writes a clamped state back as it is
     return { load = gcra_load, decide = gcra_decide, held = gcra_held, store = gcra_store,
-             quick = gcra_quick }
+             repair = gcra_store, quick = gcra_quick }
 end

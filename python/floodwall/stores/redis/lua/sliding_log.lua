@@ -6,7 +6,9 @@
 -- t-1, so that an admission reads no entry) and one field per entry,
 -- "<index>" = "<time> <units>", ordered by time (an entry from a clock
 -- that stepped back is inserted in place), so the dead entries are always
--- a prefix. A denial or a peek never writes.
+-- a prefix. A denial or a peek never writes. Entries more than max(W, 1 s)
+-- ahead of now (a clock excursion) are read as if at the newest time
+-- within reach (log_clamp).
 --
 -- Times are compared as offsets: with W <= 2^51, t - now + 2^52 (now is
 -- then 2^52, and every live entry a plain number unless it lies far in the
@@ -50,6 +52,39 @@ MAKE.l = function()
         return off and cmp(add(off, st.W), st.now) > 0
     end
 
+    -- A clock excursion: the newest entries lie more than max(W, 1 s) ahead
+    -- of now. In this script's view, each of them is moved back to the
+    -- newest time not that far ahead, or now if later (so the log stays in
+    -- time order), as the C engine clamps them; an admission writes the
+    -- moved entries back (st.moved: their indices), a denial or a peek
+    -- writes nothing.
+    local function log_clamp(st)
+        if st.i >= st.t or not st.z then return end
+        local reach = add(st.now, slack(st.W))
+        st.zoff = offset(st, st.z)
+        if cmp(st.zoff, reach) <= 0 then return end
+        local j = st.t - 1
+        while j >= st.i do
+            local off = log_ent(st, j)
+            if cmp(off, reach) <= 0 then break end
+            j = j - 1
+        end
+        local base, base_text = st.now, now_plus(0)
+        if j >= st.i then
+            local off, _, text = log_ent(st, j)
+            if cmp(off, base) > 0 then base, base_text = off, text end
+        else
+            st.o = base_text -- every live entry moved: the oldest too
+        end
+        st.clamped, st.moved = true, {}
+        for k = j + 1, st.t - 1 do
+            local e = st.ents[k]
+            st.ents[k] = { base, e[2], base_text }
+            st.moved[#st.moved + 1] = k
+        end
+        st.z, st.zoff = base_text, base
+    end
+
     -- Load and (in this script's view only) drop the entries dead at `now`.
     local function log_load(P, key)
         local m = redis.call('HMGET', key, 'h', 't', 'u', 'o', 'z')
@@ -62,6 +97,7 @@ MAKE.l = function()
         local i = st.h
         if i < st.t and st.o and live(st, offset(st, st.o)) then
             st.i = i -- the oldest entry is live: nothing to drop, nothing read
+            log_clamp(st)
             return st
         end
         st.o = nil
@@ -72,6 +108,7 @@ MAKE.l = function()
             i = i + 1
         end
         st.i = i
+        log_clamp(st)
         return st
     end
 
@@ -115,7 +152,7 @@ MAKE.l = function()
         if used + n <= P.B then
             local nst = { key = st.key, h = st.h, t = st.t, u = st.u, i = st.i, ents = st.ents,
                           pend = st.pend + n, W = st.W, fast = st.fast, now = st.now,
-                          o = st.o, z = st.z, zoff = st.zoff }
+                          o = st.o, z = st.z, zoff = st.zoff, moved = st.moved }
             local reset = sub(add(log_newest(st, true), st.W), st.now)
             return true, nst, P.B - used - n, 0, reset, 0
         end
@@ -142,6 +179,12 @@ MAKE.l = function()
             end
         end
         if #dead > 0 then redis.call('HDEL', key, unpack(dead)) end
+        if st.moved then -- entries a clock excursion left far ahead (log_clamp)
+            for _, k in ipairs(st.moved) do
+                local e = st.ents[k]
+                redis.call('HSET', key, idx(k), e[3] .. ' ' .. idx(e[2]))
+            end
+        end
         local now_text = now_plus(0)
         local entry = now_text .. ' ' .. idx(st.pend)
         local h, t = st.i, st.t
@@ -182,5 +225,24 @@ MAKE.l = function()
         end
     end
 
-    return { load = log_load, decide = log_decide, held = log_held, store = log_store }
+    -- A check that denies writes back what log_clamp moved: the entries,
+    -- the newest time, the oldest when it moved (and entry h is the oldest
+    -- live one), and the expiry.
+    local function log_repair(P, key, st, expire)
+        local args = { 'z', st.z }
+        if st.i == st.h and st.o then
+            args[#args + 1], args[#args + 2] = 'o', st.o
+        end
+        for _, k in ipairs(st.moved) do
+            local e = st.ents[k]
+            args[#args + 1], args[#args + 2] = idx(k), e[3] .. ' ' .. idx(e[2])
+        end
+        redis.call('HSET', key, unpack(args))
+        if expire then
+            redis.call('PEXPIRE', key, ttl_ms(sub(add(st.zoff, st.W), st.now)))
+        end
+    end
+
+    return { load = log_load, decide = log_decide, held = log_held, store = log_store,
+             repair = log_repair }
 end

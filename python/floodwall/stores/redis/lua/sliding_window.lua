@@ -4,7 +4,9 @@
 -- Invariant: the state is "E p c": the end of the current window,
 -- E = (k+1)*W (decimal ns), and the previous and current counts (<= B).
 -- With left = E - now: the stored window is in force iff left > 0; it is
--- the previous one iff -W < left <= 0; else both are over.
+-- the previous one iff -W < left <= 0; else both are over. A window
+-- starting more than max(W, 1 s) after now (a clock excursion) is read as
+-- now's window with the same counts (window_end, common.lua).
 --
 -- Decisions need only left, found relative to now on plain numbers when
 -- the state is within 2^52 ns of now (or for a new window of whole
@@ -17,7 +19,8 @@ MAKE.w = function()
         if not v then return false end
         local e, p, c = v:match('^(%d+) (%d+) (%d+)$')
         if not e then error('floodwall: damaged state: ' .. v) end
-        return { e = e, p = num(p), c = num(c) }
+        local e2, clamped = window_end(P.W, e)
+        return { e = e2, p = num(p), c = num(c), clamped = clamped }
     end
 
     -- (left = E - now > 0, prev, cur) in force.
@@ -35,11 +38,7 @@ MAKE.w = function()
                 if cmp(e2, now) > 0 then return sub(e2, now), st.c, 0 end
             end
         end
-        if type(W) ~= 'table' and W < SMALL and fmod(W, E9) == 0 then
-            return W - (fmod(NOW_HI, W / E9) * E9 + NOW_LO), 0, 0
-        end
-        local _, r = divmod(NOW(), W)
-        return sub(W, r), 0, 0
+        return window_left(W), 0, 0 -- a new window
     end
 
     local function reset_of(P, left, prev, cur)
@@ -92,5 +91,12 @@ MAKE.w = function()
         put(key, text, add(st.left, P.W), expire) -- cur > 0: fresh at E + W
     end
 
-    return { load = sliding_load, decide = sliding_decide, held = sliding_held, store = sliding_store }
+    -- a clamped state written back as it was read (window_end)
+    local function sliding_repair(P, key, st, expire)
+        local left, prev, cur = view(P, st)
+        sliding_store(P, key, { left = left, p = prev, c = cur }, expire)
+    end
+
+    return { load = sliding_load, decide = sliding_decide, held = sliding_held,
+             store = sliding_store, repair = sliding_repair }
 end
