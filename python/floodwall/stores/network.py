@@ -79,8 +79,9 @@ def validate_cost(cost: object) -> int:
 
 
 def network_capabilities(kind: str, *, durable: bool) -> StoreCapabilities:
-    """What a network store is: called, not inline; its checks wait on a
-    server; groups on one connection; shared, on the server's clock."""
+    """What a network store is: a check waits on a server (not inline,
+    blocking); groups are decided among the backends of one connection;
+    the state is shared, on the server's clock."""
     return StoreCapabilities(
         kind=kind,
         inline=False,
@@ -173,12 +174,19 @@ class NetworkBackend:
         reply: Reply,
         meta: Sequence[Capacity],
         part_of: Sequence[int] | None = None,
+        units: int = 0,
     ) -> Decision:
         """The decision of a store's answer; ``meta``: (capacity, rate) of
         each key asked, ``part_of``: the group part of each (naming the
-        denying part)."""
+        denying part); counted when it charges ``units`` (else the caller
+        counts it, see :meth:`_count`)."""
         allowed, index, rem, retry, reset, delay = reply
         burst, rate = meta[index]
+        if units:
+            if allowed:
+                self._allowed += 1
+            else:
+                self._denied += 1
         denied_part = part_of[index] if part_of is not None and not allowed else None
         return Decision(
             allowed, burst, rem, retry, reset, delay, rate=rate, denied_part=denied_part

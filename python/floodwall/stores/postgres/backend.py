@@ -106,7 +106,7 @@ class PostgresBackend(PooledBackend):
             return self._failed(exc, meta[0][1], breaker)
         if breaker._failures or breaker._state:
             breaker.success()
-        return self._count(self._reply(row, meta, part_of), units)
+        return self._reply(row, meta, part_of, units)
 
     async def _arun(
         self,
@@ -133,7 +133,7 @@ class PostgresBackend(PooledBackend):
             return self._failed_waiting(exc, meta[0][1], breaker)
         if breaker._failures or breaker._state:
             breaker.success()
-        return self._count(self._reply(row, meta, part_of), units)
+        return self._reply(row, meta, part_of, units)
 
     async def _acall(self, args: Sequence[Any]) -> Row:
         c, done = await self.conn.aconnection()
