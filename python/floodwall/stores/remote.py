@@ -312,12 +312,14 @@ class RemoteBackend(NetworkBackend):
 
     def check(self, key: Key, cost: int = 1) -> Decision:
         """Decide ``cost`` units for ``key`` on the server."""
-        n = self._checked_cost(cost)
-        return self._count(self._post("/v1/check", self._body(key, n)), n)
+        if cost.__class__ is not int or cost < 0 or cost > self.capacity:
+            cost = self._checked_cost(cost)
+        return self._count(self._post("/v1/check", self._body(key, cost)), cost)
 
     async def acheck(self, key: Key, cost: int = 1) -> Decision:
-        n = self._checked_cost(cost)
-        return self._count(await self._apost("/v1/check", self._body(key, n)), n)
+        if cost.__class__ is not int or cost < 0 or cost > self.capacity:
+            cost = self._checked_cost(cost)
+        return self._count(await self._apost("/v1/check", self._body(key, cost)), cost)
 
     # -- groups
 
