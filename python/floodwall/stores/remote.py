@@ -269,6 +269,15 @@ class RemoteBackend(NetworkBackend):
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise _ServerAnswer(f"the floodwall server's answer is malformed: {exc}") from None
 
+    def _answered(self, data: dict[str, Any], parts: Sequence[RemoteBackend],
+                  breaker: CircuitBreaker) -> Decision:
+        """The server answered: its decision, or a failure if it is malformed."""
+        breaker.success()
+        try:
+            return self._decision(data, parts)
+        except _ServerAnswer as exc:
+            return self._failed(exc, self.rates[0], breaker)
+
     def _post(self, path: str, content: bytes,
               parts: Sequence[RemoteBackend] = ()) -> Decision:
         import httpx
@@ -281,11 +290,7 @@ class RemoteBackend(NetworkBackend):
             data = self._parse(r.status_code, r.content)
         except (httpx.HTTPError, OSError, _ServerAnswer) as exc:
             return self._failed(exc, self.rates[0], breaker)
-        breaker.success()
-        try:
-            return self._decision(data, parts)
-        except _ServerAnswer as exc:
-            return self._failed(exc, self.rates[0], breaker)
+        return self._answered(data, parts, breaker)
 
     async def _apost(self, path: str, content: bytes,
                      parts: Sequence[RemoteBackend] = ()) -> Decision:
@@ -302,11 +307,7 @@ class RemoteBackend(NetworkBackend):
             data = self._parse(r.status_code, r.content)
         except (httpx.HTTPError, OSError, TimeoutError, _ServerAnswer) as exc:
             return self._failed_waiting(exc, self.rates[0], breaker)
-        breaker.success()
-        try:
-            return self._decision(data, parts)
-        except _ServerAnswer as exc:
-            return self._failed(exc, self.rates[0], breaker)
+        return self._answered(data, parts, breaker)
 
     # -- checks
 
