@@ -9,6 +9,11 @@ counts are then read from the store's own counters when metrics are scraped
 (:mod:`floodwall.observe.metrics`). ``on_error`` is the failure policy's
 (:mod:`floodwall.stores.failure`).
 
+A group check (``check_all``, :class:`~floodwall.Limits`, a route's several
+limits) is observed by each of its limiters: :func:`notify_group` gives
+each the group's decision, and :func:`group_on_errors` the ``on_error``
+hooks the policy answering for the group calls besides its own.
+
 Invariant: a hook never changes a decision, and a hook that raises never
 fails the check it observes (it is logged and counted). Hooks see
 :func:`key_id`, the hashed key, never the raw key.
@@ -21,7 +26,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from floodwall.errors import ConfigError
@@ -31,7 +36,16 @@ if TYPE_CHECKING:
     from floodwall._native import Decision
     from floodwall.observe.events import Events
 
-__all__ = ["HOOK_LOG_INTERVAL", "KEY_LABELS_MAX", "Hook", "Observer", "key_id", "store_kind"]
+__all__ = [
+    "HOOK_LOG_INTERVAL",
+    "KEY_LABELS_MAX",
+    "Hook",
+    "Observer",
+    "group_on_errors",
+    "key_id",
+    "notify_group",
+    "store_kind",
+]
 
 Key = str | bytes
 #: ``hook(decision, info)``; ``info`` has ``limit``, ``key`` (hashed),
@@ -285,6 +299,42 @@ class Observer:
             return (await acheck(key, cost)).allowed
 
         return check, allow, acheck, aallow
+
+
+# -- groups (check_all): every part's observers see the group's decision --
+
+
+def notify_group(parts: Sequence[tuple[Any, ...]], decision: Decision, cost: int) -> None:
+    """The observers of each part of a group check (``check_all``, a
+    route's several limits, :class:`~floodwall.Limits`) see the group's
+    decision, with the part's own key and cost (``cost`` unless the part
+    gives its own); a part of cost 0 peeks and is not observed, as a peek
+    is not. A part is (limiter, key) or (limiter, key, cost)."""
+    for part in parts:
+        observer = part[0].observer
+        if observer is not None:
+            n = part[2] if len(part) == 3 else cost
+            if n:
+                observer.notify(decision, part[1], n)
+
+
+def group_on_errors(limiters: Sequence[Any]) -> tuple[Callable[[BaseException], object], ...]:
+    """The ``on_error`` hooks of a group's limiters that its first
+    limiter's failure policy (the one that answers for the group) does not
+    call itself: each other one once, however many parts share it (equal
+    callables are one: ``errors.append`` given twice is one hook)."""
+    seen: list[object] = [_on_error(limiters[0])]
+    out: list[Callable[[BaseException], object]] = []
+    for limiter in limiters[1:]:
+        hook = _on_error(limiter)
+        if hook is not None and hook not in seen:
+            seen.append(hook)
+            out.append(hook)
+    return tuple(out)
+
+
+def _on_error(limiter: Any) -> Any:
+    return getattr(getattr(limiter.backend, "failure", None), "on_error", None)
 
 
 def sampled(rate: float) -> bool:

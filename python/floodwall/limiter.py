@@ -211,6 +211,11 @@ class Limiter:
             from floodwall.observe.bind import observe
 
             observe(self, on_allow=on_allow, on_block=on_block, events=events, metrics=metrics)
+        #: whether check_all must tell this limiter of a group's decision
+        #: or failure (an observer, or an on_error of its store's policy)
+        self.watched_in_groups = self.observer is not None or (
+            getattr(getattr(backend, "failure", None), "on_error", None) is not None
+        )
 
     # The methods below document the API; instances use the bound ones.
     def check(self, key: Key, cost: int = 1) -> Decision:
@@ -398,7 +403,9 @@ def _decorated_bare(key: object) -> bool:
     return code.co_firstlineno <= here < body
 
 
-def _group(parts: Sequence[Part], cost: int) -> tuple[Backend, list[Part]]:
+def _group(parts: Sequence[Part], cost: int) -> tuple[Backend, list[Part], bool]:
+    """The first part's backend, the parts on backends, and whether a
+    limiter of the group is watched (see :func:`check_all`)."""
     if isinstance(parts, (str, bytes)) or not isinstance(parts, Sequence) or not parts:
         raise ConfigError(
             "check_all needs at least one part, in a list of (limiter, key) or "
@@ -406,6 +413,7 @@ def _group(parts: Sequence[Part], cost: int) -> tuple[Backend, list[Part]]:
             "check_all([(per_user, 'user:42', 1), (per_org, 'org:acme', 10)])"
         )
     out: list[Part] = []
+    watched = False
     for i, part in enumerate(parts):
         if not (
             isinstance(part, tuple) and len(part) in (2, 3) and isinstance(part[0], Limiter)
@@ -414,8 +422,10 @@ def _group(parts: Sequence[Part], cost: int) -> tuple[Backend, list[Part]]:
                 "check_all takes (limiter, key) pairs or (limiter, key, cost) triples; "
                 f"part {i} is {_short(part)}"
             )
+        if part[0].watched_in_groups:
+            watched = True
         out.append((part[0].backend, *part[1:]))
-    return out[0][0], out
+    return out[0][0], out, watched
 
 
 def _short(value: object, limit: int = 80) -> str:
@@ -432,15 +442,42 @@ def check_all(parts: Sequence[Part], cost: int = 1) -> Decision:
     cost)`` with a cost of its own: ``check_all([(per_user, "user:42", 1),
     (per_org, "org:acme", 10)])``. The limiters must share one store (e.g.
     ``memory://shared``). When the store cannot decide, the first limiter's
-    ``fail=`` policy answers."""
-    first, pairs = _group(parts, cost)
-    return first.check_group(pairs, cost)
+    ``fail=`` policy answers.
+
+    Each limiter's hooks see the group's decision (``on_allow`` or
+    ``on_block``, with its own key and cost; a part of cost 0 is a peek,
+    not seen), and each distinct ``on_error`` of the limiters is called
+    when the store fails (docs/observability.md, "Hooks")."""
+    first, pairs, watched = _group(parts, cost)
+    if not watched:
+        return first.check_group(pairs, cost)
+    from floodwall.hooks import group_on_errors, notify_group
+    from floodwall.stores.failure import group_on_error
+
+    token = group_on_error.set(group_on_errors([part[0] for part in parts]))
+    try:
+        decision = first.check_group(pairs, cost)
+    finally:
+        group_on_error.reset(token)
+    notify_group(parts, decision, cost)
+    return decision
 
 
 async def acheck_all(parts: Sequence[Part], cost: int = 1) -> Decision:
     """Async :func:`check_all`."""
-    first, pairs = _group(parts, cost)
-    return await first.acheck_group(pairs, cost)
+    first, pairs, watched = _group(parts, cost)
+    if not watched:
+        return await first.acheck_group(pairs, cost)
+    from floodwall.hooks import group_on_errors, notify_group
+    from floodwall.stores.failure import group_on_error
+
+    token = group_on_error.set(group_on_errors([part[0] for part in parts]))
+    try:
+        decision = await first.acheck_group(pairs, cost)
+    finally:
+        group_on_error.reset(token)
+    notify_group(parts, decision, cost)
+    return decision
 
 
 def allow_all(parts: Sequence[Part], cost: int = 1) -> bool:
@@ -461,6 +498,11 @@ class Limits:
     nothing is consumed, and ``violated(decision)`` names the limit. A cost
     per limit: ``cost={"org": 10}`` (the limits not named cost 1).
     ``fail``/``on_error``: the failure policy, as for :class:`Limiter`.
+    ``name``, ``on_allow``, ``on_block``, ``events``, ``metrics``: the
+    observers, as for :class:`Limiter`, given to the limiter of every named
+    limit; limit ``user`` is named ``"<name>:user"`` in hooks, events and
+    metrics (``name`` defaults to ``namespace``). A check calls the hooks
+    of every limit with the check's decision (docs/observability.md).
     """
 
     def __init__(
@@ -473,26 +515,40 @@ class Limits:
         clock: Callable[[], int] | None = None,
         fail: str = LIBRARY_FAIL_DEFAULT,
         on_error: Callable[[BaseException], object] | None = None,
+        name: str | None = None,
+        on_allow: Hook | None = None,
+        on_block: Hook | None = None,
+        events: Events | None = None,
+        metrics: bool | Metrics = False,
         **store_options: Any,
     ) -> None:
         if not limits:
             raise ConfigError("Limits needs at least one named limit")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ConfigError(f"name must be a non-empty str, got {name!r}")
+        prefix = namespace if name is None else name
+        observers: dict[str, Any] = {
+            "on_allow": on_allow, "on_block": on_block, "events": events, "metrics": metrics,
+        }
         first: Limiter | None = None
         self.limiters: dict[str, Limiter] = {}
-        for name, rate in limits.items():
-            if not isinstance(name, str) or not name or name == "cost":
+        for limit_name, rate in limits.items():
+            if not isinstance(limit_name, str) or not limit_name or limit_name == "cost":
                 raise ConfigError(
-                    f"limit names must be non-empty strings other than 'cost', got {name!r}"
+                    "limit names must be non-empty strings other than 'cost', "
+                    f"got {limit_name!r}"
                 )
             if first is None:
                 first = Limiter(
                     rate,
                     algorithm=algorithm,
                     store="memory://" if store is None else store,
-                    namespace=f"{namespace}:{name}",
+                    namespace=f"{namespace}:{limit_name}",
                     clock=clock,
                     fail=fail,
                     on_error=on_error,
+                    name=f"{prefix}:{limit_name}",
+                    **observers,
                     **store_options,
                 )
                 limiter = first
@@ -501,12 +557,14 @@ class Limits:
                     rate,
                     algorithm=algorithm,
                     store=first.store,
-                    namespace=f"{namespace}:{name}",
+                    namespace=f"{namespace}:{limit_name}",
                     clock=clock,
                     fail=fail,
                     on_error=on_error,
+                    name=f"{prefix}:{limit_name}",
+                    **observers,
                 )
-            self.limiters[name] = limiter
+            self.limiters[limit_name] = limiter
         self._names = list(self.limiters)
 
     def _parts(self, keys: Mapping[str, Key], cost: int | Mapping[str, int]) -> list[Part]:

@@ -216,16 +216,6 @@ class Outcome:
     content_type = PROBLEM_CONTENT_TYPE
 
 
-def _observe_parts(parts: Sequence[tuple[Limiter, str]], decision: Decision, cost: int) -> None:
-    """The hooks and events of a route's several limits (decided together by
-    check_all, past each limiter's own check): each part's observer sees
-    the route's decision for its own key."""
-    for limiter, key in parts:
-        observer = limiter.observer
-        if observer is not None and cost:
-            observer.notify(decision, key, cost)
-
-
 def missing_key_body() -> bytes:
     return (
         b'{"type":"about:blank","title":"Bad Request","status":400,'
@@ -571,8 +561,7 @@ class Guard(ShapingBudget):
         else:
             from floodwall import check_all
 
-            decision = check_all(parts, n)
-            _observe_parts(parts, decision, n)
+            decision = check_all(parts, n)  # which calls each part's hooks
         return self._finish(limits, decision, n, [key for _, key in parts])
 
     async def acheck(
@@ -609,6 +598,5 @@ class Guard(ShapingBudget):
         else:
             from floodwall import acheck_all
 
-            decision = await acheck_all(parts, n)
-            _observe_parts(parts, decision, n)
+            decision = await acheck_all(parts, n)  # which calls each part's hooks
         return self._finish(limits, decision, n, [key for _, key in parts])

@@ -40,6 +40,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +59,7 @@ __all__ = [
     "FailurePolicy",
     "FailureSettings",
     "check_fail_mode",
+    "group_on_error",
     "set_warning_interval",
 ]
 
@@ -100,6 +102,13 @@ DEFAULT_BREAKER_THRESHOLD = 5
 DEFAULT_BREAKER_COOLDOWN = 1.0
 
 OnError = Callable[[BaseException], object]
+
+#: The ``on_error`` hooks of the other limiters of the group check
+#: (``check_all``) in progress in this context: the first limiter's policy
+#: answers for the group and calls them after its own.
+group_on_error: ContextVar[tuple[OnError, ...]] = ContextVar(
+    "floodwall_group_on_error", default=()
+)
 
 
 def check_fail_mode(fail: object) -> str:
@@ -174,6 +183,8 @@ class FailurePolicy:
                 self.errors += 1
             if self.on_error is not None:
                 self.on_error(exc)
+            for hook in group_on_error.get():
+                hook(exc)
         if readable is not None and not readable.allowed:
             return readable
         if self.mode == "raise":

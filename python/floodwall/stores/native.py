@@ -160,7 +160,8 @@ class NativeBackend:
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self.capabilities.inline:
             return fn(*args)
-        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        # to_thread: the call keeps this context (a check_all's on_error hooks)
+        return await asyncio.to_thread(fn, *args)
 
     async def acheck(self, key: Key, cost: int = 1) -> _native.Decision:
         return await self._call(self.check, key, cost)

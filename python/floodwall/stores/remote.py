@@ -35,25 +35,15 @@ from floodwall._native import Decision
 from floodwall.errors import ConfigError, CostError, StoreError
 from floodwall.rates import Rate
 from floodwall.stores import LimitSpec, register
-from floodwall.stores.breaker import OPEN, CircuitBreaker
-from floodwall.stores.capabilities import StoreCapabilities
+from floodwall.stores.breaker import CircuitBreaker
 from floodwall.stores.failure import FailurePolicy, FailureSettings
+from floodwall.stores.network import Key, NetworkBackend, network_capabilities
 from floodwall.stores.url import Options, StoreURL
 
 __all__ = ["CAPABILITIES", "RemoteBackend", "open_remote"]
 
-Key = str | bytes
-
 #: What the remote store is.
-CAPABILITIES = StoreCapabilities(
-    kind="remote",
-    inline=False,
-    blocking=True,
-    groups=True,
-    shared=True,
-    shared_clock=True,
-    durable=False,
-)
+CAPABILITIES = network_capabilities("remote", durable=False)
 
 _OPTIONS = frozenset({
     "token", "token_file", "timeout", "connect_timeout", "breaker_threshold",
@@ -196,37 +186,27 @@ def _key_field(key: Key) -> dict[str, str]:
         return {"key_b64": base64.b64encode(data).decode("ascii")}
 
 
-def _validate_cost(cost: object) -> int:
-    if cost.__class__ is not int:
-        raise CostError(f"cost must be an int >= 0, not {type(cost).__name__}")
-    assert isinstance(cost, int)
-    if cost < 0:
-        raise CostError(f"cost must be an int >= 0, got {cost!r}")
-    return cost
-
-
-class RemoteBackend:
+class RemoteBackend(NetworkBackend):
     """A limit spec served by a floodwall server (see docs/server.md)."""
 
     capabilities = CAPABILITIES
+    store_name = "floodwall server"
+    share_hint = "store=<first limiter>.store"
 
     def __init__(self, conn: Connection, spec: LimitSpec, fail: str | None = None,
                  on_error: Any = None, prefix: str = "") -> None:
         if not spec.rates:
             raise ConfigError("a limit needs at least one rate")
-        self.conn = conn
-        self.spec = spec
-        self.failure = FailurePolicy(fail or spec.fail, on_error or spec.on_error,
-                                     label=f"floodwall server {conn.base}")
-        self.rates: tuple[Rate, ...] = tuple(spec.rates)
-        self.capacity = min(r.burst for r in self.rates)
+        failure = FailurePolicy(fail or spec.fail, on_error or spec.on_error,
+                                label=f"floodwall server {conn.base}")
+        # the server checks each rate; a cost above a capacity is refused
+        # here naming the smallest capacity
+        capacities = sorted(((r.burst, r) for r in spec.rates), key=lambda c: c[0])
+        super().__init__(conn, spec, failure, capacities)
         self._limit = {"rate": _rates_json(self.rates), "algorithm": spec.algorithm,
                        "namespace": prefix + spec.namespace}
         self.prefix = prefix
         self._prefix = json.dumps(self._limit)[:-1].encode() + b", "
-        self._allowed = 0
-        self._denied = 0
-        self._closed = False
 
     def bind(self, spec: LimitSpec, **options: Any) -> RemoteBackend:
         """Another limit on this server and connection (so check_all groups them)."""
@@ -241,15 +221,6 @@ class RemoteBackend:
 
     # -- requests
 
-    def _cost(self, cost: object) -> int:
-        n = _validate_cost(cost)
-        if n > self.capacity:
-            rate = min(self.rates, key=lambda r: r.burst)
-            raise CostError(
-                f"cost {n} exceeds the capacity {rate.burst} of {rate}: it can never be admitted"
-            )
-        return n
-
     def _body(self, key: Key, cost: int) -> bytes:
         """The JSON of one check: the limit's part is encoded once."""
         if isinstance(key, str) and len(key) <= 256 and key.isascii():
@@ -258,16 +229,10 @@ class RemoteBackend:
             ((name, value),) = _key_field(key).items()
             field = f'"{name}": {json.dumps(value)}'.encode()
         tail = b', "cost": %d' % cost
-        if self.spec.clock is not None:
-            tail += b', "now_ns": %d' % self._now()
+        now = self._now()
+        if now is not None:
+            tail += b', "now_ns": %d' % now
         return self._prefix + field + tail + b"}"
-
-    def _now(self) -> int:
-        assert self.spec.clock is not None
-        now = self.spec.clock()
-        if isinstance(now, bool) or not isinstance(now, int) or not 0 <= now < 2**63:
-            raise ConfigError(f"clock() must return int ns in [0, 2^63-1], got {now!r}")
-        return now
 
     def _parse(self, status: int, content: bytes) -> Any:
         try:
@@ -304,27 +269,14 @@ class RemoteBackend:
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise _ServerAnswer(f"the floodwall server's answer is malformed: {exc}") from None
 
-    def _count(self, d: Decision, cost: int) -> Decision:
-        if cost and not d.fallback:
-            if d.allowed:
-                self._allowed += 1
-            else:
-                self._denied += 1
-        return d
-
-    def _skipped(self) -> Decision:
-        b = self.conn.breaker
-        exc = StoreError(
-            f"floodwall server {self.conn.base} skipped: the circuit breaker is open after "
-            f"{b.threshold} consecutive failures; next try in {b.retry_in():.3f}s"
-        )
-        return self.failure.decide(exc, self.rates[0], None, b.retry_in() or b.cooldown,
-                                   reached=False)
-
-    def _failed(self, exc: BaseException) -> Decision:
-        b = self.conn.breaker
-        b.failure()
-        return self.failure.decide(exc, self.rates[0], None, b.retry_in() or b.cooldown)
+    def _answered(self, data: dict[str, Any], parts: Sequence[RemoteBackend],
+                  breaker: CircuitBreaker) -> Decision:
+        """The server answered: its decision, or a failure if it is malformed."""
+        breaker.success()
+        try:
+            return self._decision(data, parts)
+        except _ServerAnswer as exc:
+            return self._failed(exc, self.rates[0], breaker)
 
     def _post(self, path: str, content: bytes,
               parts: Sequence[RemoteBackend] = ()) -> Decision:
@@ -332,17 +284,13 @@ class RemoteBackend:
 
         breaker = self.conn.breaker
         if breaker._state and not breaker.allow():
-            return self._skipped()
+            return self._skipped(breaker, self.rates[0])
         try:
             r = self.conn.sync_client().post(path, content=content)
             data = self._parse(r.status_code, r.content)
         except (httpx.HTTPError, OSError, _ServerAnswer) as exc:
-            return self._failed(exc)
-        breaker.success()
-        try:
-            return self._decision(data, parts)
-        except _ServerAnswer as exc:
-            return self._failed(exc)
+            return self._failed(exc, self.rates[0], breaker)
+        return self._answered(data, parts, breaker)
 
     async def _apost(self, path: str, content: bytes,
                      parts: Sequence[RemoteBackend] = ()) -> Decision:
@@ -350,7 +298,7 @@ class RemoteBackend:
 
         breaker = self.conn.breaker
         if breaker._state and not breaker.allow():
-            return self._skipped()
+            return self._skipped(breaker, self.rates[0])
         try:
             client = self.conn.async_client()
             timeout = self.conn.settings.timeout
@@ -358,56 +306,30 @@ class RemoteBackend:
                 r = await client.post(path, content=content)
             data = self._parse(r.status_code, r.content)
         except (httpx.HTTPError, OSError, TimeoutError, _ServerAnswer) as exc:
-            if breaker.state == OPEN:
-                return self._skipped()
-            return self._failed(exc)
-        breaker.success()
-        try:
-            return self._decision(data, parts)
-        except _ServerAnswer as exc:
-            return self._failed(exc)
+            return self._failed_waiting(exc, self.rates[0], breaker)
+        return self._answered(data, parts, breaker)
 
     # -- checks
 
     def check(self, key: Key, cost: int = 1) -> Decision:
         """Decide ``cost`` units for ``key`` on the server."""
-        n = self._cost(cost)
-        return self._count(self._post("/v1/check", self._body(key, n)), n)
-
-    def allow(self, key: Key, cost: int = 1) -> bool:
-        return self.check(key, cost).allowed
-
-    def peek(self, key: Key) -> Decision:
-        return self.check(key, 0)
+        if cost.__class__ is not int or cost < 0 or cost > self.capacity:
+            cost = self._checked_cost(cost)
+        return self._count(self._post("/v1/check", self._body(key, cost)), cost)
 
     async def acheck(self, key: Key, cost: int = 1) -> Decision:
-        n = self._cost(cost)
-        return self._count(await self._apost("/v1/check", self._body(key, n)), n)
-
-    async def aallow(self, key: Key, cost: int = 1) -> bool:
-        return (await self.acheck(key, cost)).allowed
-
-    async def apeek(self, key: Key) -> Decision:
-        return await self.acheck(key, 0)
+        if cost.__class__ is not int or cost < 0 or cost > self.capacity:
+            cost = self._checked_cost(cost)
+        return self._count(await self._apost("/v1/check", self._body(key, cost)), cost)
 
     # -- groups
 
     def _group(self, parts: Sequence[tuple[Any, ...]],
                cost: int) -> tuple[dict[str, Any], list[RemoteBackend], int]:
-        cost = _validate_cost(cost)
-        if not parts:
-            raise ConfigError("check_all needs at least one (limiter, key) pair")
         items: list[dict[str, Any]] = []
         owners: list[RemoteBackend] = []
         units = 0
-        for part in parts:
-            backend, key = part[0], part[1]
-            if not isinstance(backend, RemoteBackend) or backend.conn is not self.conn:
-                raise ConfigError(
-                    "check_all needs every limiter on the same floodwall server: open them "
-                    "with the same URL and options, or pass store=<first limiter>.store"
-                )
-            n = backend._cost(part[2] if len(part) == 3 else cost)
+        for backend, key, n in self._members(parts, cost):
             items.append({**backend._limit, **_key_field(key), "cost": n})
             owners.append(backend)
             units = max(units, n)
@@ -415,6 +337,12 @@ class RemoteBackend:
         if self.spec.clock is not None:
             body["now_ns"] = self._now()
         return body, owners, units
+
+    def _member(self, part: tuple[Any, ...], cost: int) -> tuple[Any, Key, int]:
+        # the part's store is checked before its cost, here
+        backend = part[0]
+        self._same_store(backend)
+        return backend, part[1], backend._checked_cost(part[2] if len(part) == 3 else cost)
 
     def check_group(self, parts: Sequence[tuple[Any, ...]], cost: int = 1) -> Decision:
         """All-or-nothing over several (backend, key[, cost]) parts, in one request."""
@@ -475,37 +403,21 @@ class RemoteBackend:
     async def aclear(self) -> None:
         await asyncio.to_thread(self.clear)
 
-    def stats(self) -> dict[str, int]:
-        """This process's counts and breaker, and the server's table counters
-        (``active_keys`` -1 if the server cannot be reached)."""
-        b = self.conn.breaker
-        out = {
-            "allowed": self._allowed,
-            "denied": self._denied,
-            "fallbacks": self.failure.fallbacks,
-            "errors": self.failure.errors,
-            "breaker_open": int(b.state == OPEN),
-            "breaker_trips": b.trips,
-            "active_keys": -1,
-        }
+    def _store_stats(self) -> dict[str, int]:
+        """The server's table counters (none if it cannot be reached)."""
         body: dict[str, Any] = {}
         if self.spec.clock is not None:
             body["now_ns"] = self._now()
         try:
             table = self._admin("/v1/stats", body)["stats"]
-            out.update({k: int(v) for k, v in table.items()})
+            return {k: int(v) for k, v in table.items()}
         except (StoreError, KeyError, TypeError, ValueError):
-            pass
-        return out
+            return {}
 
     def close(self) -> None:
         """The pooled connections are shared by every backend of this server
         and stay open until the process ends (or :meth:`aclose`)."""
         self._closed = True
-
-    async def aclose(self) -> None:
-        self._closed = True
-        await self.conn.aclose()
 
     def __repr__(self) -> str:
         rates = list(map(str, self.rates))

@@ -18,14 +18,13 @@ from typing import Any
 import psycopg
 
 from floodwall._native import Decision
-from floodwall.errors import ConfigError, CostError, StoreError
+from floodwall.errors import ConfigError, StoreError
 from floodwall.rates import Rate
 from floodwall.stores import LimitSpec
 from floodwall.stores.breaker import OPEN
-from floodwall.stores.capabilities import StoreCapabilities
-from floodwall.stores.failure import FailurePolicy
 from floodwall.stores.netkeys import KeyNamer, escape, resolve_key_secret
-from floodwall.stores.netquota import INT64_MAX, NetQuota, normalise_quota
+from floodwall.stores.netquota import NetQuota, normalise_quota
+from floodwall.stores.network import Key, PooledBackend, network_capabilities
 from floodwall.stores.postgres.calls import Parts, Row, call_async, call_sync, costs_literal
 from floodwall.stores.postgres.connection import Connection, acquire, release, shared
 from floodwall.stores.postgres.schema import Layout
@@ -34,31 +33,10 @@ from floodwall.stores.url import StoreURL
 
 __all__ = ["CAPABILITIES", "PostgresBackend", "from_connection", "open_postgres"]
 
-Key = str | bytes
-
 _STORE_ERRORS = (psycopg.Error, StoreError, OSError)
 
 #: What a PostgreSQL store is.
-CAPABILITIES = StoreCapabilities(
-    kind="postgresql",
-    inline=False,
-    blocking=True,
-    groups=True,
-    shared=True,
-    shared_clock=True,
-    durable=True,
-)
-
-
-def validate_cost(cost: object) -> int:
-    """The cost as an int; exactly an int (a bool or an IntEnum is a
-    mistake), >= 0. CostError is the caller's, never a store failure."""
-    if cost.__class__ is not int:
-        raise CostError(f"cost must be an int >= 0, not {type(cost).__name__}")
-    assert isinstance(cost, int)
-    if cost < 0:
-        raise CostError(f"cost must be an int >= 0, got {cost!r}")
-    return cost
+CAPABILITIES = network_capabilities("postgresql", durable=True)
 
 
 def _broken(exc: BaseException) -> bool:
@@ -71,34 +49,15 @@ def _broken(exc: BaseException) -> bool:
     )
 
 
-class PostgresBackend:
+class PostgresBackend(PooledBackend):
     """A limit spec on a PostgreSQL database (see docs/stores.md)."""
 
     capabilities = CAPABILITIES
+    store_name = "PostgreSQL store"
 
     def __init__(self, conn: Connection, spec: LimitSpec, opts: PostgresOptions) -> None:
-        self.conn = conn
-        self.spec = spec
-        fail = opts.fail or spec.fail
-        on_error = opts.on_error or spec.on_error
-        self.failure = FailurePolicy(fail, on_error, label="PostgreSQL store")
-        self.fail = self.failure.mode
-        self.on_error = self.failure.on_error
-        self.options = opts
-        if not spec.rates:
-            raise ConfigError("a limit needs at least one rate")
-        quotas: list[NetQuota] = []
-        for rate in spec.rates:
-            try:
-                quotas.append(
-                    normalise_quota(spec.algorithm, rate.amount, rate.period_ns, rate.burst)
-                )
-            except ValueError as exc:
-                raise ConfigError(f"{exc} (rate {rate})") from None
-        self.quotas = tuple(quotas)
-        self.rates: tuple[Rate, ...] = tuple(spec.rates)
-        self.capacity = min(q.burst for q in quotas)
-        self._meta = tuple((q.burst, r) for q, r in zip(quotas, self.rates))
+        super().__init__(conn, spec, opts, normalise_quota)
+        quotas: tuple[NetQuota, ...] = self.quotas
         self.parts = Parts.of(quotas)
         #: the costs literal of a cost-1 check (one cost per rate), made once
         self._costs1 = costs_literal([1] * len(quotas))
@@ -109,11 +68,7 @@ class PostgresBackend:
             plain_keys=opts.plain_keys,
             key_secret=resolve_key_secret(opts.key_secret),
         )
-        self._clock = spec.clock
         self._sql = conn.layout.check_call
-        self._allowed = 0
-        self._denied = 0
-        self._closed = False
 
     def bind(self, spec: LimitSpec, **options: Any) -> PostgresBackend:
         """Another limit on this backend's database (so check_all can group them)."""
@@ -121,65 +76,8 @@ class PostgresBackend:
 
     # -- helpers ------------------------------------------------------------
 
-    def _now(self) -> int | None:
-        if self._clock is None:
-            return None
-        now = self._clock()
-        if isinstance(now, bool) or not isinstance(now, int) or not 0 <= now <= INT64_MAX:
-            raise ConfigError(f"clock() must return int ns in [0, 2^63-1], got {now!r}")
-        return now
-
-    def _cost_error(self, cost: int, meta: Sequence[tuple[int, Rate]]) -> CostError | None:
-        for burst, rate in meta:
-            if cost > burst:
-                return CostError(
-                    f"cost {cost} exceeds the capacity {burst} of {rate}: it can never be admitted"
-                )
-        return None
-
-    def _checked_cost(self, cost: object) -> int:
-        n = validate_cost(cost)
-        err = self._cost_error(n, self._meta)
-        if err is not None:
-            raise err
-        return n
-
     def _costs(self, cost: int) -> str:
         return self._costs1 if cost == 1 else costs_literal([cost] * len(self.quotas))
-
-    def _decision(
-        self,
-        row: Row,
-        meta: Sequence[tuple[int, Rate]],
-        units: int,
-        part_of: Sequence[int] | None,
-    ) -> Decision:
-        """The row as a Decision (``part_of``: the group part of each row
-        key, naming the denying part), counted when it charges ``units``."""
-        ok, part, rem, retry, reset, delay = row
-        burst, rate = meta[part]
-        if units:
-            if ok:
-                self._allowed += 1
-            else:
-                self._denied += 1
-        denied_part = part_of[part] if part_of is not None and not ok else None
-        return Decision(ok, burst, rem, retry, reset, delay, rate=rate, denied_part=denied_part)
-
-    def _failed(self, exc: BaseException, meta: Sequence[tuple[int, Rate]]) -> Decision:
-        breaker = self.conn.breaker
-        breaker.failure()
-        return self.failure.decide(exc, meta[0][1], None, breaker.retry_in() or breaker.cooldown)
-
-    def _skipped(self, meta: Sequence[tuple[int, Rate]]) -> Decision:
-        breaker = self.conn.breaker
-        exc = StoreError(
-            f"PostgreSQL store skipped: the circuit breaker is open after "
-            f"{breaker.threshold} consecutive failures; next try in {breaker.retry_in():.3f}s"
-        )
-        return self.failure.decide(
-            exc, meta[0][1], None, breaker.retry_in() or breaker.cooldown, reached=False
-        )
 
     def _run(
         self,
@@ -193,7 +91,7 @@ class PostgresBackend:
         conn = self.conn
         breaker = conn.breaker
         if breaker._state and not breaker.allow():  # not closed: maybe skip
-            return self._skipped(meta)
+            return self._skipped(breaker, meta[0][1])
         args = parts.args(self._now(), costs, keys, conn.lock_ms)
         try:
             try:
@@ -205,10 +103,10 @@ class PostgresBackend:
                 with conn.connection() as c:  # once more, on a fresh connection
                     row = call_sync(c, self._sql, args)
         except _STORE_ERRORS as exc:
-            return self._failed(exc, meta)
+            return self._failed(exc, meta[0][1], breaker)
         if breaker._failures or breaker._state:
             breaker.success()
-        return self._decision(row, meta, units, part_of)
+        return self._reply(row, meta, part_of, units)
 
     async def _arun(
         self,
@@ -222,7 +120,7 @@ class PostgresBackend:
         conn = self.conn
         breaker = conn.breaker
         if breaker._state and not breaker.allow():
-            return self._skipped(meta)
+            return self._skipped(breaker, meta[0][1])
         args = parts.args(self._now(), costs, keys, conn.lock_ms)
         try:
             try:
@@ -232,12 +130,10 @@ class PostgresBackend:
                     raise
                 row = await self._acall(args)
         except _STORE_ERRORS as exc:
-            if breaker.state == OPEN:  # it opened while this call waited
-                return self._skipped(meta)
-            return self._failed(exc, meta)
+            return self._failed_waiting(exc, meta[0][1], breaker)
         if breaker._failures or breaker._state:
             breaker.success()
-        return self._decision(row, meta, units, part_of)
+        return self._reply(row, meta, part_of, units)
 
     async def _acall(self, args: Sequence[Any]) -> Row:
         c, done = await self.conn.aconnection()
@@ -260,24 +156,12 @@ class PostgresBackend:
             cost = self._checked_cost(cost)
         return self._run(self.namer.keys(key), self.parts, self._costs(cost), self._meta, cost)
 
-    def allow(self, key: Key, cost: int = 1) -> bool:
-        return self.check(key, cost).allowed
-
-    def peek(self, key: Key) -> Decision:
-        return self.check(key, 0)
-
     async def acheck(self, key: Key, cost: int = 1) -> Decision:
         if cost.__class__ is not int or cost < 0 or cost > self.capacity:
             cost = self._checked_cost(cost)
         return await self._arun(
             self.namer.keys(key), self.parts, self._costs(cost), self._meta, cost
         )
-
-    async def aallow(self, key: Key, cost: int = 1) -> bool:
-        return (await self.acheck(key, cost)).allowed
-
-    async def apeek(self, key: Key) -> Decision:
-        return await self.acheck(key, 0)
 
     # -- groups -------------------------------------------------------------
 
@@ -288,33 +172,13 @@ class PostgresBackend:
         (capacity, rate) and group part of each key, and the most units a
         part charges. A part is (backend, key) with ``cost``, or (backend,
         key, its own cost); a cost of 0 peeks."""
-        cost = validate_cost(cost)
-        if not parts:
-            raise ConfigError("check_all needs at least one (limiter, key) pair")
-        keys: list[bytes] = []
-        arrays: Parts | None = None
-        meta: list[tuple[int, Rate]] = []
-        part_of: list[int] = []
-        costs: list[int] = []
-        for i, part in enumerate(parts):
-            backend, key = part[0], part[1]
-            n = validate_cost(part[2]) if len(part) == 3 else cost
-            if not isinstance(backend, PostgresBackend) or backend.conn is not self.conn:
-                raise ConfigError(
-                    "check_all needs every limiter on the same PostgreSQL store: open them "
-                    "with the same URL and options, or pass store=<first limiter>"
-                )
-            err = backend._cost_error(n, backend._meta)
-            if err is not None:
-                raise err
-            part_keys = backend.namer.keys(key)
-            keys.extend(part_keys)
-            arrays = backend.parts if arrays is None else arrays + backend.parts
-            meta.extend(backend._meta)
-            part_of.extend([i] * len(part_keys))
-            costs.extend([n] * len(part_keys))
-        assert arrays is not None
-        return keys, arrays, costs_literal(costs), meta, part_of, max(costs)
+        group = self._group_keys(parts, cost)
+        arrays: Parts = group.backends[0].parts
+        for backend in group.backends[1:]:
+            arrays = arrays + backend.parts
+        return (
+            group.keys, arrays, costs_literal(group.costs), group.meta, group.part_of, group.units
+        )
 
     def check_group(self, parts: Sequence[tuple[Any, ...]], cost: int = 1) -> Decision:
         """All-or-nothing over several (backend, key[, cost]) parts, in one
@@ -376,12 +240,10 @@ class PostgresBackend:
         table = self.conn.layout.table
         await self._aadmin(f"DELETE FROM {table} WHERE k LIKE %s", (self._like(),), "clear")
 
-    def stats(self) -> dict[str, int]:
-        """This process's counts, the breaker, and this limit's live rows
-        (-1 if the database cannot be reached)."""
+    def _store_stats(self) -> dict[str, int]:
+        """This limit's live rows (-1 if the database cannot be reached)."""
         active = -1
-        breaker = self.conn.breaker
-        if breaker.state != OPEN:
+        if self.conn.breaker.state != OPEN:
             try:
                 with self.conn.connection() as c:
                     row = c.execute(
@@ -393,38 +255,10 @@ class PostgresBackend:
                     active = int(row[0]) if row else -1
             except (ConfigError, *_STORE_ERRORS):
                 active = -1
-        return {
-            "allowed": self._allowed,
-            "denied": self._denied,
-            "fallbacks": self.failure.fallbacks,
-            "errors": self.failure.errors,
-            "breaker_open": int(breaker.state == OPEN),
-            "breaker_trips": breaker.trips,
-            "active_keys": active,
-        }
+        return {"active_keys": active}
 
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            if self.conn.owned:
-                release(self.conn)
-
-    async def aclose(self) -> None:
-        await self.conn.aclose()
-        self.close()
-
-    # ``with`` / ``async with`` close the connections this store opened
-    def __enter__(self) -> PostgresBackend:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> PostgresBackend:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+    def _release(self) -> None:
+        release(self.conn)
 
     def __repr__(self) -> str:
         where = self.conn.label or type(self.conn.user).__name__
@@ -461,15 +295,9 @@ def from_connection(target: Any, spec: LimitSpec, **options: Any) -> PostgresBac
     group them)."""
     if isinstance(target, PostgresBackend):
         base = target
-        if {"timeout", "connect_timeout", "max_connections", "schema", "table"} & set(options):
-            raise ConfigError(
-                "a limiter sharing another's PostgreSQL store shares its connection options"
-            )
-        merged: dict[str, Any] = {
-            "plain_keys": base.namer.plain,
-            "key_secret": base.namer.key_secret,
-        }
-        merged.update(options)
+        merged = base.sharing_options(
+            base, options, {"timeout", "connect_timeout", "max_connections", "schema", "table"}
+        )
         if base.conn.owned:
             acquire(base.conn)
         opts = read_options(merged)

@@ -18,13 +18,12 @@ from typing import Any
 from redis.exceptions import RedisError, ResponseError
 
 from floodwall._native import Decision
-from floodwall.errors import ConfigError, CostError, StoreError
+from floodwall.errors import ConfigError, StoreError
 from floodwall.rates import Rate
 from floodwall.stores import LimitSpec
-from floodwall.stores.breaker import OPEN, CircuitBreaker
-from floodwall.stores.capabilities import StoreCapabilities
-from floodwall.stores.failure import FailurePolicy
+from floodwall.stores.breaker import OPEN
 from floodwall.stores.netquota import INT64_MAX as _INT64_MAX
+from floodwall.stores.network import Key, PooledBackend, network_capabilities
 from floodwall.stores.redis.calls import run_async, run_sync, script_call
 from floodwall.stores.redis.connection import Connection, acquire, release, shared
 from floodwall.stores.redis.keys import KeyNamer, resolve_key_secret
@@ -35,8 +34,6 @@ from floodwall.stores.url import StoreURL
 
 __all__ = ["CAPABILITIES", "RedisBackend", "from_client", "open_redis"]
 
-Key = str | bytes
-
 #: user keys whose Redis keys (and their packed bytes) a backend remembers;
 #: the memory is forgotten whole when full (a bound an attacker's keys
 #: cannot grow past)
@@ -45,54 +42,18 @@ _KEY_TYPES = (str, bytes)
 _STORE_ERRORS = (RedisError, OSError)  # OSError covers socket errors and TimeoutError
 
 #: What a Redis store is.
-CAPABILITIES = StoreCapabilities(
-    kind="redis",
-    inline=False,
-    blocking=True,
-    groups=True,
-    shared=True,
-    shared_clock=True,
-    durable=False,
-)
+CAPABILITIES = network_capabilities("redis", durable=False)
 
 
-def validate_cost(cost: object) -> int:
-    """The cost as an int; exactly an int (a bool or an IntEnum is a
-    mistake), >= 0. CostError is the caller's, never a store failure."""
-    if cost.__class__ is not int:
-        raise CostError(f"cost must be an int >= 0, not {type(cost).__name__}")
-    assert isinstance(cost, int)
-    if cost < 0:
-        raise CostError(f"cost must be an int >= 0, got {cost!r}")
-    return cost
-
-
-class RedisBackend:
+class RedisBackend(PooledBackend):
     """A limit spec on a Redis deployment (see docs/redis.md)."""
 
     capabilities = CAPABILITIES
+    store_name = "Redis store"
 
     def __init__(self, conn: Connection, spec: LimitSpec, opts: RedisOptions) -> None:
-        self.conn = conn
-        self.spec = spec
-        fail = opts.fail or spec.fail
-        on_error = opts.on_error or spec.on_error
-        self.failure = FailurePolicy(fail, on_error, label="Redis store")
-        self.fail = self.failure.mode
-        self.on_error = self.failure.on_error
-        self.options = opts
-        if not spec.rates:
-            raise ConfigError("a limit needs at least one rate")
-        quotas: list[QuotaParts] = []
-        for rate in spec.rates:
-            try:
-                quotas.append(normalise(spec.algorithm, rate.amount, rate.period_ns, rate.burst))
-            except ValueError as exc:
-                raise ConfigError(f"{exc} (rate {rate})") from None
-        self.quotas = tuple(quotas)
-        self.rates: tuple[Rate, ...] = tuple(spec.rates)
-        self.capacity = min(q.burst for q in quotas)
-        self._meta = tuple((q.burst, r) for q, r in zip(quotas, self.rates))
+        super().__init__(conn, spec, opts, normalise)
+        quotas: tuple[QuotaParts, ...] = self.quotas
         self._parts = tuple(x for q in quotas for x in q.part)
         self.namer = KeyNamer(
             spec.namespace,
@@ -102,7 +63,6 @@ class RedisBackend:
             key_secret=resolve_key_secret(opts.key_secret),
             hash_tag=opts.hash_tag,
         )
-        self._clock = spec.clock
         self._expire = b"0" if spec.clock is not None else b"1"
         # the ARGV of a cost-1 check with Redis's own clock, built once
         self._argv1 = (b"", b"1", self._expire, *self._parts)
@@ -115,9 +75,6 @@ class RedisBackend:
         # Python; remembered on the packed path only
         self._known: dict[Key, tuple[list[bytes], bytes]] = {}
         self._remember = self._wire and self.namer.deterministic
-        self._allowed = 0
-        self._denied = 0
-        self._closed = False
 
     def bind(self, spec: LimitSpec, **options: Any) -> RedisBackend:
         """Another limit on this backend's connection (so check_all can
@@ -144,65 +101,8 @@ class RedisBackend:
             if cost == 1 and parts is self._parts:
                 return self._argv1
         else:
-            now = self._clock()
-            if isinstance(now, bool) or not isinstance(now, int) or not 0 <= now <= _INT64_MAX:
-                raise ConfigError(f"clock() must return int ns in [0, 2^63-1], got {now!r}")
+            now = self._now()
         return (now, cost, self._expire, *parts)
-
-    def _cost_error(self, cost: int, meta: Sequence[tuple[int, Rate]]) -> CostError | None:
-        for burst, rate in meta:
-            if cost > burst:
-                return CostError(
-                    f"cost {cost} exceeds the capacity {burst} of {rate}: it can never be admitted"
-                )
-        return None
-
-    def _checked_cost(self, cost: object) -> int:
-        """The cost as an int, or CostError (the slow path of check)."""
-        n = validate_cost(cost)
-        err = self._cost_error(n, self._meta)
-        if err is not None:
-            raise err
-        return n
-
-    def _decision(
-        self,
-        res: Any,
-        meta: Sequence[tuple[int, Rate]],
-        part_of: Sequence[int] | None = None,
-    ) -> Decision:
-        allowed, index, rem, retry, reset, delay = parse_reply(res, _INT64_MAX)
-        burst, rate = meta[index]
-        denied_part = part_of[index] if part_of is not None and not allowed else None
-        return Decision(
-            allowed, burst, rem, retry, reset, delay, rate=rate, denied_part=denied_part
-        )
-
-    def _count(self, d: Decision, cost: int) -> Decision:
-        if cost and not d.fallback:
-            if d.allowed:
-                self._allowed += 1
-            else:
-                self._denied += 1
-        return d
-
-    def _failed(
-        self, exc: BaseException, meta: Sequence[tuple[int, Rate]], breaker: CircuitBreaker
-    ) -> Decision:
-        """A call that reached for Redis and failed: count it on the breaker
-        (waking the async calls queued on it if it opens), then the policy."""
-        if breaker.failure():
-            self.conn.tripped(breaker)
-        return self.failure.decide(exc, meta[0][1], None, breaker.retry_in() or breaker.cooldown)
-
-    def _skipped(self, breaker: CircuitBreaker, meta: Sequence[tuple[int, Rate]]) -> Decision:
-        exc = StoreError(
-            f"Redis store skipped: the circuit breaker is open after "
-            f"{breaker.threshold} consecutive failures; next try in {breaker.retry_in():.3f}s"
-        )
-        return self.failure.decide(
-            exc, meta[0][1], None, breaker.retry_in() or breaker.cooldown, reached=False
-        )
 
     def _run(
         self,
@@ -215,13 +115,13 @@ class RedisBackend:
         client = conn.sync_client()
         breaker, target = conn.route(client, keys[0])
         if breaker._state and not breaker.allow():  # not closed
-            return self._skipped(breaker, meta)
+            return self._skipped(breaker, meta[0][1])
         try:
             res = run_sync(client, script_call(conn.scripts, keys, argv), target)
         except _STORE_ERRORS as exc:
-            return self._failed(exc, meta, breaker)
+            return self._failed(exc, meta[0][1], breaker)
         breaker.success()
-        return self._decision(res, meta, part_of)
+        return self._reply(parse_reply(res, _INT64_MAX), meta, part_of)
 
     async def _arun(
         self,
@@ -238,7 +138,7 @@ class RedisBackend:
         else:
             breaker, target = conn.breaker, None
         if breaker._state and not breaker.allow():
-            return self._skipped(breaker, meta)
+            return self._skipped(breaker, meta[0][1])
         deadline = conn.deadline(breaker)
         try:
             if deadline is None:
@@ -247,14 +147,12 @@ class RedisBackend:
                 async with deadline:
                     res = await self._acall(client, keys, argv, target, packed, True)
         except _STORE_ERRORS as exc:
-            if breaker.state == OPEN:  # it opened while this call waited
-                return self._skipped(breaker, meta)
-            return self._failed(exc, meta, breaker)
+            return self._failed_waiting(exc, meta[0][1], breaker)
         finally:
             if deadline is not None:
                 conn.done(breaker, deadline)
         breaker.success()
-        return self._decision(res, meta, part_of)
+        return self._reply(parse_reply(res, _INT64_MAX), meta, part_of)
 
     async def _acall(
         self,
@@ -308,7 +206,7 @@ class RedisBackend:
         else:
             breaker, target = conn.breaker, None
         if breaker._state and not breaker.allow():  # not closed: maybe skip
-            return self._skipped(breaker, self._meta)
+            return self._skipped(breaker, self._meta[0][1])
         scripts = conn.scripts
         try:
             try:
@@ -323,7 +221,7 @@ class RedisBackend:
             except ResponseError as exc:  # NOSCRIPT, no function yet...: the routine
                 res = run_sync(client, script_call(scripts, keys, argv, exc), target)
         except _STORE_ERRORS as exc:
-            return self._failed(exc, self._meta, breaker)
+            return self._failed(exc, self._meta[0][1], breaker)
         if breaker._failures:
             breaker.success()
         allowed, index, rem, retry, reset, delay = parse_reply(res, _INT64_MAX)
@@ -336,12 +234,6 @@ class RedisBackend:
             self._denied += 1
         return Decision(False, burst, rem, retry, reset, delay, rate=rate)
 
-    def allow(self, key: Key, cost: int = 1) -> bool:
-        return self.check(key, cost).allowed
-
-    def peek(self, key: Key) -> Decision:
-        return self.check(key, 0)
-
     async def acheck(self, key: Key, cost: int = 1) -> Decision:
         if cost.__class__ is not int or cost < 0 or cost > self.capacity:
             cost = self._checked_cost(cost)
@@ -353,12 +245,6 @@ class RedisBackend:
             d = await self._arun(self.namer.keys(key), self._argv(cost, self._parts), self._meta)
         return self._count(d, cost)
 
-    async def aallow(self, key: Key, cost: int = 1) -> bool:
-        return (await self.acheck(key, cost)).allowed
-
-    async def apeek(self, key: Key) -> Decision:
-        return await self.acheck(key, 0)
-
     # -- groups -------------------------------------------------------------
 
     def _group(
@@ -367,31 +253,9 @@ class RedisBackend:
         """KEYS, ARGV, the (capacity, rate) and the part of each key, and the
         units the group consumes. A part is (backend, key) with ``cost``, or
         (backend, key, its own cost)."""
-        cost = validate_cost(cost)
-        if not parts:
-            raise ConfigError("check_all needs at least one (limiter, key) pair")
-        keys: list[bytes] = []
-        specs: list[bytes] = []
-        meta: list[tuple[int, Rate]] = []
-        part_of: list[int] = []
-        costs: list[int] = []
-        for i, part in enumerate(parts):
-            backend, key = part[0], part[1]
-            n = validate_cost(part[2]) if len(part) == 3 else cost
-            if not isinstance(backend, RedisBackend) or backend.conn is not self.conn:
-                raise ConfigError(
-                    "check_all needs every limiter on the same Redis store: open them "
-                    "with the same URL and options, or pass store=<first limiter>"
-                )
-            err = backend._cost_error(n, backend._meta)
-            if err is not None:
-                raise err
-            part_keys = backend.namer.keys(key)
-            keys.extend(part_keys)
-            specs.extend(backend._parts)
-            meta.extend(backend._meta)
-            part_of.extend([i] * len(part_keys))
-            costs.extend([n] * len(part_keys))
+        group = self._group_keys(parts, cost)
+        keys, costs = group.keys, group.costs
+        specs = [x for backend in group.backends for x in backend._parts]
         if self.conn.cluster:
             from redis.crc import key_slot
 
@@ -408,7 +272,7 @@ class RedisBackend:
         else:  # one cost per key, as the script reads them
             argv = self._argv(0, specs)
             argv = (argv[0], ",".join(map(str, costs)).encode(), *argv[2:])
-        return keys, argv, meta, part_of, max(costs)
+        return keys, argv, group.meta, group.part_of, group.units
 
     def check_group(self, parts: Sequence[tuple[Any, ...]], cost: int = 1) -> Decision:
         """All-or-nothing over several (backend, key[, cost]) parts, in one
@@ -487,11 +351,10 @@ class RedisBackend:
         except _STORE_ERRORS as exc:
             raise StoreError(f"Redis clear failed: {exc}") from exc
 
-    def stats(self) -> dict[str, int]:
-        """This process's counts, the breakers, and the keys in Redis (-1 if
-        Redis cannot be reached; counting scans the namespace)."""
+    def _store_stats(self) -> dict[str, int]:
+        """The keys of this limit in Redis (-1 if Redis cannot be reached;
+        counting scans the namespace)."""
         active = -1
-        breakers = self.conn.breakers()
         try:
             if self.conn.breaker.state != OPEN:
                 active = sum(
@@ -500,38 +363,10 @@ class RedisBackend:
                 )
         except (ConfigError, *_STORE_ERRORS):
             active = -1
-        return {
-            "allowed": self._allowed,
-            "denied": self._denied,
-            "fallbacks": self.failure.fallbacks,
-            "errors": self.failure.errors,
-            "breaker_open": sum(1 for b in breakers if b.state == OPEN),
-            "breaker_trips": sum(b.trips for b in breakers),
-            "active_keys": active,
-        }
+        return {"active_keys": active}
 
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            if self.conn.owned:
-                release(self.conn)
-
-    async def aclose(self) -> None:
-        await self.conn.aclose()
-        self.close()
-
-    # ``with`` / ``async with`` close the connections this store opened
-    def __enter__(self) -> RedisBackend:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> RedisBackend:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+    def _release(self) -> None:
+        release(self.conn)
 
     def __repr__(self) -> str:
         where = (
@@ -574,15 +409,9 @@ def from_client(client: Any, spec: LimitSpec, **options: Any) -> RedisBackend:
     of another RedisBackend (so that check_all can group them)."""
     if isinstance(client, RedisBackend):
         base = client
-        if {"timeout", "client_options", "connect_timeout", "max_connections"} & set(options):
-            raise ConfigError(
-                "a limiter sharing another's Redis store shares its connection options"
-            )
-        merged: dict[str, Any] = {
-            "plain_keys": base.namer.plain,
-            "key_secret": base.namer.key_secret,
-        }
-        merged.update(options)
+        merged = base.sharing_options(
+            base, options, {"timeout", "client_options", "connect_timeout", "max_connections"}
+        )
         if base.conn.owned:
             acquire(base.conn)
         return RedisBackend(base.conn, spec, RedisOptions.read(merged))
