@@ -13,7 +13,8 @@
  * no algorithm run can produce (an entry with a negative time, a cost
  * outside [1, B], out of time order) is replaced by one entry of B units at
  * now: full, until one window passes; an entry more than max(W, 1 s) ahead
- * of now (a clock excursion) is moved back to now; a total below the
+ * of now (a clock excursion) is moved back to the newest time within reach,
+ * or now (a peek, which writes nothing, reads it there); a total below the
  * entries' sum (damage) is raised to it.
  */
 #include "internal.h"
@@ -102,9 +103,10 @@ static fwi_verdict_t recount(const fw_quota_t *q, fw_log_t *log, int64_t now,
         }
         if ((fwi_i128)e->t > ahead) {
             v = FWI_STATE_AHEAD;
-            if (!repair)
-                break;
-            e->t = now > prev ? now : prev; /* keeps the time order */
+            /* a peek counts the entry where it is (its decision reads it
+             * moved: see clamp_view); a check moves it */
+            if (repair)
+                e->t = now > prev ? now : prev; /* keeps the time order */
         }
         prev = e->t;
         used += e->cost;
@@ -154,16 +156,45 @@ static fwi_verdict_t prune(const fw_quota_t *q, fw_log_t *log, int64_t now, int 
     return FWI_STATE_OK;
 }
 
-static int64_t newest_reset(const fw_quota_t *q, fw_log_t *log, int64_t now)
+/* Where a decision reads an entry: where it is, or, for a peek of a log a
+ * clock excursion left ahead (which a peek may not repair), where a check
+ * would move it: an entry beyond `reach` is read at `base`. */
+typedef struct clamp_view {
+    fwi_i128 reach;
+    int64_t base;
+} clamp_view_t;
+
+static const clamp_view_t AS_STORED = {((fwi_i128)1) << 100, 0};
+
+static int64_t time_of(const clamp_view_t *cv, const fw_log_entry_t *e)
+{
+    return (fwi_i128)e->t > cv->reach ? cv->base : e->t;
+}
+
+/* The view a check's repair would leave (recount): entries more than
+ * max(W, 1 s) ahead of now at the newest time within reach, or now. */
+static clamp_view_t clamp_view(const fw_quota_t *q, fw_log_t *log, int64_t now)
+{
+    clamp_view_t cv = {(fwi_i128)now + fwi_clamp_slack(q->window_ns), now};
+    for (uint32_t i = 0; i < log->len; i++) {
+        int64_t t = entry_at(log, i)->t;
+        if ((fwi_i128)t <= cv.reach && t > cv.base)
+            cv.base = t;
+    }
+    return cv;
+}
+
+static int64_t newest_reset(const fw_quota_t *q, fw_log_t *log, int64_t now,
+                            const clamp_view_t *cv)
 {
     if (log->len == 0)
         return 0;
-    fwi_i128 end = (fwi_i128)entry_at(log, log->len - 1)->t + q->window_ns;
+    fwi_i128 end = (fwi_i128)time_of(cv, entry_at(log, log->len - 1)) + q->window_ns;
     return end > now ? fwi_sat64(end - now) : 0;
 }
 
 static void decide(const fw_quota_t *q, fw_log_t *log, int64_t now, int64_t cost,
-                   fw_decision_t *d)
+                   const clamp_view_t *cv, fw_decision_t *d)
 {
     int64_t b = q->burst;
     /* an over-count a crash left is never read beyond B */
@@ -185,7 +216,7 @@ static void decide(const fw_quota_t *q, fw_log_t *log, int64_t now, int64_t cost
         const fw_log_entry_t *e = entry_at(log, i);
         freed += e->cost;
         if (freed >= need) {
-            d->retry_after_ns = fwi_sat64((fwi_i128)e->t + q->window_ns - now);
+            d->retry_after_ns = fwi_sat64((fwi_i128)time_of(cv, e) + q->window_ns - now);
             break;
         }
     }
@@ -287,22 +318,24 @@ int fwi_log_eval(const fw_quota_t *q, fw_log_t *log, int64_t now, int64_t cost,
     fwi_verdict_t v = prune(q, log, now, repair);
     if (verdict)
         *verdict = v;
-    if (v != FWI_STATE_OK && !repair) {
+    if (v == FWI_STATE_IMPOSSIBLE && !repair) {
         fwi_log_full_decision(q, d); /* decided as if repaired */
         return 0;
     }
+    /* a peek of a log left ahead: decided as if repaired, without writing */
+    clamp_view_t cv = v == FWI_STATE_AHEAD && !repair ? clamp_view(q, log, now) : AS_STORED;
     if (cost > 0) {
-        decide(q, log, now, cost, d);
+        decide(q, log, now, cost, &cv, d);
         if (d->allowed && append)
             fwi_log_insert(log, now, cost, NULL, NULL);
-        d->reset_after_ns = newest_reset(q, log, now);
+        d->reset_after_ns = newest_reset(q, log, now, &cv);
         if (d->allowed && !append && d->reset_after_ns < q->window_ns)
             d->reset_after_ns = q->window_ns; /* the entry it would add */
         return 0;
     }
     fw_decision_t one = {0}; /* copied whole: no stray padding bytes */
-    decide(q, log, now, 1, &one);
-    fwi_peek_from(d, &one, newest_reset(q, log, now));
+    decide(q, log, now, 1, &cv, &one);
+    fwi_peek_from(d, &one, newest_reset(q, log, now, &cv));
     return 0;
 }
 

@@ -25,7 +25,10 @@
 -- one-key check waits on at most one thing. Parts are decided in order, each seeing what the parts before
 -- it admitted (a key may appear twice); rows are written only when every
 -- part is admitted, and only by parts of cost > 0, so a denial or a peek
--- writes nothing.
+-- consumes nothing. The one write a denial makes is a repair: a state that
+-- a clock excursion left too far ahead of now (docs/algorithms.md, "States
+-- the engine does not trust") is read clamped, as the C engine and the Lua
+-- scripts clamp it, and a denying part of cost > 0 writes it back clamped.
 -- Expired rows are removed a few at a time by admitting checks (at most
 -- @sweep_rows@ rows, on one check in @sweep_every@ on average), skipping rows
 -- that another transaction holds: no sweep is ever unbounded.
@@ -73,6 +76,10 @@ DECLARE
     win_left numeric; cnt numeric; c2 numeric; prv numeric; cur numeric;
     over numeric; pw numeric; cap numeric; usage numeric; q numeric; q2 numeric; e2 numeric;
     newest numeric; need numeric; tt numeric;
+    slack numeric; reach numeric;
+    clamped boolean;
+    fixes @table@[];     -- per owner: the clamped state, as read (a repair)
+    fixed boolean[];
     all_ok boolean := true;
     pick integer := NULL;
     pick_ok boolean; pick_rem numeric; pick_retry numeric; pick_reset numeric; pick_delay numeric;
@@ -132,7 +139,7 @@ BEGIN
         FOR h IN SELECT DISTINCT hashtext(encode(x, 'hex')) FROM unnest(p_keys) AS x ORDER BY 1 LOOP
             PERFORM pg_advisory_xact_lock(@lockclass@, h);
         END LOOP;
-        owner := '{}'; st := '{}'; dirty := '{}';
+        owner := '{}'; st := '{}'; dirty := '{}'; fixes := '{}'; fixed := '{}';
         FOR i IN 1..np LOOP
             j := array_position(p_keys, p_keys[i]);
             owner[i] := j;
@@ -143,6 +150,7 @@ BEGIN
                 END IF;
                 st[i] := r;
                 dirty[i] := false;
+                fixed[i] := false;
             END IF;
         END LOOP;
     END IF;
@@ -167,6 +175,47 @@ BEGIN
         algo := p_algo[i];
         b := p_b[i]; t := p_t[i]; tau := p_tau[i]; w := p_w[i];
         retry := 0; dly := 0;
+
+        -- A clock excursion: a state further ahead of now than its
+        -- algorithm can put it, by more than max(horizon, 1 s), is read as
+        -- the C engine reads it (gcra: full at now; a window: the same
+        -- counts in now's window; log entries: moved back to the newest
+        -- time within reach, or now).
+        clamped := false;
+        IF algo = 'g' OR algo = 's' THEN
+            slack := greatest(tau, 1000000000);
+            IF s.a IS NOT NULL AND s.a - now_ns > tau + slack THEN
+                s.a := now_ns + tau;
+                s.expires := least(now_ns + tau, I64);
+                clamped := true;
+            END IF;
+        ELSIF algo = 'f' OR algo = 'w' THEN
+            slack := greatest(w, 1000000000);
+            IF s.a IS NOT NULL AND s.a - w - now_ns > slack THEN
+                s.a := now_ns + (w - mod(now_ns, w));
+                s.expires := least(s.a + CASE WHEN algo = 'w' THEN w ELSE 0 END, I64);
+                clamped := true;
+            END IF;
+        ELSE
+            reach := now_ns + greatest(w, 1000000000);
+            IF (SELECT max(e.t) FROM unnest(s.lt) AS e(t)) > reach THEN
+                base := greatest(now_ns, coalesce(
+                    (SELECT max(e.t) FROM unnest(s.lt) AS e(t) WHERE e.t <= reach), now_ns));
+                SELECT array_agg(CASE WHEN e.t > reach THEN base::bigint ELSE e.t END
+                                 ORDER BY e.o)
+                  INTO s.lt
+                  FROM unnest(s.lt) WITH ORDINALITY AS e(t, o);
+                s.expires := least(base + w, I64);
+                clamped := true;
+            END IF;
+        END IF;
+        IF clamped AND np > 1 THEN
+            st[j] := s;
+            IF NOT fixed[j] AND NOT peek THEN
+                fixes[j] := s;
+                fixed[j] := true;
+            END IF;
+        END IF;
 
         IF algo = 'g' OR algo = 's' THEN
             -- GCRA: state is the TAT; a fresh key has TAT <= now.
@@ -343,6 +392,20 @@ BEGIN
                  SET a = EXCLUDED.a, p = EXCLUDED.p, c = EXCLUDED.c,
                      lt = EXCLUDED.lt, ln = EXCLUDED.ln, expires = EXCLUDED.expires;
         END LOOP;
+    END IF;
+    IF NOT all_ok THEN
+        -- repairs: the clamped states of denying checks, as they were read
+        IF np = 1 AND clamped AND p_costs[1] > 0 THEN
+            UPDATE @table@ SET a = s.a, lt = s.lt, expires = s.expires WHERE k = s.k;
+        ELSIF np > 1 THEN
+            FOR i IN 1..np LOOP
+                IF owner[i] = i AND fixed[i] THEN
+                    UPDATE @table@ SET a = fixes[i].a, lt = fixes[i].lt,
+                                       expires = fixes[i].expires
+                     WHERE k = fixes[i].k;
+                END IF;
+            END LOOP;
+        END IF;
     END IF;
     IF all_ok AND writes THEN
         -- Bounded cleanup: a few expired rows, never one another
