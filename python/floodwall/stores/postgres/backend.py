@@ -26,7 +26,14 @@ from floodwall.stores.capabilities import StoreCapabilities
 from floodwall.stores.failure import FailurePolicy
 from floodwall.stores.netkeys import KeyNamer, escape, resolve_key_secret
 from floodwall.stores.netquota import INT64_MAX, NetQuota, normalise_quota
-from floodwall.stores.postgres.calls import Parts, Row, call_async, call_sync, costs_literal
+from floodwall.stores.postgres.calls import (
+    OneGcra,
+    Parts,
+    Row,
+    call_async,
+    call_sync,
+    costs_literal,
+)
 from floodwall.stores.postgres.connection import Connection, acquire, release, shared
 from floodwall.stores.postgres.schema import Layout
 from floodwall.stores.postgres.url import PostgresOptions, libpq_conninfo, read_options
@@ -111,6 +118,12 @@ class PostgresBackend:
         )
         self._clock = spec.clock
         self._sql = conn.layout.check_call
+        #: the lean statement of a charging check, for one rate of the GCRA family
+        self._one = (
+            OneGcra.of(conn.layout, quotas[0], conn.lock_ms)
+            if len(quotas) == 1 and OneGcra.serves(quotas[0].algorithm)
+            else None
+        )
         self._allowed = 0
         self._denied = 0
         self._closed = False
@@ -181,11 +194,22 @@ class PostgresBackend:
             exc, meta[0][1], None, breaker.retry_in() or breaker.cooldown, reached=False
         )
 
+    def _statement(self, key: Key, cost: int) -> tuple[str, Any, int]:
+        """(SQL, parameters, row keys) of a check of ``key``: the lean
+        statement when it serves, else the check function."""
+        keys = self.namer.keys(key)
+        one = self._one
+        if one is not None and cost:
+            sql, params = one.statement(keys[0], cost, self._now())
+            return sql, params, 1
+        args = self.parts.args(self._now(), self._costs(cost), keys, self.conn.lock_ms)
+        return self._sql, args, len(keys)
+
     def _run(
         self,
-        keys: Sequence[bytes],
-        parts: Parts,
-        costs: str,
+        sql: str,
+        params: Any,
+        nparts: int,
         meta: Sequence[tuple[int, Rate]],
         units: int,
         part_of: Sequence[int] | None = None,
@@ -194,16 +218,15 @@ class PostgresBackend:
         breaker = conn.breaker
         if breaker._state and not breaker.allow():  # not closed: maybe skip
             return self._skipped(meta)
-        args = parts.args(self._now(), costs, keys, conn.lock_ms)
         try:
             try:
                 with conn.connection() as c:
-                    row = call_sync(c, self._sql, args)
+                    row = call_sync(c, sql, params, nparts)
             except psycopg.OperationalError as exc:
                 if not conn.owned or not _broken(exc):
                     raise
                 with conn.connection() as c:  # once more, on a fresh connection
-                    row = call_sync(c, self._sql, args)
+                    row = call_sync(c, sql, params, nparts)
         except _STORE_ERRORS as exc:
             return self._failed(exc, meta)
         if breaker._failures or breaker._state:
@@ -212,9 +235,9 @@ class PostgresBackend:
 
     async def _arun(
         self,
-        keys: Sequence[bytes],
-        parts: Parts,
-        costs: str,
+        sql: str,
+        params: Any,
+        nparts: int,
         meta: Sequence[tuple[int, Rate]],
         units: int,
         part_of: Sequence[int] | None = None,
@@ -223,14 +246,13 @@ class PostgresBackend:
         breaker = conn.breaker
         if breaker._state and not breaker.allow():
             return self._skipped(meta)
-        args = parts.args(self._now(), costs, keys, conn.lock_ms)
         try:
             try:
-                row = await self._acall(args)
+                row = await self._acall(sql, params, nparts)
             except psycopg.OperationalError as exc:
                 if not conn.owned or not _broken(exc):
                     raise
-                row = await self._acall(args)
+                row = await self._acall(sql, params, nparts)
         except _STORE_ERRORS as exc:
             if breaker.state == OPEN:  # it opened while this call waited
                 return self._skipped(meta)
@@ -239,11 +261,11 @@ class PostgresBackend:
             breaker.success()
         return self._decision(row, meta, units, part_of)
 
-    async def _acall(self, args: Sequence[Any]) -> Row:
+    async def _acall(self, sql: str, params: Any, nparts: int) -> Row:
         c, done = await self.conn.aconnection()
         failed = True
         try:
-            row = await call_async(c, self._sql, args)
+            row = await call_async(c, sql, params, nparts)
             failed = False
             return row
         except psycopg.Error as exc:
@@ -258,7 +280,7 @@ class PostgresBackend:
         """Decide `cost` units for `key` on every rate, all-or-nothing."""
         if cost.__class__ is not int or cost < 0 or cost > self.capacity:
             cost = self._checked_cost(cost)
-        return self._run(self.namer.keys(key), self.parts, self._costs(cost), self._meta, cost)
+        return self._run(*self._statement(key, cost), self._meta, cost)
 
     def allow(self, key: Key, cost: int = 1) -> bool:
         return self.check(key, cost).allowed
@@ -269,9 +291,7 @@ class PostgresBackend:
     async def acheck(self, key: Key, cost: int = 1) -> Decision:
         if cost.__class__ is not int or cost < 0 or cost > self.capacity:
             cost = self._checked_cost(cost)
-        return await self._arun(
-            self.namer.keys(key), self.parts, self._costs(cost), self._meta, cost
-        )
+        return await self._arun(*self._statement(key, cost), self._meta, cost)
 
     async def aallow(self, key: Key, cost: int = 1) -> bool:
         return (await self.acheck(key, cost)).allowed
@@ -320,11 +340,13 @@ class PostgresBackend:
         """All-or-nothing over several (backend, key[, cost]) parts, in one
         statement; a denial names its part (``denied_part``)."""
         keys, arrays, costs, meta, part_of, units = self._group(parts, cost)
-        return self._run(keys, arrays, costs, meta, units, part_of)
+        args = arrays.args(self._now(), costs, keys, self.conn.lock_ms)
+        return self._run(self._sql, args, len(keys), meta, units, part_of)
 
     async def acheck_group(self, parts: Sequence[tuple[Any, ...]], cost: int = 1) -> Decision:
         keys, arrays, costs, meta, part_of, units = self._group(parts, cost)
-        return await self._arun(keys, arrays, costs, meta, units, part_of)
+        args = arrays.args(self._now(), costs, keys, self.conn.lock_ms)
+        return await self._arun(self._sql, args, len(keys), meta, units, part_of)
 
     # -- administration -----------------------------------------------------
 

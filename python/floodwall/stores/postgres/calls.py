@@ -1,22 +1,27 @@
 """Calling the check function: one statement per check, sync or async.
 
 :class:`Parts` holds what one limit sends per part (row keys are added per
-call): the algorithm code, B, T, tau and W of each rate. :func:`call_sync`
-and :func:`call_async` send the one statement on a connection and return
-its row, checked. Invariant: a check is exactly one statement (so one
-round trip and one transaction), whatever the number of parts.
+call): the algorithm code, B, T, tau and W of each rate. :class:`OneGcra`
+holds the lean statement of a one-rate limit of the GCRA family
+(sql/one_gcra.sql), which decides a charging check of one key without the
+check function. :func:`call_sync` and :func:`call_async` send the one
+statement on a connection and return its row, checked. Invariant: a check
+is exactly one statement (so one round trip and one transaction),
+whatever the number of parts.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from floodwall.errors import StoreError
 from floodwall.stores.netquota import NetQuota
+from floodwall.stores.postgres.schema import SWEEP_EVERY, SWEEP_ROWS, Layout, sql_text
 
-__all__ = ["ALGORITHM_CODES", "Parts", "call_async", "call_sync", "costs_literal"]
+__all__ = ["ALGORITHM_CODES", "OneGcra", "Parts", "call_async", "call_sync", "costs_literal"]
 
 #: Algorithm name -> the code check.sql dispatches on.
 ALGORITHM_CODES = {
@@ -87,10 +92,76 @@ class Parts:
     def args(
         self, now: int | None, costs: str, keys: Sequence[bytes], lock_ms: int
     ) -> tuple[Any, ...]:
-        """The statement's parameters (``costs``: the literal of one cost
-        per key, :func:`costs_literal`), then the part count."""
+        """The check function's parameters (``costs``: the literal of one
+        cost per key, :func:`costs_literal`)."""
         algo, b, t, tau, w = self.literals
-        return (now, costs, keys_literal(keys), algo, b, t, tau, w, lock_ms, len(keys))
+        return (now, costs, keys_literal(keys), algo, b, t, tau, w, lock_ms)
+
+
+#: The clock of one_gcra.sql on the database: clock_timestamp() in ns, as
+#: check.sql reads it.
+_DB_NOW = "trunc(extract(epoch FROM clock_timestamp()) * 1000000000)"
+
+
+def _statement(name: str, subs: dict[str, str]) -> str:
+    """An SQL file less its comment lines, its placeholders filled."""
+    text = "\n".join(
+        line for line in sql_text(name).splitlines() if line and not line.startswith("--")
+    )
+    for k, v in subs.items():
+        text = text.replace(k, v)
+    return text
+
+
+@dataclass(frozen=True)
+class OneGcra:
+    """The lean statements of one rate of the GCRA family on one layout:
+    on the database's clock (without and with the sweep) and on a test
+    clock. Every value in their text is an int this class formats, or a
+    name :class:`Layout` validated and quoted."""
+
+    t: int
+    sql_db: str
+    sql_db_sweep: str
+    sql_test: str
+
+    @staticmethod
+    def serves(algorithm: str) -> bool:
+        """Whether the lean statement decides ``algorithm``."""
+        return ALGORITHM_CODES.get(algorithm) in ("g", "s")
+
+    @classmethod
+    def of(cls, layout: Layout, quota: NetQuota, lock_ms: int) -> OneGcra:
+        subs = {
+            "@table@": layout.table,
+            "@state@": layout.state_function,
+            "@lockclass@": str(int(layout.lock_class)),
+            "@lock@": (
+                f"set_config('lock_timeout', '{int(lock_ms)}', true)" if lock_ms > 0 else "'-'"
+            ),
+            "@tau@": str(int(quota.tau_ns)),
+            "@t@": str(int(quota.interval_ns)),
+            "@shaping@": "true" if quota.algorithm == "leaky_bucket_shaping" else "false",
+            "@sweep_rows@": str(SWEEP_ROWS),
+        }
+        sweep = _statement("one_sweep.sql", subs)
+        db = {**subs, "@now@": _DB_NOW}
+        return cls(
+            quota.interval_ns,
+            _statement("one_gcra.sql", {**db, "@sweep@": ""}),
+            _statement("one_gcra.sql", {**db, "@sweep@": "\n" + sweep}),
+            _statement("one_gcra.sql", {**subs, "@now@": "%(now)s::numeric", "@sweep@": ""}),
+        )
+
+    def statement(self, key: bytes, cost: int, now: int | None) -> tuple[str, dict[str, Any]]:
+        """(SQL, parameters) of a check of ``cost`` >= 1 units on ``key``;
+        one admitting check in SWEEP_EVERY (on average) also sweeps, on the
+        database's clock only."""
+        nt = cost * self.t
+        if now is not None:
+            return self.sql_test, {"k": key, "nt": nt, "now": now}
+        sql = self.sql_db_sweep if random.random() * SWEEP_EVERY < 1 else self.sql_db
+        return sql, {"k": key, "nt": nt}
 
 
 def _checked(row: Any, nparts: int) -> Row:
@@ -108,14 +179,14 @@ def _checked(row: Any, nparts: int) -> Row:
     return ok, part, rem, retry, reset, delay
 
 
-def call_sync(conn: Any, sql: str, args: Sequence[Any]) -> Row:
-    """Run one check on a sync psycopg connection (``args`` from
-    :meth:`Parts.args`: the statement's parameters, then the part count)."""
-    cur = conn.execute(sql, args[:-1])
-    return _checked(cur.fetchone(), args[-1])
+def call_sync(conn: Any, sql: str, params: Any, nparts: int) -> Row:
+    """Run one check of ``nparts`` row keys on a sync psycopg connection
+    (``params``: :meth:`Parts.args` or :meth:`OneGcra.statement`'s)."""
+    cur = conn.execute(sql, params)
+    return _checked(cur.fetchone(), nparts)
 
 
-async def call_async(conn: Any, sql: str, args: Sequence[Any]) -> Row:
+async def call_async(conn: Any, sql: str, params: Any, nparts: int) -> Row:
     """Run one check on an async psycopg connection."""
-    cur = await conn.execute(sql, args[:-1])
-    return _checked(await cur.fetchone(), args[-1])
+    cur = await conn.execute(sql, params)
+    return _checked(await cur.fetchone(), nparts)
