@@ -349,13 +349,15 @@ BEGIN
         -- transaction holds (its owner may be about to write it); only on
         -- the database's clock (a test clock's times mean nothing to it).
         IF p_now IS NULL AND random() * @sweep_every@ < 1 THEN
+            -- found through the expiry index, deleted by key (a generic
+            -- plan never turns this into a scan of the table)
             DELETE FROM @table@ AS x
-             USING (SELECT y.k FROM @table@ AS y
-                     WHERE y.expires < now_ns::bigint
-                     ORDER BY y.expires
-                     LIMIT @sweep_rows@
-                     FOR UPDATE SKIP LOCKED) AS d
-             WHERE x.k = d.k AND x.expires < now_ns::bigint;
+             WHERE x.k = ANY (ARRAY(SELECT y.k FROM @table@ AS y
+                                     WHERE y.expires < now_ns::bigint
+                                     ORDER BY y.expires
+                                     LIMIT @sweep_rows@
+                                     FOR UPDATE SKIP LOCKED))
+               AND x.expires < now_ns::bigint;
         END IF;
     END IF;
 

@@ -2,15 +2,18 @@
 -- its statement: at most @sweep_rows@ expired rows, oldest first through
 -- the expiry index, never the checked key's row (the upsert owns it) and
 -- never a row another transaction holds; only when the check admitted
--- (a denial writes nothing). Placeholders: @table@, @sweep_rows@; the
--- parameter %(k)s; the CTEs n (the clock) and up (the admitted write).
+-- (a denial writes nothing). The rows are found by the expiry index and
+-- deleted by their keys, whatever plan a prepared statement settles on.
+-- Placeholders: @table@, @sweep_rows@; the parameter %(k)s; the CTEs n
+-- (the clock) and up (the admitted write).
 , sweep AS (
     DELETE FROM @table@ AS x
-     USING (SELECT y.k FROM @table@ AS y
-             WHERE y.expires < (SELECT n.now FROM n)::bigint AND y.k <> %(k)s
-             ORDER BY y.expires
-             LIMIT @sweep_rows@
-             FOR UPDATE SKIP LOCKED) AS s
-     WHERE x.k = s.k AND x.expires < (SELECT n.now FROM n)::bigint
+     WHERE x.k = ANY (ARRAY(
+               SELECT y.k FROM @table@ AS y
+                WHERE y.expires < (SELECT n.now FROM n)::bigint AND y.k <> %(k)s
+                ORDER BY y.expires
+                LIMIT @sweep_rows@
+                FOR UPDATE SKIP LOCKED))
+       AND x.expires < (SELECT n.now FROM n)::bigint
        AND EXISTS (SELECT FROM up)
 )
