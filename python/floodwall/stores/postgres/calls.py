@@ -19,7 +19,13 @@ from typing import Any
 
 from floodwall.errors import StoreError
 from floodwall.stores.netquota import NetQuota
-from floodwall.stores.postgres.schema import SWEEP_EVERY, SWEEP_ROWS, Layout, sql_text
+from floodwall.stores.postgres.schema import (
+    EXPIRY_GRAIN_NS,
+    SWEEP_EVERY,
+    SWEEP_ROWS,
+    Layout,
+    sql_text,
+)
 
 __all__ = ["ALGORITHM_CODES", "OneGcra", "Parts", "call_async", "call_sync", "costs_literal"]
 
@@ -143,6 +149,7 @@ class OneGcra:
             "@t@": str(int(quota.interval_ns)),
             "@shaping@": "true" if quota.algorithm == "leaky_bucket_shaping" else "false",
             "@sweep_rows@": str(SWEEP_ROWS),
+            "@grain@": str(EXPIRY_GRAIN_NS),
         }
         sweep = _statement("one_sweep.sql", subs)
         db = {**subs, "@now@": _DB_NOW}

@@ -24,12 +24,16 @@ from floodwall.errors import ConfigError
 from floodwall.stores.postgres.url import PostgresOptions, check_identifier
 
 __all__ = [
+    "EXPIRY_GRAIN_NS",
     "SCHEMA_VERSION",
+    "SWEEP_EVERY",
+    "SWEEP_ROWS",
     "Layout",
     "SchemaVersionError",
     "ensure_schema",
     "install_sql",
     "schema_state",
+    "sql_text",
 ]
 
 #: The version of the tables this floodwall reads and writes.
@@ -40,6 +44,11 @@ SCHEMA_VERSION = 1
 #: removed per written row (8 / 4 = 2) exceeds the one row a write can add.
 SWEEP_ROWS = 8
 SWEEP_EVERY = 4
+#: A row's expires is rounded up to a multiple of this (2^34 ns, about 17
+#: s): an active key's writes then mostly leave it unchanged, so that they
+#: update the row in place (HOT) and add no index entry; a fresh state's
+#: row lingers at most this much longer before a sweep may take it.
+EXPIRY_GRAIN_NS = 2**34
 
 
 class SchemaVersionError(ConfigError):
@@ -57,7 +66,7 @@ def sql_text(name: str) -> str:
 
 
 def _digest() -> str:
-    text = _sql("check.sql") + _sql("state.sql") + f"{SWEEP_ROWS}/{SWEEP_EVERY}"
+    text = _sql("check.sql") + _sql("state.sql") + f"{SWEEP_ROWS}/{SWEEP_EVERY}/{EXPIRY_GRAIN_NS}"
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:10]
 
 
@@ -139,6 +148,7 @@ def install_sql(layout: Layout) -> list[str]:
         "@lockclass@": str(layout.lock_class),
         "@sweep_rows@": str(SWEEP_ROWS),
         "@sweep_every@": str(SWEEP_EVERY),
+        "@grain@": str(EXPIRY_GRAIN_NS),
     }
 
     def fill(text: str) -> str:

@@ -26,11 +26,14 @@
 -- it admitted (a key may appear twice); rows are written only when every
 -- part is admitted, and only by parts of cost > 0, so a denial or a peek
 -- writes nothing.
+-- A row's expires is written rounded up to a multiple of @grain@ ns (still
+-- never before its state is fresh), so that most writes of an active key
+-- leave it unchanged and update the row in place (HOT: no index entry).
 -- Expired rows are removed a few at a time by admitting checks (at most
 -- @sweep_rows@ rows, on one check in @sweep_every@ on average), skipping rows
 -- that another transaction holds: no sweep is ever unbounded.
 -- Placeholders: @table@, @check@ (quoted identifiers), @lockclass@ (int4),
--- @sweep_rows@, @sweep_every@.
+-- @sweep_rows@, @sweep_every@, @grain@.
 
 CREATE OR REPLACE FUNCTION @check@(
     p_now bigint,
@@ -327,7 +330,9 @@ BEGIN
 
     IF all_ok AND writes AND np = 1 AND found_row THEN
         -- the row is ours (locked since it was read): a plain update
-        UPDATE @table@ SET a = s.a, p = s.p, c = s.c, lt = s.lt, ln = s.ln, expires = s.expires
+        UPDATE @table@ SET a = s.a, p = s.p, c = s.c, lt = s.lt, ln = s.ln,
+                           expires = least(div(s.expires::numeric + (@grain@ - 1), @grain@)
+                                           * @grain@, 9223372036854775807)::bigint
          WHERE k = s.k;
     ELSIF all_ok AND writes THEN
         FOR i IN 1..np LOOP
@@ -338,7 +343,9 @@ BEGIN
                 s := st[i];
             END IF;
             INSERT INTO @table@ AS x (k, a, p, c, lt, ln, expires)
-                 VALUES (s.k, s.a, s.p, s.c, s.lt, s.ln, s.expires)
+                 VALUES (s.k, s.a, s.p, s.c, s.lt, s.ln,
+                         least(div(s.expires::numeric + (@grain@ - 1), @grain@) * @grain@,
+                               9223372036854775807)::bigint)
             ON CONFLICT (k) DO UPDATE
                  SET a = EXCLUDED.a, p = EXCLUDED.p, c = EXCLUDED.c,
                      lt = EXCLUDED.lt, ln = EXCLUDED.ln, expires = EXCLUDED.expires;

@@ -10,7 +10,8 @@
 -- DO UPDATE ... WHERE: a denial writes no row version (its conflict locks
 -- the row, so the state it reports is the one it denied on, read by
 -- @state@, whose fresh snapshot sees it). A new key is always admitted
--- (cost <= burst, so cost * T <= tau).
+-- (cost <= burst, so cost * T <= tau). expires is rounded up to a multiple
+-- of @grain@ ns, as check.sql writes it.
 -- The sweep (only in the statement chosen for one admitting check in
 -- @sweep_every@, on the database's clock) removes at most @sweep_rows@
 -- expired rows, never this key's and never one another transaction holds.
@@ -19,8 +20,8 @@
 -- @lockclass@ (int4), @lock@ (a set_config of lock_timeout, or a no-op),
 -- @now@ (the clock: clock_timestamp() in ns, or the %(now)s parameter),
 -- @tau@, @t@ (ns), @shaping@ (true: report the shaping delay), @sweep@
--- (the sweep's CTE, or nothing), @sweep_rows@. Parameters: %(k)s (the row
--- key), %(nt)s (cost * T, ns; <= tau), and %(now)s on a test clock.
+-- (the sweep's CTE, or nothing), @sweep_rows@, @grain@. Parameters: %(k)s
+-- (the row key), %(nt)s (cost * T, ns; <= tau), and %(now)s on a test clock.
 -- Result: allowed, part (0), remaining, retry_after, reset_after, delay.
 
 WITH n AS MATERIALIZED (
@@ -32,11 +33,14 @@ WITH n AS MATERIALIZED (
     END AS now
 ), up AS (
     INSERT INTO @table@ AS x (k, a, expires)
-    SELECT %(k)s, n.now + %(nt)s::int8, least(n.now + %(nt)s::int8, 9223372036854775807)
+    SELECT %(k)s, n.now + %(nt)s::int8,
+           least(div(n.now + (%(nt)s::int8 + (@grain@ - 1)), @grain@) * @grain@,
+                 9223372036854775807)
       FROM n
     ON CONFLICT (k) DO UPDATE
        SET a = greatest(x.a, EXCLUDED.a - %(nt)s::int8) + %(nt)s::int8,
-           expires = least(greatest(x.a, EXCLUDED.a - %(nt)s::int8) + %(nt)s::int8,
+           expires = least(div(greatest(x.a, EXCLUDED.a - %(nt)s::int8)
+                               + (%(nt)s::int8 + (@grain@ - 1)), @grain@) * @grain@,
                            9223372036854775807)
      WHERE greatest(x.a, EXCLUDED.a - %(nt)s::int8) - (EXCLUDED.a - %(nt)s::int8)
            + %(nt)s::int8 <= @tau@

@@ -1,0 +1,154 @@
+# test_postgres_lean.py - the lean statement of the PostgreSQL store
+# (sql/one_gcra.sql): a charging check of one key on one rate of the GCRA
+# family is one plain prepared statement, not a call of the check function;
+# a denial reports the state it was denied on, even one committed after
+# its statement began (while it waited for the key's lock); rows carry an
+# expiry rounded up to the grain, on both paths; the state function is
+# part of the schema (a missing one is made again).
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import psycopg
+import pytest
+from postgres_servers import PostgresServer
+
+from floodwall import Limiter, check_all
+from floodwall.stores.postgres.schema import EXPIRY_GRAIN_NS, Layout
+from floodwall.stores.postgres.url import read_options
+
+FIXED_NOW = 1_750_000_000 * 10**9
+SECOND = 10**9
+
+
+def _prepared(lim: Limiter) -> list[str]:
+    """The statements prepared on every idle connection of the pool."""
+    backend: Any = lim.backend
+    pool = backend.conn._sync_pool()
+    conns = [pool.getconn() for _ in range(pool.get_stats()["pool_size"])]
+    try:
+        return [
+            r[0] for c in conns for r in c.execute("SELECT statement FROM pg_prepared_statements")
+        ]
+    finally:
+        for c in conns:
+            pool.putconn(c)
+
+
+@pytest.mark.parametrize(
+    "algorithm", ["gcra", "token_bucket", "leaky_bucket", "leaky_bucket_shaping"]
+)
+def test_one_key_gcra_checks_are_one_plain_statement(postgres_url: str, algorithm: str) -> None:
+    lim = Limiter("1000/minute", algorithm=algorithm, store=postgres_url, namespace="lean")
+    for i in range(20):
+        assert lim.check(f"k{i % 2}").allowed
+    statements = _prepared(lim)
+    backend: Any = lim.backend
+    function = backend.conn.layout.function_name
+    assert any(s.lstrip().startswith("WITH n AS MATERIALIZED") for s in statements), statements
+    assert not any(function in s for s in statements), statements
+
+
+def test_other_checks_still_call_the_check_function(postgres_url: str) -> None:
+    # several rates, another algorithm, a peek: the check function decides
+    for lim, call in (
+        (Limiter("5/second; 100/minute", store=postgres_url, namespace="l2"), "check"),
+        (Limiter("100/minute", algorithm="fixed_window", store=postgres_url), "check"),
+        (Limiter("100/minute", store=postgres_url, namespace="l3"), "peek"),
+    ):
+        for _ in range(20):  # prepared after 5 on a connection (a pool may hold 2 or more)
+            getattr(lim, call)("k")
+        backend: Any = lim.backend
+        function = backend.conn.layout.function_name
+        assert any(function in s for s in _prepared(lim))
+
+
+def test_a_denial_reports_the_state_committed_while_it_waited(
+    postgres_url: str, postgres_server: PostgresServer
+) -> None:
+    # The check's statement begins, then waits for the key's lock, held by
+    # a transaction that fills the key and commits. The upsert sees that
+    # row (the latest version) and denies; the decision must come from
+    # the same row, not from the statement's older snapshot (which holds
+    # the row as it was before: one unit left, so retry_after 0).
+    lim = Limiter("2/minute", store=postgres_url, namespace="wait", clock=lambda: FIXED_NOW)
+    assert lim.check("k").allowed  # tat = now + 30 s: one unit left
+    backend: Any = lim.backend
+    layout = backend.conn.layout
+    row_key = backend.namer.keys("k")[0]
+    result: dict[str, Any] = {}
+    with psycopg.connect(postgres_server.conninfo) as holder:
+        holder.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(encode(%s, 'hex')))",
+            (layout.lock_class, row_key),
+        )
+
+        def check() -> None:
+            result["d"] = lim.check("k")
+
+        t = threading.Thread(target=check)
+        t.start()
+        with psycopg.connect(postgres_server.conninfo, autocommit=True) as watcher:
+            deadline = time.monotonic() + 10
+            while not watcher.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            ).fetchone()[0]:
+                assert time.monotonic() < deadline, "the check never waited for the key's lock"
+                time.sleep(0.01)
+        # another check took the last unit meanwhile: tat = now + 60 s (full)
+        holder.execute(
+            f"UPDATE {layout.table} SET a = %s WHERE k = %s", (FIXED_NOW + 60 * SECOND, row_key)
+        )
+        holder.commit()
+        t.join(10)
+    d = result["d"]
+    assert not d.allowed
+    assert d.remaining == 0
+    assert d.retry_after == pytest.approx(30.0)  # 60 + 30 - 60 s
+    assert d.reset_after == pytest.approx(60.0)
+
+
+@pytest.mark.parametrize("algorithm", ["gcra", "fixed_window", "sliding_log"])
+def test_expires_is_rounded_up_to_the_grain(
+    postgres_url: str, postgres_server: PostgresServer, algorithm: str
+) -> None:
+    lim = Limiter("3/minute", algorithm=algorithm, store=postgres_url, clock=lambda: FIXED_NOW)
+    assert lim.check("k").allowed
+    with psycopg.connect(postgres_server.conninfo) as c:
+        (expires,) = c.execute("SELECT expires FROM public.floodwall_state").fetchone()
+    fresh_at = FIXED_NOW + 20 * SECOND  # 1 of 3 units per minute: back to full after 20 s
+    if algorithm == "fixed_window":
+        fresh_at = FIXED_NOW - FIXED_NOW % (60 * SECOND) + 60 * SECOND  # the window's end
+    elif algorithm == "sliding_log":
+        fresh_at = FIXED_NOW + 60 * SECOND  # the entry leaves the log
+    assert expires % EXPIRY_GRAIN_NS == 0
+    assert fresh_at <= expires < fresh_at + EXPIRY_GRAIN_NS
+
+
+def test_a_group_and_one_key_checks_share_a_row(postgres_url: str) -> None:
+    # a row written by the lean statement is read by the check function
+    # (a group), and the other way round: one state, two paths
+    a = Limiter("4/minute", store=postgres_url, namespace="ga", clock=lambda: FIXED_NOW)
+    b = Limiter("4/minute", store=a, namespace="gb", clock=lambda: FIXED_NOW)
+    assert a.check("k", 2).allowed  # lean
+    assert check_all([(a, "k"), (b, "k")]).allowed  # function: a has 1 left after
+    assert a.check("k").allowed  # lean: the last unit
+    d = check_all([(a, "k"), (b, "k")])
+    assert not d.allowed and d.denied_part == 0
+    assert not a.check("k").allowed
+    assert b.peek("k").remaining == 3
+
+
+def test_a_missing_state_function_is_made_again(
+    postgres_url: str, postgres_server: PostgresServer
+) -> None:
+    lim = Limiter("2/minute", store=postgres_url, namespace="sf")
+    assert lim.check("k").allowed
+    layout = Layout.of(read_options({}))
+    with psycopg.connect(postgres_server.conninfo, autocommit=True) as c:
+        c.execute(f"DROP FUNCTION {layout.state_function}(bytea)")
+    fresh = Limiter("2/minute", store=postgres_url + "?timeout=5", namespace="sf")
+    assert fresh.check("k").allowed  # the schema check found it missing and made it
+    assert not fresh.check("k").allowed  # a denial reads the state through it
