@@ -40,8 +40,12 @@ def _prepared(lim: Limiter) -> list[str]:
 @pytest.mark.parametrize(
     "algorithm", ["gcra", "token_bucket", "leaky_bucket", "leaky_bucket_shaping"]
 )
-def test_one_key_gcra_checks_are_one_plain_statement(postgres_url: str, algorithm: str) -> None:
-    lim = Limiter("1000/minute", algorithm=algorithm, store=postgres_url, namespace="lean")
+def test_one_key_gcra_checks_are_one_plain_statement(
+    postgres_server: PostgresServer, algorithm: str
+) -> None:
+    # a table of this test's own: a pool of its own, nothing prepared before
+    url = f"{postgres_server.url}?table=fw_lean_{algorithm}"
+    lim = Limiter("1000/minute", algorithm=algorithm, store=url, namespace="lean")
     for i in range(20):
         assert lim.check(f"k{i % 2}").allowed
     statements = _prepared(lim)
@@ -152,3 +156,19 @@ def test_a_missing_state_function_is_made_again(
     fresh = Limiter("2/minute", store=postgres_url + "?timeout=5", namespace="sf")
     assert fresh.check("k").allowed  # the schema check found it missing and made it
     assert not fresh.check("k").allowed  # a denial reads the state through it
+
+
+def test_without_prepared_statements_the_check_function_decides(
+    postgres_server: PostgresServer,
+) -> None:
+    # unprepared, the lean statement's planning would cost more than the
+    # function call it saves (PgBouncer < 1.21 in transaction mode)
+    url = postgres_server.url + "?prepare_threshold=none&table=fw_lean_noprep"
+    lim = Limiter("3/minute", store=url)
+    backend: Any = lim.backend
+    assert backend._one is None
+    assert [lim.allow("k") for _ in range(4)] == [True, True, True, False]
+    with psycopg.connect(postgres_server.conninfo, autocommit=True) as conn:
+        assert Limiter("3/minute", store=conn).backend._one is not None  # type: ignore[attr-defined]
+        conn.prepare_threshold = None
+        assert Limiter("3/minute", store=conn).backend._one is None  # type: ignore[attr-defined]

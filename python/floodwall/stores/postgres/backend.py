@@ -118,10 +118,11 @@ class PostgresBackend:
         )
         self._clock = spec.clock
         self._sql = conn.layout.check_call
-        #: the lean statement of a charging check, for one rate of the GCRA family
+        #: the lean statement of a charging check, for one rate of the GCRA
+        #: family on connections that prepare statements
         self._one = (
             OneGcra.of(conn.layout, quotas[0], conn.lock_ms)
-            if len(quotas) == 1 and OneGcra.serves(quotas[0].algorithm)
+            if len(quotas) == 1 and OneGcra.serves(quotas[0].algorithm) and conn.prepares
             else None
         )
         self._allowed = 0

@@ -90,6 +90,21 @@ class Connection:
         return self.settings.timeout
 
     @property
+    def prepares(self) -> bool:
+        """Whether the connections used prepare statements (psycopg's
+        ``prepare_threshold`` is not None): the lean statement pays off
+        only prepared, its planning costing more than the check function's
+        call. On a user's pool, read from the pool's connection keywords
+        (psycopg's default, 5, when unset)."""
+        if self.owned:
+            return self.prepare_threshold is not None
+        user = self.user
+        if hasattr(user, "prepare_threshold"):
+            return user.prepare_threshold is not None
+        kwargs = getattr(user, "kwargs", None) or {}
+        return kwargs.get("prepare_threshold", 5) is not None
+
+    @property
     def lock_ms(self) -> int:
         """The server-side lock_timeout of a check (0: none of ours): 80% of
         the timeout, so that the server gives up a lock wait (and the check
