@@ -172,3 +172,29 @@ def test_without_prepared_statements_the_check_function_decides(
         assert Limiter("3/minute", store=conn).backend._one is not None  # type: ignore[attr-defined]
         conn.prepare_threshold = None
         assert Limiter("3/minute", store=conn).backend._one is None  # type: ignore[attr-defined]
+
+
+def test_limiters_of_a_store_share_one_prepared_statement(postgres_server: PostgresServer) -> None:
+    # the rate is in the parameters (typed int8 whatever their size): many
+    # limiters do not fill psycopg's cache of prepared statements
+    url = f"{postgres_server.url}?table=fw_lean_shared"
+    limiters = [
+        Limiter(rate, algorithm=algorithm, store=url, namespace=f"s{i}")
+        for i, (rate, algorithm) in enumerate(
+            [
+                ("5/second", "gcra"),
+                ("1000/day", "gcra"),
+                ("3/minute", "token_bucket"),
+                ("7/hour", "leaky_bucket_shaping"),
+                ("1/2s", "leaky_bucket"),
+            ]
+        )
+    ]
+    for _ in range(12):
+        for lim in limiters:
+            lim.check("k")
+    lean = [s for s in _prepared(limiters[0]) if s.lstrip().startswith("WITH n AS MATERIALIZED")]
+    backend: Any = limiters[0].backend
+    connections = backend.conn._sync_pool().get_stats()["pool_size"]
+    # per connection: the statement without and with the sweep, no more
+    assert 1 <= len(lean) <= 2 * connections, lean

@@ -15,7 +15,10 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
+
+from psycopg.types.numeric import Int8
 
 from floodwall.errors import StoreError
 from floodwall.stores.netquota import NetQuota
@@ -119,14 +122,40 @@ def _statement(name: str, subs: dict[str, str]) -> str:
     return text
 
 
+@cache
+def _one_gcra_texts(layout: Layout, lock_ms: int) -> tuple[str, str, str]:
+    """The lean statements of a layout and lock timeout: on the database's
+    clock without and with the sweep, and on a test clock. Every value in
+    their text is an int formatted here, or a name :class:`Layout`
+    validated and quoted."""
+    subs = {
+        "@table@": layout.table,
+        "@state@": layout.state_function,
+        "@lockclass@": str(int(layout.lock_class)),
+        "@lock@": f"set_config('lock_timeout', '{int(lock_ms)}', true)" if lock_ms > 0 else "'-'",
+        "@sweep_rows@": str(SWEEP_ROWS),
+        "@grain@": str(EXPIRY_GRAIN_NS),
+    }
+    sweep = _statement("one_sweep.sql", subs)
+    db = {**subs, "@now@": _DB_NOW}
+    return (
+        _statement("one_gcra.sql", {**db, "@sweep@": ""}),
+        _statement("one_gcra.sql", {**db, "@sweep@": "\n" + sweep}),
+        _statement("one_gcra.sql", {**subs, "@now@": "%(now)s::numeric", "@sweep@": ""}),
+    )
+
+
 @dataclass(frozen=True)
 class OneGcra:
-    """The lean statements of one rate of the GCRA family on one layout:
-    on the database's clock (without and with the sweep) and on a test
-    clock. Every value in their text is an int this class formats, or a
-    name :class:`Layout` validated and quoted."""
+    """The lean statement of one rate of the GCRA family (its text shared
+    by every limiter on the same table and lock timeout; the rate is in
+    its parameters, typed int8 whatever their size, so that one prepared
+    statement serves them all)."""
 
     t: int
+    t8: Int8
+    tau: Int8
+    shaping: bool
     sql_db: str
     sql_db_sweep: str
     sql_test: str
@@ -138,37 +167,30 @@ class OneGcra:
 
     @classmethod
     def of(cls, layout: Layout, quota: NetQuota, lock_ms: int) -> OneGcra:
-        subs = {
-            "@table@": layout.table,
-            "@state@": layout.state_function,
-            "@lockclass@": str(int(layout.lock_class)),
-            "@lock@": (
-                f"set_config('lock_timeout', '{int(lock_ms)}', true)" if lock_ms > 0 else "'-'"
-            ),
-            "@tau@": str(int(quota.tau_ns)),
-            "@t@": str(int(quota.interval_ns)),
-            "@shaping@": "true" if quota.algorithm == "leaky_bucket_shaping" else "false",
-            "@sweep_rows@": str(SWEEP_ROWS),
-            "@grain@": str(EXPIRY_GRAIN_NS),
-        }
-        sweep = _statement("one_sweep.sql", subs)
-        db = {**subs, "@now@": _DB_NOW}
         return cls(
             quota.interval_ns,
-            _statement("one_gcra.sql", {**db, "@sweep@": ""}),
-            _statement("one_gcra.sql", {**db, "@sweep@": "\n" + sweep}),
-            _statement("one_gcra.sql", {**subs, "@now@": "%(now)s::numeric", "@sweep@": ""}),
+            Int8(quota.interval_ns),
+            Int8(quota.tau_ns),
+            quota.algorithm == "leaky_bucket_shaping",
+            *_one_gcra_texts(layout, lock_ms),
         )
 
     def statement(self, key: bytes, cost: int, now: int | None) -> tuple[str, dict[str, Any]]:
         """(SQL, parameters) of a check of ``cost`` >= 1 units on ``key``;
         one admitting check in SWEEP_EVERY (on average) also sweeps, on the
         database's clock only."""
-        nt = cost * self.t
+        params: dict[str, Any] = {
+            "k": key,
+            "nt": Int8(cost * self.t),
+            "tau": self.tau,
+            "t": self.t8,
+            "shaping": self.shaping,
+        }
         if now is not None:
-            return self.sql_test, {"k": key, "nt": nt, "now": now}
+            params["now"] = now
+            return self.sql_test, params
         sql = self.sql_db_sweep if random.random() * SWEEP_EVERY < 1 else self.sql_db
-        return sql, {"k": key, "nt": nt}
+        return sql, params
 
 
 def _checked(row: Any, nparts: int) -> Row:
@@ -186,14 +208,23 @@ def _checked(row: Any, nparts: int) -> Row:
     return ok, part, rem, retry, reset, delay
 
 
+def _cursor(conn: Any) -> Any:
+    """The connection's own check cursor when it keeps one (a connection
+    floodwall opened), else a new cursor (a user's connection)."""
+    keep = getattr(conn, "check_cursor", None)
+    return keep() if keep is not None else conn.cursor()
+
+
 def call_sync(conn: Any, sql: str, params: Any, nparts: int) -> Row:
     """Run one check of ``nparts`` row keys on a sync psycopg connection
     (``params``: :meth:`Parts.args` or :meth:`OneGcra.statement`'s)."""
-    cur = conn.execute(sql, params)
+    cur = _cursor(conn)
+    cur.execute(sql, params)
     return _checked(cur.fetchone(), nparts)
 
 
 async def call_async(conn: Any, sql: str, params: Any, nparts: int) -> Row:
     """Run one check on an async psycopg connection."""
-    cur = await conn.execute(sql, params)
+    cur = _cursor(conn)
+    await cur.execute(sql, params)
     return _checked(await cur.fetchone(), nparts)

@@ -16,12 +16,15 @@
 -- @sweep_every@, on the database's clock) removes at most @sweep_rows@
 -- expired rows, never this key's and never one another transaction holds.
 --
--- Placeholders filled once per limiter: @table@, @state@ (quoted names),
--- @lockclass@ (int4), @lock@ (a set_config of lock_timeout, or a no-op),
--- @now@ (the clock: clock_timestamp() in ns, or the %(now)s parameter),
--- @tau@, @t@ (ns), @shaping@ (true: report the shaping delay), @sweep@
--- (the sweep's CTE, or nothing), @sweep_rows@, @grain@. Parameters: %(k)s
--- (the row key), %(nt)s (cost * T, ns; <= tau), and %(now)s on a test clock.
+-- Placeholders, filled once per table and lock timeout (so every limiter
+-- of a store shares the statement, prepared once per connection):
+-- @table@, @state@ (quoted names), @lockclass@ (int4), @lock@ (a
+-- set_config of lock_timeout, or a no-op), @now@ (the clock:
+-- clock_timestamp() in ns, or the %(now)s parameter), @sweep@ (the sweep's
+-- CTE, or nothing), @sweep_rows@, @grain@. Parameters (int8 unless said):
+-- %(k)s (the row key, bytea), %(nt)s (cost * T, ns; <= tau), %(tau)s,
+-- %(t)s (ns), %(shaping)s (bool: report the shaping delay), and %(now)s
+-- on a test clock.
 -- Result: allowed, part (0), remaining, retry_after, reset_after, delay.
 
 WITH n AS MATERIALIZED (
@@ -43,7 +46,7 @@ WITH n AS MATERIALIZED (
                                + (%(nt)s::int8 + (@grain@ - 1)), @grain@) * @grain@,
                            9223372036854775807)
      WHERE greatest(x.a, EXCLUDED.a - %(nt)s::int8) - (EXCLUDED.a - %(nt)s::int8)
-           + %(nt)s::int8 <= @tau@
+           + %(nt)s::int8 <= %(tau)s::int8
     RETURNING x.a
 ), d AS MATERIALIZED (
     SELECT (SELECT u.a FROM up AS u) AS a,
@@ -52,18 +55,18 @@ WITH n AS MATERIALIZED (
 SELECT d.a IS NOT NULL,
        0,
        least(greatest(CASE
-           WHEN d.a IS NOT NULL THEN div(@tau@ - (d.a - n.now), @t@)
-           WHEN greatest(d.tat, n.now) - n.now < @tau@
-               THEN div(@tau@ - (greatest(d.tat, n.now) - n.now), @t@)
+           WHEN d.a IS NOT NULL THEN div(%(tau)s::int8 - (d.a - n.now), %(t)s::int8)
+           WHEN greatest(d.tat, n.now) - n.now < %(tau)s::int8
+               THEN div(%(tau)s::int8 - (greatest(d.tat, n.now) - n.now), %(t)s::int8)
            ELSE 0 END, 0), 9223372036854775807)::int8,
        least(greatest(CASE
            WHEN d.a IS NOT NULL THEN 0
-           ELSE greatest(d.tat, n.now) - n.now + %(nt)s::int8 - @tau@ END, 0),
+           ELSE greatest(d.tat, n.now) - n.now + %(nt)s::int8 - %(tau)s::int8 END, 0),
            9223372036854775807)::int8,
        least(greatest(CASE
            WHEN d.a IS NOT NULL THEN d.a - n.now
            ELSE greatest(d.tat, n.now) - n.now END, 0), 9223372036854775807)::int8,
        least(greatest(CASE
-           WHEN d.a IS NOT NULL AND @shaping@ THEN d.a - %(nt)s::int8 - n.now
+           WHEN d.a IS NOT NULL AND %(shaping)s::bool THEN d.a - %(nt)s::int8 - n.now
            ELSE 0 END, 0), 9223372036854775807)::int8
   FROM n, d
