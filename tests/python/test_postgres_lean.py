@@ -55,15 +55,30 @@ def test_one_key_gcra_checks_are_one_plain_statement(
     assert not any(function in s for s in statements), statements
 
 
+def test_several_rates_of_one_key_are_one_plain_statement(postgres_server: PostgresServer) -> None:
+    url = f"{postgres_server.url}?table=fw_lean_many"
+    lim = Limiter("50/second; 1000/minute; 10000/hour", store=url, namespace="many")
+    for i in range(20):
+        assert lim.check(f"k{i % 2}").allowed
+    statements = _prepared(lim)
+    backend: Any = lim.backend
+    function = backend.conn.layout.function_name
+    assert any(s.lstrip().startswith("WITH p AS MATERIALIZED") for s in statements), statements
+    assert not any(function in s for s in statements), statements
+
+
 def test_other_checks_still_call_the_check_function(postgres_url: str) -> None:
-    # several rates, another algorithm, a peek: the check function decides
+    # another algorithm, a peek, a group: the check function decides
     for lim, call in (
-        (Limiter("5/second; 100/minute", store=postgres_url, namespace="l2"), "check"),
         (Limiter("100/minute", algorithm="fixed_window", store=postgres_url), "check"),
         (Limiter("100/minute", store=postgres_url, namespace="l3"), "peek"),
+        (Limiter("100/minute", store=postgres_url, namespace="l4"), "group"),
     ):
         for _ in range(20):  # prepared after 5 on a connection (a pool may hold 2 or more)
-            getattr(lim, call)("k")
+            if call == "group":
+                check_all([(lim, "k"), (lim, "j")])
+            else:
+                getattr(lim, call)("k")
         backend: Any = lim.backend
         function = backend.conn.layout.function_name
         assert any(function in s for s in _prepared(lim))
@@ -152,7 +167,7 @@ def test_a_missing_state_function_is_made_again(
     assert lim.check("k").allowed
     layout = Layout.of(read_options({}))
     with psycopg.connect(postgres_server.conninfo, autocommit=True) as c:
-        c.execute(f"DROP FUNCTION {layout.state_function}(bytea)")
+        c.execute(f"DROP FUNCTION {layout.state_function}(bytea, boolean)")
     fresh = Limiter("2/minute", store=postgres_url + "?timeout=5", namespace="sf")
     assert fresh.check("k").allowed  # the schema check found it missing and made it
     assert not fresh.check("k").allowed  # a denial reads the state through it
@@ -198,3 +213,80 @@ def test_limiters_of_a_store_share_one_prepared_statement(postgres_server: Postg
     connections = backend.conn._sync_pool().get_stats()["pool_size"]
     # per connection: the statement without and with the sweep, no more
     assert 1 <= len(lean) <= 2 * connections, lean
+
+
+@pytest.mark.parametrize("algorithm", ["gcra", "leaky_bucket_shaping"])
+@pytest.mark.parametrize("rates", ["3/second", "3/second; 5/10s; 8/minute burst 10"])
+def test_lean_and_function_decide_alike(
+    postgres_server: PostgresServer, algorithm: str, rates: str
+) -> None:
+    # the same steps on a test clock, through the lean statement and
+    # through the check function (a store that prepares nothing): every
+    # field of every decision equal, denials and the deciding rate included
+    clock = {"now": FIXED_NOW}
+    lean = Limiter(
+        rates,
+        algorithm=algorithm,
+        store=f"{postgres_server.url}?table=fw_alike_lean",
+        clock=lambda: clock["now"],
+    )
+    function = Limiter(
+        rates,
+        algorithm=algorithm,
+        store=f"{postgres_server.url}?table=fw_alike_fn&prepare_threshold=none",
+        clock=lambda: clock["now"],
+    )
+    assert lean.backend._one is not None  # type: ignore[attr-defined]
+    assert function.backend._one is None  # type: ignore[attr-defined]
+    fields = ("allowed", "limit", "remaining", "retry_after", "reset_after", "delay", "rate")
+    steps = [(0, 1), (0, 1), (0, 2), (0, 1), (100_000_000, 1), (250_000_000, 3), (0, 1)]
+    steps += [(1_000_000_000, 1), (0, 2), (0, 2), (400_000_000, 1), (9_000_000_000, 3)]
+    steps += [(0, 3), (0, 1), (60_000_000_000, 2), (0, 0), (10**18, 1)]
+    denied = 0
+    for step, (dt, cost) in enumerate(steps):
+        clock["now"] += dt
+        a, b = lean.check("k", cost), function.check("k", cost)
+        assert {f: getattr(a, f) for f in fields} == {f: getattr(b, f) for f in fields}, step
+        denied += not a.allowed
+    assert denied >= 3
+
+
+def _many_worker(url: str, fixed_clock: bool, barrier: Any, out: Any) -> None:
+    clock = (lambda: FIXED_NOW) if fixed_clock else None
+    lim = Limiter("120/day; 1000/hour", store=url, namespace="manyrace", clock=clock)
+    barrier.wait()
+    admitted, denied_ones, i = 0, 0, 0
+    costs = (1, 3, 2, 5, 1, 4)
+    while denied_ones < 2:
+        cost = costs[i % len(costs)]
+        i += 1
+        if lim.check("shared", cost).allowed:
+            admitted += cost
+        elif cost == 1:
+            denied_ones += 1
+    out.put(admitted)
+    lim.close()
+
+
+@pytest.mark.parametrize("fixed_clock", [True, False])
+def test_four_processes_one_key_several_rates(postgres_url: str, fixed_clock: bool) -> None:
+    # the lean statement of several rates under contention: exactly the
+    # tighter rate's capacity is admitted, whatever the interleaving
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(4)
+    out = ctx.Queue()
+    url = postgres_url + "?timeout=30&breaker_threshold=0"
+    procs = [
+        ctx.Process(target=_many_worker, args=(url, fixed_clock, barrier, out)) for _ in range(4)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        results = [out.get(timeout=180) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(60)
+    assert [p.exitcode for p in procs] == [0] * 4
+    assert sum(results) == 120, results

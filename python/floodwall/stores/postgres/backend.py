@@ -27,7 +27,7 @@ from floodwall.stores.failure import FailurePolicy
 from floodwall.stores.netkeys import KeyNamer, escape, resolve_key_secret
 from floodwall.stores.netquota import INT64_MAX, NetQuota, normalise_quota
 from floodwall.stores.postgres.calls import (
-    OneGcra,
+    LeanGcra,
     Parts,
     Row,
     call_async,
@@ -118,11 +118,13 @@ class PostgresBackend:
         )
         self._clock = spec.clock
         self._sql = conn.layout.check_call
-        #: the lean statement of a charging check, for one rate of the GCRA
-        #: family on connections that prepare statements
+        #: the lean statement of a charging check, for rates of the GCRA
+        #: family (one row key each) on connections that prepare statements
         self._one = (
-            OneGcra.of(conn.layout, quotas[0], conn.lock_ms)
-            if len(quotas) == 1 and OneGcra.serves(quotas[0].algorithm) and conn.prepares
+            LeanGcra.of(conn.layout, quotas, conn.lock_ms)
+            if LeanGcra.serves(quotas)
+            and conn.prepares
+            and len(set(self.namer.keys(""))) == len(quotas)
             else None
         )
         self._allowed = 0
@@ -201,8 +203,8 @@ class PostgresBackend:
         keys = self.namer.keys(key)
         one = self._one
         if one is not None and cost:
-            sql, params = one.statement(keys[0], cost, self._now())
-            return sql, params, 1
+            sql, params = one.statement(keys, cost, self._now())
+            return sql, params, len(keys)
         args = self.parts.args(self._now(), self._costs(cost), keys, self.conn.lock_ms)
         return self._sql, args, len(keys)
 

@@ -1,10 +1,10 @@
 """Calling the check function: one statement per check, sync or async.
 
 :class:`Parts` holds what one limit sends per part (row keys are added per
-call): the algorithm code, B, T, tau and W of each rate. :class:`OneGcra`
-holds the lean statement of a one-rate limit of the GCRA family
-(sql/one_gcra.sql), which decides a charging check of one key without the
-check function. :func:`call_sync` and :func:`call_async` send the one
+call): the algorithm code, B, T, tau and W of each rate. :class:`LeanGcra`
+holds the lean statement of a limit whose rates are of the GCRA family
+(sql/one_gcra.sql, sql/many_gcra.sql), which decides a charging check of
+one key without the check function. :func:`call_sync` and :func:`call_async` send the one
 statement on a connection and return its row, checked. Invariant: a check
 is exactly one statement (so one round trip and one transaction),
 whatever the number of parts.
@@ -30,7 +30,7 @@ from floodwall.stores.postgres.schema import (
     sql_text,
 )
 
-__all__ = ["ALGORITHM_CODES", "OneGcra", "Parts", "call_async", "call_sync", "costs_literal"]
+__all__ = ["ALGORITHM_CODES", "LeanGcra", "Parts", "call_async", "call_sync", "costs_literal"]
 
 #: Algorithm name -> the code check.sql dispatches on.
 ALGORITHM_CODES = {
@@ -123,11 +123,12 @@ def _statement(name: str, subs: dict[str, str]) -> str:
 
 
 @cache
-def _one_gcra_texts(layout: Layout, lock_ms: int) -> tuple[str, str, str]:
-    """The lean statements of a layout and lock timeout: on the database's
-    clock without and with the sweep, and on a test clock. Every value in
-    their text is an int formatted here, or a name :class:`Layout`
-    validated and quoted."""
+def _lean_texts(layout: Layout, lock_ms: int, name: str) -> tuple[str, str, str]:
+    """The lean statements (``name``: one_gcra.sql or many_gcra.sql) of a
+    layout and lock timeout: on the database's clock without and with the
+    sweep, and on a test clock. Every value in their text is an int
+    formatted here, or a name :class:`Layout` validated and quoted."""
+    one = name == "one_gcra.sql"
     subs = {
         "@table@": layout.table,
         "@state@": layout.state_function,
@@ -135,57 +136,63 @@ def _one_gcra_texts(layout: Layout, lock_ms: int) -> tuple[str, str, str]:
         "@lock@": f"set_config('lock_timeout', '{int(lock_ms)}', true)" if lock_ms > 0 else "'-'",
         "@sweep_rows@": str(SWEEP_ROWS),
         "@grain@": str(EXPIRY_GRAIN_NS),
+        "@mine@": "y.k <> %(k)s" if one else "y.k <> ALL (%(keys)s::bytea[])",
     }
     sweep = _statement("one_sweep.sql", subs)
     db = {**subs, "@now@": _DB_NOW}
     return (
-        _statement("one_gcra.sql", {**db, "@sweep@": ""}),
-        _statement("one_gcra.sql", {**db, "@sweep@": "\n" + sweep}),
-        _statement("one_gcra.sql", {**subs, "@now@": "%(now)s::numeric", "@sweep@": ""}),
+        _statement(name, {**db, "@sweep@": ""}),
+        _statement(name, {**db, "@sweep@": "\n" + sweep}),
+        _statement(name, {**subs, "@now@": "%(now)s::numeric", "@sweep@": ""}),
     )
 
 
 @dataclass(frozen=True)
-class OneGcra:
-    """The lean statement of one rate of the GCRA family (its text shared
-    by every limiter on the same table and lock timeout; the rate is in
-    its parameters, typed int8 whatever their size, so that one prepared
-    statement serves them all)."""
+class LeanGcra:
+    """The lean statement of a limit whose rates are all of the GCRA
+    family: sql/one_gcra.sql for one rate, sql/many_gcra.sql for several
+    (decided all-or-nothing). Its text is shared by every limiter on the
+    same table and lock timeout; the rates are in its parameters, typed
+    int8 whatever their size, so that one prepared statement serves them
+    all."""
 
-    t: int
-    t8: Int8
-    tau: Int8
+    t: tuple[int, ...]
+    t8: Any
+    tau: Any
     shaping: bool
     sql_db: str
     sql_db_sweep: str
     sql_test: str
 
     @staticmethod
-    def serves(algorithm: str) -> bool:
-        """Whether the lean statement decides ``algorithm``."""
-        return ALGORITHM_CODES.get(algorithm) in ("g", "s")
+    def serves(quotas: Sequence[NetQuota]) -> bool:
+        """Whether the lean statement decides a limit of these rates."""
+        return bool(quotas) and all(ALGORITHM_CODES.get(q.algorithm) in ("g", "s") for q in quotas)
 
     @classmethod
-    def of(cls, layout: Layout, quota: NetQuota, lock_ms: int) -> OneGcra:
-        return cls(
-            quota.interval_ns,
-            Int8(quota.interval_ns),
-            Int8(quota.tau_ns),
-            quota.algorithm == "leaky_bucket_shaping",
-            *_one_gcra_texts(layout, lock_ms),
-        )
+    def of(cls, layout: Layout, quotas: Sequence[NetQuota], lock_ms: int) -> LeanGcra:
+        shaping = quotas[0].algorithm == "leaky_bucket_shaping"
+        t = tuple(q.interval_ns for q in quotas)
+        if len(quotas) == 1:
+            texts = _lean_texts(layout, lock_ms, "one_gcra.sql")
+            return cls(t, Int8(t[0]), Int8(quotas[0].tau_ns), shaping, *texts)
+        texts = _lean_texts(layout, lock_ms, "many_gcra.sql")
+        return cls(t, [Int8(x) for x in t], [Int8(q.tau_ns) for q in quotas], shaping, *texts)
 
-    def statement(self, key: bytes, cost: int, now: int | None) -> tuple[str, dict[str, Any]]:
-        """(SQL, parameters) of a check of ``cost`` >= 1 units on ``key``;
-        one admitting check in SWEEP_EVERY (on average) also sweeps, on the
-        database's clock only."""
-        params: dict[str, Any] = {
-            "k": key,
-            "nt": Int8(cost * self.t),
-            "tau": self.tau,
-            "t": self.t8,
-            "shaping": self.shaping,
-        }
+    def statement(
+        self, keys: Sequence[bytes], cost: int, now: int | None
+    ) -> tuple[str, dict[str, Any]]:
+        """(SQL, parameters) of a check of ``cost`` >= 1 units on the row
+        keys of one key (one per rate, distinct); one admitting check in
+        SWEEP_EVERY (on average) also sweeps, on the database's clock only."""
+        params: dict[str, Any]
+        if len(self.t) == 1:
+            params = {"k": keys[0], "nt": Int8(cost * self.t[0])}
+        else:
+            params = {"keys": list(keys), "nt": [Int8(cost * t) for t in self.t]}
+        params["tau"] = self.tau
+        params["t"] = self.t8
+        params["shaping"] = self.shaping
         if now is not None:
             params["now"] = now
             return self.sql_test, params
@@ -217,7 +224,7 @@ def _cursor(conn: Any) -> Any:
 
 def call_sync(conn: Any, sql: str, params: Any, nparts: int) -> Row:
     """Run one check of ``nparts`` row keys on a sync psycopg connection
-    (``params``: :meth:`Parts.args` or :meth:`OneGcra.statement`'s)."""
+    (``params``: :meth:`Parts.args` or :meth:`LeanGcra.statement`'s)."""
     cur = _cursor(conn)
     cur.execute(sql, params)
     return _checked(cur.fetchone(), nparts)

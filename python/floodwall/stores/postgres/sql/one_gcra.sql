@@ -50,7 +50,7 @@ WITH n AS MATERIALIZED (
     RETURNING x.a
 ), d AS MATERIALIZED (
     SELECT (SELECT u.a FROM up AS u) AS a,
-           CASE WHEN NOT EXISTS (SELECT FROM up) THEN coalesce(@state@(%(k)s), 0) END AS tat
+           CASE WHEN NOT EXISTS (SELECT FROM up) THEN coalesce(@state@(%(k)s, false), 0) END AS tat
 )@sweep@
 SELECT d.a IS NOT NULL,
        0,
