@@ -177,7 +177,9 @@ class LeanGcra:
             texts = _lean_texts(layout, lock_ms, "one_gcra.sql")
             return cls(t, Int8(t[0]), Int8(quotas[0].tau_ns), shaping, *texts)
         texts = _lean_texts(layout, lock_ms, "many_gcra.sql")
-        return cls(t, [Int8(x) for x in t], [Int8(q.tau_ns) for q in quotas], shaping, *texts)
+        # arrays as literals, made once (as Parts does): dumping lists per
+        # call costs more on the client than the statement saves
+        return cls(t, _array(t), _array([q.tau_ns for q in quotas]), shaping, *texts)
 
     def statement(
         self, keys: Sequence[bytes], cost: int, now: int | None
@@ -189,7 +191,7 @@ class LeanGcra:
         if len(self.t) == 1:
             params = {"k": keys[0], "nt": Int8(cost * self.t[0])}
         else:
-            params = {"keys": list(keys), "nt": [Int8(cost * t) for t in self.t]}
+            params = {"keys": keys_literal(keys), "nt": _array([cost * t for t in self.t])}
         params["tau"] = self.tau
         params["t"] = self.t8
         params["shaping"] = self.shaping

@@ -15,8 +15,9 @@
 --
 -- Placeholders: @table@, @state@, @lockclass@, @lock@, @now@, @sweep@,
 -- @sweep_rows@, @grain@ (as in one_gcra.sql). Parameters: %(keys)s (the
--- row keys, bytea[]), %(nt)s, %(tau)s, %(t)s (int8[], one per part: cost
--- * T, tau, T), %(shaping)s (bool), and %(now)s on a test clock.
+-- row keys, a bytea[] literal), %(nt)s, %(tau)s, %(t)s (int8[] literals,
+-- one item per part: cost * T, tau, T), %(shaping)s (bool), and %(now)s on
+-- a test clock.
 -- Result: allowed, part (0-based), remaining, retry_after, reset_after, delay.
 
 WITH p AS MATERIALIZED (

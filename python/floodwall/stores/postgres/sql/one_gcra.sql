@@ -12,9 +12,10 @@
 -- @state@, whose fresh snapshot sees it). A new key is always admitted
 -- (cost <= burst, so cost * T <= tau). expires is rounded up to a multiple
 -- of @grain@ ns, as check.sql writes it.
--- The sweep (only in the statement chosen for one admitting check in
--- @sweep_every@, on the database's clock) removes at most @sweep_rows@
--- expired rows, never this key's and never one another transaction holds.
+-- The sweep (one_sweep.sql, only in the statement the caller picks for
+-- one check in SWEEP_EVERY, on the database's clock, and only when it
+-- admits) removes at most @sweep_rows@ expired rows, never this key's and
+-- never one another transaction holds.
 --
 -- Placeholders, filled once per table and lock timeout (so every limiter
 -- of a store shares the statement, prepared once per connection):
