@@ -23,12 +23,14 @@ operations, interleaved round by round with the contenders, best of N
 - ``held``: the statement on one connection taken once, before timing (the
   cheapest possible baseline; its ratio is printed too, never hidden).
 
-Contenders: ``allow()`` of every algorithm on 1000 keys whose rows are
-live (their state is not back to fresh between two checks, so every check
-updates a row, as the baseline does; ``1/second burst 1000000`` never
-denies in a run), and GCRA and three rates on keys whose rows expire
-between two checks (``fresh``: a check finds its row expired or swept,
-and writes it anew). Async: ``aallow()`` with 64 concurrent tasks, against
+Contenders, in two phases (each with its own interleaved baselines, so
+that the rows of the second, swept and written anew, do not burden the
+first): ``allow()`` of every algorithm on keys whose rows are live (their
+state is not back to fresh between two checks, so every check updates a
+row, as the baseline does; ``1/second burst 1000000`` never denies in a
+run), then GCRA and three rates on keys whose rows expire between two
+checks (``fresh``: a check finds its row expired or swept, and writes it
+anew). Async: ``aallow()`` with 64 concurrent tasks, against
 the same upsert awaited by 64 tasks (``pooled``: a connection of the
 limiter's async pool per operation; ``held``: a connection per task).
 Without --url a private server is started (tests/python/postgres_servers.py).
