@@ -14,7 +14,6 @@ import pytest
 import floodwall
 from floodwall.algorithms import ALGORITHMS
 
-
 DAY = 86_400 * 10**9
 S = 10**9
 
@@ -82,7 +81,7 @@ def test_random_walks_with_clock_jumps_match_the_engine(store_url: str, algorith
     for walk in range(6):
         rate = rng.choice(["5/second", "10/minute", "3/2s burst 6", "100/hour"])
         now = [rng.randint(1_000, 2_000) * DAY]
-        kwargs = {"algorithm": algorithm, "clock": lambda: now[0]}
+        kwargs = {"algorithm": algorithm, "clock": lambda now=now: now[0]}
         space = f"walk-{algorithm}-{walk}-{uuid.uuid4().hex[:8]}"
         lim = floodwall.Limiter(rate, store=store_url, namespace=space, **kwargs)
         engine = floodwall.Limiter(rate, store="memory://", namespace=space, **kwargs)

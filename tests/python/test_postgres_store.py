@@ -132,7 +132,7 @@ def test_check_function_refuses_malformed_costs(
     lim = Limiter("2/minute; 5/hour", store=postgres_url, clock=lambda: FIXED_NOW)
     backend: Any = lim.backend
     keys = backend.namer.keys("k")
-    good = backend.parts.args(FIXED_NOW, "{1,1}", keys, 0)[:-1]
+    good = backend.parts.args(FIXED_NOW, "{1,1}", keys, 0)
     with psycopg.connect(postgres_server.conninfo, autocommit=True) as c:
         assert c.execute(backend._sql, good).fetchone()[0] is True
         before = _rows(postgres_server)

@@ -243,7 +243,7 @@ def test_random_walks_match_the_reference(client: redis.Redis, seed: int) -> Non
         key = f"walk:{seed}:{walk}"
         clock = [now]
         engine = Limiter(Rate.from_ns(rq.rate, rq.period_ns, rq.burst), algorithm=algorithm,
-                         clock=lambda: clock[0])
+                         clock=lambda clock=clock: clock[0])
         # the reference model has no clock excursions: it is the oracle until
         # the clock falls back further than the engine lets a state lead
         # (docs/algorithms.md); the C engine is the oracle throughout

@@ -25,7 +25,14 @@ from floodwall.stores.breaker import OPEN
 from floodwall.stores.netkeys import KeyNamer, escape, resolve_key_secret
 from floodwall.stores.netquota import NetQuota, normalise_quota
 from floodwall.stores.network import Key, PooledBackend, network_capabilities
-from floodwall.stores.postgres.calls import Parts, Row, call_async, call_sync, costs_literal
+from floodwall.stores.postgres.calls import (
+    LeanGcra,
+    Parts,
+    Row,
+    call_async,
+    call_sync,
+    costs_literal,
+)
 from floodwall.stores.postgres.connection import Connection, acquire, release, shared
 from floodwall.stores.postgres.schema import Layout
 from floodwall.stores.postgres.url import PostgresOptions, libpq_conninfo, read_options
@@ -69,6 +76,15 @@ class PostgresBackend(PooledBackend):
             key_secret=resolve_key_secret(opts.key_secret),
         )
         self._sql = conn.layout.check_call
+        #: the lean statement of a charging check, for rates of the GCRA
+        #: family (one row key each) on connections that prepare statements
+        self._one = (
+            LeanGcra.of(conn.layout, quotas, conn.lock_ms)
+            if LeanGcra.serves(quotas)
+            and conn.prepares
+            and len(set(self.namer.keys(""))) == len(quotas)
+            else None
+        )
 
     def bind(self, spec: LimitSpec, **options: Any) -> PostgresBackend:
         """Another limit on this backend's database (so check_all can group them)."""
@@ -79,29 +95,55 @@ class PostgresBackend(PooledBackend):
     def _costs(self, cost: int) -> str:
         return self._costs1 if cost == 1 else costs_literal([cost] * len(self.quotas))
 
+    def _statement(self, key: Key, cost: int) -> tuple[str, Any, int, Key | None]:
+        """(SQL, parameters, row keys, the key when the statement is the
+        lean one) of a check of ``key``: the lean statement when it
+        serves, else the check function."""
+        keys = self.namer.keys(key)
+        one = self._one
+        if one is not None and cost:
+            sql, params = one.statement(keys, cost, self._now())
+            return sql, params, len(keys), key
+        args = self.parts.args(self._now(), self._costs(cost), keys, self.conn.lock_ms)
+        return self._sql, args, len(keys), None
+
+    def _again(self, row: Row, lean_key: Key | None, cost: int) -> tuple[str, Any] | None:
+        """The check function's call for a lean check whose denial may
+        come from a clock excursion (LeanGcra.excursion), else None."""
+        one = self._one
+        if lean_key is None or one is None or not one.excursion(row, cost):
+            return None
+        keys = self.namer.keys(lean_key)
+        return self._sql, self.parts.args(self._now(), self._costs(cost), keys, self.conn.lock_ms)
+
     def _run(
         self,
-        keys: Sequence[bytes],
-        parts: Parts,
-        costs: str,
+        sql: str,
+        params: Any,
+        nparts: int,
         meta: Sequence[tuple[int, Rate]],
         units: int,
         part_of: Sequence[int] | None = None,
+        lean_key: Key | None = None,
     ) -> Decision:
         conn = self.conn
         breaker = conn.breaker
         if breaker._state and not breaker.allow():  # not closed: maybe skip
             return self._skipped(breaker, meta[0][1])
-        args = parts.args(self._now(), costs, keys, conn.lock_ms)
         try:
             try:
                 with conn.connection() as c:
-                    row = call_sync(c, self._sql, args)
+                    row = call_sync(c, sql, params, nparts)
             except psycopg.OperationalError as exc:
                 if not conn.owned or not _broken(exc):
                     raise
                 with conn.connection() as c:  # once more, on a fresh connection
-                    row = call_sync(c, self._sql, args)
+                    row = call_sync(c, sql, params, nparts)
+            if lean_key is not None and not row[0]:
+                again = self._again(row, lean_key, units)
+                if again is not None:
+                    with conn.connection() as c:
+                        row = call_sync(c, *again, nparts)
         except _STORE_ERRORS as exc:
             return self._failed(exc, meta[0][1], breaker)
         if breaker._failures or breaker._state:
@@ -110,36 +152,40 @@ class PostgresBackend(PooledBackend):
 
     async def _arun(
         self,
-        keys: Sequence[bytes],
-        parts: Parts,
-        costs: str,
+        sql: str,
+        params: Any,
+        nparts: int,
         meta: Sequence[tuple[int, Rate]],
         units: int,
         part_of: Sequence[int] | None = None,
+        lean_key: Key | None = None,
     ) -> Decision:
         conn = self.conn
         breaker = conn.breaker
         if breaker._state and not breaker.allow():
             return self._skipped(breaker, meta[0][1])
-        args = parts.args(self._now(), costs, keys, conn.lock_ms)
         try:
             try:
-                row = await self._acall(args)
+                row = await self._acall(sql, params, nparts)
             except psycopg.OperationalError as exc:
                 if not conn.owned or not _broken(exc):
                     raise
-                row = await self._acall(args)
+                row = await self._acall(sql, params, nparts)
+            if lean_key is not None and not row[0]:
+                again = self._again(row, lean_key, units)
+                if again is not None:
+                    row = await self._acall(*again, nparts)
         except _STORE_ERRORS as exc:
             return self._failed_waiting(exc, meta[0][1], breaker)
         if breaker._failures or breaker._state:
             breaker.success()
         return self._reply(row, meta, part_of, units)
 
-    async def _acall(self, args: Sequence[Any]) -> Row:
+    async def _acall(self, sql: str, params: Any, nparts: int) -> Row:
         c, done = await self.conn.aconnection()
         failed = True
         try:
-            row = await call_async(c, self._sql, args)
+            row = await call_async(c, sql, params, nparts)
             failed = False
             return row
         except psycopg.Error as exc:
@@ -154,14 +200,14 @@ class PostgresBackend(PooledBackend):
         """Decide `cost` units for `key` on every rate, all-or-nothing."""
         if cost.__class__ is not int or cost < 0 or cost > self.capacity:
             cost = self._checked_cost(cost)
-        return self._run(self.namer.keys(key), self.parts, self._costs(cost), self._meta, cost)
+        sql, params, nparts, lean_key = self._statement(key, cost)
+        return self._run(sql, params, nparts, self._meta, cost, None, lean_key)
 
     async def acheck(self, key: Key, cost: int = 1) -> Decision:
         if cost.__class__ is not int or cost < 0 or cost > self.capacity:
             cost = self._checked_cost(cost)
-        return await self._arun(
-            self.namer.keys(key), self.parts, self._costs(cost), self._meta, cost
-        )
+        sql, params, nparts, lean_key = self._statement(key, cost)
+        return await self._arun(sql, params, nparts, self._meta, cost, None, lean_key)
 
     # -- groups -------------------------------------------------------------
 
@@ -184,11 +230,13 @@ class PostgresBackend(PooledBackend):
         """All-or-nothing over several (backend, key[, cost]) parts, in one
         statement; a denial names its part (``denied_part``)."""
         keys, arrays, costs, meta, part_of, units = self._group(parts, cost)
-        return self._run(keys, arrays, costs, meta, units, part_of)
+        args = arrays.args(self._now(), costs, keys, self.conn.lock_ms)
+        return self._run(self._sql, args, len(keys), meta, units, part_of)
 
     async def acheck_group(self, parts: Sequence[tuple[Any, ...]], cost: int = 1) -> Decision:
         keys, arrays, costs, meta, part_of, units = self._group(parts, cost)
-        return await self._arun(keys, arrays, costs, meta, units, part_of)
+        args = arrays.args(self._now(), costs, keys, self.conn.lock_ms)
+        return await self._arun(self._sql, args, len(keys), meta, units, part_of)
 
     # -- administration -----------------------------------------------------
 

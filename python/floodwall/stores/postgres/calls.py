@@ -1,22 +1,36 @@
 """Calling the check function: one statement per check, sync or async.
 
 :class:`Parts` holds what one limit sends per part (row keys are added per
-call): the algorithm code, B, T, tau and W of each rate. :func:`call_sync`
-and :func:`call_async` send the one statement on a connection and return
-its row, checked. Invariant: a check is exactly one statement (so one
-round trip and one transaction), whatever the number of parts.
+call): the algorithm code, B, T, tau and W of each rate. :class:`LeanGcra`
+holds the lean statement of a limit whose rates are of the GCRA family
+(sql/one_gcra.sql, sql/many_gcra.sql), which decides a charging check of
+one key without the check function. :func:`call_sync` and :func:`call_async` send the one
+statement on a connection and return its row, checked. Invariant: a check
+is exactly one statement (so one round trip and one transaction),
+whatever the number of parts.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
+
+from psycopg.types.numeric import Int8
 
 from floodwall.errors import StoreError
 from floodwall.stores.netquota import NetQuota
+from floodwall.stores.postgres.schema import (
+    EXPIRY_GRAIN_NS,
+    SWEEP_EVERY,
+    SWEEP_ROWS,
+    Layout,
+    sql_text,
+)
 
-__all__ = ["ALGORITHM_CODES", "Parts", "call_async", "call_sync", "costs_literal"]
+__all__ = ["ALGORITHM_CODES", "LeanGcra", "Parts", "call_async", "call_sync", "costs_literal"]
 
 #: Algorithm name -> the code check.sql dispatches on.
 ALGORITHM_CODES = {
@@ -87,10 +101,122 @@ class Parts:
     def args(
         self, now: int | None, costs: str, keys: Sequence[bytes], lock_ms: int
     ) -> tuple[Any, ...]:
-        """The statement's parameters (``costs``: the literal of one cost
-        per key, :func:`costs_literal`), then the part count."""
+        """The check function's parameters (``costs``: the literal of one
+        cost per key, :func:`costs_literal`)."""
         algo, b, t, tau, w = self.literals
-        return (now, costs, keys_literal(keys), algo, b, t, tau, w, lock_ms, len(keys))
+        return (now, costs, keys_literal(keys), algo, b, t, tau, w, lock_ms)
+
+
+#: The clock of one_gcra.sql on the database: clock_timestamp() in ns, as
+#: check.sql reads it.
+_DB_NOW = "trunc(extract(epoch FROM clock_timestamp()) * 1000000000)"
+
+
+def _statement(name: str, subs: dict[str, str]) -> str:
+    """An SQL file less its comment lines, its placeholders filled."""
+    text = "\n".join(
+        line for line in sql_text(name).splitlines() if line and not line.startswith("--")
+    )
+    for k, v in subs.items():
+        text = text.replace(k, v)
+    return text
+
+
+@cache
+def _lean_texts(layout: Layout, lock_ms: int, name: str) -> tuple[str, str, str]:
+    """The lean statements (``name``: one_gcra.sql or many_gcra.sql) of a
+    layout and lock timeout: on the database's clock without and with the
+    sweep, and on a test clock. Every value in their text is an int
+    formatted here, or a name :class:`Layout` validated and quoted."""
+    one = name == "one_gcra.sql"
+    subs = {
+        "@table@": layout.table,
+        "@state@": layout.state_function,
+        "@lockclass@": str(int(layout.lock_class)),
+        "@lock@": f"set_config('lock_timeout', '{int(lock_ms)}', true)" if lock_ms > 0 else "'-'",
+        "@sweep_rows@": str(SWEEP_ROWS),
+        "@grain@": str(EXPIRY_GRAIN_NS),
+        "@mine@": "y.k <> %(k)s" if one else "y.k <> ALL (%(keys)s::bytea[])",
+    }
+    sweep = _statement("one_sweep.sql", subs)
+    db = {**subs, "@now@": _DB_NOW}
+    return (
+        _statement(name, {**db, "@sweep@": ""}),
+        _statement(name, {**db, "@sweep@": "\n" + sweep}),
+        _statement(name, {**subs, "@now@": "%(now)s::numeric", "@sweep@": ""}),
+    )
+
+
+@dataclass(frozen=True)
+class LeanGcra:
+    """The lean statement of a limit whose rates are all of the GCRA
+    family: sql/one_gcra.sql for one rate, sql/many_gcra.sql for several
+    (decided all-or-nothing). Its text is shared by every limiter on the
+    same table and lock timeout; the rates are in its parameters, typed
+    int8 whatever their size, so that one prepared statement serves them
+    all."""
+
+    t: tuple[int, ...]
+    t8: Any
+    tau: Any
+    shaping: bool
+    sql_db: str
+    sql_db_sweep: str
+    sql_test: str
+    #: max(tau, 1 s) of each rate: how far past tau a TAT may lead now
+    #: before it is a clock excursion (docs/algorithms.md)
+    slack: tuple[int, ...]
+
+    @staticmethod
+    def serves(quotas: Sequence[NetQuota]) -> bool:
+        """Whether the lean statement decides a limit of these rates."""
+        return bool(quotas) and all(ALGORITHM_CODES.get(q.algorithm) in ("g", "s") for q in quotas)
+
+    @classmethod
+    def of(cls, layout: Layout, quotas: Sequence[NetQuota], lock_ms: int) -> LeanGcra:
+        shaping = quotas[0].algorithm == "leaky_bucket_shaping"
+        t = tuple(q.interval_ns for q in quotas)
+        slack = tuple(max(q.tau_ns, 10**9) for q in quotas)
+        if len(quotas) == 1:
+            texts = _lean_texts(layout, lock_ms, "one_gcra.sql")
+            return cls(t, Int8(t[0]), Int8(quotas[0].tau_ns), shaping, *texts, slack)
+        texts = _lean_texts(layout, lock_ms, "many_gcra.sql")
+        # arrays as literals, made once (as Parts does): dumping lists per
+        # call costs more on the client than the statement saves
+        return cls(t, _array(t), _array([q.tau_ns for q in quotas]), shaping, *texts, slack)
+
+    def statement(
+        self, keys: Sequence[bytes], cost: int, now: int | None
+    ) -> tuple[str, dict[str, Any]]:
+        """(SQL, parameters) of a check of ``cost`` >= 1 units on the row
+        keys of one key (one per rate, distinct); one admitting check in
+        SWEEP_EVERY (on average) also sweeps, on the database's clock only."""
+        params: dict[str, Any]
+        if len(self.t) == 1:
+            params = {"k": keys[0], "nt": Int8(cost * self.t[0])}
+        else:
+            params = {"keys": keys_literal(keys), "nt": _array([cost * t for t in self.t])}
+        params["tau"] = self.tau
+        params["t"] = self.t8
+        params["shaping"] = self.shaping
+        if now is not None:
+            params["now"] = now
+            return self.sql_test, params
+        sql = self.sql_db_sweep if random.random() * SWEEP_EVERY < 1 else self.sql_db
+        return sql, params
+
+
+    def excursion(self, row: Row, cost: int) -> bool:
+        """Whether a denial may come from a TAT a clock excursion left
+        further ahead than tau + max(tau, 1 s): the lean statement does not
+        clamp it (the check function does, and writes the repair), so the
+        check is decided again by the function. A TAT that far ahead makes
+        its rate's retry_after exceed max(tau, 1 s) + cost * T, which the
+        deciding (longest) wait then exceeds too; a rate whose TAT is in
+        reach waits at most cost * T, plus a late clock read."""
+        return not row[0] and row[3] > min(
+            slack + cost * t for slack, t in zip(self.slack, self.t, strict=True)
+        )
 
 
 def _checked(row: Any, nparts: int) -> Row:
@@ -108,14 +234,23 @@ def _checked(row: Any, nparts: int) -> Row:
     return ok, part, rem, retry, reset, delay
 
 
-def call_sync(conn: Any, sql: str, args: Sequence[Any]) -> Row:
-    """Run one check on a sync psycopg connection (``args`` from
-    :meth:`Parts.args`: the statement's parameters, then the part count)."""
-    cur = conn.execute(sql, args[:-1])
-    return _checked(cur.fetchone(), args[-1])
+def _cursor(conn: Any) -> Any:
+    """The connection's own check cursor when it keeps one (a connection
+    floodwall opened), else a new cursor (a user's connection)."""
+    keep = getattr(conn, "check_cursor", None)
+    return keep() if keep is not None else conn.cursor()
 
 
-async def call_async(conn: Any, sql: str, args: Sequence[Any]) -> Row:
+def call_sync(conn: Any, sql: str, params: Any, nparts: int) -> Row:
+    """Run one check of ``nparts`` row keys on a sync psycopg connection
+    (``params``: :meth:`Parts.args` or :meth:`LeanGcra.statement`'s)."""
+    cur = _cursor(conn)
+    cur.execute(sql, params)
+    return _checked(cur.fetchone(), nparts)
+
+
+async def call_async(conn: Any, sql: str, params: Any, nparts: int) -> Row:
     """Run one check on an async psycopg connection."""
-    cur = await conn.execute(sql, args[:-1])
-    return _checked(await cur.fetchone(), args[-1])
+    cur = _cursor(conn)
+    await cur.execute(sql, params)
+    return _checked(await cur.fetchone(), nparts)

@@ -34,16 +34,36 @@ _CONNECT_DEFAULT = 10.0
 
 def _timed_classes(deadline: float | None) -> tuple[type, type]:
     """psycopg connection classes whose every wait for the server ends after
-    ``deadline`` seconds (psycopg's own wait takes a timeout; >= 3.3)."""
+    ``deadline`` seconds (psycopg's own wait takes a timeout; >= 3.3), and
+    which keep the cursor checks run on."""
     import psycopg
 
     class TimedConnection(psycopg.Connection):
+        _check_cursor: Any = None
+
         def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
             return super().wait(gen, interval, deadline if timeout is None else timeout)
 
+        def check_cursor(self) -> Any:
+            """The cursor checks run on, made once (one caller at a time
+            holds a pooled connection; a new cursor per call costs more
+            than the statement's parameters)."""
+            cur = self._check_cursor
+            if cur is None or cur.closed:
+                cur = self._check_cursor = self.cursor()
+            return cur
+
     class AsyncTimedConnection(psycopg.AsyncConnection):
+        _check_cursor: Any = None
+
         async def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
             return await super().wait(gen, interval, deadline if timeout is None else timeout)
+
+        def check_cursor(self) -> Any:
+            cur = self._check_cursor
+            if cur is None or cur.closed:
+                cur = self._check_cursor = self.cursor()
+            return cur
 
     return TimedConnection, AsyncTimedConnection
 
@@ -88,6 +108,21 @@ class Connection:
     @property
     def timeout(self) -> float | None:
         return self.settings.timeout
+
+    @property
+    def prepares(self) -> bool:
+        """Whether the connections used prepare statements (psycopg's
+        ``prepare_threshold`` is not None): the lean statement pays off
+        only prepared, its planning costing more than the check function's
+        call. On a user's pool, read from the pool's connection keywords
+        (psycopg's default, 5, when unset)."""
+        if self.owned:
+            return self.prepare_threshold is not None
+        user = self.user
+        if hasattr(user, "prepare_threshold"):
+            return user.prepare_threshold is not None
+        kwargs = getattr(user, "kwargs", None) or {}
+        return kwargs.get("prepare_threshold", 5) is not None
 
     @property
     def lock_ms(self) -> int:

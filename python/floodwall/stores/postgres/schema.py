@@ -24,12 +24,16 @@ from floodwall.errors import ConfigError
 from floodwall.stores.postgres.url import PostgresOptions, check_identifier
 
 __all__ = [
+    "EXPIRY_GRAIN_NS",
     "SCHEMA_VERSION",
+    "SWEEP_EVERY",
+    "SWEEP_ROWS",
     "Layout",
     "SchemaVersionError",
     "ensure_schema",
     "install_sql",
     "schema_state",
+    "sql_text",
 ]
 
 #: The version of the tables this floodwall reads and writes.
@@ -40,6 +44,11 @@ SCHEMA_VERSION = 1
 #: removed per written row (8 / 4 = 2) exceeds the one row a write can add.
 SWEEP_ROWS = 8
 SWEEP_EVERY = 4
+#: A row's expires is rounded up to a multiple of this (2^34 ns, about 17
+#: s): an active key's writes then mostly leave it unchanged, so that they
+#: update the row in place (HOT) and add no index entry; a fresh state's
+#: row lingers at most this much longer before a sweep may take it.
+EXPIRY_GRAIN_NS = 2**34
 
 
 class SchemaVersionError(ConfigError):
@@ -51,8 +60,13 @@ def _sql(name: str) -> str:
     return resources.files(__package__).joinpath("sql", name).read_text(encoding="utf-8")
 
 
+def sql_text(name: str) -> str:
+    """The text of one of the package's SQL files (``sql/<name>``)."""
+    return _sql(name)
+
+
 def _digest() -> str:
-    text = _sql("check.sql") + f"{SWEEP_ROWS}/{SWEEP_EVERY}"
+    text = _sql("check.sql") + _sql("state.sql") + f"{SWEEP_ROWS}/{SWEEP_EVERY}/{EXPIRY_GRAIN_NS}"
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:10]
 
 
@@ -100,6 +114,11 @@ class Layout:
         return self._q(self.function_name)
 
     @property
+    def state_function(self) -> str:
+        """The function one_gcra.sql reads a denied key's state with."""
+        return self._q(f"{self.table_name}_state_{_digest()}")
+
+    @property
     def lock_class(self) -> int:
         """The advisory-lock class (int4) of this table's keys; class + 1
         guards schema creation."""
@@ -125,9 +144,11 @@ def install_sql(layout: Layout) -> list[str]:
         "@unlogged@": "UNLOGGED" if layout.unlogged else "",
         "@version@": str(SCHEMA_VERSION),
         "@check@": layout.function,
+        "@state@": layout.state_function,
         "@lockclass@": str(layout.lock_class),
         "@sweep_rows@": str(SWEEP_ROWS),
         "@sweep_every@": str(SWEEP_EVERY),
+        "@grain@": str(EXPIRY_GRAIN_NS),
     }
 
     def fill(text: str) -> str:
@@ -138,6 +159,7 @@ def install_sql(layout: Layout) -> list[str]:
     schema_sql = fill(_sql("schema.sql"))
     statements = [s.strip() for s in _strip_comments(schema_sql).split(";") if s.strip()]
     statements.append(fill(_sql("check.sql")))
+    statements.append(fill(_sql("state.sql")))
     return statements
 
 
@@ -146,13 +168,16 @@ def _strip_comments(text: str) -> str:
     return "\n".join(line.split("--", 1)[0] for line in text.splitlines())
 
 
+#: (the meta table exists, both functions of this floodwall exist)
+_EXISTS = (
+    "SELECT to_regclass(%s) IS NOT NULL, to_regproc(%s) IS NOT NULL AND to_regproc(%s) IS NOT NULL"
+)
+
+
 def _state(cur: Any, layout: Layout) -> tuple[int | None, bool]:
     """(schema version or None when there is no meta table, whether this
     floodwall's check function exists)."""
-    cur.execute(
-        "SELECT to_regclass(%s) IS NOT NULL, to_regproc(%s) IS NOT NULL",
-        (layout.meta, layout.function),
-    )
+    cur.execute(_EXISTS, (layout.meta, layout.function, layout.state_function))
     has_meta, has_function = cur.fetchone()
     if not has_meta:
         return None, bool(has_function)
@@ -222,10 +247,7 @@ def ensure_schema(conn: Any, layout: Layout, *, create: bool = True) -> bool:
 async def aensure_schema(conn: Any, layout: Layout, *, create: bool = True) -> bool:
     """:func:`ensure_schema` on an async psycopg connection."""
     async with conn.cursor() as cur:
-        await cur.execute(
-            "SELECT to_regclass(%s) IS NOT NULL, to_regproc(%s) IS NOT NULL",
-            (layout.meta, layout.function),
-        )
+        await cur.execute(_EXISTS, (layout.meta, layout.function, layout.state_function))
         has_meta, has_function = await cur.fetchone()
         if has_meta:
             await cur.execute(f"SELECT value FROM {layout.meta} WHERE name = 'schema_version'")
@@ -240,10 +262,7 @@ async def aensure_schema(conn: Any, layout: Layout, *, create: bool = True) -> b
         )
     async with conn.transaction(), conn.cursor() as cur:
         await cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", (layout.lock_class + 1,))
-        await cur.execute(
-            "SELECT to_regclass(%s) IS NOT NULL, to_regproc(%s) IS NOT NULL",
-            (layout.meta, layout.function),
-        )
+        await cur.execute(_EXISTS, (layout.meta, layout.function, layout.state_function))
         has_meta, has_function = await cur.fetchone()
         if has_meta:
             await cur.execute(f"SELECT value FROM {layout.meta} WHERE name = 'schema_version'")

@@ -29,11 +29,14 @@
 -- a clock excursion left too far ahead of now (docs/algorithms.md, "States
 -- the engine does not trust") is read clamped, as the C engine and the Lua
 -- scripts clamp it, and a denying part of cost > 0 writes it back clamped.
+-- A row's expires is written rounded up to a multiple of @grain@ ns (still
+-- never before its state is fresh), so that most writes of an active key
+-- leave it unchanged and update the row in place (HOT: no index entry).
 -- Expired rows are removed a few at a time by admitting checks (at most
 -- @sweep_rows@ rows, on one check in @sweep_every@ on average), skipping rows
 -- that another transaction holds: no sweep is ever unbounded.
 -- Placeholders: @table@, @check@ (quoted identifiers), @lockclass@ (int4),
--- @sweep_rows@, @sweep_every@.
+-- @sweep_rows@, @sweep_every@, @grain@.
 
 CREATE OR REPLACE FUNCTION @check@(
     p_now bigint,
@@ -376,7 +379,9 @@ BEGIN
 
     IF all_ok AND writes AND np = 1 AND found_row THEN
         -- the row is ours (locked since it was read): a plain update
-        UPDATE @table@ SET a = s.a, p = s.p, c = s.c, lt = s.lt, ln = s.ln, expires = s.expires
+        UPDATE @table@ SET a = s.a, p = s.p, c = s.c, lt = s.lt, ln = s.ln,
+                           expires = least(div(s.expires::numeric + (@grain@ - 1), @grain@)
+                                           * @grain@, 9223372036854775807)::bigint
          WHERE k = s.k;
     ELSIF all_ok AND writes THEN
         FOR i IN 1..np LOOP
@@ -387,7 +392,9 @@ BEGIN
                 s := st[i];
             END IF;
             INSERT INTO @table@ AS x (k, a, p, c, lt, ln, expires)
-                 VALUES (s.k, s.a, s.p, s.c, s.lt, s.ln, s.expires)
+                 VALUES (s.k, s.a, s.p, s.c, s.lt, s.ln,
+                         least(div(s.expires::numeric + (@grain@ - 1), @grain@) * @grain@,
+                               9223372036854775807)::bigint)
             ON CONFLICT (k) DO UPDATE
                  SET a = EXCLUDED.a, p = EXCLUDED.p, c = EXCLUDED.c,
                      lt = EXCLUDED.lt, ln = EXCLUDED.ln, expires = EXCLUDED.expires;
@@ -396,12 +403,17 @@ BEGIN
     IF NOT all_ok THEN
         -- repairs: the clamped states of denying checks, as they were read
         IF np = 1 AND clamped AND p_costs[1] > 0 THEN
-            UPDATE @table@ SET a = s.a, lt = s.lt, expires = s.expires WHERE k = s.k;
+            UPDATE @table@ SET a = s.a, lt = s.lt,
+                               expires = least(div(s.expires::numeric + (@grain@ - 1), @grain@)
+                                               * @grain@, 9223372036854775807)::bigint
+             WHERE k = s.k;
         ELSIF np > 1 THEN
             FOR i IN 1..np LOOP
                 IF owner[i] = i AND fixed[i] THEN
                     UPDATE @table@ SET a = fixes[i].a, lt = fixes[i].lt,
-                                       expires = fixes[i].expires
+                                       expires = least(div(fixes[i].expires::numeric
+                                                           + (@grain@ - 1), @grain@) * @grain@,
+                                                       9223372036854775807)::bigint
                      WHERE k = fixes[i].k;
                 END IF;
             END LOOP;
@@ -412,13 +424,15 @@ BEGIN
         -- transaction holds (its owner may be about to write it); only on
         -- the database's clock (a test clock's times mean nothing to it).
         IF p_now IS NULL AND random() * @sweep_every@ < 1 THEN
+            -- found through the expiry index, deleted by key (a generic
+            -- plan never turns this into a scan of the table)
             DELETE FROM @table@ AS x
-             USING (SELECT y.k FROM @table@ AS y
-                     WHERE y.expires < now_ns::bigint
-                     ORDER BY y.expires
-                     LIMIT @sweep_rows@
-                     FOR UPDATE SKIP LOCKED) AS d
-             WHERE x.k = d.k AND x.expires < now_ns::bigint;
+             WHERE x.k = ANY (ARRAY(SELECT y.k FROM @table@ AS y
+                                     WHERE y.expires < now_ns::bigint
+                                     ORDER BY y.expires
+                                     LIMIT @sweep_rows@
+                                     FOR UPDATE SKIP LOCKED))
+               AND x.expires < now_ns::bigint;
         END IF;
     END IF;
 
