@@ -312,6 +312,13 @@ FW_API int fw_table_check_costs(fw_table_t *t, const fw_request_t *reqs,
                                 size_t n, const int64_t *costs, int64_t now,
                                 fw_decision_t *out, size_t *violated);
 
+/*
+ * fw_table_check of one part (n == 1), the hot path of a limiter with one
+ * rate: the same decision, errors and writes, with no arrays to fill.
+ */
+FW_API int fw_table_check_one(fw_table_t *t, const fw_request_t *req, int64_t cost,
+                              int64_t now, fw_decision_t *out);
+
 /* Forget one key of one limit. FW_EBUSY as fw_table_check (sliding logs). */
 FW_API int fw_table_reset(fw_table_t *t, const fw_limit_t *limit,
                           const void *key, size_t key_len);

@@ -1078,24 +1078,30 @@ static void unlock_logs(part_t *parts, size_t n)
         }
 }
 
+static inline int validate_part(const fw_table_t *t, const fw_request_t *r, int64_t cost)
+{
+    if (cost < 0)
+        return FW_EINVAL;
+    if (!r->limit || (!r->key && r->key_len > 0))
+        return FW_EINVAL;
+    const fw_quota_t *q = &r->limit->quota;
+    if ((int)q->algorithm < 0 || q->algorithm >= FW_ALGORITHM_COUNT ||
+        q->burst < 1 || q->interval_ns < 1 || q->window_ns < 1)
+        return FW_EINVAL;
+    if (cost > q->burst)
+        return FW_ECOST;
+    if (q->algorithm == FW_SLIDING_LOG && q->burst > (int64_t)t->log_capacity)
+        return FW_EINVAL;
+    return 0;
+}
+
 static int validate_parts(const fw_table_t *t, const fw_request_t *reqs,
                           size_t n, const int64_t *costs)
 {
     for (size_t i = 0; i < n; i++) {
-        const fw_request_t *r = &reqs[i];
-        int64_t cost = costs[i];
-        if (cost < 0)
-            return FW_EINVAL;
-        if (!r->limit || (!r->key && r->key_len > 0))
-            return FW_EINVAL;
-        const fw_quota_t *q = &r->limit->quota;
-        if ((int)q->algorithm < 0 || q->algorithm >= FW_ALGORITHM_COUNT ||
-            q->burst < 1 || q->interval_ns < 1 || q->window_ns < 1)
-            return FW_EINVAL;
-        if (cost > q->burst)
-            return FW_ECOST;
-        if (q->algorithm == FW_SLIDING_LOG && q->burst > (int64_t)t->log_capacity)
-            return FW_EINVAL;
+        int rc = validate_part(t, &reqs[i], costs[i]);
+        if (rc)
+            return rc;
     }
     return 0;
 }
@@ -1260,6 +1266,20 @@ int fw_table_check_costs(fw_table_t *t, const fw_request_t *reqs, size_t n,
     if (n == 1 && reqs[0].limit->quota.algorithm != FW_SLIDING_LOG)
         return check_one(t, reqs, costs[0], now, out, violated);
     return check_many(t, reqs, n, costs, now, out, violated);
+}
+
+int fw_table_check_one(fw_table_t *t, const fw_request_t *req, int64_t cost,
+                       int64_t now, fw_decision_t *out)
+{
+    if (!t || !req || !out || now < 0)
+        return FW_EINVAL;
+    int rc = validate_part(t, req, cost);
+    if (rc)
+        return rc;
+    size_t violated;
+    if (req->limit->quota.algorithm != FW_SLIDING_LOG)
+        return check_one(t, req, cost, now, out, &violated);
+    return check_many(t, req, 1, &cost, now, out, &violated);
 }
 
 int fw_table_peek(fw_table_t *t, const fw_limit_t *limit, const void *key,
