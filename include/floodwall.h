@@ -32,8 +32,11 @@ extern "C" {
 /* The layout version of tables (header, slots, lock words) this engine
  * reads and writes; fw_table_attach refuses any other (FW_EVERSION).
  * 2: exact max_keys (linear probing, a key count), the (expiry, seen)
- *    pair, and a slot's log position carrying the log's running total. */
-#define FW_TABLE_LAYOUT_VERSION 2u
+ *    pair, and a slot's log position carrying the log's running total.
+ * 3: a GCRA-family key's tag has its top bit set and its TAT is its
+ *    expiry (commits no longer raise the expiry field); seen is raised
+ *    only by commits that forgive debt. */
+#define FW_TABLE_LAYOUT_VERSION 3u
 
 #if defined(FW_BUILDING) && defined(__GNUC__)
 #define FW_API __attribute__((visibility("default")))

@@ -113,6 +113,17 @@ static inline void commit_raise(const fw_table_t *t, fwi_slot_t *s, int64_t expi
     }
 }
 
+/* Raise the slot's seen to `seen` (a GCRA commit that forgave debt). */
+static inline void commit_raise_seen(const fw_table_t *t, fwi_slot_t *s, int64_t seen)
+{
+    if (__atomic_load_n(&s->seen, __ATOMIC_SEQ_CST) >= seen)
+        return;
+    if (t->grows)
+        s->seen = seen;
+    else
+        raise_to(&s->seen, seen);
+}
+
 /* unit_cas, or its plain twin on a growing table. */
 static inline int commit_cas(const fw_table_t *t, fwi_slot_t *s, unit_t *expected,
                              unit_t desired)
@@ -373,13 +384,7 @@ static inline fwi_slot_t *slot_at(const fw_table_t *t, uint64_t i)
 static inline fwi_hash128_t fingerprint(const fw_table_t *t, const fw_limit_t *lim,
                                        const void *key, size_t len)
 {
-    fwi_hash128_t h = fwi_hash128(t->hdr->seed[0] ^ lim->namespace_id,
-                                t->hdr->seed[1], key, len);
-    if (h.lo == FWI_TAG_EMPTY)
-        h.lo = 1;
-    else if (h.lo == FWI_TAG_RETIRED)
-        h.lo = FWI_TAG_RETIRED - 1;
-    return h;
+    return fwi_fingerprint(t->hdr->seed, lim, key, len);
 }
 
 /* Linear probing from the key's home slot over the whole table: a key is
@@ -412,13 +417,20 @@ static inline int vacant_tag(uint64_t tag)
     return tag == FWI_TAG_EMPTY || tag == FWI_TAG_RETIRED;
 }
 
+/* When the slot whose (tag, state) is `cur` is fresh again. */
+static inline int64_t fresh_at_of(fwi_slot_t *s, unit_t cur)
+{
+    return fwi_slot_fresh_at(unit_tag(cur), unit_state(cur),
+                             __atomic_load_n(&s->expiry, __ATOMIC_SEQ_CST));
+}
+
 /* A slot may change hands when it holds no key, or when its state has been
  * fresh since before `now` (strictly: a slot claimed at `now` is not taken
- * back at that same `now`, see try_claim). */
+ * back at that same `now`, see try_claim). A GCRA-family key's freshness is
+ * read from `cur` itself, the pair the claim's CAS then checks. */
 static int claimable(fwi_slot_t *s, unit_t cur, int64_t now)
 {
-    return vacant_tag(unit_tag(cur)) ||
-           __atomic_load_n(&s->expiry, __ATOMIC_SEQ_CST) < now;
+    return vacant_tag(unit_tag(cur)) || fresh_at_of(s, cur) < now;
 }
 
 /* Count one more key against the cap; 0 when the table is at its cap. */
@@ -510,8 +522,7 @@ static int retire_expired(fw_table_t *t, fwi_slot_t *s, int64_t now)
     if (!fwi_lock_try(&s->lock))
         return 0;
     unit_t cur = unit_load(s);
-    int done = !vacant_tag(unit_tag(cur)) &&
-               __atomic_load_n(&s->expiry, __ATOMIC_SEQ_CST) < now &&
+    int done = !vacant_tag(unit_tag(cur)) && fresh_at_of(s, cur) < now &&
                unit_cas(s, &cur, unit_pack(FWI_TAG_RETIRED, 0));
     if (done) {
         __atomic_store_n(&s->check, 0, __ATOMIC_SEQ_CST);
@@ -580,9 +591,10 @@ static int sweep(fw_table_t *t, uint64_t *own, int64_t now)
     int64_t quiet = INT64_MAX;
     for (uint64_t i = 0; i < n; i++) {
         fwi_slot_t *s = slot_at(t, i);
-        if (vacant_tag(__atomic_load_n(&s->tag, __ATOMIC_SEQ_CST)))
+        unit_t cur = unit_load(s);
+        if (vacant_tag(unit_tag(cur)))
             continue;
-        int64_t exp = __atomic_load_n(&s->expiry, __ATOMIC_SEQ_CST);
+        int64_t exp = fresh_at_of(s, cur);
         if (exp < now && retire_expired(t, s, now)) {
             freed++;
             continue;
@@ -620,7 +632,7 @@ static void place_live(const fw_table_t *t, const unsigned char *from, uint64_t 
 {
     for (uint64_t i = 0; i < n; i++) {
         const fwi_slot_t *s = (const fwi_slot_t *)(const void *)(from + i * t->slot_size);
-        if (vacant_tag(s->tag) || s->expiry < now)
+        if (vacant_tag(s->tag) || fwi_slot_fresh_at(s->tag, s->state, s->expiry) < now)
             continue;
         for (uint64_t j = s->check;; j++) {
             fwi_slot_t *d = (fwi_slot_t *)(void *)(slots + (j & (want - 1)) * t->slot_size);
@@ -648,10 +660,11 @@ static int rebuild(fw_table_t *t, int64_t now, int64_t *quiet)
     *quiet = INT64_MAX;
     for (uint64_t i = 0; i < n; i++) {
         fwi_slot_t *s = slot_at(t, i);
-        if (!vacant_tag(s->tag) && s->expiry >= now) {
+        int64_t fresh = fwi_slot_fresh_at(s->tag, s->state, s->expiry);
+        if (!vacant_tag(s->tag) && fresh >= now) {
             live++;
-            if (s->expiry < *quiet)
-                *quiet = s->expiry;
+            if (fresh < *quiet)
+                *quiet = fresh;
         }
     }
     uint64_t want = next_pow2(live * 3 + 2);
@@ -997,10 +1010,17 @@ static int state_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
             continue;
         }
         /* an admission, or the repair of a state that was not OK: the
-         * expiry (and a GCRA's seen) first, so that whoever sees the new
-         * state sees them too */
-        commit_raise(t, p->slot, state_fresh_at(q, next),
-                     fwi_algo_is_gcra(q) ? now : -1);
+         * expiry (or a GCRA's seen) first, so that whoever sees the new
+         * state sees it too. A GCRA TAT is its own expiry (table.h,
+         * FWI_TAG_TAT); seen is raised only by a commit that forgives
+         * debt (now past the TAT, or a repaired state): any other commit
+         * adds n*T to the TAT and leaves earlier debts whole, so it
+         * changes no refund (fwi_gcra_refund_committed). */
+        if (!fwi_algo_is_gcra(q)) {
+            commit_raise(t, p->slot, state_fresh_at(q, next), -1);
+        } else if (v != FWI_STATE_OK || unit_state(cur) < (uint64_t)now) {
+            commit_raise_seen(t, p->slot, now);
+        }
         if (commit_cas(t, p->slot, &cur, unit_pack(p->h.lo, next))) {
             p->committed = d->allowed;
             p->wrote = 1;
@@ -1027,6 +1047,10 @@ static void refund_part(part_t *p, const fw_table_t *t, int64_t now, int64_t cos
     while (unit_tag(cur) == p->h.lo) {
         uint64_t back;
         if (fwi_algo_is_gcra(q)) {
+            /* the slot stays live until the TAT this request committed, as
+             * when commits raised the expiry: a refund never makes a slot
+             * fresh earlier than that (a sweep's hint counts on it) */
+            expiry_raise(p->slot, fwi_gcra_fresh_at(q, p->after));
             int64_t seen = __atomic_load_n(&p->slot->seen, __ATOMIC_SEQ_CST);
             back = fwi_gcra_refund_committed(q, unit_state(cur), p->after, seen, cost);
         } else {
@@ -1352,10 +1376,12 @@ int fw_table_stats(fw_table_t *t, int64_t now, fw_table_stats_t *st)
     st->retired = __atomic_load_n(&t->hdr->retired, __ATOMIC_RELAXED);
     for (uint64_t i = 0; i <= t->mask; i++) {
         fwi_slot_t *s = slot_at(t, i);
-        if (vacant_tag(__atomic_load_n(&s->tag, __ATOMIC_RELAXED)))
+        uint64_t tag = __atomic_load_n(&s->tag, __ATOMIC_RELAXED);
+        if (vacant_tag(tag))
             continue;
         st->used++;
-        if (__atomic_load_n(&s->expiry, __ATOMIC_RELAXED) > now)
+        if (fwi_slot_fresh_at(tag, __atomic_load_n(&s->state, __ATOMIC_RELAXED),
+                              __atomic_load_n(&s->expiry, __ATOMIC_RELAXED)) > now)
             st->active++;
     }
     return 0;
@@ -1396,7 +1422,8 @@ int fw_table_damaged(fw_table_t *t, fw_slot_info_t *out, size_t cap, size_t *n)
             o->fingerprint[0] = __atomic_load_n(&s->tag, __ATOMIC_RELAXED);
             o->fingerprint[1] = __atomic_load_n(&s->check, __ATOMIC_RELAXED);
             o->state = __atomic_load_n(&s->state, __ATOMIC_RELAXED);
-            o->expiry_ns = __atomic_load_n(&s->expiry, __ATOMIC_RELAXED);
+            o->expiry_ns = fwi_slot_fresh_at(o->fingerprint[0], o->state,
+                                             __atomic_load_n(&s->expiry, __ATOMIC_RELAXED));
             uint32_t head, len;
             int64_t units;
             fwi_log_pos_unpack(__atomic_load_n(&s->log_pos, __ATOMIC_RELAXED), &head,
