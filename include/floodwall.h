@@ -318,9 +318,14 @@ FW_API int fw_table_check_costs(fw_table_t *t, const fw_request_t *reqs,
 /*
  * fw_table_check of one part (n == 1), the hot path of a limiter with one
  * rate: the same decision, errors and writes, with no arrays to fill.
+ * flags: 0, or FW_CHECK_ALLOWED_ONLY: only out->allowed is set (the other
+ * fields are unspecified), which spares the GCRA family the division of
+ * `remaining` (an allow() asks nothing else). The state written is the
+ * same either way.
  */
+#define FW_CHECK_ALLOWED_ONLY 1u
 FW_API int fw_table_check_one(fw_table_t *t, const fw_request_t *req, int64_t cost,
-                              int64_t now, fw_decision_t *out);
+                              int64_t now, unsigned flags, fw_decision_t *out);
 
 /* Forget one key of one limit. FW_EBUSY as fw_table_check (sliding logs). */
 FW_API int fw_table_reset(fw_table_t *t, const fw_limit_t *limit,

@@ -943,7 +943,7 @@ static int log_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
  * dispatch; every other case goes through it. */
 static inline void state_step(const fw_quota_t *q, uint64_t state, int64_t now,
                               int64_t cost, uint64_t *next, fw_decision_t *d,
-                              fwi_verdict_t *v)
+                              fwi_verdict_t *v, int full)
 {
 #define STEP(name)                                                             \
     do {                                                                       \
@@ -957,6 +957,11 @@ static inline void state_step(const fw_quota_t *q, uint64_t state, int64_t now,
         case FW_TOKEN_BUCKET:
         case FW_LEAKY_BUCKET:
         case FW_LEAKY_BUCKET_SHAPING:
+            if (!full) { /* FW_CHECK_ALLOWED_ONLY */
+                *v = fwi_gcra_sanitize(q, &state, now);
+                d->allowed = fwi_gcra_admit(q, state, now, cost, next);
+                return;
+            }
             STEP(gcra);
         case FW_FIXED_WINDOW:
             STEP(fixed_window);
@@ -986,7 +991,7 @@ static inline int64_t state_fresh_at(const fw_quota_t *q, uint64_t state)
 /* One 64-bit-state part: evaluate, and commit with CAS if asked to. Returns
  * 1 when the slot no longer holds the key (the caller locates it again). */
 static int state_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
-                           int commit, fw_decision_t *d)
+                           int commit, fw_decision_t *d, int full)
 {
     const fw_quota_t *q = &p->limit->quota;
     if (!p->slot) {
@@ -1000,7 +1005,7 @@ static int state_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
             return 1;
         uint64_t next;
         fwi_verdict_t v;
-        state_step(q, unit_state(cur), now, cost, &next, d, &v);
+        state_step(q, unit_state(cur), now, cost, &next, d, &v, full);
         p->before = unit_state(cur);
         p->after = next;
         if (!commit || next == unit_state(cur)) {
@@ -1177,7 +1182,7 @@ static int check_located(fw_table_t *t, part_t *parts, size_t n, int64_t now,
         part_t *p = &parts[i];
         consumes |= p->cost > 0;
         again = is_log(p) ? log_part_step(t, p, now, p->cost, 0, &out[i])
-                          : state_part_step(t, p, now, p->cost, 0, &out[i]);
+                          : state_part_step(t, p, now, p->cost, 0, &out[i], 1);
     }
     if (again) {
         unlock_logs(parts, n);
@@ -1195,7 +1200,7 @@ static int check_located(fw_table_t *t, part_t *parts, size_t n, int64_t now,
         if (p->cost == 0)
             continue;
         again = is_log(p) ? log_part_step(t, p, now, p->cost, 1, &out[i])
-                          : state_part_step(t, p, now, p->cost, 1, &out[i]);
+                          : state_part_step(t, p, now, p->cost, 1, &out[i], 1);
         if (again || !out[i].allowed) {
             for (size_t j = 0; j < i; j++)
                 refund_part(&parts[j], t, now, parts[j].cost);
@@ -1219,7 +1224,7 @@ static int check_located(fw_table_t *t, part_t *parts, size_t n, int64_t now,
 
 /* One key of a 64-bit-state algorithm: the hot path, with a small frame. */
 static int check_one(fw_table_t *t, const fw_request_t *r, int64_t cost, int64_t now,
-                     fw_decision_t *out, size_t *violated)
+                     fw_decision_t *out, size_t *violated, int full)
 {
     part_t p;
     p.limit = r->limit;
@@ -1233,7 +1238,7 @@ static int check_one(fw_table_t *t, const fw_request_t *r, int64_t cost, int64_t
             if (rc)
                 return rc;
         }
-        if (!state_part_step(t, &p, now, cost, 1, out))
+        if (!state_part_step(t, &p, now, cost, 1, out, full))
             break;
     }
     if (p.wrote)
@@ -1288,21 +1293,22 @@ int fw_table_check_costs(fw_table_t *t, const fw_request_t *reqs, size_t n,
     if (rc)
         return rc;
     if (n == 1 && reqs[0].limit->quota.algorithm != FW_SLIDING_LOG)
-        return check_one(t, reqs, costs[0], now, out, violated);
+        return check_one(t, reqs, costs[0], now, out, violated, 1);
     return check_many(t, reqs, n, costs, now, out, violated);
 }
 
 int fw_table_check_one(fw_table_t *t, const fw_request_t *req, int64_t cost,
-                       int64_t now, fw_decision_t *out)
+                       int64_t now, unsigned flags, fw_decision_t *out)
 {
-    if (!t || !req || !out || now < 0)
+    if (!t || !req || !out || now < 0 || (flags & ~FW_CHECK_ALLOWED_ONLY) != 0)
         return FW_EINVAL;
     int rc = validate_part(t, req, cost);
     if (rc)
         return rc;
     size_t violated;
     if (req->limit->quota.algorithm != FW_SLIDING_LOG)
-        return check_one(t, req, cost, now, out, &violated);
+        return check_one(t, req, cost, now, out, &violated,
+                         !(flags & FW_CHECK_ALLOWED_ONLY));
     return check_many(t, req, 1, &cost, now, out, &violated);
 }
 

@@ -273,7 +273,8 @@ static PyObject *store_failed(fw_module_state *st, PyObject *fail_decide,
  * callgrind (bench/bench_memory.py --instructions). */
 #define HOT static inline __attribute__((always_inline))
 HOT int policy_decide(fw_py_policy *p, PyObject *key, int64_t cost, fw_decision_t *d,
-                      Py_ssize_t *index, PyObject **answer, int64_t *when)
+                      Py_ssize_t *index, PyObject **answer, int64_t *when,
+                      unsigned flags)
 {
     key_view_t kv;
     int64_t now;
@@ -301,7 +302,7 @@ HOT int policy_decide(fw_py_policy *p, PyObject *key, int64_t cost, fw_decision_
                             &violated);
         Py_END_ALLOW_THREADS
     } else if (p->nlimits == 1) {
-        rc = fw_table_check_one(p->table, reqs, cost, now, out);
+        rc = fw_table_check_one(p->table, reqs, cost, now, flags, out);
         violated = out->allowed ? 1 : 0;
     } else {
         rc = fw_table_check(p->table, reqs, (size_t)p->nlimits, cost, now, out,
@@ -367,7 +368,9 @@ HOT PyObject *decide_call(PyObject *op, const char *fname, PyObject *const *args
     Py_ssize_t idx;
     PyObject *answer = NULL;
     int64_t when;
-    int how = policy_decide(p, key, cost, &d, &idx, &answer, &when);
+    /* a bool answer needs the verdict only */
+    int how = policy_decide(p, key, cost, &d, &idx, &answer, &when,
+                            as_bool ? FW_CHECK_ALLOWED_ONLY : 0);
     if (how < 0)
         return NULL;
     if (how == 1) {
