@@ -1222,9 +1222,10 @@ static int check_located(fw_table_t *t, part_t *parts, size_t n, int64_t now,
     return 0;
 }
 
-/* One key of a 64-bit-state algorithm: the hot path, with a small frame. */
+/* One key of a 64-bit-state algorithm: the hot path, with a small frame
+ * (six arguments: all in registers). `full`: 0 computes the verdict only. */
 static int check_one(fw_table_t *t, const fw_request_t *r, int64_t cost, int64_t now,
-                     fw_decision_t *out, size_t *violated, int full)
+                     fw_decision_t *out, int full)
 {
     part_t p;
     p.limit = r->limit;
@@ -1243,7 +1244,6 @@ static int check_one(fw_table_t *t, const fw_request_t *r, int64_t cost, int64_t
     }
     if (p.wrote)
         table_wrote(t, p.slot);
-    *violated = out->allowed ? 1 : 0;
     return 0;
 }
 
@@ -1292,8 +1292,12 @@ int fw_table_check_costs(fw_table_t *t, const fw_request_t *reqs, size_t n,
     int rc = validate_parts(t, reqs, n, costs);
     if (rc)
         return rc;
-    if (n == 1 && reqs[0].limit->quota.algorithm != FW_SLIDING_LOG)
-        return check_one(t, reqs, costs[0], now, out, violated, 1);
+    if (n == 1 && reqs[0].limit->quota.algorithm != FW_SLIDING_LOG) {
+        rc = check_one(t, reqs, costs[0], now, out, 1);
+        if (rc == 0)
+            *violated = out->allowed ? 1 : 0;
+        return rc;
+    }
     return check_many(t, reqs, n, costs, now, out, violated);
 }
 
@@ -1307,8 +1311,7 @@ int fw_table_check_one(fw_table_t *t, const fw_request_t *req, int64_t cost,
         return rc;
     size_t violated;
     if (req->limit->quota.algorithm != FW_SLIDING_LOG)
-        return check_one(t, req, cost, now, out, &violated,
-                         !(flags & FW_CHECK_ALLOWED_ONLY));
+        return check_one(t, req, cost, now, out, !(flags & FW_CHECK_ALLOWED_ONLY));
     return check_many(t, req, 1, &cost, now, out, &violated);
 }
 
