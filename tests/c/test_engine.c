@@ -296,9 +296,42 @@ static void test_gcra_admit_is_decide(void)
     CHECK(mismatches == 0, "%d mismatches", mismatches);
 }
 
+/* The sliding window with no previous count (its fast path) decides as the
+ * weighted formula does: admit iff (cur + cost) * W <= B * W, remaining
+ * (B*W - cur*W) / W, and the state packs (k, 0, cur). */
+static void test_sliding_window_without_prev(void)
+{
+    uint64_t x = 0x2545f4914f6cdd1dULL;
+    int mismatches = 0;
+    for (int i = 0; i < 20000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        int64_t b = 1 + (int64_t)(x % 300);
+        int64_t period = 1000 + (int64_t)((x >> 9) % 100000000000LL);
+        fw_limit_t l = limit_of(FW_SLIDING_WINDOW, b, period, 0, 1);
+        const fw_quota_t *q = &l.quota;
+        int64_t w = q->window_ns;
+        int64_t now = (int64_t)((x >> 3) % (uint64_t)(INT64_MAX / 4));
+        int64_t k = now / w;
+        int64_t cur = (int64_t)((x >> 17) % (uint64_t)(b + 1));
+        uint64_t b1 = (uint64_t)b + 1;
+        uint64_t state = ((uint64_t)k * b1 + 0) * b1 + (uint64_t)cur;
+        int64_t cost = 1 + (int64_t)((x >> 29) % (uint64_t)b);
+        fw_decision_t d;
+        uint64_t next;
+        fwi_sliding_window_decide(q, state, now, cost, &next, &d);
+        int allowed = (__int128)(cur + cost) * w <= (__int128)b * w;
+        int64_t after = allowed ? cur + cost : cur;
+        __int128 left = ((__int128)b * w - (__int128)after * w) / w;
+        mismatches += d.allowed != allowed || d.remaining != (left > 0 ? (int64_t)left : 0) ||
+                      next != (allowed ? ((uint64_t)k * b1) * b1 + (uint64_t)after : state);
+    }
+    CHECK(mismatches == 0, "%d mismatches", mismatches);
+}
+
 int main(void)
 {
     test_gcra_admit_is_decide();
+    test_sliding_window_without_prev();
     test_strerror();
     test_quota_rejects();
     test_step_rejects();
