@@ -32,8 +32,11 @@ extern "C" {
 /* The layout version of tables (header, slots, lock words) this engine
  * reads and writes; fw_table_attach refuses any other (FW_EVERSION).
  * 2: exact max_keys (linear probing, a key count), the (expiry, seen)
- *    pair, and a slot's log position carrying the log's running total. */
-#define FW_TABLE_LAYOUT_VERSION 2u
+ *    pair, and a slot's log position carrying the log's running total.
+ * 3: a GCRA-family key's tag has its top bit set and its TAT is its
+ *    expiry (commits no longer raise the expiry field); seen is raised
+ *    only by commits that forgive debt. */
+#define FW_TABLE_LAYOUT_VERSION 3u
 
 #if defined(FW_BUILDING) && defined(__GNUC__)
 #define FW_API __attribute__((visibility("default")))
@@ -311,6 +314,18 @@ FW_API int fw_table_check(fw_table_t *t, const fw_request_t *reqs, size_t n,
 FW_API int fw_table_check_costs(fw_table_t *t, const fw_request_t *reqs,
                                 size_t n, const int64_t *costs, int64_t now,
                                 fw_decision_t *out, size_t *violated);
+
+/*
+ * fw_table_check of one part (n == 1), the hot path of a limiter with one
+ * rate: the same decision, errors and writes, with no arrays to fill.
+ * flags: 0, or FW_CHECK_ALLOWED_ONLY: only out->allowed is set (the other
+ * fields are unspecified), which spares the GCRA family the division of
+ * `remaining` (an allow() asks nothing else). The state written is the
+ * same either way.
+ */
+#define FW_CHECK_ALLOWED_ONLY 1u
+FW_API int fw_table_check_one(fw_table_t *t, const fw_request_t *req, int64_t cost,
+                              int64_t now, unsigned flags, fw_decision_t *out);
 
 /* Forget one key of one limit. FW_EBUSY as fw_table_check (sliding logs). */
 FW_API int fw_table_reset(fw_table_t *t, const fw_limit_t *limit,

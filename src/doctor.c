@@ -187,7 +187,7 @@ int fw_table_doctor(const char *path, int64_t now, fw_doctor_report_t *rep)
         const fwi_slot_t *s = (const fwi_slot_t *)(const void *)(slots + i * slot_size);
         if (s->tag != FWI_TAG_EMPTY && s->tag != FWI_TAG_RETIRED) {
             rep->used++;
-            if (s->expiry > now)
+            if (fwi_slot_fresh_at(s->tag, s->state, s->expiry) > now)
                 rep->active++;
         }
         count_lock(rep, s->lock); /* claims lock any slot, logs too */

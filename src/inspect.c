@@ -18,15 +18,11 @@ static inline fwi_slot_t *slot_of(const fw_table_t *t, uint64_t i)
     return (fwi_slot_t *)(void *)(t->slots + (i & t->mask) * t->slot_size);
 }
 
-/* The fingerprint of table.c (kept identical; the C tests check it). */
+/* The fingerprint of table.c (the same function, table.h). */
 static fwi_hash128_t key_fingerprint(const fw_table_t *t, const fw_limit_t *lim,
                                     const void *key, size_t len)
 {
-    fwi_hash128_t h = fwi_hash128(t->hdr->seed[0] ^ lim->namespace_id,
-                                t->hdr->seed[1], key, len);
-    if (h.lo == 0)
-        h.lo = 1;
-    return h;
+    return fwi_fingerprint(t->hdr->seed, lim, key, len);
 }
 
 static void slot_read(const fw_table_t *t, uint64_t i, fw_slot_info_t *info)
@@ -36,7 +32,8 @@ static void slot_read(const fw_table_t *t, uint64_t i, fw_slot_info_t *info)
     info->fingerprint[0] = __atomic_load_n(&s->tag, __ATOMIC_RELAXED);
     info->state = __atomic_load_n(&s->state, __ATOMIC_RELAXED);
     info->fingerprint[1] = __atomic_load_n(&s->check, __ATOMIC_RELAXED);
-    info->expiry_ns = __atomic_load_n(&s->expiry, __ATOMIC_RELAXED);
+    info->expiry_ns = fwi_slot_fresh_at(info->fingerprint[0], info->state,
+                                        __atomic_load_n(&s->expiry, __ATOMIC_RELAXED));
     info->log_len = 0;
     if (t->log_capacity > 0) {
         uint32_t head, len;
@@ -125,9 +122,11 @@ int fw_table_hottest(fw_table_t *t, int64_t now, fw_slot_info_t *out, size_t cap
     size_t len = 0;
     for (uint64_t i = 0; i <= t->mask && cap > 0; i++) {
         fwi_slot_t *s = slot_of(t, i);
-        if (__atomic_load_n(&s->tag, __ATOMIC_RELAXED) == 0)
+        uint64_t tag = __atomic_load_n(&s->tag, __ATOMIC_RELAXED);
+        if (tag == 0)
             continue;
-        int64_t expiry = __atomic_load_n(&s->expiry, __ATOMIC_RELAXED);
+        int64_t expiry = fwi_slot_fresh_at(tag, __atomic_load_n(&s->state, __ATOMIC_RELAXED),
+                                           __atomic_load_n(&s->expiry, __ATOMIC_RELAXED));
         if (expiry <= now || (len == cap && expiry <= out[0].expiry_ns))
             continue;
         fw_slot_info_t info;

@@ -83,6 +83,10 @@ typedef enum fwi_verdict {
                                 int64_t at, int64_t cost);
 
 FWI_DECLARE_ALGORITHM(gcra)
+/* fwi_gcra_decide's verdict alone (1 admitted) and the same *next, with
+ * none of the decision's waits: no division (an allow() asks nothing else). */
+int fwi_gcra_admit(const fw_quota_t *q, uint64_t tat, int64_t now, int64_t cost,
+                   uint64_t *next);
 FWI_DECLARE_ALGORITHM(fixed_window)
 FWI_DECLARE_ALGORITHM(sliding_window)
 

@@ -113,6 +113,17 @@ static inline void commit_raise(const fw_table_t *t, fwi_slot_t *s, int64_t expi
     }
 }
 
+/* Raise the slot's seen to `seen` (a GCRA commit that forgave debt). */
+static inline void commit_raise_seen(const fw_table_t *t, fwi_slot_t *s, int64_t seen)
+{
+    if (__atomic_load_n(&s->seen, __ATOMIC_SEQ_CST) >= seen)
+        return;
+    if (t->grows)
+        s->seen = seen;
+    else
+        raise_to(&s->seen, seen);
+}
+
 /* unit_cas, or its plain twin on a growing table. */
 static inline int commit_cas(const fw_table_t *t, fwi_slot_t *s, unit_t *expected,
                              unit_t desired)
@@ -373,13 +384,7 @@ static inline fwi_slot_t *slot_at(const fw_table_t *t, uint64_t i)
 static inline fwi_hash128_t fingerprint(const fw_table_t *t, const fw_limit_t *lim,
                                        const void *key, size_t len)
 {
-    fwi_hash128_t h = fwi_hash128(t->hdr->seed[0] ^ lim->namespace_id,
-                                t->hdr->seed[1], key, len);
-    if (h.lo == FWI_TAG_EMPTY)
-        h.lo = 1;
-    else if (h.lo == FWI_TAG_RETIRED)
-        h.lo = FWI_TAG_RETIRED - 1;
-    return h;
+    return fwi_fingerprint(t->hdr->seed, lim, key, len);
 }
 
 /* Linear probing from the key's home slot over the whole table: a key is
@@ -412,13 +417,20 @@ static inline int vacant_tag(uint64_t tag)
     return tag == FWI_TAG_EMPTY || tag == FWI_TAG_RETIRED;
 }
 
+/* When the slot whose (tag, state) is `cur` is fresh again. */
+static inline int64_t fresh_at_of(fwi_slot_t *s, unit_t cur)
+{
+    return fwi_slot_fresh_at(unit_tag(cur), unit_state(cur),
+                             __atomic_load_n(&s->expiry, __ATOMIC_SEQ_CST));
+}
+
 /* A slot may change hands when it holds no key, or when its state has been
  * fresh since before `now` (strictly: a slot claimed at `now` is not taken
- * back at that same `now`, see try_claim). */
+ * back at that same `now`, see try_claim). A GCRA-family key's freshness is
+ * read from `cur` itself, the pair the claim's CAS then checks. */
 static int claimable(fwi_slot_t *s, unit_t cur, int64_t now)
 {
-    return vacant_tag(unit_tag(cur)) ||
-           __atomic_load_n(&s->expiry, __ATOMIC_SEQ_CST) < now;
+    return vacant_tag(unit_tag(cur)) || fresh_at_of(s, cur) < now;
 }
 
 /* Count one more key against the cap; 0 when the table is at its cap. */
@@ -510,8 +522,7 @@ static int retire_expired(fw_table_t *t, fwi_slot_t *s, int64_t now)
     if (!fwi_lock_try(&s->lock))
         return 0;
     unit_t cur = unit_load(s);
-    int done = !vacant_tag(unit_tag(cur)) &&
-               __atomic_load_n(&s->expiry, __ATOMIC_SEQ_CST) < now &&
+    int done = !vacant_tag(unit_tag(cur)) && fresh_at_of(s, cur) < now &&
                unit_cas(s, &cur, unit_pack(FWI_TAG_RETIRED, 0));
     if (done) {
         __atomic_store_n(&s->check, 0, __ATOMIC_SEQ_CST);
@@ -580,9 +591,10 @@ static int sweep(fw_table_t *t, uint64_t *own, int64_t now)
     int64_t quiet = INT64_MAX;
     for (uint64_t i = 0; i < n; i++) {
         fwi_slot_t *s = slot_at(t, i);
-        if (vacant_tag(__atomic_load_n(&s->tag, __ATOMIC_SEQ_CST)))
+        unit_t cur = unit_load(s);
+        if (vacant_tag(unit_tag(cur)))
             continue;
-        int64_t exp = __atomic_load_n(&s->expiry, __ATOMIC_SEQ_CST);
+        int64_t exp = fresh_at_of(s, cur);
         if (exp < now && retire_expired(t, s, now)) {
             freed++;
             continue;
@@ -620,7 +632,7 @@ static void place_live(const fw_table_t *t, const unsigned char *from, uint64_t 
 {
     for (uint64_t i = 0; i < n; i++) {
         const fwi_slot_t *s = (const fwi_slot_t *)(const void *)(from + i * t->slot_size);
-        if (vacant_tag(s->tag) || s->expiry < now)
+        if (vacant_tag(s->tag) || fwi_slot_fresh_at(s->tag, s->state, s->expiry) < now)
             continue;
         for (uint64_t j = s->check;; j++) {
             fwi_slot_t *d = (fwi_slot_t *)(void *)(slots + (j & (want - 1)) * t->slot_size);
@@ -648,10 +660,11 @@ static int rebuild(fw_table_t *t, int64_t now, int64_t *quiet)
     *quiet = INT64_MAX;
     for (uint64_t i = 0; i < n; i++) {
         fwi_slot_t *s = slot_at(t, i);
-        if (!vacant_tag(s->tag) && s->expiry >= now) {
+        int64_t fresh = fwi_slot_fresh_at(s->tag, s->state, s->expiry);
+        if (!vacant_tag(s->tag) && fresh >= now) {
             live++;
-            if (s->expiry < *quiet)
-                *quiet = s->expiry;
+            if (fresh < *quiet)
+                *quiet = fresh;
         }
     }
     uint64_t want = next_pow2(live * 3 + 2);
@@ -931,7 +944,7 @@ static int log_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
  * dispatch; every other case goes through it. */
 static inline void state_step(const fw_quota_t *q, uint64_t state, int64_t now,
                               int64_t cost, uint64_t *next, fw_decision_t *d,
-                              fwi_verdict_t *v)
+                              fwi_verdict_t *v, int full)
 {
 #define STEP(name)                                                             \
     do {                                                                       \
@@ -945,6 +958,11 @@ static inline void state_step(const fw_quota_t *q, uint64_t state, int64_t now,
         case FW_TOKEN_BUCKET:
         case FW_LEAKY_BUCKET:
         case FW_LEAKY_BUCKET_SHAPING:
+            if (!full) { /* FW_CHECK_ALLOWED_ONLY */
+                *v = fwi_gcra_sanitize(q, &state, now);
+                d->allowed = fwi_gcra_admit(q, state, now, cost, next);
+                return;
+            }
             STEP(gcra);
         case FW_FIXED_WINDOW:
             STEP(fixed_window);
@@ -979,7 +997,7 @@ enum { STEP_DRY = 0, STEP_COMMIT = 1, STEP_REPAIR_ONLY = 2 };
 /* One 64-bit-state part: evaluate, and commit with CAS if asked to. Returns
  * 1 when the slot no longer holds the key (the caller locates it again). */
 static int state_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
-                           int commit, fw_decision_t *d)
+                           int commit, fw_decision_t *d, int full)
 {
     const fw_quota_t *q = &p->limit->quota;
     if (!p->slot) {
@@ -993,7 +1011,7 @@ static int state_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
             return 1;
         uint64_t next;
         fwi_verdict_t v;
-        state_step(q, unit_state(cur), now, cost, &next, d, &v);
+        state_step(q, unit_state(cur), now, cost, &next, d, &v, full);
         p->before = unit_state(cur);
         p->after = next;
         p->verdict = v;
@@ -1005,10 +1023,17 @@ static int state_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
             continue;
         }
         /* an admission, or the repair of a state that was not OK: the
-         * expiry (and a GCRA's seen) first, so that whoever sees the new
-         * state sees them too */
-        commit_raise(t, p->slot, state_fresh_at(q, next),
-                     fwi_algo_is_gcra(q) ? now : -1);
+         * expiry (or a GCRA's seen) first, so that whoever sees the new
+         * state sees it too. A GCRA TAT is its own expiry (table.h,
+         * FWI_TAG_TAT); seen is raised only by a commit that forgives
+         * debt (now past the TAT, or a repaired state): any other commit
+         * adds n*T to the TAT and leaves earlier debts whole, so it
+         * changes no refund (fwi_gcra_refund_committed). */
+        if (!fwi_algo_is_gcra(q)) {
+            commit_raise(t, p->slot, state_fresh_at(q, next), -1);
+        } else if (v != FWI_STATE_OK || unit_state(cur) < (uint64_t)now) {
+            commit_raise_seen(t, p->slot, now);
+        }
         if (commit_cas(t, p->slot, &cur, unit_pack(p->h.lo, next))) {
             p->committed = d->allowed;
             p->wrote = 1;
@@ -1035,6 +1060,10 @@ static void refund_part(part_t *p, const fw_table_t *t, int64_t now, int64_t cos
     while (unit_tag(cur) == p->h.lo) {
         uint64_t back;
         if (fwi_algo_is_gcra(q)) {
+            /* the slot stays live until the TAT this request committed, as
+             * when commits raised the expiry: a refund never makes a slot
+             * fresh earlier than that (a sweep's hint counts on it) */
+            expiry_raise(p->slot, fwi_gcra_fresh_at(q, p->after));
             int64_t seen = __atomic_load_n(&p->slot->seen, __ATOMIC_SEQ_CST);
             back = fwi_gcra_refund_committed(q, unit_state(cur), p->after, seen, cost);
         } else {
@@ -1086,24 +1115,30 @@ static void unlock_logs(part_t *parts, size_t n)
         }
 }
 
+static inline int validate_part(const fw_table_t *t, const fw_request_t *r, int64_t cost)
+{
+    if (cost < 0)
+        return FW_EINVAL;
+    if (!r->limit || (!r->key && r->key_len > 0))
+        return FW_EINVAL;
+    const fw_quota_t *q = &r->limit->quota;
+    if ((int)q->algorithm < 0 || q->algorithm >= FW_ALGORITHM_COUNT ||
+        q->burst < 1 || q->interval_ns < 1 || q->window_ns < 1)
+        return FW_EINVAL;
+    if (cost > q->burst)
+        return FW_ECOST;
+    if (q->algorithm == FW_SLIDING_LOG && q->burst > (int64_t)t->log_capacity)
+        return FW_EINVAL;
+    return 0;
+}
+
 static int validate_parts(const fw_table_t *t, const fw_request_t *reqs,
                           size_t n, const int64_t *costs)
 {
     for (size_t i = 0; i < n; i++) {
-        const fw_request_t *r = &reqs[i];
-        int64_t cost = costs[i];
-        if (cost < 0)
-            return FW_EINVAL;
-        if (!r->limit || (!r->key && r->key_len > 0))
-            return FW_EINVAL;
-        const fw_quota_t *q = &r->limit->quota;
-        if ((int)q->algorithm < 0 || q->algorithm >= FW_ALGORITHM_COUNT ||
-            q->burst < 1 || q->interval_ns < 1 || q->window_ns < 1)
-            return FW_EINVAL;
-        if (cost > q->burst)
-            return FW_ECOST;
-        if (q->algorithm == FW_SLIDING_LOG && q->burst > (int64_t)t->log_capacity)
-            return FW_EINVAL;
+        int rc = validate_part(t, &reqs[i], costs[i]);
+        if (rc)
+            return rc;
     }
     return 0;
 }
@@ -1158,7 +1193,7 @@ static void repair_denied_parts(fw_table_t *t, part_t *parts, size_t n, int64_t 
             p->verdict == FWI_STATE_OK)
             continue;
         fw_decision_t scratch;
-        if (!state_part_step(t, p, now, p->cost, STEP_REPAIR_ONLY, &scratch) && p->wrote)
+        if (!state_part_step(t, p, now, p->cost, STEP_REPAIR_ONLY, &scratch, 1) && p->wrote)
             table_wrote(t, p->slot);
     }
 }
@@ -1176,7 +1211,7 @@ static int check_located(fw_table_t *t, part_t *parts, size_t n, int64_t now,
         part_t *p = &parts[i];
         consumes |= p->cost > 0;
         again = is_log(p) ? log_part_step(t, p, now, p->cost, 0, &out[i])
-                          : state_part_step(t, p, now, p->cost, STEP_DRY, &out[i]);
+                          : state_part_step(t, p, now, p->cost, STEP_DRY, &out[i], 1);
     }
     if (again) {
         unlock_logs(parts, n);
@@ -1196,7 +1231,7 @@ static int check_located(fw_table_t *t, part_t *parts, size_t n, int64_t now,
         if (p->cost == 0)
             continue;
         again = is_log(p) ? log_part_step(t, p, now, p->cost, 1, &out[i])
-                          : state_part_step(t, p, now, p->cost, STEP_COMMIT, &out[i]);
+                          : state_part_step(t, p, now, p->cost, STEP_COMMIT, &out[i], 1);
         if (again || !out[i].allowed) {
             for (size_t j = 0; j < i; j++)
                 refund_part(&parts[j], t, now, parts[j].cost);
@@ -1218,9 +1253,10 @@ static int check_located(fw_table_t *t, part_t *parts, size_t n, int64_t now,
     return 0;
 }
 
-/* One key of a 64-bit-state algorithm: the hot path, with a small frame. */
+/* One key of a 64-bit-state algorithm: the hot path, with a small frame
+ * (six arguments: all in registers). `full`: 0 computes the verdict only. */
 static int check_one(fw_table_t *t, const fw_request_t *r, int64_t cost, int64_t now,
-                     fw_decision_t *out, size_t *violated)
+                     fw_decision_t *out, int full)
 {
     part_t p;
     p.limit = r->limit;
@@ -1234,12 +1270,11 @@ static int check_one(fw_table_t *t, const fw_request_t *r, int64_t cost, int64_t
             if (rc)
                 return rc;
         }
-        if (!state_part_step(t, &p, now, cost, STEP_COMMIT, out))
+        if (!state_part_step(t, &p, now, cost, STEP_COMMIT, out, full))
             break;
     }
     if (p.wrote)
         table_wrote(t, p.slot);
-    *violated = out->allowed ? 1 : 0;
     return 0;
 }
 
@@ -1288,9 +1323,27 @@ int fw_table_check_costs(fw_table_t *t, const fw_request_t *reqs, size_t n,
     int rc = validate_parts(t, reqs, n, costs);
     if (rc)
         return rc;
-    if (n == 1 && reqs[0].limit->quota.algorithm != FW_SLIDING_LOG)
-        return check_one(t, reqs, costs[0], now, out, violated);
+    if (n == 1 && reqs[0].limit->quota.algorithm != FW_SLIDING_LOG) {
+        rc = check_one(t, reqs, costs[0], now, out, 1);
+        if (rc == 0)
+            *violated = out->allowed ? 1 : 0;
+        return rc;
+    }
     return check_many(t, reqs, n, costs, now, out, violated);
+}
+
+int fw_table_check_one(fw_table_t *t, const fw_request_t *req, int64_t cost,
+                       int64_t now, unsigned flags, fw_decision_t *out)
+{
+    if (!t || !req || !out || now < 0 || (flags & ~FW_CHECK_ALLOWED_ONLY) != 0)
+        return FW_EINVAL;
+    int rc = validate_part(t, req, cost);
+    if (rc)
+        return rc;
+    size_t violated;
+    if (req->limit->quota.algorithm != FW_SLIDING_LOG)
+        return check_one(t, req, cost, now, out, !(flags & FW_CHECK_ALLOWED_ONLY));
+    return check_many(t, req, 1, &cost, now, out, &violated);
 }
 
 int fw_table_peek(fw_table_t *t, const fw_limit_t *limit, const void *key,
@@ -1363,10 +1416,12 @@ int fw_table_stats(fw_table_t *t, int64_t now, fw_table_stats_t *st)
     st->retired = __atomic_load_n(&t->hdr->retired, __ATOMIC_RELAXED);
     for (uint64_t i = 0; i <= t->mask; i++) {
         fwi_slot_t *s = slot_at(t, i);
-        if (vacant_tag(__atomic_load_n(&s->tag, __ATOMIC_RELAXED)))
+        uint64_t tag = __atomic_load_n(&s->tag, __ATOMIC_RELAXED);
+        if (vacant_tag(tag))
             continue;
         st->used++;
-        if (__atomic_load_n(&s->expiry, __ATOMIC_RELAXED) > now)
+        if (fwi_slot_fresh_at(tag, __atomic_load_n(&s->state, __ATOMIC_RELAXED),
+                              __atomic_load_n(&s->expiry, __ATOMIC_RELAXED)) > now)
             st->active++;
     }
     return 0;
@@ -1407,7 +1462,8 @@ int fw_table_damaged(fw_table_t *t, fw_slot_info_t *out, size_t cap, size_t *n)
             o->fingerprint[0] = __atomic_load_n(&s->tag, __ATOMIC_RELAXED);
             o->fingerprint[1] = __atomic_load_n(&s->check, __ATOMIC_RELAXED);
             o->state = __atomic_load_n(&s->state, __ATOMIC_RELAXED);
-            o->expiry_ns = __atomic_load_n(&s->expiry, __ATOMIC_RELAXED);
+            o->expiry_ns = fwi_slot_fresh_at(o->fingerprint[0], o->state,
+                                             __atomic_load_n(&s->expiry, __ATOMIC_RELAXED));
             uint32_t head, len;
             int64_t units;
             fwi_log_pos_unpack(__atomic_load_n(&s->log_pos, __ATOMIC_RELAXED), &head,

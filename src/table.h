@@ -13,6 +13,8 @@
 #include <stdint.h>
 
 #include "floodwall.h"
+#include "hash.h"
+#include "internal.h"
 
 #define FWI_TABLE_MAGIC "FLOODWL\0"
 #define FWI_TABLE_VERSION FW_TABLE_LAYOUT_VERSION
@@ -28,6 +30,44 @@
  * it; an insert may take it). */
 #define FWI_TAG_EMPTY 0u
 #define FWI_TAG_RETIRED UINT64_MAX
+
+/* The top bit of a key's tag says what its state is (layout version 3): set
+ * for the GCRA family, whose state is a TAT, fresh again at the TAT itself;
+ * clear for every other algorithm. A GCRA commit then has no expiry to
+ * raise: the slot is fresh again at max(expiry, state), computed from the
+ * (tag, state) pair that a reclaim's CAS checks (fwi_slot_fresh_at). The
+ * bit is a function of the limit, so a key's tag is still a function of
+ * (seed, limit, key): 127 bits of keyed fingerprint in all. */
+#define FWI_TAG_TAT ((uint64_t)1 << 63)
+
+/* The fingerprint of `key` under limit `lim` in a table seeded `seed`: the
+ * tag (low half, its top bit FWI_TAG_TAT for the GCRA family, never a
+ * reserved tag) and the high half (home slot and check). */
+static inline fwi_hash128_t fwi_fingerprint(const uint64_t seed[2], const fw_limit_t *lim,
+                                           const void *key, size_t len)
+{
+    fwi_hash128_t h = fwi_hash128(seed[0] ^ lim->namespace_id, seed[1], key, len);
+    if (fwi_algo_is_gcra(&lim->quota))
+        h.lo |= FWI_TAG_TAT;
+    else
+        h.lo &= ~FWI_TAG_TAT;
+    if (h.lo == FWI_TAG_EMPTY)
+        h.lo = 1;
+    else if (h.lo == FWI_TAG_RETIRED)
+        h.lo = FWI_TAG_RETIRED - 1;
+    return h;
+}
+
+/* When a slot holding key tag `tag`, state `state` and expiry `expiry` is
+ * fresh again (it may change hands once this is before `now`): the expiry,
+ * or for a GCRA-family key the later of it and its TAT. */
+static inline int64_t fwi_slot_fresh_at(uint64_t tag, uint64_t state, int64_t expiry)
+{
+    if (!(tag & FWI_TAG_TAT) || tag == FWI_TAG_RETIRED)
+        return expiry;
+    int64_t tat = state > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)state;
+    return tat > expiry ? tat : expiry;
+}
 
 typedef struct fwi_table_header {
     /* fixed part: written once by fw_table_format, checksummed */
@@ -71,11 +111,14 @@ _Static_assert(offsetof(fwi_table_header_t, stripe_locks) == 136,
 typedef struct fwi_slot {
     _Alignas(16) uint64_t tag; /* fingerprint, low half; 0 = never used */
     uint64_t state;            /* algorithm state; with tag, one CAS unit */
-    _Alignas(16) int64_t expiry; /* >= the time the state is fresh again  */
-    int64_t seen;              /* gcra family: latest `now` of a commit,
-                                  raised before it, kept across claims
-                                  (bounds refunds); with expiry, one CAS
-                                  unit, raised together; sliding log:
+    _Alignas(16) int64_t expiry; /* >= the time the state is fresh again;
+                                  GCRA family: with the TAT, see
+                                  fwi_slot_fresh_at (not raised by commits) */
+    int64_t seen;              /* gcra family: latest `now` of a commit
+                                  that forgave debt (its now was past the
+                                  TAT, or the state was repaired), raised
+                                  before it, kept across claims (bounds
+                                  refunds); sliding log:
                                   commits since its entries were last
                                   counted (plain store, under the lock)   */
     uint64_t check;            /* fingerprint, high half                  */

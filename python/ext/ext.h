@@ -22,6 +22,11 @@ typedef struct fw_module_state {
     PyObject *store_error;
     PyObject *store_full_error;
     PyObject *store_busy_error;
+    /* Decisions freed and kept for reuse (decision.c): a singly linked list
+     * through their `rate` field, at most FW_DECISION_FREE_MAX long; each
+     * keeps its reference to decision_type. Emptied by fw_decisions_drain. */
+    PyObject *free_decisions;
+    int n_free_decisions;
 } fw_module_state;
 
 fw_module_state *fw_state_of_module(PyObject *module);
@@ -36,6 +41,8 @@ typedef struct {
     int64_t at_ns;        /* when it was made: see at_monotonic */
     char at_monotonic;    /* at_ns is CLOCK_MONOTONIC (memory://), else UNIX */
     Py_ssize_t part;      /* check_all: the denying part's index, else -1 */
+    fw_module_state *st;  /* its module's (the type keeps the module alive):
+                             where dealloc returns it for reuse */
 } fw_py_decision;
 
 PyObject *fw_decision_new(fw_module_state *st, const fw_decision_t *d,
@@ -46,6 +53,8 @@ enum { FW_DECIDED_REALTIME = 0, FW_DECIDED_MONOTONIC = 1 };
 PyObject *fw_decision_new_at(fw_module_state *st, const fw_decision_t *d,
                              PyObject *rate, int64_t now, int clock);
 extern PyType_Spec fw_decision_spec;
+/* Free the Decisions kept for reuse (module clear and free). */
+void fw_decisions_drain(fw_module_state *st);
 
 /* ---- Table (table_object.c) ---- */
 typedef struct {

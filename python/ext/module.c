@@ -153,6 +153,7 @@ static int fw_traverse(PyObject *module, visitproc visit, void *arg)
 static int fw_clear(PyObject *module)
 {
     fw_module_state *st = fw_state_of_module(module);
+    fw_decisions_drain(st);
     Py_CLEAR(st->decision_type);
     Py_CLEAR(st->table_type);
     Py_CLEAR(st->policy_type);

@@ -37,7 +37,11 @@ typedef struct key_view {
     PyObject *owner; /* a temporary bytes object to release, or NULL */
 } key_view_t;
 
-static int key_get(fw_module_state *st, PyObject *key, key_view_t *kv)
+static int key_get_other(fw_module_state *st, PyObject *key, key_view_t *kv);
+
+/* The key's bytes: inlined for the usual key, a compact ASCII str. */
+static inline __attribute__((always_inline)) int key_get(fw_module_state *st,
+                                                         PyObject *key, key_view_t *kv)
 {
     kv->owner = NULL;
     if (PyUnicode_CheckExact(key) && PyUnicode_IS_COMPACT_ASCII(key)) {
@@ -46,6 +50,12 @@ static int key_get(fw_module_state *st, PyObject *key, key_view_t *kv)
         kv->len = PyUnicode_GET_LENGTH(key);
         return 0;
     }
+    return key_get_other(st, key, kv);
+}
+
+static __attribute__((noinline)) int key_get_other(fw_module_state *st, PyObject *key,
+                                                   key_view_t *kv)
+{
     if (PyUnicode_Check(key)) {
         kv->buf = PyUnicode_AsUTF8AndSize(key, &kv->len);
         if (kv->buf)
@@ -263,7 +273,8 @@ static PyObject *store_failed(fw_module_state *st, PyObject *fail_decide,
  * callgrind (bench/bench_memory.py --instructions). */
 #define HOT static inline __attribute__((always_inline))
 HOT int policy_decide(fw_py_policy *p, PyObject *key, int64_t cost, fw_decision_t *d,
-                      Py_ssize_t *index, PyObject **answer, int64_t *when)
+                      Py_ssize_t *index, PyObject **answer, int64_t *when,
+                      unsigned flags)
 {
     key_view_t kv;
     int64_t now;
@@ -290,6 +301,9 @@ HOT int policy_decide(fw_py_policy *p, PyObject *key, int64_t cost, fw_decision_
         rc = fw_table_check(p->table, reqs, (size_t)p->nlimits, cost, now, out,
                             &violated);
         Py_END_ALLOW_THREADS
+    } else if (p->nlimits == 1) {
+        rc = fw_table_check_one(p->table, reqs, cost, now, flags, out);
+        violated = out->allowed ? 1 : 0;
     } else {
         rc = fw_table_check(p->table, reqs, (size_t)p->nlimits, cost, now, out,
                             &violated);
@@ -354,7 +368,9 @@ HOT PyObject *decide_call(PyObject *op, const char *fname, PyObject *const *args
     Py_ssize_t idx;
     PyObject *answer = NULL;
     int64_t when;
-    int how = policy_decide(p, key, cost, &d, &idx, &answer, &when);
+    /* a bool answer needs the verdict only */
+    int how = policy_decide(p, key, cost, &d, &idx, &answer, &when,
+                            as_bool ? FW_CHECK_ALLOWED_ONLY : 0);
     if (how < 0)
         return NULL;
     if (how == 1) {

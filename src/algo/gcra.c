@@ -53,6 +53,19 @@ void fwi_gcra_decide(const fw_quota_t *q, uint64_t tat, int64_t now,
     }
 }
 
+int fwi_gcra_admit(const fw_quota_t *q, uint64_t tat, int64_t now, int64_t cost,
+                   uint64_t *next)
+{
+    fwi_u128 base = tat > (uint64_t)now ? tat : (uint64_t)now;
+    fwi_u128 new_tat = base + (fwi_u128)cost * (fwi_u128)q->interval_ns;
+    if (new_tat - (fwi_u128)now <= (fwi_u128)q->tau_ns) {
+        *next = (uint64_t)new_tat;
+        return 1;
+    }
+    *next = tat;
+    return 0;
+}
+
 int64_t fwi_gcra_reset_after(const fw_quota_t *q, uint64_t state, int64_t now)
 {
     (void)q;

@@ -110,6 +110,24 @@ void fwi_sliding_window_decide(const fw_quota_t *q, uint64_t state, int64_t now,
     d->limit = b;
     d->delay_ns = 0;
     int64_t cur = v.cur;
+    if (v.prev == 0) {
+        /* no previous window to weigh (a key busy in one window only): the
+         * same decision in plain counts, usage_w(c) = c*W <= B*W iff c <= B,
+         * and (B*W - c*W) / W = B - c, with no 128-bit arithmetic */
+        if (cur + cost <= b) {
+            cur += cost;
+            d->allowed = 1;
+            d->retry_after_ns = 0;
+            *next = pack(q, &(sliding_view_t){v.k, 0, cur, v.elapsed});
+        } else {
+            d->allowed = 0;
+            d->retry_after_ns = retry_after(q, &v, cost, now);
+            *next = state;
+        }
+        d->remaining = b - cur > 0 ? b - cur : 0;
+        d->reset_after_ns = reset_after(q, &v, cur, now);
+        return;
+    }
     if (usage_w(q, &v, v.cur + cost) <= cap) {
         cur = v.cur + cost;
         d->allowed = 1;

@@ -4,7 +4,9 @@
  * 10)]), issue 11).
  * Invariant checked: each part is charged exactly its own cost, a denial of
  * any part consumes nothing anywhere, a part of cost 0 never writes, and a
- * cost above one part's capacity is FW_ECOST.
+ * cost above one part's capacity is FW_ECOST; fw_table_check_one (the
+ * one-part hot path) decides, writes and fails exactly as fw_table_check,
+ * and with FW_CHECK_ALLOWED_ONLY gives the same verdicts and writes.
  */
 #include <stdint.h>
 
@@ -73,8 +75,68 @@ static void test_each_part_pays_its_cost(fw_algorithm_t algo)
     fw_table_close(t);
 }
 
+/* Twin tables, the same requests: one through fw_table_check, one through
+ * fw_table_check_one; every decision and error is the same. */
+static void test_check_one_is_check_of_one(fw_algorithm_t algo)
+{
+    fw_table_options_t opt = {64, algo == FW_SLIDING_LOG ? 8 : 0};
+    fw_table_t *a = NULL, *b = NULL, *c = NULL;
+    CHECK(fw_table_open_memory(&a, &opt) == 0 && fw_table_open_growing(&b, &opt) == 0 &&
+          fw_table_open_memory(&c, &opt) == 0);
+    fw_limit_t l = limit_of(algo, 5, SECOND_NS, 0, 3);
+    const char *keys[3] = {"x", "y", "a longer key than eight bytes"};
+    int64_t costs[6] = {1, 0, 2, 1, 5, 3};
+    for (int step = 0; step < 300; step++) {
+        int64_t now = T0 + step * (SECOND_NS / 7);
+        const char *key = keys[step % 3];
+        int64_t cost = costs[step % 6];
+        fw_request_t r = {&l, key, strlen(key)};
+        fw_decision_t da, db;
+        memset(&da, 0x55, sizeof(da));
+        memset(&db, 0x55, sizeof(db));
+        size_t v;
+        int ra = fw_table_check(a, &r, 1, cost, now, &da, &v);
+        int rb = fw_table_check_one(b, &r, cost, now, 0, &db);
+        CHECK(ra == 0 && rb == 0 && memcmp(&da, &db, sizeof(da)) == 0,
+              "algo %d, step %d: %d %d", algo, step, ra, rb);
+        fw_decision_t dc;
+        int rc = fw_table_check_one(c, &r, cost, now, FW_CHECK_ALLOWED_ONLY, &dc);
+        CHECK(rc == 0 && dc.allowed == da.allowed, "algo %d, step %d: allowed-only", algo,
+              step);
+    }
+    for (int k = 0; k < 3; k++) { /* the same states were written */
+        fw_decision_t pa, pc;
+        CHECK(fw_table_peek(a, &l, keys[k], strlen(keys[k]), T0 + 50 * SECOND_NS, &pa) == 0 &&
+                  fw_table_peek(c, &l, keys[k], strlen(keys[k]), T0 + 50 * SECOND_NS, &pc) ==
+                      0 &&
+                  memcmp(&pa, &pc, sizeof(pa)) == 0,
+              "algo %d, key %d", algo, k);
+    }
+    fw_request_t r = {&l, "x", 1};
+    fw_decision_t d;
+    CHECK(fw_table_check_one(b, &r, 6, T0, 0, &d) == FW_ECOST, "algo %d", algo);
+    CHECK(fw_table_check_one(b, &r, -1, T0, 0, &d) == FW_EINVAL, "algo %d", algo);
+    CHECK(fw_table_check_one(b, &r, 1, -1, 0, &d) == FW_EINVAL, "algo %d", algo);
+    CHECK(fw_table_check_one(NULL, &r, 1, T0, 0, &d) == FW_EINVAL);
+    CHECK(fw_table_check_one(b, NULL, 1, T0, 0, &d) == FW_EINVAL);
+    CHECK(fw_table_check_one(b, &r, 1, T0, 0, NULL) == FW_EINVAL);
+    fw_request_t nokey = {&l, NULL, 3};
+    CHECK(fw_table_check_one(b, &nokey, 1, T0, 0, &d) == FW_EINVAL);
+    if (algo == FW_SLIDING_LOG) { /* a log larger than the table's ring */
+        fw_limit_t big = limit_of(algo, 50, SECOND_NS, 0, 4);
+        fw_request_t rb = {&big, "x", 1};
+        CHECK(fw_table_check_one(b, &rb, 1, T0, 0, &d) == FW_EINVAL);
+    }
+    CHECK(fw_table_check_one(b, &r, 1, T0, 2, &d) == FW_EINVAL, "an unknown flag");
+    fw_table_close(a);
+    fw_table_close(b);
+    fw_table_close(c);
+}
+
 int main(void)
 {
+    for (int a = 0; a < FW_ALGORITHM_COUNT; a++)
+        test_check_one_is_check_of_one((fw_algorithm_t)a);
     test_each_part_pays_its_cost(FW_GCRA);
     test_each_part_pays_its_cost(FW_TOKEN_BUCKET);
     test_each_part_pays_its_cost(FW_FIXED_WINDOW);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "internal.h"
 #include "table_helpers.h"
 #include "floodwall.h"
 
@@ -259,8 +260,78 @@ static void test_reset_and_clear(void)
     fw_table_close(t);
 }
 
+/* fwi_gcra_admit (allow()'s verdict-only step) is fwi_gcra_decide's verdict
+ * and next state, on every GCRA-family quota, at the edges of time and
+ * cost and on pseudo-random states. */
+static void test_gcra_admit_is_decide(void)
+{
+    static const fw_algorithm_t algos[] = {FW_GCRA, FW_TOKEN_BUCKET, FW_LEAKY_BUCKET,
+                                           FW_LEAKY_BUCKET_SHAPING};
+    static const int64_t nows[] = {0, 1, 999, 1000000000LL, INT64_MAX / 2, INT64_MAX - 1,
+                                   INT64_MAX};
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    int mismatches = 0;
+    for (size_t a = 0; a < sizeof(algos) / sizeof(algos[0]); a++) {
+        fw_limit_t l = limit_of(algos[a], 7, 3000000000LL, 10, 1);
+        const fw_quota_t *q = &l.quota;
+        for (size_t n = 0; n < sizeof(nows) / sizeof(nows[0]); n++) {
+            for (int i = 0; i < 2000; i++) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                int64_t now = nows[n];
+                uint64_t tat = i % 4 == 0 ? 0
+                               : i % 4 == 1 ? (uint64_t)now + x % (uint64_t)(2 * q->tau_ns)
+                               : i % 4 == 2 ? (uint64_t)now - x % (uint64_t)(2 * q->tau_ns)
+                                            : x;
+                int64_t cost = 1 + (int64_t)(x % (uint64_t)q->burst);
+                uint64_t s1 = tat, s2 = tat, n1 = 1, n2 = 2;
+                fwi_gcra_sanitize(q, &s1, now);
+                fwi_gcra_sanitize(q, &s2, now);
+                fw_decision_t d;
+                fwi_gcra_decide(q, s1, now, cost, &n1, &d);
+                int ok = fwi_gcra_admit(q, s2, now, cost, &n2);
+                mismatches += ok != d.allowed || n1 != n2;
+            }
+        }
+    }
+    CHECK(mismatches == 0, "%d mismatches", mismatches);
+}
+
+/* The sliding window with no previous count (its fast path) decides as the
+ * weighted formula does: admit iff (cur + cost) * W <= B * W, remaining
+ * (B*W - cur*W) / W, and the state packs (k, 0, cur). */
+static void test_sliding_window_without_prev(void)
+{
+    uint64_t x = 0x2545f4914f6cdd1dULL;
+    int mismatches = 0;
+    for (int i = 0; i < 20000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        int64_t b = 1 + (int64_t)(x % 300);
+        int64_t period = 1000 + (int64_t)((x >> 9) % 100000000000LL);
+        fw_limit_t l = limit_of(FW_SLIDING_WINDOW, b, period, 0, 1);
+        const fw_quota_t *q = &l.quota;
+        int64_t w = q->window_ns;
+        int64_t now = (int64_t)((x >> 3) % (uint64_t)(INT64_MAX / 4));
+        int64_t k = now / w;
+        int64_t cur = (int64_t)((x >> 17) % (uint64_t)(b + 1));
+        uint64_t b1 = (uint64_t)b + 1;
+        uint64_t state = ((uint64_t)k * b1 + 0) * b1 + (uint64_t)cur;
+        int64_t cost = 1 + (int64_t)((x >> 29) % (uint64_t)b);
+        fw_decision_t d;
+        uint64_t next;
+        fwi_sliding_window_decide(q, state, now, cost, &next, &d);
+        int allowed = (__int128)(cur + cost) * w <= (__int128)b * w;
+        int64_t after = allowed ? cur + cost : cur;
+        __int128 left = ((__int128)b * w - (__int128)after * w) / w;
+        mismatches += d.allowed != allowed || d.remaining != (left > 0 ? (int64_t)left : 0) ||
+                      next != (allowed ? ((uint64_t)k * b1) * b1 + (uint64_t)after : state);
+    }
+    CHECK(mismatches == 0, "%d mismatches", mismatches);
+}
+
 int main(void)
 {
+    test_gcra_admit_is_decide();
+    test_sliding_window_without_prev();
     test_strerror();
     test_quota_rejects();
     test_step_rejects();

@@ -296,12 +296,13 @@ static void damage(int i, unsigned char *buf, size_t *len)
     }
 }
 
+_Static_assert(FW_TABLE_LAYOUT_VERSION == 3u, "the version the messages below name");
 static const damage_case_t damage_cases[] = {
     {"flipped magic", FW_EBADFILE, "not a floodwall table"},
     {"flipped seed", FW_EBADFILE, "damaged header"},
     {"changed max_keys", FW_EBADFILE, "damaged header"},
     {"version 1", FW_EVERSION, "version 1"},
-    {"version 1, checksum ok", FW_EVERSION, "reads version 2"},
+    {"version 1, checksum ok", FW_EVERSION, "reads version 3"},
     {"truncated header", FW_EBADFILE, "truncated"},
     {"truncated slots", FW_EBADFILE, "truncated"},
     {"empty", FW_EBADFILE, "empty"},

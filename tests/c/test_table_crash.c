@@ -314,6 +314,7 @@ static int setup_race(shared_table_t *st, race_keys_t *k)
     k->sidx = 20;
     fwi_slot_t *s = slot_n(t, k->sidx);
     s->expiry = 0;
+    s->state = 0; /* a GCRA key is fresh at its TAT too (FWI_TAG_TAT) */
     for (int i = 0;; i++) {
         snprintf(k->d, sizeof(k->d), "f%d", i);
         if (slot_of_key(t, &k->filler, k->d, NULL) != s)
