@@ -234,6 +234,7 @@ class HeaderPolicy:
         "_by_id",
         "_by_rate",
         "_default_name",
+        "_raw_by_id",
         "_raw_names",
         "_rates",
         "_policy_raw",
@@ -286,6 +287,8 @@ class HeaderPolicy:
         for n, r in zip(resolved, rates):
             self._by_id.setdefault(id(r), n)
         self._raw_names = {n: sf_string(n).encode("latin-1") + b";r=" for n in resolved}
+        #: id(rate) -> the encoded RateLimit item prefix (one lookup per response)
+        self._raw_by_id = {i: self._raw_names[n] for i, n in self._by_id.items()}
         self.styles = parse_header_styles(styles)
         self.ietf = "ietf" in self.styles
         self.xrl = "x-ratelimit" in self.styles
@@ -336,28 +339,30 @@ class HeaderPolicy:
         self, decision: Decision, retry_after: int | None = None
     ) -> list[tuple[bytes, bytes]]:
         """Same as :meth:`headers`, as lower-case ASGI byte pairs."""
-        out: list[tuple[bytes, bytes]] = []
-        if not decision.allowed:
-            ra = retry_after if retry_after is not None else self.retry_after(decision)
-            out.append((b"retry-after", b"%d" % ra))
-            t = ra  # t and x-ratelimit-reset say what Retry-After says
-        elif not self.on_allowed:
-            return out
+        # Per response on every ASGI request: each number encoded once.
+        if decision.allowed:
+            if not self.on_allowed:
+                return []
+            ns = decision.reset_after_ns
+            t = -(-ns // _NS) if ns > 0 else 0  # reset_seconds, inlined
+            out: list[tuple[bytes, bytes]] = []
         else:
-            t = reset_seconds(decision)
-        remaining = max(0, decision.remaining)
+            ra = retry_after if retry_after is not None else self.retry_after(decision)
+            t = ra  # t and x-ratelimit-reset say what Retry-After says
+            out = [(b"retry-after", b"%d" % ra)]
+        remaining = decision.remaining
+        r = b"%d" % remaining if remaining > 0 else b"0"
+        tb = b"%d" % t
         if self.ietf:
+            name = self._raw_by_id.get(id(decision.rate))
+            if name is None:
+                name = self._raw_names[self.name_for(decision)]
             out.append((b"ratelimit-policy", self._policy_raw))
-            out.append(
-                (
-                    b"ratelimit",
-                    b"%s%d;t=%d" % (self._raw_names[self.name_for(decision)], remaining, t),
-                )
-            )
+            out.append((b"ratelimit", name + r + b";t=" + tb))
         if self.xrl:
             out.append((b"x-ratelimit-limit", b"%d" % decision.limit))
-            out.append((b"x-ratelimit-remaining", b"%d" % remaining))
-            out.append((b"x-ratelimit-reset", b"%d" % t))
+            out.append((b"x-ratelimit-remaining", r))
+            out.append((b"x-ratelimit-reset", tb))
         return out
 
     def problem(

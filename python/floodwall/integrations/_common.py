@@ -540,6 +540,13 @@ class Guard(ShapingBudget):
             return None
         if self._has_exempt and self.is_exempt(view.method, view.path):
             return None  # exempt globs bind decorators too
+        return self._decide(limits, view, cost)
+
+    def _decide(
+        self, limits: LimitSet, view: RequestView, cost: int | None = None
+    ) -> Outcome | None:
+        """:meth:`check` past its enabled and exempt tests (the ASGI
+        middleware has made them already, on the same method and path)."""
         single = limits.single
         if single is not None:  # the common case, kept short
             k = single.key(view)
@@ -583,10 +590,17 @@ class Guard(ShapingBudget):
         (network stores, a file synced on every write) are awaited."""
         if not self.enabled:
             return None
-        if limits.local:
-            return self.check(limits, view, cost)
         if self._has_exempt and self.is_exempt(view.method, view.path):
             return None
+        if limits.local:
+            return self._decide(limits, view, cost)
+        return await self._adecide(limits, view, cost)
+
+    async def _adecide(
+        self, limits: LimitSet, view: RequestView, cost: int | None = None
+    ) -> Outcome | None:
+        """:meth:`acheck` on a store that is awaited (``limits.local`` is
+        false), past the enabled and exempt tests."""
         single = limits.single
         if single is not None:  # the common case, kept short (as in check)
             k = single.key(view)
