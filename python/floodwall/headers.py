@@ -44,6 +44,9 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 HEADER_STYLES = frozenset({"ietf", "x-ratelimit"})
 
 _NS = 1_000_000_000
+#: ASCII decimal of the small numbers most headers carry, encoded once.
+_DIGITS = tuple(b"%d" % i for i in range(1024))
+_NDIGITS = len(_DIGITS)
 
 _STYLE_ALIASES: dict[str, frozenset[str]] = {
     "ietf": frozenset({"ietf"}),
@@ -237,6 +240,7 @@ class HeaderPolicy:
         "_raw_by_id",
         "_raw_names",
         "_rates",
+        "_policy_pair",
         "_policy_raw",
         "_raw_default",
         "ietf",
@@ -297,6 +301,7 @@ class HeaderPolicy:
         self.rng = rng
         self.policy_field = ratelimit_policy_field(list(zip(resolved, rates)))
         self._policy_raw = self.policy_field.encode("latin-1")
+        self._policy_pair = (b"ratelimit-policy", self._policy_raw)
 
     def name_for(self, decision: Decision) -> str:
         """The policy name of the rate that made ``decision``."""
@@ -339,7 +344,8 @@ class HeaderPolicy:
         self, decision: Decision, retry_after: int | None = None
     ) -> list[tuple[bytes, bytes]]:
         """Same as :meth:`headers`, as lower-case ASGI byte pairs."""
-        # Per response on every ASGI request: each number encoded once.
+        # Per response on every ASGI request: each number encoded once, small
+        # ones looked up, the constant pair built once.
         if decision.allowed:
             if not self.on_allowed:
                 return []
@@ -349,18 +355,22 @@ class HeaderPolicy:
         else:
             ra = retry_after if retry_after is not None else self.retry_after(decision)
             t = ra  # t and x-ratelimit-reset say what Retry-After says
-            out = [(b"retry-after", b"%d" % ra)]
+            out = [(b"retry-after", _DIGITS[ra] if ra < _NDIGITS else b"%d" % ra)]
         remaining = decision.remaining
-        r = b"%d" % remaining if remaining > 0 else b"0"
-        tb = b"%d" % t
+        if remaining <= 0:
+            r = b"0"
+        else:
+            r = _DIGITS[remaining] if remaining < _NDIGITS else b"%d" % remaining
+        tb = _DIGITS[t] if t < _NDIGITS else b"%d" % t
         if self.ietf:
             name = self._raw_by_id.get(id(decision.rate))
             if name is None:
                 name = self._raw_names[self.name_for(decision)]
-            out.append((b"ratelimit-policy", self._policy_raw))
-            out.append((b"ratelimit", name + r + b";t=" + tb))
+            out.append(self._policy_pair)
+            out.append((b"ratelimit", b"".join((name, r, b";t=", tb))))
         if self.xrl:
-            out.append((b"x-ratelimit-limit", b"%d" % decision.limit))
+            n = decision.limit
+            out.append((b"x-ratelimit-limit", _DIGITS[n] if n < _NDIGITS else b"%d" % n))
             out.append((b"x-ratelimit-remaining", r))
             out.append((b"x-ratelimit-reset", tb))
         return out

@@ -187,7 +187,8 @@ class Outcome:
         self.missing_key = missing_key
         self.allowed: bool = not missing_key and (decision is None or decision.allowed)
         #: Seconds of the worker's waiting budget this request holds until
-        #: its shaping delay is slept (see Guard.wait).
+        #: its shaping delay is slept (see Guard.wait). Never 0 for an
+        #: admitted request with a delay: Guard._hold sets it or denies.
         self.held = 0.0
 
     @property

@@ -407,7 +407,7 @@ class FloodwallMiddleware:
         if not outcome.allowed:
             await self._deny(outcome, scope, receive, send)
             return
-        if outcome.held or outcome.delay:  # await_delay's own test: no coroutine when none
+        if outcome.held:  # an admitted delay always holds its wait (Guard._hold)
             await fw.await_delay(outcome, fw.sleep)
         extra = outcome.raw_header_pairs()
         if not extra:
