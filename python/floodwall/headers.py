@@ -355,13 +355,13 @@ class HeaderPolicy:
         else:
             ra = retry_after if retry_after is not None else self.retry_after(decision)
             t = ra  # t and x-ratelimit-reset say what Retry-After says
-            out = [(b"retry-after", _DIGITS[ra] if ra < _NDIGITS else b"%d" % ra)]
+            out = [(b"retry-after", _DIGITS[ra] if 0 <= ra < _NDIGITS else b"%d" % ra)]
         remaining = decision.remaining
         if remaining <= 0:
             r = b"0"
         else:
             r = _DIGITS[remaining] if remaining < _NDIGITS else b"%d" % remaining
-        tb = _DIGITS[t] if t < _NDIGITS else b"%d" % t
+        tb = _DIGITS[t] if 0 <= t < _NDIGITS else b"%d" % t
         if self.ietf:
             name = self._raw_by_id.get(id(decision.rate))
             if name is None:
@@ -370,7 +370,7 @@ class HeaderPolicy:
             out.append((b"ratelimit", b"".join((name, r, b";t=", tb))))
         if self.xrl:
             n = decision.limit
-            out.append((b"x-ratelimit-limit", _DIGITS[n] if n < _NDIGITS else b"%d" % n))
+            out.append((b"x-ratelimit-limit", _DIGITS[n] if 0 <= n < _NDIGITS else b"%d" % n))
             out.append((b"x-ratelimit-remaining", r))
             out.append((b"x-ratelimit-reset", tb))
         return out

@@ -39,7 +39,7 @@ def test_raw_headers_are_the_str_headers_encoded(styles: str, on_allowed: bool) 
             d = floodwall.Decision(
                 allowed, limit, remaining, 0 if allowed else ns, ns, 0, rate=rate
             )
-            for retry_after in (None, 3, 1024):
+            for retry_after in (None, -3, 3, 1024):
                 ra = None if allowed else retry_after
                 raw = hp.raw_headers(d, ra)
                 assert raw == _encoded(hp.headers(d, ra)), (d, ra)
