@@ -44,6 +44,9 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 HEADER_STYLES = frozenset({"ietf", "x-ratelimit"})
 
 _NS = 1_000_000_000
+#: ASCII decimal of the small numbers most headers carry, encoded once.
+_DIGITS = tuple(b"%d" % i for i in range(1024))
+_NDIGITS = len(_DIGITS)
 
 _STYLE_ALIASES: dict[str, frozenset[str]] = {
     "ietf": frozenset({"ietf"}),
@@ -234,8 +237,10 @@ class HeaderPolicy:
         "_by_id",
         "_by_rate",
         "_default_name",
+        "_raw_by_id",
         "_raw_names",
         "_rates",
+        "_policy_pair",
         "_policy_raw",
         "_raw_default",
         "ietf",
@@ -286,6 +291,8 @@ class HeaderPolicy:
         for n, r in zip(resolved, rates):
             self._by_id.setdefault(id(r), n)
         self._raw_names = {n: sf_string(n).encode("latin-1") + b";r=" for n in resolved}
+        #: id(rate) -> the encoded RateLimit item prefix (one lookup per response)
+        self._raw_by_id = {i: self._raw_names[n] for i, n in self._by_id.items()}
         self.styles = parse_header_styles(styles)
         self.ietf = "ietf" in self.styles
         self.xrl = "x-ratelimit" in self.styles
@@ -294,6 +301,7 @@ class HeaderPolicy:
         self.rng = rng
         self.policy_field = ratelimit_policy_field(list(zip(resolved, rates)))
         self._policy_raw = self.policy_field.encode("latin-1")
+        self._policy_pair = (b"ratelimit-policy", self._policy_raw)
 
     def name_for(self, decision: Decision) -> str:
         """The policy name of the rate that made ``decision``."""
@@ -336,28 +344,35 @@ class HeaderPolicy:
         self, decision: Decision, retry_after: int | None = None
     ) -> list[tuple[bytes, bytes]]:
         """Same as :meth:`headers`, as lower-case ASGI byte pairs."""
-        out: list[tuple[bytes, bytes]] = []
-        if not decision.allowed:
-            ra = retry_after if retry_after is not None else self.retry_after(decision)
-            out.append((b"retry-after", b"%d" % ra))
-            t = ra  # t and x-ratelimit-reset say what Retry-After says
-        elif not self.on_allowed:
-            return out
+        # Per response on every ASGI request: each number encoded once, small
+        # ones looked up, the constant pair built once.
+        if decision.allowed:
+            if not self.on_allowed:
+                return []
+            ns = decision.reset_after_ns
+            t = -(-ns // _NS) if ns > 0 else 0  # reset_seconds, inlined
+            out: list[tuple[bytes, bytes]] = []
         else:
-            t = reset_seconds(decision)
-        remaining = max(0, decision.remaining)
+            ra = retry_after if retry_after is not None else self.retry_after(decision)
+            t = ra  # t and x-ratelimit-reset say what Retry-After says
+            out = [(b"retry-after", _DIGITS[ra] if 0 <= ra < _NDIGITS else b"%d" % ra)]
+        remaining = decision.remaining
+        if remaining <= 0:
+            r = b"0"
+        else:
+            r = _DIGITS[remaining] if remaining < _NDIGITS else b"%d" % remaining
+        tb = _DIGITS[t] if 0 <= t < _NDIGITS else b"%d" % t
         if self.ietf:
-            out.append((b"ratelimit-policy", self._policy_raw))
-            out.append(
-                (
-                    b"ratelimit",
-                    b"%s%d;t=%d" % (self._raw_names[self.name_for(decision)], remaining, t),
-                )
-            )
+            name = self._raw_by_id.get(id(decision.rate))
+            if name is None:
+                name = self._raw_names[self.name_for(decision)]
+            out.append(self._policy_pair)
+            out.append((b"ratelimit", b"".join((name, r, b";t=", tb))))
         if self.xrl:
-            out.append((b"x-ratelimit-limit", b"%d" % decision.limit))
-            out.append((b"x-ratelimit-remaining", b"%d" % remaining))
-            out.append((b"x-ratelimit-reset", b"%d" % t))
+            n = decision.limit
+            out.append((b"x-ratelimit-limit", _DIGITS[n] if 0 <= n < _NDIGITS else b"%d" % n))
+            out.append((b"x-ratelimit-remaining", r))
+            out.append((b"x-ratelimit-reset", tb))
         return out
 
     def problem(

@@ -187,7 +187,8 @@ class Outcome:
         self.missing_key = missing_key
         self.allowed: bool = not missing_key and (decision is None or decision.allowed)
         #: Seconds of the worker's waiting budget this request holds until
-        #: its shaping delay is slept (see Guard.wait).
+        #: its shaping delay is slept (see Guard.wait). Never 0 for an
+        #: admitted request with a delay: Guard._hold sets it or denies.
         self.held = 0.0
 
     @property
@@ -530,6 +531,13 @@ class Guard(ShapingBudget):
             return None
         if self._has_exempt and self.is_exempt(view.method, view.path):
             return None  # exempt globs bind decorators too
+        return self._decide(limits, view, cost)
+
+    def _decide(
+        self, limits: LimitSet, view: RequestView, cost: int | None = None
+    ) -> Outcome | None:
+        """:meth:`check` past its enabled and exempt tests (the ASGI
+        middleware has made them already, on the same method and path)."""
         single = limits.single
         if single is not None:  # the common case, kept short
             k = single.key(view)
@@ -572,10 +580,17 @@ class Guard(ShapingBudget):
         (network stores, a file synced on every write) are awaited."""
         if not self.enabled:
             return None
-        if limits.local:
-            return self.check(limits, view, cost)
         if self._has_exempt and self.is_exempt(view.method, view.path):
             return None
+        if limits.local:
+            return self._decide(limits, view, cost)
+        return await self._adecide(limits, view, cost)
+
+    async def _adecide(
+        self, limits: LimitSet, view: RequestView, cost: int | None = None
+    ) -> Outcome | None:
+        """:meth:`acheck` on a store that is awaited (``limits.local`` is
+        false), past the enabled and exempt tests."""
         single = limits.single
         if single is not None:  # the common case, kept short (as in check)
             k = single.key(view)
