@@ -152,7 +152,9 @@ def _key(body: Mapping[str, Any]) -> str | bytes:
     key = body.get("key")
     if not isinstance(key, str):
         raise BadRequest(f"'key' is required: a string, got {key!r}")
-    if len(key) > MAX_KEY_BYTES or len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+    if len(key) > MAX_KEY_BYTES or (
+        not key.isascii() and len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES
+    ):
         raise BadRequest(f"'key' is longer than {MAX_KEY_BYTES} bytes")
     return key
 
@@ -296,6 +298,15 @@ class Service:
                 raise BadRequest(f"no limit named {name[:100]!r}; known: {known}",
                                  "unknown_limit", 404)
             return found
+        rate = body.get("rate")
+        if type(rate) is str:  # the common spelling, looked up as _raw_key spells it
+            algorithm, namespace = body.get("algorithm"), body.get("namespace")
+            if (algorithm is None or type(algorithm) is str) and (
+                namespace is None or type(namespace) is str
+            ):
+                hit = self._raw.get((rate, algorithm, namespace))
+                if hit is not None:
+                    return hit
         raw_key = _raw_key(body)
         if raw_key is not None:
             # the same request text as before: its checked limiter, at once
@@ -364,12 +375,26 @@ class Service:
     def decide(self, body: Any, *, consume: bool = True) -> tuple[Decision, Sequence[Rate]]:
         """A check's decision and the rates of its limit (what the answer is
         formatted from)."""
-        body = _fields(body, CHECK_FIELDS if consume else STATUS_FIELDS)
+        allowed = CHECK_FIELDS if consume else STATUS_FIELDS
+        if type(body) is not dict or not allowed.issuperset(body):
+            body = _fields(body, allowed)  # raises, naming the problem
         limiter = self.limiter_for(body)
         key = _key(body)
-        cost = _int(body, "cost", 1, 0, _INT64_MAX) if consume else 0
-        self.set_now(body)
-        return _decide(lambda: limiter.check(key, cost)), limiter.rates
+        if consume:
+            cost = body.get("cost", 1)
+            if type(cost) is not int or not 0 <= cost <= _INT64_MAX:
+                cost = _int(body, "cost", 1, 0, _INT64_MAX)  # raises, naming the problem
+        else:
+            cost = 0
+        if "now_ns" in body or self._now is not None:
+            self.set_now(body)
+        try:
+            return limiter.check(key, cost), limiter.rates
+        except Exception as exc:
+            refusal = _refusal(exc)
+            if refusal is None:
+                raise
+            raise refusal from None
 
     def check(self, body: Any, *, consume: bool = True) -> dict[str, Any]:
         d, rates = self.decide(body, consume=consume)
@@ -461,14 +486,25 @@ class Service:
         self.base.close()
 
 
+def _refusal(exc: Exception) -> BadRequest | None:
+    """What a store call's exception means to a client: a caller's mistake
+    is a 400, a store that cannot decide a 503 (the client's failure policy
+    then answers); None for anything else (raised as it is)."""
+    if isinstance(exc, CostError):
+        return BadRequest(str(exc), "cost")
+    if isinstance(exc, StoreError):
+        return BadRequest(f"the server's store could not decide: {exc}", "store", 503)
+    if isinstance(exc, (ConfigError, TypeError, ValueError)):
+        return BadRequest(str(exc))
+    return None
+
+
 def _decide(call: Callable[[], Any]) -> Any:
-    """Run a store call: a caller's mistake is a 400, a store that cannot
-    decide a 503 (the client's failure policy then answers)."""
+    """Run a store call, its exceptions translated by :func:`_refusal`."""
     try:
         return call()
-    except CostError as exc:
-        raise BadRequest(str(exc), "cost") from None
-    except StoreError as exc:
-        raise BadRequest(f"the server's store could not decide: {exc}", "store", 503) from None
-    except (ConfigError, TypeError, ValueError) as exc:
-        raise BadRequest(str(exc)) from None
+    except Exception as exc:
+        refusal = _refusal(exc)
+        if refusal is None:
+            raise
+        raise refusal from None
