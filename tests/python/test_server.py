@@ -464,3 +464,89 @@ def test_a_durable_file_table_survives_a_restart(tmp_path: Path) -> None:
         assert (tmp_path / "limits.fw").exists()
     finally:
         server.close()
+
+
+# -- the table's sliding-log room, chosen from the configured limits
+
+LOG_CONFIG = """\
+[limits.small]
+rate = "5/minute"
+algorithm = "sliding_log"
+
+[limits.uploads]
+rate = "300/hour"
+algorithm = "sliding_log"
+
+[limits.api]
+rate = "100000/minute"
+"""
+
+
+def _serve_config(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "floodwall.toml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("kind", ["shm", "file", "memory"])
+def test_log_capacity_is_chosen_from_the_configured_limits(tmp_path: Path, kind: str) -> None:
+    """No log_capacity given: the table is opened with room for the largest
+    named sliding_log limit, which then admits exactly its capacity."""
+    from floodwall import _native
+    from floodwall.server.service import Service, log_room
+
+    config = _serve_config(tmp_path, LOG_CONFIG)
+    store = {"shm": f"shm://fw-logroom-{uuid.uuid4().hex[:8]}",
+             "file": f"file://{tmp_path}/t.fw", "memory": "memory://"}[kind]
+    settings, loaded = ServeOptions(store=store, config_path=config).service_settings()
+    assert log_room(loaded) == (300, "uploads")
+    service = Service(settings, loaded)
+    try:
+        assert _native.table_info(service.base.store.table)["log_capacity"] >= 300
+        answers = [service.check({"limit": "uploads", "key": "k"})["decision"]["allowed"]
+                   for _ in range(301)]
+        assert answers == [True] * 300 + [False]
+    finally:
+        service.close()
+        if kind == "shm":
+            from floodwall.stores import shared
+
+            shared.unlink_shm(store)
+
+
+def test_an_explicit_log_capacity_too_small_is_refused_at_startup(tmp_path: Path) -> None:
+    from floodwall.server.service import Service
+
+    config = _serve_config(tmp_path, LOG_CONFIG)
+    for store, options in ((f"shm://fw-logroom-{uuid.uuid4().hex[:8]}?log_capacity=100", {}),
+                           (f"file://{tmp_path}/t.fw", {"log_capacity": 100})):
+        opts = ServeOptions(store=store, config_path=config, store_options=options)
+        settings, loaded = opts.service_settings()
+        with pytest.raises(ConfigError, match=r"'uploads' is a sliding_log of capacity 300.*"
+                                              r"log_capacity=100"):
+            Service(settings, loaded)
+    # enough room: served
+    opts = ServeOptions(store=f"file://{tmp_path}/ok.fw?log_capacity=300", config_path=config)
+    Service(*opts.service_settings()).close()
+    # and the command refuses to start, saying why
+    port = free_port()
+    proc = subprocess.run(
+        [sys.executable, "-m", "floodwall", "serve", "--port", str(port), "--config", config,
+         "--store", f"file://{tmp_path}/cli.fw?log_capacity=10"],
+        capture_output=True, text=True, timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "FLOODWALL_SERVER_TOKEN"},
+    )
+    assert proc.returncode != 0
+    assert "'uploads' is a sliding_log of capacity 300" in proc.stderr, proc.stderr
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_a_sliding_log_beyond_the_engine_bound_names_the_limit(tmp_path: Path) -> None:
+    from floodwall.server.service import log_room
+    from floodwall.config.loading import load
+
+    config = _serve_config(tmp_path, '[limits.huge]\nrate = "100000/day"\n'
+                                     'algorithm = "sliding_log"\n')
+    with pytest.raises(ConfigError, match="'huge' cannot be served.*at most"):
+        log_room(load(config))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from floodwall._native import Decision
-from floodwall.algorithms import ALGORITHMS, DEFAULT_ALGORITHM
+from floodwall.algorithms import ALGORITHMS, DEFAULT_ALGORITHM, LOG_CAPACITY_MAX
 from floodwall.config.model import Config
 from floodwall.errors import ConfigError, CostError, FloodwallError, StoreError
 from floodwall.limiter import Limiter
@@ -37,6 +37,8 @@ __all__ = [
     "Service",
     "ServiceSettings",
     "decision_json",
+    "explicit_log_capacity",
+    "log_room",
 ]
 
 #: Inline limits kept bound per worker (least recently used dropped first).
@@ -219,6 +221,50 @@ def _raw_key(body: Mapping[str, Any]) -> tuple[Any, ...] | None:
     return (rate, algorithm, namespace)
 
 
+def log_room(config: Config) -> tuple[int, str | None]:
+    """The sliding-log room a table needs for the configured limits: the
+    largest capacity of a named ``sliding_log`` limit, and that limit's name
+    (0 and None when none is a sliding log)."""
+    from floodwall.limiter import resolve_rates
+
+    need, owner = 0, None
+    for name in sorted(config.limits):
+        spec = config.limit(name)
+        if config.effective(spec)["algorithm"] != "sliding_log":
+            continue
+        try:
+            capacity = max(r.burst for r in resolve_rates(spec.rate, burst=spec.burst))
+        except (ConfigError, TypeError, ValueError) as exc:
+            raise ConfigError(f"limit {name!r} cannot be served: {exc}") from None
+        if capacity > LOG_CAPACITY_MAX:
+            raise ConfigError(
+                f"limit {name!r} cannot be served: a sliding_log keeps one entry per "
+                f"request, so its capacity is at most {LOG_CAPACITY_MAX}, got {capacity}; "
+                "use sliding_window or gcra"
+            )
+        if capacity > need:
+            need, owner = capacity, name
+    return need, owner
+
+
+def explicit_log_capacity(store: str, options: Mapping[str, Any]) -> int | None:
+    """The ``log_capacity`` the operator set for the server's table (in the
+    store URL's query or the store options), or None."""
+    if "log_capacity" in options:
+        value = options["log_capacity"]
+    else:
+        from urllib.parse import parse_qs
+
+        query = parse_qs(store.split("?", 1)[1]) if "?" in store else {}
+        if "log_capacity" not in query:
+            return None
+        value = query["log_capacity"][-1]
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None  # the store names the bad value when it opens
+
+
 class Service:
     """The limits of one worker, on one opened store."""
 
@@ -230,8 +276,19 @@ class Service:
         self._now: int | None = None
         self._clock: Callable[[], int] | None = self._test_now if settings.test_clock else None
         options = dict(settings.store_options or {})
+        # the table's sliding-log room: the largest named sliding_log limit
+        # needs it; the base limiter asks for it when the table is opened
+        need, owner = log_room(self.config)
+        given = explicit_log_capacity(settings.store, options)
+        if owner is not None and given is not None and given < need:
+            raise ConfigError(
+                f"limit {owner!r} is a sliding_log of capacity {need} and the store's "
+                f"log_capacity={given} cannot hold it: set log_capacity to at least {need}, "
+                "or leave it out (the server then sizes it from the configured limits)"
+            )
         self.base = Limiter(
-            "1/second",
+            f"{need}/second" if need else "1/second",
+            algorithm="sliding_log" if need else DEFAULT_ALGORITHM,
             store=settings.store,
             namespace="floodwall-serve",
             clock=self._clock,
