@@ -543,8 +543,8 @@ def test_an_explicit_log_capacity_too_small_is_refused_at_startup(tmp_path: Path
 
 
 def test_a_sliding_log_beyond_the_engine_bound_names_the_limit(tmp_path: Path) -> None:
-    from floodwall.server.service import log_room
     from floodwall.config.loading import load
+    from floodwall.server.service import log_room
 
     config = _serve_config(tmp_path, '[limits.huge]\nrate = "100000/day"\n'
                                      'algorithm = "sliding_log"\n')

@@ -318,7 +318,8 @@ class ServerApp:
         return "\n".join(lines) + "\n"
 
 
-_SCAN = json.JSONDecoder().scan_once
+#: json's own scanner (C), as ``json.loads`` uses it (not in the typeshed stubs)
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def parse_json(data: bytes) -> Any:
