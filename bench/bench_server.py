@@ -16,6 +16,12 @@ the end. Rows:
   median round of each, and the server's CPU time per request (the workers'
   user+system seconds over the requests answered), which a shared, noisy
   machine disturbs far less than requests per second;
+- with ``--instructions``: the same two requests counted in instructions
+  instead (a 1-worker server under callgrind, one keep-alive connection,
+  N1 then N2 requests of one endpoint; (Ir(N2) - Ir(N1)) / (N2 - N1) is
+  the server's user-space instructions per request, uvicorn and the parser
+  included, the kernel not). Repeatable to a fraction of a percent where
+  requests per second are not; needs valgrind;
 - the remote store: ``allow()`` latency against a plain keep-alive GET of
   /v1/health through the same httpx client;
 - RESP: redis-benchmark's CL.THROTTLE throughput against its PING on the
@@ -23,7 +29,8 @@ the end. Rows:
 
 Prints ratios; never fails on timing.
 
-    python bench/bench_server.py [--quick] [--rounds N] [--seconds S]
+    python bench/bench_server.py [--quick] [--rounds N] [--seconds S] [--http-only]
+    python bench/bench_server.py --instructions
 """
 
 from __future__ import annotations
@@ -220,6 +227,94 @@ def http_rows(server: Any, quick: bool, rounds: int | None = None,
     ]
 
 
+def _instructions(endpoint: str, n: int) -> int:
+    """Instructions a 1-worker server under callgrind executes in all, from
+    its start to its stop, having answered ``n`` requests of ``endpoint``."""
+    import secrets
+    import signal
+    import socket
+
+    from floodwall_servers import CONFIG, free_port
+
+    with tempfile.TemporaryDirectory(prefix="fw-bench-ir-") as tmp:
+        token = secrets.token_urlsafe(24)
+        fd = os.open(f"{tmp}/token", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, token.encode())
+        os.close(fd)
+        Path(f"{tmp}/floodwall.toml").write_text(CONFIG)
+        port = free_port()
+        store = f"shm://fw-bench-ir-{os.getpid()}-{port}"
+        log = Path(f"{tmp}/valgrind.log")
+        proc = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+             f"--log-file={log}", sys.executable, "-m", "floodwall", "serve",
+             "--port", str(port), "--workers", "1", "--store", store,
+             "--config", f"{tmp}/floodwall.toml", "--token-file", f"{tmp}/token"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while True:
+                try:
+                    sock = socket.create_connection(("127.0.0.1", port))
+                    break
+                except OSError:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        raise RuntimeError(f"the server under valgrind did not start: "
+                                           f"{log.read_text()[-500:] if log.exists() else ''}") from None
+                    time.sleep(0.5)
+            with sock:
+                sock.settimeout(120)
+                buf = b""
+                for i in range(n):
+                    if endpoint == "check":
+                        sock.sendall(_request("POST", "/v1/check", token,
+                                              _check_body(i % 1000)))
+                    else:
+                        sock.sendall(_request("GET", "/v1/health", token))
+                    while True:
+                        end = buf.find(b"\r\n\r\n")
+                        if end >= 0:
+                            head = buf[:end + 4]
+                            m = re.search(rb"(?i)content-length: *(\d+)", head)
+                            if m is None or not head.startswith(b"HTTP/1.1 200"):
+                                raise RuntimeError(f"unexpected answer: {head[:80]!r}")
+                            size = end + 4 + int(m.group(1))
+                            if len(buf) >= size:
+                                buf = buf[size:]
+                                break
+                        chunk = sock.recv(65536)
+                        if not chunk:
+                            raise RuntimeError("the server closed the connection")
+                        buf += chunk
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=300)
+            try:
+                os.unlink("/dev/shm/" + store[len("shm://"):])
+            except OSError:
+                pass
+        found = re.findall(r"Collected : (\d+)", log.read_text())
+        if not found:
+            raise RuntimeError(f"no callgrind total in {log.read_text()[-500:]}")
+        return int(found[-1])
+
+
+def instruction_rows(quick: bool) -> list[tuple[str, float, str, float]]:
+    """Instructions per request of /v1/check and /v1/health (see the module doc)."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (apt-get install valgrind)")
+    n1, n2 = (200, 700) if quick else (500, 2500)
+    per = {}
+    for endpoint in ("check", "health"):
+        per[endpoint] = (_instructions(endpoint, n2) - _instructions(endpoint, n1)) / (n2 - n1)
+    print(f"instructions: a 1-worker server under callgrind, parser {_parser()}, "
+          f"({n2} - {n1}) requests on one keep-alive connection")
+    # inverted, so that like the other rows higher is better for /v1/check
+    return [("instructions per /v1/health / per /v1/check", per["health"],
+             f"Ir per /v1/check (health: {per['health']:.0f} Ir)", per["check"])]
+
+
 def remote_rows(server: Any, quick: bool) -> list[tuple[str, float, str, float]]:
     lim = floodwall.Limiter(RATE, store=server.store_url(timeout="10"), namespace="bench")
     client = lim.store.conn.sync_client()  # type: ignore[attr-defined]
@@ -287,7 +382,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=None,
                         help="seconds per HTTP round (3; 1 with --quick)")
     parser.add_argument("--http-only", action="store_true", help="only the HTTP rows")
+    parser.add_argument("--instructions", action="store_true",
+                        help="instructions per request under callgrind instead (repeatable)")
     args = parser.parse_args()
+    if args.instructions:
+        for name, value, base_name, base in instruction_rows(args.quick):
+            print(f"{name:46} {value:10.0f} {base:10.0f} {value / base:6.2f}  {base_name}")
+        return 0
     table = rows(args.quick, args.rounds, args.seconds, args.http_only, detail=True)
     print(f"{'measure':46} {'value':>10} {'baseline':>10} {'ratio':>6}  baseline")
     for name, value, base_name, base in table:
