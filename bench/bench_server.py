@@ -260,8 +260,10 @@ def _instructions(endpoint: str, n: int) -> int:
                     break
                 except OSError:
                     if time.monotonic() > deadline or proc.poll() is not None:
-                        raise RuntimeError(f"the server under valgrind did not start: "
-                                           f"{log.read_text()[-500:] if log.exists() else ''}") from None
+                        said = log.read_text()[-500:] if log.exists() else ""
+                        raise RuntimeError(
+                            f"the server under valgrind did not start: {said}"
+                        ) from None
                     time.sleep(0.5)
             with sock:
                 sock.settimeout(120)
