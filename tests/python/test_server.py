@@ -550,3 +550,62 @@ def test_a_sliding_log_beyond_the_engine_bound_names_the_limit(tmp_path: Path) -
                                      'algorithm = "sliding_log"\n')
     with pytest.raises(ConfigError, match="'huge' cannot be served.*at most"):
         log_room(load(config))
+
+
+# -- the body parser of the hot path is json.loads
+
+
+def _loads_or_refused(data: bytes) -> object:
+    from floodwall.server.app import _Refused, parse_json
+
+    try:
+        return ("ok", parse_json(data))
+    except _Refused as exc:
+        assert exc.status == 400 and exc.code == "bad_json"
+        return "refused"
+
+
+def _reference(data: bytes) -> object:
+    if not data.strip():
+        return ("ok", {})
+    try:
+        return ("ok", json.loads(data))
+    except (ValueError, RecursionError):
+        return "refused"
+
+
+@pytest.mark.parametrize("data", [
+    b'{"key": "k"}', b'{"key": "k"}  \r\n\t', b'{"key": "k"} x', b'{"key": "k"}\x0c',
+    b'{"key": "k"}{}', b'{', b'{"key": "\xed\xa0\x80"}', b'{"key": "\xff"}',
+    '\ufeff{"key": "k"}'.encode(), '{"key": "k"}'.encode("utf-16-le"),
+    '{"key": "k"}'.encode("utf-16"), '{"key": "k"}'.encode("utf-32"), b" {}", b"[1]",
+    b"", b"  \x0b\x0c", b"{" * 100_000, b'{"a": NaN}', b'{"a": 1e999}',
+])
+def test_parse_json_answers_what_json_loads_answers(data: bytes) -> None:
+    assert _loads_or_refused(data) == _reference(data)
+
+
+def test_parse_json_fuzzed_against_json_loads() -> None:
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner,
+                                                                     max_size=4),
+        max_leaves=10,
+    )
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.one_of(
+        st.binary(max_size=40).map(lambda b: b"{" + b),
+        st.binary(max_size=40),
+        st.tuples(json_values, st.sampled_from(["", " ", "\n", "\x0c", " x", "}"])).map(
+            lambda t: (json.dumps(t[0]) + t[1]).encode()),
+        st.dictionaries(st.text(), json_values, max_size=4).map(
+            lambda d: json.dumps(d, ensure_ascii=False).encode()),
+    ))
+    def check(data: bytes) -> None:
+        assert _loads_or_refused(data) == _reference(data)
+
+    check()
