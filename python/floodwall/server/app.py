@@ -243,7 +243,9 @@ class ServerApp:
         # the first part waits under the protocol's body deadline; a body in
         # several parts is bounded here as well
         message = await receive()
-        data = self._chunk(message, 0)
+        data = message.get("body", b"")
+        if message["type"] != "http.request" or len(data) > self.max_body:
+            data = self._chunk(message, 0)  # refuses, saying why
         if message.get("more_body"):
             chunks = [data]
             size = len(data)
@@ -374,11 +376,14 @@ def decision_answer(d: Decision, rates: Sequence[Any]) -> bytes:
     answer): the JSON of :func:`~floodwall.server.service.decision_json`,
     which a test compares it with."""
     rate = d.rate
-    index = "null"
-    for i, r in enumerate(rates):
-        if r is rate or r == rate:
-            index = str(i)
-            break
+    if rates and rates[0] is rate:
+        index = "0"
+    else:
+        index = "null"
+        for i, r in enumerate(rates):
+            if r is rate or r == rate:
+                index = str(i)
+                break
     part = d.denied_part
     allowed = d.allowed
     retry_ns = d.retry_after_ns

@@ -436,7 +436,11 @@ class Service:
         if type(body) is not dict or not allowed.issuperset(body):
             body = _fields(body, allowed)  # raises, naming the problem
         limiter = self.limiter_for(body)
-        key = _key(body)
+        key = body.get("key")
+        if type(key) is not str or len(key) > MAX_KEY_BYTES or not key.isascii() or (
+            "key_b64" in body
+        ):
+            key = _key(body)  # checked in full (and refused, saying why)
         if consume:
             cost = body.get("cost", 1)
             if type(cost) is not int or not 0 <= cost <= _INT64_MAX:
