@@ -438,12 +438,25 @@ def test_the_hot_answer_is_the_json_of_the_decision() -> None:
     from floodwall.server.app import decision_answer
     from floodwall.server.service import decision_json
 
-    limiter = floodwall.Limiter("2/minute; 5/hour")
-    for cost in (1, 1, 1, 0):
-        d = limiter.check("k", cost)
-        assert json.loads(decision_answer(d, limiter.rates)) == {
-            "decision": decision_json(d, limiter.rates)
-        }
+    from floodwall.algorithms import ALGORITHMS
+
+    seen_delay = seen_retry = False
+    for algorithm in ALGORITHMS:  # the shaping leaky bucket answers a delay
+        limiter = floodwall.Limiter("2/minute; 5/hour", algorithm=algorithm)
+        for cost in (1, 1, 1, 0, 2):
+            d = limiter.check("k", cost)
+            seen_delay |= d.delay_ns > 0
+            seen_retry |= d.retry_after_ns > 0
+            assert json.loads(decision_answer(d, limiter.rates)) == {
+                "decision": decision_json(d, limiter.rates)
+            }, (algorithm, cost)
+    assert seen_delay and seen_retry
+    # a decision without a rate, and one whose rate is not the first
+    d = floodwall.Decision(False, 3, 0, 1_500_000_000, 2_000_000_000, 0, None, denied_part=1)
+    assert json.loads(decision_answer(d, ())) == {"decision": decision_json(d, ())}
+    rates = floodwall.Limiter("2/minute; 5/hour").rates
+    d = floodwall.Decision(True, 5, 4, 0, 720_000_000_000, 0, rates[1])
+    assert json.loads(decision_answer(d, rates))["decision"]["rate_index"] == 1
 
 
 def test_a_durable_file_table_survives_a_restart(tmp_path: Path) -> None:
