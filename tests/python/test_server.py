@@ -435,10 +435,9 @@ def test_now_ns_needs_the_test_clock_flag(tls_server: FloodwallServer) -> None:
 
 def test_the_hot_answer_is_the_json_of_the_decision() -> None:
     import floodwall
+    from floodwall.algorithms import ALGORITHMS
     from floodwall.server.app import decision_answer
     from floodwall.server.service import decision_json
-
-    from floodwall.algorithms import ALGORITHMS
 
     seen_delay = seen_retry = False
     for algorithm in ALGORITHMS:  # the shaping leaky bucket answers a delay
