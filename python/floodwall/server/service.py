@@ -435,7 +435,16 @@ class Service:
         allowed = CHECK_FIELDS if consume else STATUS_FIELDS
         if type(body) is not dict or not allowed.issuperset(body):
             body = _fields(body, allowed)  # raises, naming the problem
-        limiter = self.limiter_for(body)
+        limiter = None
+        rate = body.get("rate")
+        if type(rate) is str and "limit" not in body:  # limiter_for's first look, inlined
+            algorithm, namespace = body.get("algorithm"), body.get("namespace")
+            if (algorithm is None or type(algorithm) is str) and (
+                namespace is None or type(namespace) is str
+            ):
+                limiter = self._raw.get((rate, algorithm, namespace))
+        if limiter is None:
+            limiter = self.limiter_for(body)
         key = body.get("key")
         if type(key) is not str or len(key) > MAX_KEY_BYTES or not key.isascii() or (
             "key_b64" in body
