@@ -29,6 +29,7 @@ from floodwall.errors import (
 )
 from floodwall.limiter import Limiter, Limits, aallow_all, acheck_all, allow_all, check_all
 from floodwall.rates import Rate, parse_rate, parse_rates
+from floodwall.shared_limiter import SharedLimiter
 
 if TYPE_CHECKING:
     from floodwall.config.registry import limiter as named_limiter
@@ -45,6 +46,7 @@ __all__ = [
     "Rate",
     "RateLimited",
     "RateParseError",
+    "SharedLimiter",
     "StoreError",
     "StoreFullError",
     "__version__",

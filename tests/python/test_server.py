@@ -435,15 +435,27 @@ def test_now_ns_needs_the_test_clock_flag(tls_server: FloodwallServer) -> None:
 
 def test_the_hot_answer_is_the_json_of_the_decision() -> None:
     import floodwall
+    from floodwall.algorithms import ALGORITHMS
     from floodwall.server.app import decision_answer
     from floodwall.server.service import decision_json
 
-    limiter = floodwall.Limiter("2/minute; 5/hour")
-    for cost in (1, 1, 1, 0):
-        d = limiter.check("k", cost)
-        assert json.loads(decision_answer(d, limiter.rates)) == {
-            "decision": decision_json(d, limiter.rates)
-        }
+    seen_delay = seen_retry = False
+    for algorithm in ALGORITHMS:  # the shaping leaky bucket answers a delay
+        limiter = floodwall.Limiter("2/minute; 5/hour", algorithm=algorithm)
+        for cost in (1, 1, 1, 0, 2):
+            d = limiter.check("k", cost)
+            seen_delay |= d.delay_ns > 0
+            seen_retry |= d.retry_after_ns > 0
+            assert json.loads(decision_answer(d, limiter.rates)) == {
+                "decision": decision_json(d, limiter.rates)
+            }, (algorithm, cost)
+    assert seen_delay and seen_retry
+    # a decision without a rate, and one whose rate is not the first
+    d = floodwall.Decision(False, 3, 0, 1_500_000_000, 2_000_000_000, 0, None, denied_part=1)
+    assert json.loads(decision_answer(d, ())) == {"decision": decision_json(d, ())}
+    rates = floodwall.Limiter("2/minute; 5/hour").rates
+    d = floodwall.Decision(True, 5, 4, 0, 720_000_000_000, 0, rates[1])
+    assert json.loads(decision_answer(d, rates))["decision"]["rate_index"] == 1
 
 
 def test_a_durable_file_table_survives_a_restart(tmp_path: Path) -> None:
@@ -464,3 +476,148 @@ def test_a_durable_file_table_survives_a_restart(tmp_path: Path) -> None:
         assert (tmp_path / "limits.fw").exists()
     finally:
         server.close()
+
+
+# -- the table's sliding-log room, chosen from the configured limits
+
+LOG_CONFIG = """\
+[limits.small]
+rate = "5/minute"
+algorithm = "sliding_log"
+
+[limits.uploads]
+rate = "300/hour"
+algorithm = "sliding_log"
+
+[limits.api]
+rate = "100000/minute"
+"""
+
+
+def _serve_config(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "floodwall.toml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("kind", ["shm", "file", "memory"])
+def test_log_capacity_is_chosen_from_the_configured_limits(tmp_path: Path, kind: str) -> None:
+    """No log_capacity given: the table is opened with room for the largest
+    named sliding_log limit, which then admits exactly its capacity."""
+    from floodwall import _native
+    from floodwall.server.service import Service, log_room
+
+    config = _serve_config(tmp_path, LOG_CONFIG)
+    store = {"shm": f"shm://fw-logroom-{uuid.uuid4().hex[:8]}",
+             "file": f"file://{tmp_path}/t.fw", "memory": "memory://"}[kind]
+    settings, loaded = ServeOptions(store=store, config_path=config).service_settings()
+    assert log_room(loaded) == (300, "uploads")
+    service = Service(settings, loaded)
+    try:
+        assert _native.table_info(service.base.store.table)["log_capacity"] >= 300
+        answers = [service.check({"limit": "uploads", "key": "k"})["decision"]["allowed"]
+                   for _ in range(301)]
+        assert answers == [True] * 300 + [False]
+    finally:
+        service.close()
+        if kind == "shm":
+            from floodwall.stores import shared
+
+            shared.unlink_shm(store)
+
+
+def test_an_explicit_log_capacity_too_small_is_refused_at_startup(tmp_path: Path) -> None:
+    from floodwall.server.service import Service
+
+    config = _serve_config(tmp_path, LOG_CONFIG)
+    for store, options in ((f"shm://fw-logroom-{uuid.uuid4().hex[:8]}?log_capacity=100", {}),
+                           (f"file://{tmp_path}/t.fw", {"log_capacity": 100})):
+        opts = ServeOptions(store=store, config_path=config, store_options=options)
+        settings, loaded = opts.service_settings()
+        with pytest.raises(ConfigError, match=r"'uploads' is a sliding_log of capacity 300.*"
+                                              r"log_capacity=100"):
+            Service(settings, loaded)
+    # enough room: served
+    opts = ServeOptions(store=f"file://{tmp_path}/ok.fw?log_capacity=300", config_path=config)
+    Service(*opts.service_settings()).close()
+    # and the command refuses to start, saying why
+    port = free_port()
+    proc = subprocess.run(
+        [sys.executable, "-m", "floodwall", "serve", "--port", str(port), "--config", config,
+         "--store", f"file://{tmp_path}/cli.fw?log_capacity=10"],
+        capture_output=True, text=True, timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "FLOODWALL_SERVER_TOKEN"},
+    )
+    assert proc.returncode != 0
+    assert "'uploads' is a sliding_log of capacity 300" in proc.stderr, proc.stderr
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_a_sliding_log_beyond_the_engine_bound_names_the_limit(tmp_path: Path) -> None:
+    from floodwall.config.loading import load
+    from floodwall.server.service import log_room
+
+    config = _serve_config(tmp_path, '[limits.huge]\nrate = "100000/day"\n'
+                                     'algorithm = "sliding_log"\n')
+    with pytest.raises(ConfigError, match="'huge' cannot be served.*at most"):
+        log_room(load(config))
+
+
+# -- the body parser of the hot path is json.loads
+
+
+def _loads_or_refused(data: bytes) -> object:
+    from floodwall.server.app import _Refused, parse_json
+
+    try:
+        return ("ok", parse_json(data))
+    except _Refused as exc:
+        assert exc.status == 400 and exc.code == "bad_json"
+        return "refused"
+
+
+def _reference(data: bytes) -> object:
+    if not data.strip():
+        return ("ok", {})
+    try:
+        return ("ok", json.loads(data))
+    except (ValueError, RecursionError):
+        return "refused"
+
+
+@pytest.mark.parametrize("data", [
+    b'{"key": "k"}', b'{"key": "k"}  \r\n\t', b'{"key": "k"} x', b'{"key": "k"}\x0c',
+    b'{"key": "k"}{}', b'{', b'{"key": "\xed\xa0\x80"}', b'{"key": "\xff"}',
+    '\ufeff{"key": "k"}'.encode(), '{"key": "k"}'.encode("utf-16-le"),
+    '{"key": "k"}'.encode("utf-16"), '{"key": "k"}'.encode("utf-32"), b" {}", b"[1]",
+    b"", b"  \x0b\x0c", b"{" * 100_000, b'{"a": NaN}', b'{"a": 1e999}',
+])
+def test_parse_json_answers_what_json_loads_answers(data: bytes) -> None:
+    assert _loads_or_refused(data) == _reference(data)
+
+
+def test_parse_json_fuzzed_against_json_loads() -> None:
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner,
+                                                                     max_size=4),
+        max_leaves=10,
+    )
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.one_of(
+        st.binary(max_size=40).map(lambda b: b"{" + b),
+        st.binary(max_size=40),
+        st.tuples(json_values, st.sampled_from(["", " ", "\n", "\x0c", " x", "}"])).map(
+            lambda t: (json.dumps(t[0]) + t[1]).encode()),
+        st.dictionaries(st.text(), json_values, max_size=4).map(
+            lambda d: json.dumps(d, ensure_ascii=False).encode()),
+    ))
+    def check(data: bytes) -> None:
+        assert _loads_or_refused(data) == _reference(data)
+
+    check()

@@ -77,10 +77,17 @@ class ServerApp:
         self.counts = {"requests": 0, "refused": 0, "allowed": 0, "denied": 0}
         self._resp_server: asyncio.AbstractServer | None = None
         self._openapi = json.dumps(document()).encode()
+        self._inline = False
+        self._health = b""
 
     def _service(self) -> Service:
         if self.service is None:
-            self.service = self._factory()
+            service = self._factory()
+            # decided on the event loop: a store that never waits, or the
+            # test clock (one request's now_ns must not meet another's)
+            self._inline = bool(service.store.capabilities.inline or service.settings.test_clock)
+            self._health = json.dumps(_health(service), separators=(",", ":")).encode()
+            self.service = service
         return self.service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -142,18 +149,23 @@ class ServerApp:
         if len(raw_headers) > self.max_headers:
             raise _Refused(431, "too_many_headers",
                            f"more than {self.max_headers} header fields")
-        if sum(len(n) + len(v) for n, v in raw_headers) > bounds.MAX_HEADER_BYTES:
-            raise _Refused(431, "headers_too_large",
-                           f"the header fields exceed {bounds.MAX_HEADER_BYTES} bytes")
+        # one pass: the size, the token, the declared length
+        size = 0
         authorization = None
         length = None
+        repeated = False
         for name, value in raw_headers:
+            size += len(name) + len(value)
             if name == b"authorization":
-                if authorization is not None:
-                    raise _Refused(400, "bad_request", "more than one Authorization header")
+                repeated = authorization is not None
                 authorization = value
             elif name == b"content-length":
                 length = value
+        if size > bounds.MAX_HEADER_BYTES:
+            raise _Refused(431, "headers_too_large",
+                           f"the header fields exceed {bounds.MAX_HEADER_BYTES} bytes")
+        if repeated:
+            raise _Refused(400, "bad_request", "more than one Authorization header")
         if not self.auth.check_header(authorization):
             raise _Refused(401, "unauthorized",
                            "a valid 'Authorization: Bearer <token>' header is required")
@@ -162,23 +174,24 @@ class ServerApp:
         body: Any = None
         if method == "POST":
             body = await self._json(receive, length)
-        service = self._service()
-        if handler == "metrics":
-            return 200, self._metrics(service).encode(), [
-                (b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
-        if handler == "openapi":
-            return 200, self._openapi, list(_JSON)
-        if handler in ("check", "status") and (
-            service.store.capabilities.inline or service.settings.test_clock
-        ):  # the hot path: formatted straight from the decision
+        service = self.service or self._service()
+        if self._inline and (handler == "check" or handler == "status"):
+            # the hot path: decided on the loop, formatted straight from the decision
             try:
                 d, rates = service.decide(body, consume=handler == "check")
             except BadRequest as exc:
                 raise _Refused(exc.status, exc.code, str(exc)) from None
             self.counts["allowed" if d.allowed else "denied"] += 1
             return 200, decision_answer(d, rates), list(_JSON)
+        if handler == "health":  # constant: the store is not asked
+            return 200, self._health, list(_JSON)
+        if handler == "metrics":
+            return 200, self._metrics(service).encode(), [
+                (b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
+        if handler == "openapi":
+            return 200, self._openapi, list(_JSON)
         try:
-            if service.store.capabilities.inline or service.settings.test_clock:
+            if self._inline:
                 result = self._dispatch(service, handler, body, name, scope)
             else:  # a store that waits (file:// sync, a network store): off the loop
                 result = await asyncio.to_thread(
@@ -230,9 +243,12 @@ class ServerApp:
         # the first part waits under the protocol's body deadline; a body in
         # several parts is bounded here as well
         message = await receive()
-        chunks = [self._chunk(message, 0)]
-        size = len(chunks[0])
+        data = message.get("body", b"")
+        if message["type"] != "http.request" or len(data) > self.max_body:
+            data = self._chunk(message, 0)  # refuses, saying why
         if message.get("more_body"):
+            chunks = [data]
+            size = len(data)
             try:
                 async with asyncio.timeout(self.body_timeout):
                     while True:
@@ -245,20 +261,14 @@ class ServerApp:
             except TimeoutError:
                 raise _Refused(408, "timeout",
                                f"the body did not arrive within {self.body_timeout}s") from None
-        data = b"".join(chunks)
-        if not data.strip():
-            return {}
-        try:
-            return json.loads(data)
-        except (ValueError, RecursionError):
-            raise _Refused(400, "bad_json", "the body is not valid JSON") from None
+            data = b"".join(chunks)
+        return parse_json(data)
 
     def _dispatch(
         self, service: Service, handler: str, body: Any, name: str | None, scope: Scope
     ) -> dict[str, Any]:
         if handler == "health":
-            return {"status": "ok", "version": __version__,
-                    "store": service.store.capabilities.kind}
+            return _health(service)
         if handler == "limits":
             return {"limits": service.describe()}
         if handler == "limit_status":
@@ -310,17 +320,62 @@ class ServerApp:
         return "\n".join(lines) + "\n"
 
 
-_RATE_JSON: dict[Any, str] = {}
+#: json's own scanner (C), as ``json.loads`` uses it (not in the typeshed stubs)
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def parse_json(data: bytes) -> Any:
+    """A request body as JSON: ``{}`` when empty or blank; a 400 when not JSON.
+
+    The same result as ``json.loads(data)``: a body that starts ``{`` and a
+    byte other than NUL is UTF-8 by json's own detection, so it is decoded
+    and scanned directly (the common case; what may follow the value is
+    json's whitespace, as for ``json.loads``); anything else goes through
+    ``json.loads``.
+    """
+    if not data or data.isspace():
+        return {}
+    try:
+        if data[0] == 0x7B and len(data) > 1 and data[1]:
+            text = data.decode("utf-8", "surrogatepass")
+            try:
+                value, end = _SCAN(text, 0)
+            except StopIteration:
+                raise ValueError("no value") from None
+            if end != len(text) and text[end:].strip(" \t\n\r"):
+                raise ValueError("extra data after the value")
+            return value
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        raise _Refused(400, "bad_json", "the body is not valid JSON") from None
+
+
+def _health(service: Service) -> dict[str, Any]:
+    """The answer of ``/v1/health`` (the same for the worker's whole life)."""
+    return {"status": "ok", "version": __version__, "store": service.store.capabilities.kind}
+
+
+#: The JSON text of each rate answered, by identity (the entry holds the
+#: rate, so its id is not reused while it is here).
+_RATE_JSON: dict[int, tuple[Any, str]] = {}
 
 
 def _rate_json(rate: Any) -> str:
-    text = _RATE_JSON.get(rate)
-    if text is None:
-        text = "null" if rate is None else json.dumps(str(rate))
-        if len(_RATE_JSON) > 4096:
-            _RATE_JSON.clear()
-        _RATE_JSON[rate] = text
+    entry = _RATE_JSON.get(id(rate))
+    if entry is not None and entry[0] is rate:
+        return entry[1]
+    text = "null" if rate is None else json.dumps(str(rate))
+    if len(_RATE_JSON) > 4096:
+        _RATE_JSON.clear()
+    _RATE_JSON[id(rate)] = (rate, text)
     return text
+
+
+#: ``repr(seconds)`` of the reset_after values answered, by their exact
+#: nanoseconds (the float is a function of them). A key at rest answers its
+#: rate's emission interval times the cost every time, so most answers
+#: find theirs here instead of converting a float to its shortest text.
+_SECONDS_TEXT: dict[int, str] = {}
 
 
 def decision_answer(d: Decision, rates: Sequence[Any]) -> bytes:
@@ -328,22 +383,38 @@ def decision_answer(d: Decision, rates: Sequence[Any]) -> bytes:
     answer): the JSON of :func:`~floodwall.server.service.decision_json`,
     which a test compares it with."""
     rate = d.rate
-    index = "null"
-    for i, r in enumerate(rates):
-        if r is rate or r == rate:
-            index = str(i)
-            break
+    if rates and rates[0] is rate:
+        index = "0"
+    else:
+        index = "null"
+        for i, r in enumerate(rates):
+            if r is rate or r == rate:
+                index = str(i)
+                break
     part = d.denied_part
     allowed = d.allowed
+    retry_ns = d.retry_after_ns
+    delay_ns = d.delay_ns
+    entry = _RATE_JSON.get(id(rate))
+    rate_text = entry[1] if entry is not None and entry[0] is rate else _rate_json(rate)
+    reset_ns = d.reset_after_ns
+    reset_text = _SECONDS_TEXT.get(reset_ns)
+    if reset_text is None:
+        reset_text = repr(d.reset_after)
+        if len(_SECONDS_TEXT) >= 1024:
+            _SECONDS_TEXT.clear()
+        _SECONDS_TEXT[reset_ns] = reset_text
     return (
-        f'{{"decision":{{"allowed":{"true" if allowed else "false"},"limit":{d.limit:d},'
-        f'"remaining":{d.remaining:d},"retry_after":{d.retry_after!r},'
-        f'"reset_after":{d.reset_after!r},"delay":{d.delay!r},'
-        f'"retry_after_ns":{d.retry_after_ns:d},"reset_after_ns":{d.reset_after_ns:d},'
-        f'"delay_ns":{d.delay_ns:d},"reset_at":{d.reset_at!r},"rate":{_rate_json(rate)},'
+        f'{{"decision":{{"allowed":{"true" if allowed else "false"},"limit":{d.limit},'
+        f'"remaining":{d.remaining},'
+        f'"retry_after":{"0.0" if retry_ns == 0 else repr(d.retry_after)},'
+        f'"reset_after":{reset_text},'
+        f'"delay":{"0.0" if delay_ns == 0 else repr(d.delay)},'
+        f'"retry_after_ns":{retry_ns},"reset_after_ns":{reset_ns},'
+        f'"delay_ns":{delay_ns},"reset_at":{d.reset_at!r},"rate":{rate_text},'
         f'"rate_index":{index},"fallback":{"true" if d.fallback else "false"},'
         f'"denied_part":{"null" if part is None else part},'
-        f'"retry_after_s":{0 if allowed else math.ceil(d.retry_after):d}}}}}'
+        f'"retry_after_s":{0 if allowed else math.ceil(d.retry_after)}}}}}'
     ).encode()
 
 

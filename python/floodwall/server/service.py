@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from floodwall._native import Decision
-from floodwall.algorithms import ALGORITHMS, DEFAULT_ALGORITHM
+from floodwall.algorithms import ALGORITHMS, DEFAULT_ALGORITHM, LOG_CAPACITY_MAX
 from floodwall.config.model import Config
 from floodwall.errors import ConfigError, CostError, FloodwallError, StoreError
 from floodwall.limiter import Limiter
@@ -37,6 +37,8 @@ __all__ = [
     "Service",
     "ServiceSettings",
     "decision_json",
+    "explicit_log_capacity",
+    "log_room",
 ]
 
 #: Inline limits kept bound per worker (least recently used dropped first).
@@ -152,7 +154,9 @@ def _key(body: Mapping[str, Any]) -> str | bytes:
     key = body.get("key")
     if not isinstance(key, str):
         raise BadRequest(f"'key' is required: a string, got {key!r}")
-    if len(key) > MAX_KEY_BYTES or len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+    if len(key) > MAX_KEY_BYTES or (
+        not key.isascii() and len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES
+    ):
         raise BadRequest(f"'key' is longer than {MAX_KEY_BYTES} bytes")
     return key
 
@@ -217,6 +221,50 @@ def _raw_key(body: Mapping[str, Any]) -> tuple[Any, ...] | None:
     return (rate, algorithm, namespace)
 
 
+def log_room(config: Config) -> tuple[int, str | None]:
+    """The sliding-log room a table needs for the configured limits: the
+    largest capacity of a named ``sliding_log`` limit, and that limit's name
+    (0 and None when none is a sliding log)."""
+    from floodwall.limiter import resolve_rates
+
+    need, owner = 0, None
+    for name in sorted(config.limits):
+        spec = config.limit(name)
+        if config.effective(spec)["algorithm"] != "sliding_log":
+            continue
+        try:
+            capacity = max(r.burst for r in resolve_rates(spec.rate, burst=spec.burst))
+        except (ConfigError, TypeError, ValueError) as exc:
+            raise ConfigError(f"limit {name!r} cannot be served: {exc}") from None
+        if capacity > LOG_CAPACITY_MAX:
+            raise ConfigError(
+                f"limit {name!r} cannot be served: a sliding_log keeps one entry per "
+                f"request, so its capacity is at most {LOG_CAPACITY_MAX}, got {capacity}; "
+                "use sliding_window or gcra"
+            )
+        if capacity > need:
+            need, owner = capacity, name
+    return need, owner
+
+
+def explicit_log_capacity(store: str, options: Mapping[str, Any]) -> int | None:
+    """The ``log_capacity`` the operator set for the server's table (in the
+    store URL's query or the store options), or None."""
+    if "log_capacity" in options:
+        value = options["log_capacity"]
+    else:
+        from urllib.parse import parse_qs
+
+        query = parse_qs(store.split("?", 1)[1]) if "?" in store else {}
+        if "log_capacity" not in query:
+            return None
+        value = query["log_capacity"][-1]
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None  # the store names the bad value when it opens
+
+
 class Service:
     """The limits of one worker, on one opened store."""
 
@@ -228,8 +276,19 @@ class Service:
         self._now: int | None = None
         self._clock: Callable[[], int] | None = self._test_now if settings.test_clock else None
         options = dict(settings.store_options or {})
+        # the table's sliding-log room: the largest named sliding_log limit
+        # needs it; the base limiter asks for it when the table is opened
+        need, owner = log_room(self.config)
+        given = explicit_log_capacity(settings.store, options)
+        if owner is not None and given is not None and given < need:
+            raise ConfigError(
+                f"limit {owner!r} is a sliding_log of capacity {need} and the store's "
+                f"log_capacity={given} cannot hold it: set log_capacity to at least {need}, "
+                "or leave it out (the server then sizes it from the configured limits)"
+            )
         self.base = Limiter(
-            "1/second",
+            f"{need}/second" if need else "1/second",
+            algorithm="sliding_log" if need else DEFAULT_ALGORITHM,
             store=settings.store,
             namespace="floodwall-serve",
             clock=self._clock,
@@ -296,6 +355,15 @@ class Service:
                 raise BadRequest(f"no limit named {name[:100]!r}; known: {known}",
                                  "unknown_limit", 404)
             return found
+        rate = body.get("rate")
+        if type(rate) is str:  # the common spelling, looked up as _raw_key spells it
+            algorithm, namespace = body.get("algorithm"), body.get("namespace")
+            if (algorithm is None or type(algorithm) is str) and (
+                namespace is None or type(namespace) is str
+            ):
+                hit = self._raw.get((rate, algorithm, namespace))
+                if hit is not None:
+                    return hit
         raw_key = _raw_key(body)
         if raw_key is not None:
             # the same request text as before: its checked limiter, at once
@@ -364,12 +432,39 @@ class Service:
     def decide(self, body: Any, *, consume: bool = True) -> tuple[Decision, Sequence[Rate]]:
         """A check's decision and the rates of its limit (what the answer is
         formatted from)."""
-        body = _fields(body, CHECK_FIELDS if consume else STATUS_FIELDS)
-        limiter = self.limiter_for(body)
-        key = _key(body)
-        cost = _int(body, "cost", 1, 0, _INT64_MAX) if consume else 0
-        self.set_now(body)
-        return _decide(lambda: limiter.check(key, cost)), limiter.rates
+        allowed = CHECK_FIELDS if consume else STATUS_FIELDS
+        if type(body) is not dict or not allowed.issuperset(body):
+            body = _fields(body, allowed)  # raises, naming the problem
+        limiter = None
+        rate = body.get("rate")
+        if type(rate) is str and "limit" not in body:  # limiter_for's first look, inlined
+            algorithm, namespace = body.get("algorithm"), body.get("namespace")
+            if (algorithm is None or type(algorithm) is str) and (
+                namespace is None or type(namespace) is str
+            ):
+                limiter = self._raw.get((rate, algorithm, namespace))
+        if limiter is None:
+            limiter = self.limiter_for(body)
+        key = body.get("key")
+        if type(key) is not str or len(key) > MAX_KEY_BYTES or not key.isascii() or (
+            "key_b64" in body
+        ):
+            key = _key(body)  # checked in full (and refused, saying why)
+        if consume:
+            cost = body.get("cost", 1)
+            if type(cost) is not int or not 0 <= cost <= _INT64_MAX:
+                cost = _int(body, "cost", 1, 0, _INT64_MAX)  # raises, naming the problem
+        else:
+            cost = 0
+        if "now_ns" in body or self._now is not None:
+            self.set_now(body)
+        try:
+            return limiter.check(key, cost), limiter.rates
+        except Exception as exc:
+            refusal = _refusal(exc)
+            if refusal is None:
+                raise
+            raise refusal from None
 
     def check(self, body: Any, *, consume: bool = True) -> dict[str, Any]:
         d, rates = self.decide(body, consume=consume)
@@ -461,14 +556,25 @@ class Service:
         self.base.close()
 
 
+def _refusal(exc: Exception) -> BadRequest | None:
+    """What a store call's exception means to a client: a caller's mistake
+    is a 400, a store that cannot decide a 503 (the client's failure policy
+    then answers); None for anything else (raised as it is)."""
+    if isinstance(exc, CostError):
+        return BadRequest(str(exc), "cost")
+    if isinstance(exc, StoreError):
+        return BadRequest(f"the server's store could not decide: {exc}", "store", 503)
+    if isinstance(exc, (ConfigError, TypeError, ValueError)):
+        return BadRequest(str(exc))
+    return None
+
+
 def _decide(call: Callable[[], Any]) -> Any:
-    """Run a store call: a caller's mistake is a 400, a store that cannot
-    decide a 503 (the client's failure policy then answers)."""
+    """Run a store call, its exceptions translated by :func:`_refusal`."""
     try:
         return call()
-    except CostError as exc:
-        raise BadRequest(str(exc), "cost") from None
-    except StoreError as exc:
-        raise BadRequest(f"the server's store could not decide: {exc}", "store", 503) from None
-    except (ConfigError, TypeError, ValueError) as exc:
-        raise BadRequest(str(exc)) from None
+    except Exception as exc:
+        refusal = _refusal(exc)
+        if refusal is None:
+            raise
+        raise refusal from None
