@@ -94,7 +94,7 @@ class Connection:
         self.label = label
         self.owned = conninfo is not None
         self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown)
-        self.refs = 1
+        self.users = 1  # backends using it (acquire, release)
         self.key: Any = None
         self._lock = threading.Lock()
         self._pool: Any = None
@@ -390,7 +390,7 @@ def shared(conninfo: str, opts_key: Any, **kwargs: Any) -> Connection:
     with _SHARED_LOCK:
         conn = _SHARED.get(key)
         if conn is not None:
-            conn.refs += 1
+            conn.users += 1
             return conn
         conn = Connection(conninfo, **kwargs)
         conn.key = key
@@ -400,13 +400,13 @@ def shared(conninfo: str, opts_key: Any, **kwargs: Any) -> Connection:
 
 def acquire(conn: Connection) -> None:
     with _SHARED_LOCK:
-        conn.refs += 1
+        conn.users += 1
 
 
 def release(conn: Connection) -> None:
     with _SHARED_LOCK:
-        conn.refs -= 1
-        if conn.refs > 0:
+        conn.users -= 1
+        if conn.users > 0:
             return
         if _SHARED.get(conn.key) is conn:
             del _SHARED[conn.key]
