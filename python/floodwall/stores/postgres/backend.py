@@ -95,7 +95,7 @@ class PostgresBackend(PooledBackend):
     def _costs(self, cost: int) -> str:
         return self._costs1 if cost == 1 else costs_literal([cost] * len(self.quotas))
 
-    def _statement(self, key: Key, cost: int) -> tuple[str, Any, int, Key | None]:
+    def _statement(self, key: Key, cost: int) -> tuple[Any, Any, int, Key | None]:
         """(SQL, parameters, row keys, the key when the statement is the
         lean one) of a check of ``key``: the lean statement when it
         serves, else the check function."""
@@ -132,18 +132,16 @@ class PostgresBackend(PooledBackend):
             return self._skipped(breaker, meta[0][1])
         try:
             try:
-                with conn.connection() as c:
-                    row = call_sync(c, sql, params, nparts)
+                row = conn.call(call_sync, sql, params, nparts)
             except psycopg.OperationalError as exc:
                 if not conn.owned or not _broken(exc):
                     raise
-                with conn.connection() as c:  # once more, on a fresh connection
-                    row = call_sync(c, sql, params, nparts)
+                # once more, on a fresh connection
+                row = conn.call(call_sync, sql, params, nparts)
             if lean_key is not None and not row[0]:
                 again = self._again(row, lean_key, units)
                 if again is not None:
-                    with conn.connection() as c:
-                        row = call_sync(c, *again, nparts)
+                    row = conn.call(call_sync, *again, nparts)
         except _STORE_ERRORS as exc:
             return self._failed(exc, meta[0][1], breaker)
         if breaker._failures or breaker._state:

@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from floodwall.errors import ConfigError, StoreError
 from floodwall.stores.breaker import CircuitBreaker
@@ -27,6 +27,8 @@ from floodwall.stores.failure import FailureSettings
 from floodwall.stores.postgres.schema import Layout, aensure_schema, ensure_schema
 
 __all__ = ["Connection", "acquire", "release", "shared"]
+
+T = TypeVar("T")
 
 # Seconds libpq waits to connect when no deadline is configured.
 _CONNECT_DEFAULT = 10.0
@@ -181,31 +183,65 @@ class Connection:
         if self.owned:
             self._sync_pool()
 
-    @contextmanager
-    def connection(self) -> Iterator[Any]:
-        """A connection for one call (sync); on an error the connection is
-        closed, so that the pool replaces it."""
-        import psycopg
-
-        if not self.owned:
-            yield from self._user_connection()
-            return
-        pool = self._sync_pool()
+    def _take(self) -> tuple[Any, Any]:
+        """(pool, a connection of it) for one call (sync; floodwall's own
+        pool), the schema checked."""
+        pool = self._pool or self._sync_pool()
         try:
             conn = pool.getconn()
         except Exception as exc:  # PoolTimeout, PoolClosed
             raise StoreError(f"no PostgreSQL connection in time: {exc}") from exc
-        try:
-            if not self._schema_ok:
+        if not self._schema_ok:
+            try:
                 ensure_schema(conn, self.layout, create=self.create_schema)
-                self._schema_ok = True
-            yield conn
-        except psycopg.Error as exc:
-            self.schema_lost(exc)
-            conn.close()
-            raise
+            except BaseException as exc:
+                self._give(pool, conn, exc)
+                raise
+            self._schema_ok = True
+        return pool, conn
+
+    def _give(self, pool: Any, conn: Any, exc: BaseException | None) -> None:
+        """Hand ``conn`` back after a call that raised ``exc`` (None: it
+        did not); a connection a psycopg error came through is closed, so
+        that the pool replaces it."""
+        import psycopg
+
+        try:
+            if isinstance(exc, psycopg.Error):
+                self.schema_lost(exc)
+                conn.close()
         finally:
             pool.putconn(conn)
+
+    def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(connection, *args)`` on a connection taken for this one call
+        (sync): what a check does, with no context manager in its way."""
+        if not self.owned:
+            with self.connection() as c:
+                return fn(c, *args)
+        pool, conn = self._take()
+        try:
+            out = fn(conn, *args)
+        except BaseException as exc:
+            self._give(pool, conn, exc)
+            raise
+        pool.putconn(conn)
+        return out
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        """A connection for one call (sync); on an error the connection is
+        closed, so that the pool replaces it."""
+        if not self.owned:
+            yield from self._user_connection()
+            return
+        pool, conn = self._take()
+        try:
+            yield conn
+        except BaseException as exc:
+            self._give(pool, conn, exc)
+            raise
+        pool.putconn(conn)
 
     def schema_lost(self, exc: BaseException) -> None:
         """After an error saying the tables or the function are gone (a

@@ -41,9 +41,11 @@ SCHEMA_VERSION = 1
 
 #: Expired rows removed by one sweep, and one admitting check in how many
 #: sweeps (on average): a sweep's work is bounded, and the expected number
-#: removed per written row (8 / 4 = 2) exceeds the one row a write can add.
-SWEEP_ROWS = 8
-SWEEP_EVERY = 4
+#: removed per written row (16 / 8 = 2) exceeds the one row a write can add.
+#: A sweep that finds nothing still costs a statement about a quarter
+#: longer, so sweeps are rare and a little larger rather than frequent.
+SWEEP_ROWS = 16
+SWEEP_EVERY = 8
 #: A row's expires is rounded up to a multiple of this (2^34 ns, about 17
 #: s): an active key's writes then mostly leave it unchanged, so that they
 #: update the row in place (HOT) and add no index entry; a fresh state's

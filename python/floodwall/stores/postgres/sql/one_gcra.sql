@@ -21,53 +21,38 @@
 -- of a store shares the statement, prepared once per connection):
 -- @table@, @state@ (quoted names), @lockclass@ (int4), @lock@ (a
 -- set_config of lock_timeout, or a no-op), @now@ (the clock:
--- clock_timestamp() in ns, or the %(now)s parameter), @sweep@ (the sweep's
--- CTE, or nothing), @sweep_rows@, @grain@. Parameters (int8 unless said):
--- %(k)s (the row key, bytea), %(nt)s (cost * T, ns; <= tau), %(tau)s,
--- %(t)s (ns), %(shaping)s (bool: report the shaping delay), and %(now)s
--- on a test clock.
--- Result: allowed, part (0), remaining, retry_after, reset_after, delay.
+-- clock_timestamp() in ns, or the $4 parameter), @sweep@ (the sweep's
+-- CTE, or nothing), @sweep_rows@, @grain@. Parameters, sent by wire.py:
+-- $1 (the row key, bytea), $2 (cost * T, ns; <= tau), $3 (tau, ns), and
+-- $4 (now, ns) on a test clock.
+-- Result: allowed, and how far the key's TAT leads now (ns, >= 0,
+-- int8-clamped): the admitted TAT's lead, or the state's a denial was
+-- decided on. Every field of the decision follows from these two and the
+-- rate (calls.py, LeanGcra.row: check.sql's formulas, in Python).
 
 WITH n AS MATERIALIZED (
     SELECT CASE
         WHEN @lock@ IS NULL THEN NULL
-        WHEN pg_advisory_xact_lock(@lockclass@, hashtext(encode(%(k)s, 'hex')))::text IS NULL
+        WHEN pg_advisory_xact_lock(@lockclass@, hashtext(encode($1::bytea, 'hex')))::text IS NULL
             THEN NULL
         ELSE @now@
     END AS now
 ), up AS (
     INSERT INTO @table@ AS x (k, a, expires)
-    SELECT %(k)s, n.now + %(nt)s::int8,
-           least(div(n.now + (%(nt)s::int8 + (@grain@ - 1)), @grain@) * @grain@,
+    SELECT $1::bytea, n.now + $2::int8,
+           least(div(n.now + ($2::int8 + (@grain@ - 1)), @grain@) * @grain@,
                  9223372036854775807)
       FROM n
     ON CONFLICT (k) DO UPDATE
-       SET a = greatest(x.a, EXCLUDED.a - %(nt)s::int8) + %(nt)s::int8,
-           expires = least(div(greatest(x.a, EXCLUDED.a - %(nt)s::int8)
-                               + (%(nt)s::int8 + (@grain@ - 1)), @grain@) * @grain@,
+       SET a = greatest(x.a, EXCLUDED.a - $2::int8) + $2::int8,
+           expires = least(div(greatest(x.a, EXCLUDED.a - $2::int8)
+                               + ($2::int8 + (@grain@ - 1)), @grain@) * @grain@,
                            9223372036854775807)
-     WHERE greatest(x.a, EXCLUDED.a - %(nt)s::int8) - (EXCLUDED.a - %(nt)s::int8)
-           + %(nt)s::int8 <= %(tau)s::int8
+     WHERE greatest(x.a, EXCLUDED.a - $2::int8) - (EXCLUDED.a - $2::int8)
+           + $2::int8 <= $3::int8
     RETURNING x.a
-), d AS MATERIALIZED (
-    SELECT (SELECT u.a FROM up AS u) AS a,
-           CASE WHEN NOT EXISTS (SELECT FROM up) THEN coalesce(@state@(%(k)s, false), 0) END AS tat
 )@sweep@
-SELECT d.a IS NOT NULL,
-       0,
-       least(greatest(CASE
-           WHEN d.a IS NOT NULL THEN div(%(tau)s::int8 - (d.a - n.now), %(t)s::int8)
-           WHEN greatest(d.tat, n.now) - n.now < %(tau)s::int8
-               THEN div(%(tau)s::int8 - (greatest(d.tat, n.now) - n.now), %(t)s::int8)
-           ELSE 0 END, 0), 9223372036854775807)::int8,
-       least(greatest(CASE
-           WHEN d.a IS NOT NULL THEN 0
-           ELSE greatest(d.tat, n.now) - n.now + %(nt)s::int8 - %(tau)s::int8 END, 0),
-           9223372036854775807)::int8,
-       least(greatest(CASE
-           WHEN d.a IS NOT NULL THEN d.a - n.now
-           ELSE greatest(d.tat, n.now) - n.now END, 0), 9223372036854775807)::int8,
-       least(greatest(CASE
-           WHEN d.a IS NOT NULL AND %(shaping)s::bool THEN d.a - %(nt)s::int8 - n.now
-           ELSE 0 END, 0), 9223372036854775807)::int8
-  FROM n, d
+SELECT u.a IS NOT NULL,
+       least(greatest(coalesce(u.a, @state@($1::bytea, false), 0) - n.now, 0),
+             9223372036854775807)::int8
+  FROM n LEFT JOIN up AS u ON true
