@@ -1,0 +1,120 @@
+# test_postgres_wire.py - the one-rate lean check sent by floodwall's own
+# prepared-statement wire (stores/postgres/wire.py): the statement is
+# prepared again when the server forgot it (a pooler's DISCARD ALL, a
+# DEALLOCATE), a user's own connection (in or out of autocommit) is left
+# as it was, errors keep their psycopg class, and the decision computed in
+# Python from the statement's two values equals the check function's,
+# field by field, on random walks of rates, costs and clock steps.
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import psycopg
+import pytest
+from postgres_servers import PostgresServer
+
+from floodwall import Limiter
+from floodwall.errors import StoreError
+from floodwall.stores.postgres.wire import Prepared
+
+FIXED_NOW = 1_750_000_000 * 10**9
+FIELDS = ("allowed", "limit", "remaining", "retry_after", "reset_after", "delay", "rate")
+
+
+def _pool_connections(lim: Limiter) -> tuple[Any, list[Any]]:
+    backend: Any = lim.backend
+    pool = backend.conn._sync_pool()
+    return pool, [pool.getconn() for _ in range(pool.get_stats()["pool_size"])]
+
+
+@pytest.mark.parametrize("forget", ["DEALLOCATE ALL", "DISCARD ALL"])
+def test_a_forgotten_statement_is_prepared_again(
+    postgres_server: PostgresServer, forget: str
+) -> None:
+    url = f"{postgres_server.url}?table=fw_wire_forget"
+    lim = Limiter("3/minute", store=url, namespace=forget.replace(" ", "_"))
+    assert lim.check("k").allowed
+    pool, conns = _pool_connections(lim)
+    try:
+        for c in conns:
+            c.execute(forget)
+            assert c.execute("SELECT count(*) FROM pg_prepared_statements").fetchone() == (0,)
+    finally:
+        for c in conns:
+            pool.putconn(c)
+    # the next checks find the statement gone, prepare it again, and count
+    # each unit once: 2 more admitted, then denied
+    assert [lim.allow("k") for _ in range(3)] == [True, True, False]
+    stats = lim.stats()
+    assert stats["errors"] == 0 and stats["fallbacks"] == 0, stats
+
+
+@pytest.mark.parametrize("autocommit", [True, False])
+def test_a_users_connection_is_left_as_it_was(
+    postgres_server: PostgresServer, autocommit: bool
+) -> None:
+    with psycopg.connect(postgres_server.conninfo, autocommit=autocommit) as conn:
+        lim = Limiter("2/minute", store=conn, namespace=f"user{autocommit}")
+        assert lim.backend._one is not None  # type: ignore[attr-defined]
+        assert [lim.allow("k") for _ in range(3)] == [True, True, False]
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        # the user's own statements still work, psycopg's prepared ones too
+        for _ in range(6):
+            assert conn.execute("SELECT %s::int + 1", (1,)).fetchone() == (2,)
+        assert [lim.allow("j") for _ in range(3)] == [True, True, False]
+
+
+def test_an_error_keeps_its_psycopg_class(postgres_server: PostgresServer) -> None:
+    bad = Prepared("SELECT 1 / $1::int", (0,))
+    with psycopg.connect(postgres_server.conninfo, autocommit=True) as conn:
+        assert int.from_bytes(bad.run(conn, [b"1"]).get_value(0, 0), "big") == 1
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            bad.run(conn, [b"0"])
+        # the connection is usable afterwards
+        assert int.from_bytes(bad.run(conn, [b"1"]).get_value(0, 0), "big") == 1
+
+
+def test_an_answer_of_the_wrong_shape_is_a_store_error(postgres_server: PostgresServer) -> None:
+    lim = Limiter("3/minute", store=f"{postgres_server.url}?table=fw_wire_shape")
+    one: Any = lim.backend._one  # type: ignore[attr-defined]
+    with psycopg.connect(postgres_server.conninfo, autocommit=True) as conn:
+        for sql in ("SELECT true", "SELECT 2::int8, 1::int8", "SELECT true, -1::int8"):
+            res = Prepared(sql, ()).run(conn, [])
+            with pytest.raises(StoreError, match="PostgreSQL check"):
+                one.row(res, 1)
+
+
+@pytest.mark.parametrize("algorithm", ["gcra", "token_bucket", "leaky_bucket_shaping"])
+@pytest.mark.parametrize("seed", range(3))
+def test_random_walks_decide_as_the_check_function(
+    postgres_server: PostgresServer, algorithm: str, seed: int
+) -> None:
+    rng = random.Random(seed)
+    rate = rng.choice(["3/second", "10/minute burst 4", "1/hour burst 7", "5/250ms"])
+    clock = {"now": FIXED_NOW}
+    lean = Limiter(
+        rate,
+        algorithm=algorithm,
+        store=f"{postgres_server.url}?table=fw_walk_lean",
+        namespace=f"w{seed}",
+        clock=lambda: clock["now"],
+    )
+    function = Limiter(
+        rate,
+        algorithm=algorithm,
+        store=f"{postgres_server.url}?table=fw_walk_fn&prepare_threshold=none",
+        namespace=f"w{seed}",
+        clock=lambda: clock["now"],
+    )
+    assert lean.backend._one is not None  # type: ignore[attr-defined]
+    assert function.backend._one is None  # type: ignore[attr-defined]
+    burst = lean.check("probe", 0).limit
+    outcomes = set()
+    for step in range(150):
+        clock["now"] += rng.choice([0, 0, 1, 10**6, 10**8, 10**9, 7 * 10**9, 3600 * 10**9])
+        cost = rng.choice([1, 1, 1, 2, burst])
+        a, b = lean.check("k", cost), function.check("k", cost)
+        assert {f: getattr(a, f) for f in FIELDS} == {f: getattr(b, f) for f in FIELDS}, step
+        outcomes.add(a.allowed)
+    assert outcomes == {True, False}
