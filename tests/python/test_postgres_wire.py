@@ -118,3 +118,22 @@ def test_random_walks_decide_as_the_check_function(
         assert {f: getattr(a, f) for f in FIELDS} == {f: getattr(b, f) for f in FIELDS}, step
         outcomes.add(a.allowed)
     assert outcomes == {True, False}
+
+
+def test_a_forgotten_statement_is_prepared_again_async(postgres_server: PostgresServer) -> None:
+    import asyncio
+
+    async def main() -> list[bool]:
+        lim = Limiter(
+            "3/minute", store=f"{postgres_server.url}?table=fw_wire_aforget", namespace="a"
+        )
+        assert await lim.aallow("k")
+        apool = await lim.backend.conn._async_pool()  # type: ignore[attr-defined]
+        assert apool.idle
+        for c in apool.idle:
+            await c.execute("DEALLOCATE ALL")
+        out = [await lim.aallow("k") for _ in range(3)]
+        await lim.aclose()
+        return out
+
+    assert asyncio.run(main()) == [True, True, False]
