@@ -2,11 +2,17 @@
 measured in one run.
 
     python bench/bench_postgres.py [--url postgresql://...] [--quick]
-                                   [--keys N] [--rounds N]
+                                   [--keys N] [--rounds N] [--cpu N]
 
 On a shared, loaded machine prefer many short rounds (``--keys 200
 --rounds 40``): the best round of each side is then less likely to have
-been disturbed.
+been disturbed. ``--cpu N`` runs the client and the private server on one
+CPU: on a virtual machine, waking a process on another, idle CPU can cost
+more than the statement itself, and whether it happens depends on where
+the scheduler put each process at that moment (the same baseline measured
+30 and 70 us in one run); on one CPU every round trip is two context
+switches, and the ratio compares the work done on both sides (a stricter
+measure: the baseline no longer carries wake-up time).
 
 The baseline is one ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` on a
 single-row table (an update of a row that exists), on the limiter's own
@@ -41,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -214,7 +221,14 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
     parser.add_argument("--keys", type=int, help="keys per round (default 3000; quick: 1000)")
     parser.add_argument("--rounds", type=int, help="rounds (default 7; quick: 3)")
+    parser.add_argument(
+        "--cpu",
+        type=int,
+        help="run this process and the private server on this one CPU (see above)",
+    )
     args = parser.parse_args()
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})  # the server, started later, inherits it
     rounds = args.rounds or (3 if args.quick else 7)
     nkeys = args.keys or (1000 if args.quick else 3000)
     if nkeys < TASKS or rounds < 1:
