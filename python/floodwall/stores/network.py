@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from floodwall._native import Decision
 from floodwall.errors import ConfigError, CostError, StoreError
@@ -361,6 +361,30 @@ class PooledBackend(NetworkBackend):
         self.on_error = failure.on_error
         self.options = opts
         self.quotas = tuple(quotas)
+
+    @classmethod
+    def on_shared(
+        cls,
+        conn: Any,
+        spec: LimitSpec,
+        opts: Any,
+        acquire: Callable[[Any], None],
+        release: Callable[[Any], None],
+    ) -> Self:
+        """A backend of ``spec`` on ``conn``, a connection another backend
+        uses: a connection floodwall opened gets one more reference (by the
+        store's ``acquire``), given back (``release``) if the backend is
+        refused, so that a refused limit holds none; a user's connection is
+        the user's."""
+        make: Any = cls  # a store's backend: (conn, spec, opts)
+        if not conn.owned:
+            return make(conn, spec, opts)  # type: ignore[no-any-return]
+        acquire(conn)
+        try:
+            return make(conn, spec, opts)  # type: ignore[no-any-return]
+        except BaseException:
+            release(conn)
+            raise
 
     def _group_keys(self, parts: Sequence[tuple[Any, ...]], cost: int) -> GroupKeys:
         """The store keys of a group (see :meth:`NetworkBackend._members`)."""

@@ -344,15 +344,7 @@ def from_connection(target: Any, spec: LimitSpec, **options: Any) -> PostgresBac
         merged = base.sharing_options(
             base, options, {"timeout", "connect_timeout", "max_connections", "schema", "table"}
         )
-        opts = read_options(merged)
-        if not base.conn.owned:
-            return PostgresBackend(base.conn, spec, opts)
-        acquire(base.conn)
-        try:
-            return PostgresBackend(base.conn, spec, opts)
-        except BaseException:  # a refused limit holds no reference
-            release(base.conn)
-            raise
+        return PostgresBackend.on_shared(base.conn, spec, read_options(merged), acquire, release)
     if not is_psycopg_target(target):
         raise ConfigError(f"not a psycopg connection or pool: {type(target).__name__}")
     opts = read_options(options)
