@@ -4,6 +4,7 @@ snapshot directory's ownership checks; zero binding when only metrics are on."""
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import shutil
@@ -235,6 +236,28 @@ def test_latency_histogram_counts_checks() -> None:
     assert value(s, "floodwall_check_seconds_count", limit="lat", store="memory") == 4
     assert value(s, "floodwall_check_seconds_bucket", limit="lat", store="memory",
                  le="+Inf") == 4
+
+
+def test_latency_histogram_counts_group_checks() -> None:
+    m = Metrics(latency=True)
+    store = f"memory://lat-{uuid.uuid4().hex[:8]}"
+    user = floodwall.Limiter("50/minute", store=store, name="user", metrics=m)
+    org = floodwall.Limiter("50/minute", store=store, name="org", metrics=m)
+    for _ in range(3):
+        assert floodwall.check_all([(user, "u"), (org, "o")]).allowed
+    # one group check is one check of each limiter: user once for two
+    # parts; org's part of cost 0 is a peek, not timed (as a peek is not)
+    assert floodwall.check_all([(user, "u"), (user, "u2"), (org, "o", 0)]).allowed
+    assert asyncio.run(floodwall.acheck_all([(user, "u"), (org, "o")])).allowed
+    limits = floodwall.Limits({"a": "5/minute", "b": "5/minute"}, name="grp", metrics=m)
+    for _ in range(2):
+        assert limits.check(a="x", b="y").allowed
+    s = scrape(m)
+    for limit, checks in (("user", 5), ("org", 4), ("grp:a", 2), ("grp:b", 2)):
+        labels = {"limit": limit, "store": "memory"}
+        assert value(s, "floodwall_check_seconds_count", **labels) == checks, limit
+        assert value(s, "floodwall_check_seconds_bucket", le="+Inf", **labels) == checks
+        assert value(s, "floodwall_check_seconds_sum", **labels) > 0
 
 
 def test_bad_metrics_argument() -> None:
