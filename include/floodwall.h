@@ -451,7 +451,11 @@ FW_API int fw_table_open_file(fw_table_t **out, const char *path,
  * object or file (or a symbolic link at the table's path) that another user
  * owns, or that group or others can write, is refused with FW_EUNSAFE
  * (sys_errno 0; the message names the path, owner, mode and the fix) and
- * never modified. Symbolic links at a table's path are never followed. An
+ * never modified. So is a table, existing or not, whose directory another
+ * user could replace it in: a directory owned by neither this user nor
+ * root, or that group or others can write without the sticky bit (/tmp and
+ * /dev/shm are fine); it is checked on the opened directory, which every
+ * later step names the table relative to. Symbolic links at a table's path are never followed. An
  * existing object is only ever used when complete: floodwall makes a table
  * whole under a temporary name (".BASE.new-PID-XXXXXX", mode 0600) and
  * links it into place, so it never "finishes" an object it finds; it
@@ -530,7 +534,9 @@ typedef struct fw_doctor_report {
  * /dev/shm/NAME on Linux: see fw_shm_path) read-only: header, sizes, and
  * every slot's content. Returns rep->status: 0 when healthy; FW_EIO (cannot
  * read it), FW_EBADFILE (also: not a regular file), FW_EVERSION, FW_EUNSAFE
- * (a symbolic link, or writable by group/others: the stores refuse it)
+ * (a symbolic link, writable by group/others, or in a directory that lets
+ * a user other than the table's owner or root replace it: the stores
+ * refuse it)
  * otherwise, with rep->problem saying what. Never writes, never blocks:
  * the type is checked before opening (a FIFO or device is never opened)
  * and the final component is not followed.

@@ -1,6 +1,7 @@
 /*
  * doctor.c - fw_table_doctor: an operator's read-only check of a table file
- * or shm object: its type, mode, header, sizes, and every slot's content.
+ * or shm object: its type, mode, header, sizes, every slot's content, and
+ * whether its directory lets another user replace it.
  *
  * Invariant: the doctor never writes and never blocks: it looks at the path
  * with lstat before opening it (a FIFO, device, socket or directory is
@@ -211,5 +212,13 @@ int fw_table_doctor(const char *path, int64_t now, fw_doctor_report_t *rep)
                            "others can write it, so the stores refuse it. Fix: "
                            "chmod 600 '%s'",
                            path, (unsigned)(st.st_mode & 07777), path);
+    /* the stores, run as the table's owner, would refuse its directory */
+    char dir[PATH_MAX], what[PATH_MAX + 32];
+    struct stat dst;
+    fw_store_error_t err;
+    snprintf(what, sizeof(what), "table file %s (sound)", path);
+    if (fw_dir_of(path, dir, sizeof(dir)) == 0 && stat(dir, &dst) == 0 &&
+        fw_dir_problem(&dst, dir, st.st_uid, "the table owner's", what, &err) != 0)
+        return doctor_fail(rep, FW_EUNSAFE, 0, "%s", err.message);
     return 0;
 }

@@ -1,7 +1,9 @@
 /*
- * mapping.c - what the shm:// and file:// stores share: opening a table
- * object without following a symbolic link, checking its type, owner and
- * mode on the opened descriptor, validating its header before mapping it,
+ * mapping.c - what the shm:// and file:// stores share: opening a table's
+ * directory and checking who can replace entries in it, opening the table
+ * object relative to that directory without following a symbolic link,
+ * checking its type, owner and mode on the opened descriptor, validating
+ * its header before mapping it,
  * creating a new table whole under a temporary name (and sweeping the stale
  * temporaries of dead creators), the mapping's lifetime and sync hooks.
  *
@@ -24,6 +26,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
@@ -256,6 +259,35 @@ int fw_symlink_problem(const char *path, const char *what, fw_store_error_t *err
                          path);
 }
 
+int fw_dir_problem(const struct stat *st, const char *dir, uid_t user,
+                   const char *whose, const char *what, fw_store_error_t *err)
+{
+    int foreign = st->st_uid != user && st->st_uid != 0;
+    int shared = (st->st_mode & (S_IWGRP | S_IWOTH)) != 0 && !(st->st_mode & S_ISVTX);
+    if (!foreign && !shared)
+        return 0;
+    char owner[64], self[64];
+    user_name(st->st_uid, owner, sizeof(owner));
+    user_name(user, self, sizeof(self));
+    unsigned mode = (unsigned)(st->st_mode & 07777);
+    if (foreign)
+        return fwi_store_fail(
+            err, FW_EUNSAFE, 0,
+            "%s: its directory %s is owned by uid %u (%s), mode %04o, neither by "
+            "%s uid %u (%s) nor by root: its owner could replace the table between "
+            "runs; refused. Fix: chown %u '%s', or keep the table in a directory "
+            "the service user owns",
+            what, dir, (unsigned)st->st_uid, owner, mode, whose, (unsigned)user, self,
+            (unsigned)user, dir);
+    return fwi_store_fail(
+        err, FW_EUNSAFE, 0,
+        "%s: its directory %s has mode %04o (owner uid %u, %s): group or others "
+        "can write it and it has no sticky bit, so they could replace the table "
+        "between runs; refused. Fix: chmod go-w '%s' (or chmod +t if it must be "
+        "shared, as /tmp is)",
+        what, dir, mode, (unsigned)st->st_uid, owner, dir);
+}
+
 /* ---- temporaries: ".BASE.new-PID-XXXXXX" next to BASE ---------------------------- */
 
 static const char *base_of(const char *path)
@@ -328,20 +360,11 @@ static int pid_is_dead(long pid)
     return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
 }
 
-int fw_mapping_sweep(const char *path, int64_t now_s)
+/* Remove the stale temporaries of `base`'s dead creators in the directory
+ * `dirfd` (bounded work); returns how many were removed. */
+static int sweep(int dirfd, const char *base, int64_t now_s)
 {
-    char dir[PATH_MAX];
-    const char *base = base_of(path);
-    size_t dl = (size_t)(base - path);
-    if (dl == 0) {
-        strcpy(dir, ".");
-    } else {
-        if (dl >= sizeof(dir))
-            return 0;
-        memcpy(dir, path, dl);
-        dir[dl] = '\0';
-    }
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int dfd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return 0;
     DIR *d = fdopendir(dfd);
@@ -528,25 +551,45 @@ static int attach_fd(fw_table_t **out, int fd, const char *path, const char *wha
 
 /* ---- creating a table whole ----------------------------------------------------------- */
 
-static void fsync_parent(const char *path)
+/* fsync the directory `dirfd` (opened O_PATH: reopened read-only). */
+static void fsync_dir(int dirfd)
 {
-    char dir[PATH_MAX];
-    size_t n = strlen(path);
-    if (n >= sizeof(dir))
-        return;
-    memcpy(dir, path, n + 1);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        strcpy(dir, ".");
-    else if (slash == dir)
-        dir[1] = '\0';
-    else
-        *slash = '\0';
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd >= 0) {
         fsync(fd);
         close(fd);
     }
+}
+
+/* Create a new temporary ".BASE.new-PID-XXXXXX" in `dirfd` (O_EXCL, never
+ * through a link, mode 0600), its name into tmp[cap]; the fd, or -1 with
+ * errno. mkostemp's names, made relative to the checked directory. */
+static int make_temp(int dirfd, const char *base, char *tmp, size_t cap)
+{
+    static const char letters[] =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    int n = snprintf(tmp, cap, ".%s" TEMP_TAG "%ld-XXXXXX", base, (long)getpid());
+    if (n < 0 || (size_t)n >= cap) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    char *x = tmp + n - 6;
+    for (int attempt = 0; attempt < 100; attempt++) {
+        unsigned char r[6];
+        if (getrandom(r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
+            uint64_t v = (uint64_t)fw_clock_monotonic_ns() * 0x9e3779b97f4a7c15ULL +
+                         (uint64_t)attempt;
+            memcpy(r, &v, sizeof(r));
+        }
+        for (int i = 0; i < 6; i++)
+            x[i] = letters[r[i] % (sizeof(letters) - 1)];
+        int fd = openat(dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                        0600);
+        if (fd >= 0 || errno != EEXIST)
+            return fd;
+    }
+    errno = EEXIST;
+    return -1;
 }
 
 /* Reserve `bytes` for fd, so that a full disk or /dev/shm fails now rather
@@ -564,10 +607,11 @@ static int reserve(int fd, uint64_t bytes)
 }
 
 /* Put a formatted table at `path` unless something is already there (not
- * an error: the caller then opens and checks it). *lost is set when the
+ * an error: the caller then opens and checks it), all relative to the
+ * checked directory `dirfd`. *lost is set when the
  * temporary vanished before it could be linked (a sweep by a process that
  * cannot see our pid, as in another pid namespace): the caller retries. */
-static int create_table(const char *path, const char *what,
+static int create_table(int dirfd, const char *base, const char *what,
                         const fw_table_options_t *topt, const fw_backing_t *backing,
                         int *lost, fw_store_error_t *err)
 {
@@ -579,16 +623,12 @@ static int create_table(const char *path, const char *what,
                              "cannot create %s: max_keys=%llu, log_capacity=%u: %s",
                              what, (ull)topt->max_keys, topt->log_capacity,
                              fw_strerror(rc));
-    char tmp[PATH_MAX];
-    const char *base = base_of(path);
-    int dirlen = (int)(base - path);
-    if (snprintf(tmp, sizeof(tmp), "%.*s.%s" TEMP_TAG "%ld-XXXXXX", dirlen, path, base,
-                 (long)getpid()) >= (int)sizeof(tmp))
-        return fwi_store_fail(err, FW_EINVAL, ENAMETOOLONG, "%s: the path is too long",
-                             what);
-    int fd = mkostemp(tmp, O_CLOEXEC); /* mode 0600, O_EXCL */
+    char tmp[NAME_MAX + 1];
+    int fd = make_temp(dirfd, base, tmp, sizeof(tmp));
     if (fd < 0) {
         int e = errno;
+        if (e == ENAMETOOLONG)
+            return fwi_store_fail(err, FW_EINVAL, e, "%s: the name is too long", what);
         return fwi_store_fail(err, FW_EIO, e, "cannot create %s: %s", what, strerror(e));
     }
     const char *step = "reserve space for";
@@ -616,21 +656,21 @@ static int create_table(const char *path, const char *what,
     if (e == 0 && rc == 0) {
         /* link never replaces: whoever links first made the table */
         step = "link into place";
-        if (link(tmp, path) != 0) {
+        if (linkat(dirfd, tmp, dirfd, base, 0) != 0) {
             e = errno;
             if (e == EPERM || e == EOPNOTSUPP || e == EMLINK || e == ENOSYS)
-                e = renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0
-                        ? 0
-                        : errno;
+                e = renameat2(dirfd, tmp, dirfd, base, RENAME_NOREPLACE) == 0 ? 0 : errno;
             if (e == EEXIST)
                 e = 0; /* another process (or another user) was first: check it */
-            if (e == ENOENT && access(tmp, F_OK) != 0 && errno == ENOENT) {
+            struct stat gone;
+            if (e == ENOENT && fstatat(dirfd, tmp, &gone, AT_SYMLINK_NOFOLLOW) != 0 &&
+                errno == ENOENT) {
                 *lost = 1;
                 e = 0;
             }
         }
     }
-    unlink(tmp);
+    unlinkat(dirfd, tmp, 0);
     if (rc)
         return fwi_store_fail(err, rc, 0, "cannot format %s: %s", what, fw_strerror(rc));
     if (e)
@@ -638,7 +678,7 @@ static int create_table(const char *path, const char *what,
                              what, (ull)bytes, strerror(e),
                              e == ENOSPC ? backing->full_hint : "");
     if (backing->durable)
-        fsync_parent(path);
+        fsync_dir(dirfd);
     return 0;
 }
 
@@ -653,16 +693,9 @@ static int create_table(const char *path, const char *what,
  */
 #define CREATE_LOCK_WAIT_MS 3000
 
-static int creators_turn(const char *path)
+static int creators_turn(int dirfd)
 {
-    char dir[PATH_MAX];
-    const char *base = base_of(path);
-    size_t dl = (size_t)(base - path);
-    if (dl == 0 || dl >= sizeof(dir))
-        return -1;
-    memcpy(dir, path, dl);
-    dir[dl] = '\0';
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int dfd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return -1;
     int64_t deadline = fw_clock_monotonic_ns() + (int64_t)CREATE_LOCK_WAIT_MS * 1000000;
@@ -689,6 +722,50 @@ static void creators_done(int dfd)
 
 /* ---- opening ----------------------------------------------------------------------- */
 
+int fw_dir_of(const char *path, char *out, size_t cap)
+{
+    size_t dl = (size_t)(base_of(path) - path);
+    if (dl == 0) {
+        snprintf(out, cap, ".");
+        return 0;
+    }
+    if (dl > 1)
+        dl--; /* the slash, unless it is the root */
+    if (dl >= cap)
+        return -1;
+    memcpy(out, path, dl);
+    out[dl] = '\0';
+    return 0;
+}
+
+/* Open and check the directory of `path` (O_PATH: search permission is
+ * enough): an fd that everything after resolves names against, so that
+ * the directory checked is the one used; -1 with `err` filled. */
+static int open_dir(const char *path, const char *what, fw_store_error_t *err, int *rc)
+{
+    char dir[PATH_MAX];
+    if (fw_dir_of(path, dir, sizeof(dir)) != 0) {
+        *rc = fwi_store_fail(err, FW_EINVAL, ENAMETOOLONG, "%s: the path is too long",
+                             what);
+        return -1;
+    }
+    int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    struct stat st;
+    if (dfd < 0 || fstat(dfd, &st) != 0) {
+        int e = errno;
+        if (dfd >= 0)
+            close(dfd);
+        *rc = fwi_store_fail(err, FW_EIO, e, "cannot open %s: %s", what, strerror(e));
+        return -1;
+    }
+    *rc = fw_dir_problem(&st, dir, geteuid(), "this process's", what, err);
+    if (*rc) {
+        close(dfd);
+        return -1;
+    }
+    return dfd;
+}
+
 int fw_mapping_open(fw_table_t **out, const char *path, const char *what,
                     const fw_shared_options_t *opt, const fw_backing_t *backing,
                     fw_store_error_t *err)
@@ -699,39 +776,57 @@ int fw_mapping_open(fw_table_t **out, const char *path, const char *what,
                              "(.NAME.new-PID-XXXXXX), which floodwall removes when "
                              "stale; choose another name",
                              what);
+    const char *base = base_of(path);
+    if (!*base)
+        return fwi_store_fail(err, FW_EIO, EISDIR, "cannot open %s: %s", what,
+                             strerror(EISDIR));
+    int rc = 0;
+    int dirfd = open_dir(path, what, err, &rc);
+    if (dirfd < 0)
+        return rc;
     int create = !(opt->flags & FW_OPEN_NOCREATE);
     fw_table_options_t topt = opt->table;
     if (topt.max_keys == 0)
         topt.max_keys = FW_DEFAULT_MAX_KEYS;
     if (create)
-        fw_mapping_sweep(path, (int64_t)time(NULL));
+        sweep(dirfd, base, (int64_t)time(NULL));
+    rc = 1; /* no answer yet */
     for (int attempt = 0; attempt < CREATE_ATTEMPTS; attempt++) {
         /* O_NONBLOCK: a FIFO put at the path cannot hang the open */
-        int fd = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+        int fd = openat(dirfd, base, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
         if (fd >= 0) {
-            int rc = attach_fd(out, fd, path, what, opt, err);
+            rc = attach_fd(out, fd, path, what, opt, err);
             close(fd); /* the mapping keeps the object */
-            return rc;
+            break;
         }
         int e = errno;
         if (e == EINTR)
             continue;
-        if (e == ELOOP)
-            return fw_symlink_problem(path, what, err);
-        if (e != ENOENT || !create)
-            return fwi_store_fail(err, FW_EIO, e, "cannot open %s: %s", what, strerror(e));
-        int lost = 0, rc = 0;
-        int turn = creators_turn(path);
+        if (e == ELOOP) {
+            rc = fw_symlink_problem(path, what, err);
+            break;
+        }
+        if (e != ENOENT || !create) {
+            rc = fwi_store_fail(err, FW_EIO, e, "cannot open %s: %s", what, strerror(e));
+            break;
+        }
+        int lost = 0, made = 0;
+        int turn = creators_turn(dirfd);
         struct stat st;
         /* while we waited, another creator may have made it */
-        if (lstat(path, &st) != 0 && errno == ENOENT)
-            rc = create_table(path, what, &topt, backing, &lost, err);
+        if (fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT)
+            made = create_table(dirfd, base, what, &topt, backing, &lost, err);
         creators_done(turn);
-        if (rc)
-            return rc;
+        if (made) {
+            rc = made;
+            break;
+        }
     }
-    return fwi_store_fail(err, FW_EIO, ENOENT,
-                         "cannot open %s: it keeps disappearing while being "
-                         "opened (is another process removing it?)",
-                         what);
+    close(dirfd);
+    if (rc == 1)
+        rc = fwi_store_fail(err, FW_EIO, ENOENT,
+                            "cannot open %s: it keeps disappearing while being "
+                            "opened (is another process removing it?)",
+                            what);
+    return rc;
 }

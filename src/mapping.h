@@ -1,8 +1,9 @@
 /*
  * mapping.h - what the shm:// and file:// stores share (mapping.c), for
  * store_shm.c, store_file.c, inspect.c and doctor.c; not installed.
- * Invariant: a table object is trusted only after its opened descriptor
- * passed fw_object_problem (type, owner, mode) and fw_header_problem.
+ * Invariant: a table object is trusted only after its directory's opened
+ * descriptor passed fw_dir_problem and its own opened descriptor passed
+ * fw_object_problem (type, owner, mode) and fw_header_problem.
  */
 #ifndef FW_MAPPING_H
 #define FW_MAPPING_H
@@ -46,6 +47,17 @@ const char *fw_file_type_name(mode_t mode);
 int fw_object_problem(const struct stat *st, const char *path, const char *what,
                       fw_store_error_t *err);
 
+/* The directory part of `path` into out[cap]: "." when there is none, "/"
+ * for a name at the root; -1 when it does not fit. */
+int fw_dir_of(const char *path, char *out, size_t cap);
+
+/* FW_EUNSAFE when the directory described by `st` (at `dir`, holding the
+ * table `what`) lets someone other than `user` or root replace the table:
+ * it is owned by another user, or group/others can write it and it has no
+ * sticky bit. `whose` names `user` in the message ("this process's"). */
+int fw_dir_problem(const struct stat *st, const char *dir, uid_t user,
+                   const char *whose, const char *what, fw_store_error_t *err);
+
 /* FW_EUNSAFE naming the symbolic link at `path` (and its target, or that
  * it dangles); for an open that failed with ELOOP under O_NOFOLLOW. */
 int fw_symlink_problem(const char *path, const char *what, fw_store_error_t *err);
@@ -62,18 +74,17 @@ typedef struct fw_backing {
 
 /*
  * Open the table at `path` (an absolute path; shm objects are files of
- * FW_SHM_DIR), creating it unless opt->flags has FW_OPEN_NOCREATE. The
- * final component is never followed if it is a symbolic link; the opened
- * object must be a regular file that fw_object_problem accepts and whose
- * header is valid. A new table is made whole under a temporary name and
- * linked into place. Stale temporaries of dead creators are removed first.
+ * FW_SHM_DIR), creating it unless opt->flags has FW_OPEN_NOCREATE. Its
+ * directory is opened first and must pass fw_dir_problem; every later
+ * step names the table relative to that descriptor. The final component
+ * is never followed if it is a symbolic link; the opened object must be a
+ * regular file that fw_object_problem accepts and whose header is valid.
+ * A new table is made whole under a temporary name and linked into place.
+ * Stale temporaries of dead creators are removed first.
  */
 int fw_mapping_open(fw_table_t **out, const char *path, const char *what,
                     const fw_shared_options_t *opt, const fw_backing_t *backing,
                     fw_store_error_t *err);
 
-/* Remove the stale temporaries of `path`'s dead creators (bounded work);
- * returns how many were removed. */
-int fw_mapping_sweep(const char *path, int64_t now_s);
 
 #endif

@@ -4,9 +4,10 @@
  *
  * Invariant: this file adds only what a file needs over a shm object (its
  * options, its missing parent directories, durability); opening, checking
- * and creating are mapping.c's, so an existing file is used only when this
- * user owns it, others cannot write it, no symbolic link leads to it and
- * its header is valid, and it is never modified when rejected.
+ * and creating are mapping.c's, so a file is used only when its directory
+ * lets no other user replace it, and an existing one only when this user
+ * owns it, others cannot write it, no symbolic link leads to it and its
+ * header is valid; it is never modified when rejected.
  */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -304,17 +304,26 @@ class Observer:
 # -- groups (check_all): every part's observers see the group's decision --
 
 
-def notify_group(parts: Sequence[tuple[Any, ...]], decision: Decision, cost: int) -> None:
+def notify_group(parts: Sequence[tuple[Any, ...]], decision: Decision, cost: int,
+                 seconds: float | None = None) -> None:
     """The observers of each part of a group check (``check_all``, a
     route's several limits, :class:`~floodwall.Limits`) see the group's
     decision, with the part's own key and cost (``cost`` unless the part
     gives its own); a part of cost 0 peeks and is not observed, as a peek
-    is not. A part is (limiter, key) or (limiter, key, cost)."""
+    is not. A part is (limiter, key) or (limiter, key, cost). ``seconds``,
+    how long the group check took, goes once into the latency histogram of
+    each limiter of the group that keeps one and has a part observed: a
+    group check is one check of each of its limiters."""
+    timed: set[int] = set()
     for part in parts:
         observer = part[0].observer
         if observer is not None:
             n = part[2] if len(part) == 3 else cost
             if n:
+                latency = observer.latency
+                if seconds is not None and latency is not None and id(observer) not in timed:
+                    timed.add(id(observer))
+                    latency(seconds)
                 observer.notify(decision, part[1], n)
 
 

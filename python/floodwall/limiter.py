@@ -12,6 +12,7 @@ import datetime
 import functools
 import inspect
 import sys
+import time
 import types
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import (
@@ -446,7 +447,8 @@ def check_all(parts: Sequence[Part], cost: int = 1) -> Decision:
 
     Each limiter's hooks see the group's decision (``on_allow`` or
     ``on_block``, with its own key and cost; a part of cost 0 is a peek,
-    not seen), and each distinct ``on_error`` of the limiters is called
+    not seen), a limiter with a latency histogram records the group check's
+    time once, and each distinct ``on_error`` of the limiters is called
     when the store fails (docs/observability.md, "Hooks")."""
     first, pairs, watched = _group(parts, cost)
     if not watched:
@@ -456,10 +458,12 @@ def check_all(parts: Sequence[Part], cost: int = 1) -> Decision:
 
     token = group_on_error.set(group_on_errors([part[0] for part in parts]))
     try:
+        start = time.perf_counter()
         decision = first.check_group(pairs, cost)
+        seconds = time.perf_counter() - start
     finally:
         group_on_error.reset(token)
-    notify_group(parts, decision, cost)
+    notify_group(parts, decision, cost, seconds)
     return decision
 
 
@@ -473,10 +477,12 @@ async def acheck_all(parts: Sequence[Part], cost: int = 1) -> Decision:
 
     token = group_on_error.set(group_on_errors([part[0] for part in parts]))
     try:
+        start = time.perf_counter()
         decision = await first.acheck_group(pairs, cost)
+        seconds = time.perf_counter() - start
     finally:
         group_on_error.reset(token)
-    notify_group(parts, decision, cost)
+    notify_group(parts, decision, cost, seconds)
     return decision
 
 

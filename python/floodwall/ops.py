@@ -47,7 +47,9 @@ def doctor(url_or_path: str | os.PathLike[str]) -> dict[str, Any]:
     """Check a table file (or ``shm://NAME``, through /dev/shm) read-only:
     header, sizes and every slot. ``result["ok"]`` says whether it is
     healthy; ``result["problem"]`` what is wrong (also: not a regular file,
-    a symbolic link, writable by others). Never writes and never blocks.
+    a symbolic link, writable by others, or in a directory that lets a user
+    other than the table's owner or root replace it, as the stores would
+    refuse it). Never writes and never blocks.
     Raises OSError when it cannot be read, ConfigError for a bad shm name."""
     text = os.fspath(url_or_path)
     if text.startswith("shm:"):

@@ -1,7 +1,7 @@
 /*
  * test_table_ownership.c - the shm:// and file:// stores against a hostile
  * local user: objects owned by another user or writable by others, symbolic
- * links (live and dangling), squatted and unfinished-looking shm objects,
+ * links (live and dangling), directories another user can write or owns, squatted and unfinished-looking shm objects,
  * temporaries of dead creators, hostile shm names, and a doctor pointed at
  * a FIFO, a device, a directory or a link.
  * Invariant: every case checks both the refusal (code and message) and that
@@ -224,6 +224,102 @@ static void test_file_not_regular(void)
     CHECK(strstr(err.message, "FIFO"), "%s", err.message);
     alarm(0);
     unlink(fifo);
+}
+
+/* The table's directory: another user who can replace entries in it could
+ * swap the table between runs. Refused on open and on create, reported by
+ * the doctor; a sticky directory (/tmp) and root's directories are fine. */
+static void test_file_directory(void)
+{
+    char sub[400], path[512], fresh[512];
+    path_in(sub, sizeof(sub), "dir");
+    CHECK(mkdir(sub, 0700) == 0);
+    snprintf(path, sizeof(path), "%s/limits.fw", sub);
+    snprintf(fresh, sizeof(fresh), "%s/fresh.fw", sub);
+    make_table(path);
+    fw_store_error_t err;
+    fw_doctor_report_t rep;
+
+    /* writable by others, no sticky bit: refused, table and dir untouched */
+    const mode_t unsafe[] = {0777, 0770, 0730, 0703};
+    for (size_t i = 0; i < sizeof(unsafe) / sizeof(unsafe[0]); i++) {
+        CHECK(chmod(sub, unsafe[i]) == 0);
+        snap_t before = take(path);
+        char mode[8];
+        snprintf(mode, sizeof(mode), "%04o", (unsigned)unsafe[i]);
+        CHECK(open_file(path, &err) == FW_EUNSAFE, "%s: %s", mode, err.message);
+        CHECK(err.sys_errno == 0);
+        CHECK(strstr(err.message, path) && strstr(err.message, "its directory") &&
+                  strstr(err.message, sub) && strstr(err.message, mode) &&
+                  strstr(err.message, "sticky") && strstr(err.message, "chmod go-w"),
+              "%s", err.message);
+        CHECK(same(path, &before), "a table in an unsafe directory was changed");
+        /* nor is a table created there */
+        CHECK(open_file(fresh, &err) == FW_EUNSAFE, "%s", err.message);
+        CHECK(access(fresh, F_OK) != 0 && !count_entries(sub),
+              "a table was created in an unsafe directory");
+        fw_shared_options_t nocreate = {{0, 0}, FW_SYNC_NONE, 0, FW_OPEN_NOCREATE};
+        fw_table_t *t = NULL;
+        CHECK(fw_table_open_file(&t, path, &nocreate, &err) == FW_EUNSAFE);
+        /* the doctor says so too */
+        CHECK(fw_table_doctor(path, 1, &rep) == FW_EUNSAFE, "%s", rep.problem);
+        CHECK(strstr(rep.problem, sub) && strstr(rep.problem, mode) &&
+                  rep.bad_slots == 0,
+              "%s", rep.problem);
+    }
+    /* sticky, as /tmp is: each entry is its owner's to replace */
+    CHECK(chmod(sub, 01777) == 0);
+    CHECK(open_file(path, &err) == 0, "%s", err.message);
+    CHECK(open_file(fresh, &err) == 0, "%s", err.message);
+    CHECK(fw_table_doctor(path, 1, &rep) == 0, "%s", rep.problem);
+    unlink(fresh);
+    /* group may read and search */
+    CHECK(chmod(sub, 0750) == 0);
+    CHECK(open_file(path, &err) == 0, "%s", err.message);
+
+    if (geteuid() != 0) {
+        CHECK(!"this case needs root (to give a directory to another user)");
+    } else {
+        /* another user's directory, even a private one */
+        CHECK(chmod(sub, 0755) == 0 && chown(sub, NOBODY, NOBODY) == 0);
+        snap_t before = take(path);
+        CHECK(open_file(path, &err) == FW_EUNSAFE, "%s", err.message);
+        CHECK(strstr(err.message, sub) && strstr(err.message, "uid 65534") &&
+                  strstr(err.message, "0755") && strstr(err.message, "chown 0 '"),
+              "%s", err.message);
+        CHECK(same(path, &before), "a table in another user's directory was changed");
+        CHECK(open_file(fresh, &err) == FW_EUNSAFE && access(fresh, F_OK) != 0);
+        CHECK(fw_table_doctor(path, 1, &rep) == FW_EUNSAFE, "%s", rep.problem);
+        CHECK(strstr(rep.problem, "uid 65534"), "%s", rep.problem);
+        /* the doctor judges for the table's owner: nobody's table is fine there */
+        CHECK(chown(path, NOBODY, NOBODY) == 0);
+        CHECK(fw_table_doctor(path, 1, &rep) == 0, "%s", rep.problem);
+        /* and nobody may use its table in its directory, or in root's */
+        CHECK(chmod(dir, 0711) == 0); /* nobody may pass through */
+        pid_t pid = fork();
+        if (pid == 0) {
+            int ok = setgid(NOBODY) == 0 && setuid(NOBODY) == 0 &&
+                     open_file(path, NULL) == 0;
+            _exit(ok ? 0 : 1);
+        }
+        int status = 0;
+        waitpid(pid, &status, 0);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "nobody could not use its own table in its own directory");
+        CHECK(chown(sub, 0, 0) == 0 && chmod(sub, 0755) == 0);
+        pid = fork();
+        if (pid == 0) {
+            int ok = setgid(NOBODY) == 0 && setuid(NOBODY) == 0 &&
+                     open_file(path, NULL) == 0;
+            _exit(ok ? 0 : 1);
+        }
+        waitpid(pid, &status, 0);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "nobody could not use its own table in a directory of root's");
+        CHECK(chmod(dir, 0700) == 0);
+    }
+    unlink(path);
+    rmdir(sub);
 }
 
 /* ---- temporaries of crashed creators ------------------------------------------------ */
@@ -579,6 +675,7 @@ int main(void)
     test_file_foreign_owner();
     test_file_symlinks();
     test_file_not_regular();
+    test_file_directory();
     test_temporaries();
     test_shm_squatted();
     test_shm_names();

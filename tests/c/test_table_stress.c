@@ -282,7 +282,7 @@ typedef struct aon_arg {
 
 static int aon_try(aon_arg_t *a, int u, int64_t cost)
 {
-    char ukey[16];
+    char ukey[24];
     snprintf(ukey, sizeof(ukey), "user-%d", u);
     fw_request_t r[3] = {{&a->lim[0], ukey, strlen(ukey)},
                          {&a->lim[1], "org", 3},

@@ -4,6 +4,8 @@ snapshot directory's ownership checks; zero binding when only metrics are on."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import multiprocessing
 import os
 import shutil
@@ -237,6 +239,28 @@ def test_latency_histogram_counts_checks() -> None:
                  le="+Inf") == 4
 
 
+def test_latency_histogram_counts_group_checks() -> None:
+    m = Metrics(latency=True)
+    store = f"memory://lat-{uuid.uuid4().hex[:8]}"
+    user = floodwall.Limiter("50/minute", store=store, name="user", metrics=m)
+    org = floodwall.Limiter("50/minute", store=store, name="org", metrics=m)
+    for _ in range(3):
+        assert floodwall.check_all([(user, "u"), (org, "o")]).allowed
+    # one group check is one check of each limiter: user once for two
+    # parts; org's part of cost 0 is a peek, not timed (as a peek is not)
+    assert floodwall.check_all([(user, "u"), (user, "u2"), (org, "o", 0)]).allowed
+    assert asyncio.run(floodwall.acheck_all([(user, "u"), (org, "o")])).allowed
+    limits = floodwall.Limits({"a": "5/minute", "b": "5/minute"}, name="grp", metrics=m)
+    for _ in range(2):
+        assert limits.check(a="x", b="y").allowed
+    s = scrape(m)
+    for limit, checks in (("user", 5), ("org", 4), ("grp:a", 2), ("grp:b", 2)):
+        labels = {"limit": limit, "store": "memory"}
+        assert value(s, "floodwall_check_seconds_count", **labels) == checks, limit
+        assert value(s, "floodwall_check_seconds_bucket", le="+Inf", **labels) == checks
+        assert value(s, "floodwall_check_seconds_sum", **labels) > 0
+
+
 def test_bad_metrics_argument() -> None:
     with pytest.raises(floodwall.ConfigError, match="metrics must be"):
         floodwall.Limiter("5/minute", metrics="yes")
@@ -295,6 +319,92 @@ def test_exited_processes_are_folded_and_never_counted_twice(tmp_path: Path) -> 
     snap.compact()
     assert not path.exists() and snap.read(7) == {key: 8}
     assert snap.read(8) == {}  # another incarnation of the table
+
+
+def test_temporaries_of_writers_that_died_mid_write_are_removed(tmp_path: Path) -> None:
+    snap = SnapshotDir(str(tmp_path / "m"))
+    d = Path(snap.path)
+    dead, alive = _dead_pid(), os.getppid()
+    old = time.time() - 60
+    made = {}
+    for label, pid, age in (("stale", dead, old), ("fresh", dead, None),
+                            ("alive", alive, old)):
+        made[label] = d / f".p{pid}-{label.encode().hex()}.tmp"
+        made[label].write_text("{half a fi")
+        if age is not None:
+            os.utime(made[label], (age, age))
+    link = d / f".p{dead}-beef.tmp"  # a link is never a writer's
+    link.symlink_to(tmp_path / "elsewhere")
+    os.utime(link, (old, old), follow_symlinks=False)
+    snap.compact()
+    assert not made["stale"].exists()
+    assert made["fresh"].exists() and made["alive"].exists() and link.is_symlink()
+
+
+def test_unlink_shm_removes_the_metrics_directory() -> None:
+    from floodwall.stores import shared
+
+    name = f"fwtest-mdir-{uuid.uuid4().hex[:10]}"
+    url = f"shm://{name}"
+    d = Path(metrics_dir_of(url) or "")
+    try:
+        m = Metrics()
+        lim = floodwall.Limiter("5/minute", store=url, name="gone", metrics=m)
+        lim.check("k")
+        m.flush()
+        assert any(p.name.startswith("p") for p in d.iterdir())
+        assert shared.unlink_shm(name) is True
+        assert not d.exists() and not Path(f"/dev/shm/{name}").exists()
+        # a worker still on the removed table: its next write makes the
+        # directory again, and its scrape still counts its decisions
+        key = ("floodwall_decisions_total",
+               (("limit", "gone"), ("outcome", "allowed"), ("store", "shm")))
+        assert scrape(m)[key] == 1
+        assert d.is_dir()
+        m.close()
+    finally:
+        shared.forget(url)
+        shutil.rmtree(d, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"/dev/shm/{name}")
+
+
+def test_removing_a_metrics_directory_spares_what_floodwall_did_not_write(
+    tmp_path: Path,
+) -> None:
+    from floodwall.observe.snapshots import remove_dir
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "p1-ab.json").write_text("keep")
+    snap = SnapshotDir(str(tmp_path / "t.fw.metrics"))
+    snap.write({series_key("decisions_total", limit="a"): 1}, epoch=3)
+    d = Path(snap.path)
+    (d / "a9.json").symlink_to(victim / "p1-ab.json")  # a link: never deleted
+    (d / "notes.txt").write_text("mine, not floodwall's")
+    assert remove_dir(str(d)) is False  # not empty: stays, with what it held
+    assert sorted(p.name for p in d.iterdir()) == ["a9.json", "notes.txt"]
+    assert (victim / "p1-ab.json").read_text() == "keep"
+    # a metrics directory that is a symbolic link: nothing in it is touched
+    link = tmp_path / "l.fw.metrics"
+    link.symlink_to(victim)
+    assert remove_dir(str(link)) is False
+    assert (victim / "p1-ab.json").exists() and link.is_symlink()
+    assert remove_dir(str(tmp_path / "none.metrics")) is True  # nothing there
+    if os.geteuid() != 0:
+        pytest.fail("the rest needs root, to give files to another user")
+    (d / "notes.txt").unlink()
+    (d / "a9.json").unlink()
+    theirs = d / "p2-cd.json"
+    theirs.write_text("{}")
+    os.chown(theirs, 12345, 12345)
+    assert remove_dir(str(d)) is False and theirs.exists()  # another user's file
+    theirs.unlink()
+    os.chown(d, 12345, 12345)
+    (d / ".lock").touch()
+    assert remove_dir(str(d)) is False and (d / ".lock").exists()  # another user's dir
+    os.chown(d, os.geteuid(), os.getegid())
+    assert remove_dir(str(d)) is True and not d.exists()
 
 
 def test_a_collected_limiter_keeps_its_counts() -> None:

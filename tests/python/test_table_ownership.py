@@ -2,7 +2,8 @@
 
 The tests run as root in CI; each case forks a child that drops to
 ``nobody`` (setgid/setuid) and plays the other user: it squats a name, plants
-a link, or tries to use a table root made world-writable. Nothing is
+a link, swaps a table through a directory it can write, or tries to use a
+table root made world-writable. Nothing is
 skipped: without root to drop from, the tests fail saying so. Also: hostile
 shm names, temporaries of crashed creators, dangling links, and a doctor
 pointed at a FIFO.
@@ -26,6 +27,7 @@ import pytest
 
 import floodwall
 from floodwall import ops
+from floodwall.cli import main as cli_main
 from floodwall.errors import ConfigError, StoreError
 from floodwall.stores import shared
 
@@ -167,6 +169,69 @@ def test_unprivileged_user_uses_its_own_tables(shared_dir: Path, shm_name: str) 
             assert again.peek("k").remaining == 0
 
     as_nobody(own)
+
+
+def test_table_in_a_directory_another_user_can_write_is_refused(
+    shared_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the directory, not the file, lets nobody swap the table between runs
+    room = shared_dir / "room"
+    room.mkdir(mode=0o700)
+    table = room / "limits.fw"
+    floodwall.Limiter("3/minute", store=f"file://{table}").allow("k")
+    shared.forget()
+    room.chmod(0o777)
+    before = digest(table)
+    with pytest.raises(StoreError) as info:
+        floodwall.Limiter("3/minute", store=f"file://{table}")
+    text = str(info.value)
+    assert f"its directory {room}" in text and "0777" in text, text
+    assert "sticky" in text and f"chmod go-w '{room}'" in text, text
+    report = ops.doctor(table)
+    assert report["ok"] is False and str(room) in report["problem"], report
+    assert report["bad_slots"] == 0
+    assert cli_main(["doctor", str(table)]) == 1  # `floodwall doctor`: a problem
+    assert f"its directory {room}" in capsys.readouterr().out
+
+    assert digest(table) == before
+
+    def take_away() -> None:  # what the check is for: nobody can move it
+        os.rename(table, room / "kept.fw")
+
+    as_nobody(take_away)
+    # the service does not start afresh (limits reset) in nobody's hands
+    with pytest.raises(StoreError, match="its directory"):
+        floodwall.Limiter("3/minute", store=f"file://{table}").allow("k")
+    assert not table.exists()
+    assert digest(room / "kept.fw") == before
+    # sticky (as /tmp is): each entry is its owner's to replace
+    room.chmod(0o1777)
+    kept = floodwall.Limiter("3/minute", store=f"file://{room}/kept.fw")
+    assert kept.peek("k").remaining == 2
+    assert ops.doctor(room / "kept.fw")["ok"] is True
+
+
+def test_table_in_another_users_directory_is_refused(shared_dir: Path) -> None:
+    room = shared_dir / "theirs"
+
+    def make_room() -> None:
+        room.mkdir(mode=0o755)
+
+    as_nobody(make_room)
+    table = room / "limits.fw"
+    with pytest.raises(StoreError) as info:
+        floodwall.Limiter("3/minute", store=f"file://{table}")
+    text = str(info.value)
+    assert f"its directory {room}" in text and "uid 65534 (nobody)" in text, text
+    assert "0755" in text and f"chown 0 '{room}'" in text, text
+    assert not table.exists()
+
+    # nobody uses its own table in its own directory, and root's doctor
+    # judges that as nobody's stores would: sound
+    as_nobody(lambda: floodwall.Limiter("3/minute", store=f"file://{table}").allow("k"))
+    assert ops.doctor(table)["ok"] is True
+    with pytest.raises(StoreError, match="uid 65534"):
+        floodwall.Limiter("3/minute", store=f"file://{table}")
 
 
 def test_planted_symlink_is_not_followed(shared_dir: Path, tmp_path: Path) -> None:

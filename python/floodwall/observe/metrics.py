@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from floodwall.errors import ConfigError
-from floodwall.observe.snapshots import Series, SnapshotDir, series_key
+from floodwall.observe.snapshots import Series, SnapshotDir, dir_beside, series_key
 
 if TYPE_CHECKING:
     from floodwall.hooks import Observer
@@ -222,9 +222,9 @@ class Metrics:
             text = str(info["store"])
             epoch = int(info.get("created_ns", 0))
             if text.startswith("shm://"):
-                path = _native.shm_path(text[len("shm://"):]) + ".metrics"
+                path = dir_beside(_native.shm_path(text[len("shm://"):]))
             elif text.startswith("file://"):
-                path = text[len("file://"):] + ".metrics"
+                path = dir_beside(text[len("file://"):])
             else:
                 return _LOCAL, 0
         if path not in self._dirs:
@@ -305,7 +305,7 @@ class Metrics:
                     continue
                 for epoch, series in epochs.items():
                     slot = f"{directory}#{epoch}"
-                    if self._written.get(slot) == series:
+                    if self._written.get(slot) == series and self._dirs[directory].written():
                         continue
                     self._dirs[directory].write(series, epoch)
                     self._written[slot] = series

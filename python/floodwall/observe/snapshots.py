@@ -18,12 +18,18 @@ and deleting the files never counts twice; readers hold a shared lock and
 the folder an exclusive one (``.lock``, never waited on for more than a
 second), so a scrape never sees a counter step back.
 
+Removal: :func:`remove_dir` removes a table's directory when floodwall
+removes the table (:func:`floodwall.stores.shared.unlink_shm`); folding
+also removes the temporaries of writers that died mid-write. Archives of a
+table's earlier incarnations stay until the directory is removed.
+
 Security (docs/design.md, "Security model"): the directory is created
 ``0700``; one that is a symbolic link, owned by another user or writable
 by group or others is refused with :class:`~floodwall.errors.StoreError`.
 Only regular files owned by this user and under :data:`MAX_FILE_BYTES` are
 read, never through a symbolic link; a file whose content is not what a
-writer produces is skipped (and counted in ``skipped``).
+writer produces is skipped (and counted in ``skipped``). Only such files
+of this user are ever deleted, by name in a directory that is not a link.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import secrets
 import stat
 import time
@@ -41,7 +48,15 @@ from typing import Any
 
 from floodwall.errors import StoreError
 
-__all__ = ["MAX_FILES", "MAX_FILE_BYTES", "Series", "SnapshotDir", "series_key"]
+__all__ = [
+    "MAX_FILES",
+    "MAX_FILE_BYTES",
+    "Series",
+    "SnapshotDir",
+    "dir_beside",
+    "remove_dir",
+    "series_key",
+]
 
 #: Largest snapshot file read.
 MAX_FILE_BYTES = 1 << 20
@@ -56,6 +71,16 @@ _LOCK_WAIT = 1.0
 
 #: (metric, ((label, value), ...)) -> value
 Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+#: Every name a writer or a folder makes in the directory: files, archives,
+#: their temporaries, the lock.
+_OURS = re.compile(r"(p\d+-[0-9a-f]+|a\d+)\.json|\.(p\d+-[0-9a-f]+|a\d+)\.tmp|\.lock")
+#: A writer's temporary: ``.p<pid>-<token>.tmp``.
+_WRITER_TEMP = re.compile(r"\.p(\d+)-[0-9a-f]+\.tmp")
+
+
+def dir_beside(table_path: str) -> str:
+    """The directory of the counters of the shared table at ``table_path``."""
+    return table_path + ".metrics"
 
 
 def series_key(metric: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -107,6 +132,11 @@ class SnapshotDir:
             self._token = secrets.token_hex(6)
         return f"p{self._pid}-{self._token}"
 
+    def written(self) -> bool:
+        """Whether this process's file is there (gone when the directory
+        was removed with its table: the next :meth:`write` makes both)."""
+        return os.path.lexists(os.path.join(self.path, self._name() + _SUFFIX))
+
     def write(self, series: Series, epoch: int = 0) -> None:
         """Replace this process's file with ``series``. ``epoch`` tells a
         table's incarnations apart (its creation time): a reader counts only
@@ -124,7 +154,11 @@ class SnapshotDir:
         body = json.dumps(doc, separators=(",", ":")).encode()
         tmp = os.path.join(self.path, f".{name}.tmp")
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
-        fd = os.open(tmp, flags, 0o600)
+        try:
+            fd = os.open(tmp, flags, 0o600)
+        except FileNotFoundError:  # removed with its table: made again, checked
+            check_private_dir(self.path)
+            fd = os.open(tmp, flags, 0o600)
         try:
             os.write(fd, body)
         finally:
@@ -138,7 +172,10 @@ class SnapshotDir:
             self.compact()
         total: Series = {}
         with self._locked(fcntl.LOCK_SH):
-            names = os.listdir(self.path)
+            try:
+                names = os.listdir(self.path)
+            except FileNotFoundError:  # removed with its table: nothing to sum
+                return total
             if len(names) > MAX_FILES:
                 raise StoreError(f"metrics directory {self.path} holds over {MAX_FILES} files")
             absorbed: set[str] = set()
@@ -234,10 +271,27 @@ class SnapshotDir:
                     continue
                 self._write_file(f"a{epoch}", total, epoch, still + new)
                 folded += new
-            for name in folded + stale:
+            for name in folded + stale + self._dead_temporaries(names, now, grace):
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(self.path, name))
             return len(folded)
+
+    def _dead_temporaries(self, names: Iterable[str], now: float, grace: float) -> list[str]:
+        """The temporaries of writers that died mid-write: regular files of
+        this user, untouched for ``grace`` seconds, whose process is gone."""
+        out = []
+        for name in names:
+            match = _WRITER_TEMP.fullmatch(name)
+            if match is None or not _exited(f"p{match.group(1)}"):
+                continue
+            try:
+                st = os.lstat(os.path.join(self.path, name))
+            except OSError:
+                continue
+            if (stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid()
+                    and now - st.st_mtime >= grace):
+                out.append(name)
+        return out
 
     def _load(self, path: str) -> dict[str, Any] | None:
         try:
@@ -268,6 +322,44 @@ class SnapshotDir:
             self.skipped += 1
             return None
         return data
+
+
+def remove_dir(path: str) -> bool:
+    """Remove the counters directory ``path``, as the table it is beside is
+    removed: only a directory this user owns, never through a symbolic
+    link; in it only the names a writer makes, and only regular files of
+    this user (unlinked relative to the opened directory); then the
+    directory itself if nothing else is left. Returns whether it is gone
+    (a directory holding anything else stays, with that)."""
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return True
+    except OSError:  # a symbolic link, not a directory, not ours to read
+        return False
+    me = os.geteuid()
+    try:
+        if os.fstat(fd).st_uid != me:
+            return False
+        for name in os.listdir(fd):
+            if _OURS.fullmatch(name) is None:
+                continue
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if stat.S_ISREG(st.st_mode) and st.st_uid == me:
+                    os.unlink(name, dir_fd=fd)
+            except OSError:
+                continue
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return True
 
 
 _Key = tuple[str, tuple[tuple[str, str], ...]]

@@ -258,7 +258,14 @@ register("file", _file_factory)
 
 def unlink_shm(name: str, *, missing_ok: bool = True) -> bool:
     """Remove ``shm://NAME`` (processes that have it open keep it until they
-    close it). Returns False when there was none and ``missing_ok``."""
+    close it), and its metrics directory (``/dev/shm/NAME.metrics``: the
+    files floodwall wrote there, if this user's; see
+    :func:`floodwall.observe.snapshots.remove_dir`). Returns False when
+    there was no table and ``missing_ok``."""
+    from floodwall.observe.snapshots import dir_beside, remove_dir
+
     name = shm_name(name)
     forget(f"shm://{name}")
-    return bool(_native.unlink_shm(name, missing_ok=missing_ok))
+    removed = bool(_native.unlink_shm(name, missing_ok=missing_ok))
+    remove_dir(dir_beside(shm_path(name)))
+    return removed
