@@ -1,12 +1,15 @@
 # test_postgres_lean.py - the lean statement of the PostgreSQL store
 # (sql/one_gcra.sql): a charging check of one key on one rate of the GCRA
 # family is one plain prepared statement, not a call of the check function;
-# a denial reports the state it was denied on, even one committed after
+# its decision, computed from the statement's two values, is the check
+# function's field by field (fixed steps and random walks); a denial
+# reports the state it was denied on, even one committed after
 # its statement began (while it waited for the key's lock); rows carry an
 # expiry rounded up to the grain, on both paths; the state function is
 # part of the schema (a missing one is made again).
 from __future__ import annotations
 
+import random
 import threading
 import time
 from typing import Any
@@ -21,6 +24,34 @@ from floodwall.stores.postgres.url import read_options
 
 FIXED_NOW = 1_750_000_000 * 10**9
 SECOND = 10**9
+
+
+FIELDS = ("allowed", "limit", "remaining", "retry_after", "reset_after", "delay", "rate")
+
+
+def _twins(
+    server: PostgresServer, rates: str, algorithm: str, clock: Any, name: str
+) -> tuple[Limiter, Limiter]:
+    """The same limit on a test clock, decided by the lean statement and by
+    the check function (a store that prepares nothing), each on a table of
+    its own."""
+    lean = Limiter(
+        rates,
+        algorithm=algorithm,
+        store=f"{server.url}?table=fw_{name}_lean",
+        namespace=name,
+        clock=clock,
+    )
+    function = Limiter(
+        rates,
+        algorithm=algorithm,
+        store=f"{server.url}?table=fw_{name}_fn&prepare_threshold=none",
+        namespace=name,
+        clock=clock,
+    )
+    assert lean.backend._one is not None  # type: ignore[attr-defined]
+    assert function.backend._one is None  # type: ignore[attr-defined]
+    return lean, function
 
 
 def _prepared(lim: Limiter) -> list[str]:
@@ -224,21 +255,7 @@ def test_lean_and_function_decide_alike(
     # through the check function (a store that prepares nothing): every
     # field of every decision equal, denials and the deciding rate included
     clock = {"now": FIXED_NOW}
-    lean = Limiter(
-        rates,
-        algorithm=algorithm,
-        store=f"{postgres_server.url}?table=fw_alike_lean",
-        clock=lambda: clock["now"],
-    )
-    function = Limiter(
-        rates,
-        algorithm=algorithm,
-        store=f"{postgres_server.url}?table=fw_alike_fn&prepare_threshold=none",
-        clock=lambda: clock["now"],
-    )
-    assert lean.backend._one is not None  # type: ignore[attr-defined]
-    assert function.backend._one is None  # type: ignore[attr-defined]
-    fields = ("allowed", "limit", "remaining", "retry_after", "reset_after", "delay", "rate")
+    lean, function = _twins(postgres_server, rates, algorithm, lambda: clock["now"], "alike")
     steps = [(0, 1), (0, 1), (0, 2), (0, 1), (100_000_000, 1), (250_000_000, 3), (0, 1)]
     steps += [(1_000_000_000, 1), (0, 2), (0, 2), (400_000_000, 1), (9_000_000_000, 3)]
     steps += [(0, 3), (0, 1), (60_000_000_000, 2), (0, 0), (10**18, 1)]
@@ -246,9 +263,29 @@ def test_lean_and_function_decide_alike(
     for step, (dt, cost) in enumerate(steps):
         clock["now"] += dt
         a, b = lean.check("k", cost), function.check("k", cost)
-        assert {f: getattr(a, f) for f in fields} == {f: getattr(b, f) for f in fields}, step
+        assert {f: getattr(a, f) for f in FIELDS} == {f: getattr(b, f) for f in FIELDS}, step
         denied += not a.allowed
     assert denied >= 3
+
+
+@pytest.mark.parametrize("algorithm", ["gcra", "token_bucket", "leaky_bucket_shaping"])
+@pytest.mark.parametrize("seed", range(3))
+def test_random_walks_of_one_rate_decide_as_the_check_function(
+    postgres_server: PostgresServer, algorithm: str, seed: int
+) -> None:
+    rng = random.Random(seed)
+    rate = rng.choice(["3/second", "10/minute burst 4", "1/hour burst 7", "5/250ms"])
+    clock = {"now": FIXED_NOW}
+    lean, function = _twins(postgres_server, rate, algorithm, lambda: clock["now"], f"walk{seed}")
+    burst = lean.check("probe", 0).limit
+    outcomes = set()
+    for step in range(150):
+        clock["now"] += rng.choice([0, 0, 1, 10**6, 10**8, 10**9, 7 * 10**9, 3600 * 10**9])
+        cost = rng.choice([1, 1, 1, 2, burst])
+        a, b = lean.check("k", cost), function.check("k", cost)
+        assert {f: getattr(a, f) for f in FIELDS} == {f: getattr(b, f) for f in FIELDS}, step
+        outcomes.add(a.allowed)
+    assert outcomes == {True, False}
 
 
 def _many_worker(url: str, fixed_clock: bool, barrier: Any, out: Any) -> None:

@@ -2,12 +2,11 @@
 # prepared-statement wire (stores/postgres/wire.py): the statement is
 # prepared again when the server forgot it (a pooler's DISCARD ALL, a
 # DEALLOCATE), a user's own connection (in or out of autocommit) is left
-# as it was, errors keep their psycopg class, and the decision computed in
-# Python from the statement's two values equals the check function's,
-# field by field, on random walks of rates, costs and clock steps.
+# as it was, errors keep their psycopg class, and an answer of the wrong
+# shape is a StoreError. (That the decision computed from its two values
+# is the check function's: test_postgres_lean.py.)
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import psycopg
@@ -17,9 +16,6 @@ from postgres_servers import PostgresServer
 from floodwall import Limiter
 from floodwall.errors import StoreError
 from floodwall.stores.postgres.wire import Prepared
-
-FIXED_NOW = 1_750_000_000 * 10**9
-FIELDS = ("allowed", "limit", "remaining", "retry_after", "reset_after", "delay", "rate")
 
 
 def _pool_connections(lim: Limiter) -> tuple[Any, list[Any]]:
@@ -83,41 +79,6 @@ def test_an_answer_of_the_wrong_shape_is_a_store_error(postgres_server: Postgres
             res = Prepared(sql, ()).run(conn, [])
             with pytest.raises(StoreError, match="PostgreSQL check"):
                 one.row(res, 1)
-
-
-@pytest.mark.parametrize("algorithm", ["gcra", "token_bucket", "leaky_bucket_shaping"])
-@pytest.mark.parametrize("seed", range(3))
-def test_random_walks_decide_as_the_check_function(
-    postgres_server: PostgresServer, algorithm: str, seed: int
-) -> None:
-    rng = random.Random(seed)
-    rate = rng.choice(["3/second", "10/minute burst 4", "1/hour burst 7", "5/250ms"])
-    clock = {"now": FIXED_NOW}
-    lean = Limiter(
-        rate,
-        algorithm=algorithm,
-        store=f"{postgres_server.url}?table=fw_walk_lean",
-        namespace=f"w{seed}",
-        clock=lambda: clock["now"],
-    )
-    function = Limiter(
-        rate,
-        algorithm=algorithm,
-        store=f"{postgres_server.url}?table=fw_walk_fn&prepare_threshold=none",
-        namespace=f"w{seed}",
-        clock=lambda: clock["now"],
-    )
-    assert lean.backend._one is not None  # type: ignore[attr-defined]
-    assert function.backend._one is None  # type: ignore[attr-defined]
-    burst = lean.check("probe", 0).limit
-    outcomes = set()
-    for step in range(150):
-        clock["now"] += rng.choice([0, 0, 1, 10**6, 10**8, 10**9, 7 * 10**9, 3600 * 10**9])
-        cost = rng.choice([1, 1, 1, 2, burst])
-        a, b = lean.check("k", cost), function.check("k", cost)
-        assert {f: getattr(a, f) for f in FIELDS} == {f: getattr(b, f) for f in FIELDS}, step
-        outcomes.add(a.allowed)
-    assert outcomes == {True, False}
 
 
 def test_a_forgotten_statement_is_prepared_again_async(postgres_server: PostgresServer) -> None:
