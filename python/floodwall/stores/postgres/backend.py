@@ -26,7 +26,6 @@ from floodwall.stores.netkeys import KeyNamer, escape, resolve_key_secret
 from floodwall.stores.netquota import NetQuota, normalise_quota
 from floodwall.stores.network import Key, PooledBackend, network_capabilities
 from floodwall.stores.postgres.calls import (
-    LeanGcra,
     Parts,
     Row,
     call_async,
@@ -34,6 +33,7 @@ from floodwall.stores.postgres.calls import (
     costs_literal,
 )
 from floodwall.stores.postgres.connection import Connection, acquire, release, shared
+from floodwall.stores.postgres.lean import lean_statement
 from floodwall.stores.postgres.schema import Layout
 from floodwall.stores.postgres.url import PostgresOptions, libpq_conninfo, read_options
 from floodwall.stores.url import StoreURL
@@ -76,13 +76,11 @@ class PostgresBackend(PooledBackend):
             key_secret=resolve_key_secret(opts.key_secret),
         )
         self._sql = conn.layout.check_call
-        #: the lean statement of a charging check, for rates of the GCRA
-        #: family (one row key each) on connections that prepare statements
+        #: the lean statement of a charging check (lean.py), on
+        #: connections that prepare statements, one row key per rate
         self._one = (
-            LeanGcra.of(conn.layout, quotas, conn.lock_ms)
-            if LeanGcra.serves(quotas)
-            and conn.prepares
-            and len(set(self.namer.keys(""))) == len(quotas)
+            lean_statement(conn.layout, quotas, conn.lock_ms)
+            if conn.prepares and len(set(self.namer.keys(""))) == len(quotas)
             else None
         )
 
@@ -109,7 +107,8 @@ class PostgresBackend(PooledBackend):
 
     def _again(self, row: Row, lean_key: Key | None, cost: int) -> tuple[str, Any] | None:
         """The check function's call for a lean check whose denial may
-        come from a clock excursion (LeanGcra.excursion), else None."""
+        come from a clock excursion (the lean statement's ``excursion``),
+        else None."""
         one = self._one
         if lean_key is None or one is None or not one.excursion(row, cost):
             return None

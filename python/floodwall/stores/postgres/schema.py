@@ -121,6 +121,16 @@ class Layout:
         return self._q(f"{self.table_name}_state_{_digest()}")
 
     @property
+    def functions(self) -> tuple[str, str, str]:
+        """Every function of this floodwall (the schema check's list)."""
+        return (self.function, self.state_function, self.window_function)
+
+    @property
+    def window_function(self) -> str:
+        """The function one_window.sql reads a denied key's state with."""
+        return self._q(f"{self.table_name}_window_{_digest()}")
+
+    @property
     def lock_class(self) -> int:
         """The advisory-lock class (int4) of this table's keys; class + 1
         guards schema creation."""
@@ -147,6 +157,7 @@ def install_sql(layout: Layout) -> list[str]:
         "@version@": str(SCHEMA_VERSION),
         "@check@": layout.function,
         "@state@": layout.state_function,
+        "@window@": layout.window_function,
         "@lockclass@": str(layout.lock_class),
         "@sweep_rows@": str(SWEEP_ROWS),
         "@sweep_every@": str(SWEEP_EVERY),
@@ -170,16 +181,17 @@ def _strip_comments(text: str) -> str:
     return "\n".join(line.split("--", 1)[0] for line in text.splitlines())
 
 
-#: (the meta table exists, both functions of this floodwall exist)
+#: (the meta table exists, every function of this floodwall exists)
 _EXISTS = (
-    "SELECT to_regclass(%s) IS NOT NULL, to_regproc(%s) IS NOT NULL AND to_regproc(%s) IS NOT NULL"
+    "SELECT to_regclass(%s) IS NOT NULL, to_regproc(%s) IS NOT NULL"
+    " AND to_regproc(%s) IS NOT NULL AND to_regproc(%s) IS NOT NULL"
 )
 
 
 def _state(cur: Any, layout: Layout) -> tuple[int | None, bool]:
     """(schema version or None when there is no meta table, whether this
     floodwall's check function exists)."""
-    cur.execute(_EXISTS, (layout.meta, layout.function, layout.state_function))
+    cur.execute(_EXISTS, (layout.meta, *layout.functions))
     has_meta, has_function = cur.fetchone()
     if not has_meta:
         return None, bool(has_function)
@@ -249,7 +261,7 @@ def ensure_schema(conn: Any, layout: Layout, *, create: bool = True) -> bool:
 async def aensure_schema(conn: Any, layout: Layout, *, create: bool = True) -> bool:
     """:func:`ensure_schema` on an async psycopg connection."""
     async with conn.cursor() as cur:
-        await cur.execute(_EXISTS, (layout.meta, layout.function, layout.state_function))
+        await cur.execute(_EXISTS, (layout.meta, *layout.functions))
         has_meta, has_function = await cur.fetchone()
         if has_meta:
             await cur.execute(f"SELECT value FROM {layout.meta} WHERE name = 'schema_version'")
@@ -264,7 +276,7 @@ async def aensure_schema(conn: Any, layout: Layout, *, create: bool = True) -> b
         )
     async with conn.transaction(), conn.cursor() as cur:
         await cur.execute("SELECT pg_advisory_xact_lock(%s, 0)", (layout.lock_class + 1,))
-        await cur.execute(_EXISTS, (layout.meta, layout.function, layout.state_function))
+        await cur.execute(_EXISTS, (layout.meta, *layout.functions))
         has_meta, has_function = await cur.fetchone()
         if has_meta:
             await cur.execute(f"SELECT value FROM {layout.meta} WHERE name = 'schema_version'")
