@@ -70,7 +70,15 @@ def _prepared(lim: Limiter) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "algorithm", ["gcra", "token_bucket", "leaky_bucket", "leaky_bucket_shaping", "fixed_window"]
+    "algorithm",
+    [
+        "gcra",
+        "token_bucket",
+        "leaky_bucket",
+        "leaky_bucket_shaping",
+        "fixed_window",
+        "sliding_window",
+    ],
 )
 def test_one_key_one_rate_checks_are_one_plain_statement(
     postgres_server: PostgresServer, algorithm: str
@@ -102,7 +110,7 @@ def test_several_rates_of_one_key_are_one_plain_statement(postgres_server: Postg
 def test_other_checks_still_call_the_check_function(postgres_url: str) -> None:
     # another algorithm, a peek, a group: the check function decides
     for lim, call in (
-        (Limiter("100/minute", algorithm="sliding_window", store=postgres_url), "check"),
+        (Limiter("100/minute", algorithm="sliding_log", store=postgres_url), "check"),
         (Limiter("100/minute", store=postgres_url, namespace="l3"), "peek"),
         (Limiter("100/minute", store=postgres_url, namespace="l4"), "group"),
     ):
@@ -300,6 +308,8 @@ def test_limiters_of_a_store_share_one_prepared_statement(postgres_server: Postg
         ("leaky_bucket_shaping", "3/second; 5/10s; 8/minute burst 10"),
         ("fixed_window", "3/second"),
         ("fixed_window", "8/minute"),
+        ("sliding_window", "3/second"),
+        ("sliding_window", "8/minute"),
     ],
 )
 def test_lean_and_function_decide_alike(
@@ -323,9 +333,9 @@ def test_lean_and_function_decide_alike(
 
 
 @pytest.mark.parametrize(
-    "algorithm", ["gcra", "token_bucket", "leaky_bucket_shaping", "fixed_window"]
+    "algorithm", ["gcra", "token_bucket", "leaky_bucket_shaping", "fixed_window", "sliding_window"]
 )
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", range(4))
 def test_random_walks_of_one_rate_decide_as_the_check_function(
     postgres_server: PostgresServer, algorithm: str, seed: int
 ) -> None:

@@ -1,11 +1,12 @@
 """The lean statements: the commonest checks decided without the check function.
 
 A charging check of one key whose rates are all of the GCRA family, or
-whose one rate is a fixed window, is one plain prepared statement instead
+whose one rate is a fixed or sliding window, is one plain prepared statement instead
 of a call of the check function (docs/stores.md, "What a check costs"):
 
 - :class:`OneGcra`: one GCRA-family rate (sql/one_gcra.sql);
 - :class:`OneWindow`: one fixed_window rate (sql/one_window.sql);
+- :class:`OneSliding`: one sliding_window rate (sql/one_sliding.sql);
 - :class:`LeanGcra`: several GCRA-family rates, all-or-nothing
   (sql/many_gcra.sql), sent through a psycopg cursor.
 
@@ -39,7 +40,7 @@ from floodwall.stores.postgres.schema import (
 )
 from floodwall.stores.postgres.wire import Prepared
 
-__all__ = ["LeanGcra", "OneGcra", "OneWindow", "lean_statement"]
+__all__ = ["LeanGcra", "OneGcra", "OneSliding", "OneWindow", "lean_statement"]
 
 #: The clock of the lean statements on the database: clock_timestamp() in
 #: ns, as check.sql reads it.
@@ -48,6 +49,7 @@ _DB_NOW = "trunc(extract(epoch FROM clock_timestamp()) * 1000000000)"
 #: The sql/ file and the test clock's parameter of each statement.
 _ONE_GCRA = ("one_gcra.sql", "$4::numeric")
 _ONE_WINDOW = ("one_window.sql", "$5::numeric")
+_ONE_SLIDING = ("one_sliding.sql", "$5::numeric")
 _MANY_GCRA = ("many_gcra.sql", "%(now)s::numeric")
 
 
@@ -254,6 +256,39 @@ class OneWindow(_OneLean):
         return not row[0] and row[3] > self.reach
 
 
+class OneSliding(OneWindow):
+    """One sliding_window rate (sql/one_sliding.sql): the server answers
+    whether it admitted, what is left of the current window, and the
+    previous and current windows' counts (after the check when admitted,
+    as denied on otherwise)."""
+
+    form = _ONE_SLIDING
+
+    def row(self, res: Any, cost: int) -> Row:
+        ok, (left, prv, cur) = _int8s(res, 3)
+        b, w = self.burst, self.window_ns
+        if not (0 <= prv <= b and 0 <= cur <= b and left >= 0) or left > self.reach and ok:
+            raise StoreError(
+                f"the PostgreSQL check answered a window of {left} ns, {prv} and {cur} used"
+            )
+        if not ok and left > self.reach:
+            # a clock excursion: excursion() sends it to the check function
+            return False, 0, 0, left, left, 0
+        cap = b * w
+        usage = prv * min(left, w) + cur * w
+        remaining = (cap - usage) // w if usage < cap else 0
+        if ok:
+            return True, 0, remaining, 0, left + w, 0
+        reset = left + w if cur > 0 else left if prv > 0 else 0
+        q = (b - cur - cost) * w // prv if cur + cost <= b and prv > 0 else 0
+        if q > 0:
+            retry = left - q
+        else:
+            q2 = (b - cost) * w // cur if cur > 0 else w
+            retry = left + (w - q2 if q2 < w else 0)
+        return False, 0, remaining, min(max(retry, 0), INT64_MAX), reset, 0
+
+
 @dataclass(frozen=True)
 class LeanGcra:
     """Several GCRA-family rates of one key, decided all-or-nothing
@@ -313,10 +348,12 @@ def lean_statement(
     """The lean statement of a limit of these rates, or None when the
     check function decides its checks (other algorithms)."""
     codes = {ALGORITHM_CODES.get(q.algorithm) for q in quotas}
-    if not quotas or not codes <= {"g", "s", "f"}:
+    if not quotas or not codes <= {"g", "s", "f", "w"}:
         return None
     if len(quotas) == 1:
         if codes == {"f"}:
             return OneWindow(layout, quotas[0], lock_ms)
+        if codes == {"w"}:
+            return OneSliding(layout, quotas[0], lock_ms)
         return OneGcra(layout, quotas[0], lock_ms)
-    return LeanGcra.of(layout, quotas, lock_ms) if "f" not in codes else None
+    return LeanGcra.of(layout, quotas, lock_ms) if codes <= {"g", "s"} else None

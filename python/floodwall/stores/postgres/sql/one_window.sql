@@ -1,7 +1,7 @@
 -- one_window.sql - the lean check of one key on one fixed_window rate,
 -- cost >= 1, as one plain statement (no call of the check function),
 -- prepared once per connection by wire.py; the decision is check.sql's,
--- field by field (calls.py, OneWindow.row).
+-- field by field (lean.py, OneWindow.row).
 --
 -- Invariant: one_gcra.sql's. The key's advisory lock is taken first (the
 -- check function's lock class), then the clock; a new key's row is
