@@ -31,6 +31,7 @@ from floodwall.stores.deadline import SUPPORTED as _HAS_DEADLINE
 from floodwall.stores.deadline import Deadline
 from floodwall.stores.failure import FailureSettings
 from floodwall.stores.redis.calls import ScriptMode
+from floodwall.stores.redis.pool import CheckPool
 from floodwall.stores.redis.url import DEFAULT_MAX_CONNECTIONS, RedisURL
 
 __all__ = ["Connection", "is_async_client", "is_cluster_client", "release", "shared"]
@@ -272,7 +273,7 @@ class Connection:
                 # a bounded pool where tasks queue for a free connection, so
                 # that a burst of tasks never opens thousands of sockets; the
                 # wait for one is part of the check's deadline
-                pool = redis.asyncio.BlockingConnectionPool.from_url(
+                pool = CheckPool.from_url(
                     p.redis_url(),
                     max_connections=self.max_connections,
                     # the check's deadline bounds the wait (Python >= 3.11)

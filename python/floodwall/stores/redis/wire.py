@@ -22,6 +22,7 @@ from typing import Any
 from redis.exceptions import ConnectionError
 
 from floodwall.stores.redis.calls import ScriptMode
+from floodwall.stores.redis.pool import CheckPool
 
 __all__ = ["PackedCheck", "send_async", "send_sync", "usable"]
 
@@ -64,9 +65,15 @@ class PackedCheck:
 def usable(owned: bool, cluster: bool, client_options: dict[str, Any]) -> bool:
     """May checks bypass ``execute_command`` on a connection's clients? Only
     on clients floodwall made (a user's client may carry its own behaviour),
-    not a cluster's (it routes per node), and not ones pinned to a single
-    connection."""
-    return owned and not cluster and not client_options.get("single_connection_client")
+    not a cluster's (it routes per node), not ones pinned to a single
+    connection, and not ones given a credential provider (which
+    re-authenticates connections as the pool releases them)."""
+    return (
+        owned
+        and not cluster
+        and not client_options.get("single_connection_client")
+        and client_options.get("credential_provider") is None
+    )
 
 
 def send_sync(client: Any, packed: bytes) -> Any:
@@ -91,7 +98,8 @@ def send_sync(client: Any, packed: bytes) -> Any:
 
 async def send_async(client: Any, packed: bytes, bounded: bool = False) -> Any:
     """:func:`send_sync` for a redis.asyncio client (a cancelled read
-    disconnects its connection, as redis-py does).
+    disconnects its connection, as redis-py does). On floodwall's own pool
+    a free connection is taken and given back in O(1) (:mod:`.pool`).
 
     ``bounded``: the caller holds a deadline over the whole call
     (``Connection.deadline``), which bounds every step as the socket
@@ -103,7 +111,8 @@ async def send_async(client: Any, packed: bytes, bounded: bool = False) -> Any:
     ``asyncio.timeout`` per read).
     """
     pool = client.connection_pool
-    conn = await pool.get_connection()
+    fast = isinstance(pool, CheckPool)
+    conn = (fast and pool.take_free()) or await pool.get_connection()
 
     async def call() -> Any:
         writer = getattr(conn, "_writer", None) if bounded and conn.is_connected else None
@@ -127,4 +136,5 @@ async def send_async(client: Any, packed: bytes, bounded: bool = False) -> Any:
     try:
         return await conn.retry.call_with_retry(call, fail)
     finally:
-        await pool.release(conn)
+        if not (fast and pool.put_back(conn)):
+            await pool.release(conn)
