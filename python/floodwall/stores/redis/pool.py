@@ -14,8 +14,11 @@ caller uses the pool's own methods, so queueing, its fairness and its
 bound are redis-py's.
 
 Invariant: a connection is in exactly one of the pool's free list and
-in-use set, as redis-py keeps them; the fast path never takes a connection
-a queued task is owed, and never gives one back without waking the queue.
+in-use set, as redis-py keeps them; the fast path runs only while no task
+is queued, so it never gives a connection back without waking the queue.
+(As with redis-py's own ``get_connection``, a newcomer may take a connection
+that a woken task has not yet run to take; that task waits again and is
+woken at the next release, within its deadline.)
 What the fast path skips: redis-py's per-checkout metrics and the released
 event (which re-authenticates with a streaming credential provider: the
 packed path is off for clients given one, see :func:`.wire.usable`).
