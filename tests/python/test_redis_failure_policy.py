@@ -110,6 +110,57 @@ def test_queued_async_calls_stop_waiting_when_the_breaker_opens(
     lim.close()
 
 
+def test_a_timed_out_async_check_leaves_its_task_uncancelled(
+    paused_server: RedisServer,
+) -> None:
+    """The deadline's cancellation is the check's own: it comes out as a
+    fallback, and neither the task nor an enclosing timeout sees it."""
+    timeout = 0.2
+    lim = Limiter("5/second", store=paused_server.url, timeout=timeout, fail="open")
+
+    async def main() -> tuple[floodwall.Decision, int, float]:
+        await lim.acheck("warm")
+        paused_server.pause()
+        start = time.perf_counter()
+        async with asyncio.timeout(30):  # an enclosing deadline, far away
+            decision = await lim.acheck("k")
+            await asyncio.sleep(0.05)  # no stray cancel request delivered here
+        task = asyncio.current_task()
+        assert task is not None
+        return decision, task.cancelling(), time.perf_counter() - start
+
+    decision, cancelling, waited = asyncio.run(main())
+    assert decision.allowed and decision.fallback
+    assert cancelling == 0
+    assert waited < 2 * timeout + 0.3, waited
+    assert lim.stats()["errors"] == 1
+    lim.close()
+
+
+def test_an_async_check_cancelled_by_its_owner_is_cancelled(
+    paused_server: RedisServer,
+) -> None:
+    """A cancellation from outside (a client gone, a shorter enclosing
+    timeout) is not a store failure: it goes through, counting no error."""
+    lim = Limiter("5/second", store=paused_server.url, timeout=5.0, fail="open")
+
+    async def main() -> None:
+        await lim.acheck("warm")
+        paused_server.pause()
+        task = asyncio.ensure_future(lim.acheck("k"))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.1):  # shorter than the store's timeout
+                await lim.acheck("k2")
+
+    asyncio.run(main())
+    assert lim.stats()["errors"] == 0
+    lim.close()
+
+
 # ---- check_all and bad arguments go through one policy --------------------------
 
 

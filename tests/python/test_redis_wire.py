@@ -4,7 +4,8 @@
 # command (FCALL and EVALSHA, one key and several); checks on the packed
 # path survive a killed connection (the client's one retry), a server
 # restart (FUNCTION LOAD again), and leave no connection checked out of the
-# pool, sync and async; a user's client never takes the packed path.
+# pool, sync and async; a user's client never takes the packed path. The
+# async pool's O(1) path (stores/redis/pool.py) never jumps its queue.
 from __future__ import annotations
 
 import asyncio
@@ -16,6 +17,7 @@ from redis_servers import RedisServer
 
 import floodwall
 from floodwall.stores.redis.calls import ScriptMode
+from floodwall.stores.redis.pool import CheckPool
 from floodwall.stores.redis.wire import PackedCheck, usable
 
 
@@ -47,6 +49,7 @@ def test_only_clients_floodwall_made_take_the_packed_path() -> None:
     assert not usable(False, False, {})  # a user's client
     assert not usable(True, True, {})  # a cluster
     assert not usable(True, False, {"single_connection_client": True})
+    assert not usable(True, False, {"credential_provider": object()})
 
 
 def _in_use(lim: floodwall.Limiter) -> int:
@@ -105,6 +108,49 @@ def test_packed_path_async_counts_exactly(redis_url: str) -> None:
 
     out = asyncio.run(run())
     assert out.count(True) == 20 and len(out) == 64
+
+
+def test_a_small_pool_serves_a_burst_exactly_and_stays_bounded(redis_url: str) -> None:
+    """200 tasks on a pool of 2: free connections go by the fast path, the
+    others queue in the pool and are woken as connections come back."""
+
+    async def run() -> tuple[list[bool], int, int]:
+        lim = floodwall.Limiter(
+            "150/minute", store=slow_ok(redis_url), namespace="wire-burst", max_connections=2
+        )
+        try:
+            out = await asyncio.gather(*(lim.aallow("k") for _ in range(200)))
+            pool = lim.backend.conn.async_client().connection_pool
+            assert isinstance(pool, CheckPool)
+            made = len(pool._available_connections) + len(pool._in_use_connections)
+            return list(out), made, len(pool._in_use_connections)
+        finally:
+            await lim.backend.aclose()
+
+    out, made, in_use = asyncio.run(run())
+    assert out.count(True) == 150 and len(out) == 200
+    assert 1 <= made <= 2 and in_use == 0
+
+
+def test_the_fast_path_leaves_queued_tasks_to_the_pool(redis_url: str) -> None:
+    async def run() -> None:
+        pool = CheckPool.from_url(redis_url, max_connections=1, timeout=None)
+        try:
+            conn = await pool.get_connection()
+            assert pool.take_free() is None  # none free
+            waiter = asyncio.ensure_future(pool.get_connection())
+            await asyncio.sleep(0.01)  # queued behind the only connection
+            assert pool.put_back(conn) is False  # release() must wake the task
+            await pool.release(conn)
+            assert await asyncio.wait_for(waiter, 5) is conn
+            assert pool.put_back(conn) is True  # nobody queued: O(1)
+            assert pool.take_free() is conn
+            assert pool.take_free() is None
+            assert pool.put_back(conn) is True
+        finally:
+            await pool.disconnect()
+
+    asyncio.run(run())
 
 
 def test_cancelled_async_check_leaves_a_usable_connection(redis_url: str) -> None:

@@ -45,6 +45,11 @@ _STORE_ERRORS = (RedisError, OSError)  # OSError covers socket errors and Timeou
 CAPABILITIES = network_capabilities("redis", durable=False)
 
 
+def _timed_out(timeout: float | None) -> TimeoutError:
+    """The error of an async call its deadline ended."""
+    return TimeoutError(f"Redis did not answer within the timeout ({timeout}s)")
+
+
 class RedisBackend(PooledBackend):
     """A limit spec on a Redis deployment (see docs/redis.md)."""
 
@@ -132,25 +137,31 @@ class RedisBackend(PooledBackend):
         packed: bytes = b"",
     ) -> Decision:
         conn = self.conn
-        client = conn.async_client()
+        loop = asyncio.get_running_loop()  # once per call (a getpid each on 3.11)
+        client = conn.async_client(loop)
         if conn.cluster:
             breaker, target = conn.route(client or conn.sync_client(), keys[0])
         else:
             breaker, target = conn.breaker, None
         if breaker._state and not breaker.allow():
             return self._skipped(breaker, meta[0][1])
-        deadline = conn.deadline(breaker)
-        try:
-            if deadline is None:
+        deadline = conn.deadline(breaker, loop)
+        if deadline is None:
+            try:
                 res = await self._acall(client, keys, argv, target, packed)
-            else:
-                async with deadline:
-                    res = await self._acall(client, keys, argv, target, packed, True)
-        except _STORE_ERRORS as exc:
-            return self._failed_waiting(exc, meta[0][1], breaker)
-        finally:
-            if deadline is not None:
-                conn.done(breaker, deadline)
+            except _STORE_ERRORS as exc:
+                return self._failed_waiting(exc, meta[0][1], breaker)
+        else:
+            try:
+                res = await self._acall(client, keys, argv, target, packed, True)
+            except BaseException as exc:
+                # ended in this step, as asyncio.timeout's exit would be
+                if conn.done(breaker, deadline) and isinstance(exc, asyncio.CancelledError):
+                    return self._failed_waiting(_timed_out(conn.timeout), meta[0][1], breaker)
+                if not isinstance(exc, _STORE_ERRORS):
+                    raise
+                return self._failed_waiting(exc, meta[0][1], breaker)
+            conn.done(breaker, deadline)
         breaker.success()
         return self._reply(parse_reply(res, _INT64_MAX), meta, part_of)
 

@@ -9,15 +9,14 @@ nor trips the others. Cluster clients are built without retries: a
 command that timed out is never sent again.
 
 Async waits are bounded: a check's whole wait (a pooled connection
-included) is one deadline, and when a breaker opens, the async calls
-already waiting on that breaker's server stop waiting at once
-(:meth:`Connection.deadline`).
+included) is one deadline (:class:`floodwall.stores.deadline.Deadline`),
+and when a breaker opens, the async calls already waiting on that
+breaker's server stop waiting at once (:meth:`Connection.deadline`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
@@ -28,13 +27,14 @@ import redis.asyncio
 
 from floodwall.errors import ConfigError
 from floodwall.stores.breaker import CircuitBreaker
+from floodwall.stores.deadline import SUPPORTED as _HAS_DEADLINE
+from floodwall.stores.deadline import Deadline
 from floodwall.stores.failure import FailureSettings
 from floodwall.stores.redis.calls import ScriptMode
+from floodwall.stores.redis.pool import CheckPool
 from floodwall.stores.redis.url import DEFAULT_MAX_CONNECTIONS, RedisURL
 
 __all__ = ["Connection", "is_async_client", "is_cluster_client", "release", "shared"]
-
-_HAS_TIMEOUT = hasattr(asyncio, "timeout")  # Python >= 3.11
 
 
 def _sync_retry() -> Any:
@@ -108,7 +108,7 @@ class Connection:
         )
         #: async calls waiting now, per breaker: their deadlines, to expire
         #: at once when that breaker opens
-        self._waiting: dict[int, set[tuple[asyncio.AbstractEventLoop, Any]]] = {}
+        self._waiting: dict[int, set[Deadline]] = {}
         self._user_async: Any = None
         self.owned = client is None
         self.cluster = False
@@ -158,40 +158,45 @@ class Connection:
         waiting = self._waiting.pop(id(breaker), None)
         if not waiting:
             return
-        for loop, deadline in list(waiting):
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        for deadline in list(waiting):
+            loop = deadline.loop
             if loop.is_closed():
                 continue
-            try:
-                running = asyncio.get_running_loop()
-            except RuntimeError:
-                running = None
             if running is loop:
-                _expire(deadline, loop)
+                deadline.expire()
             else:
-                loop.call_soon_threadsafe(_expire, deadline, loop)
+                loop.call_soon_threadsafe(deadline.expire)
 
-    def deadline(self, breaker: CircuitBreaker) -> Any:
-        """The deadline of one async call: an ``asyncio.timeout`` of the
+    def deadline(
+        self, breaker: CircuitBreaker, loop: asyncio.AbstractEventLoop
+    ) -> Deadline | None:
+        """The deadline of one async call on ``loop`` (the running one): the
         whole timeout (waiting for a pooled connection included), expired
-        early when ``breaker`` opens; the caller enters it and then calls
-        :meth:`done`. None when there is no timeout (or on Python < 3.11,
-        where the pool's and the sockets' timeouts bound each step)."""
+        early when ``breaker`` opens; the caller ends it with :meth:`done`.
+        None when there is no timeout (or on Python < 3.11, where the pool's
+        and the sockets' timeouts bound each step)."""
         timeout = self.timeout
-        if timeout is None or not _HAS_TIMEOUT:
+        if timeout is None or not _HAS_DEADLINE:
             return None
-        loop = asyncio.get_running_loop()
-        cm = asyncio.timeout(timeout)
+        deadline = Deadline(loop, timeout)
         waiting = self._waiting.get(id(breaker))
         if waiting is None:
             waiting = self._waiting.setdefault(id(breaker), set())
-        waiting.add((loop, cm))
-        return cm
+        waiting.add(deadline)
+        return deadline
 
-    def done(self, breaker: CircuitBreaker, deadline: Any) -> None:
-        """The call that entered ``deadline`` is over."""
+    def done(self, breaker: CircuitBreaker, deadline: Deadline) -> bool:
+        """The call bounded by ``deadline`` is over (called in the step it
+        ended in): True when the deadline cancelled it (see
+        :meth:`Deadline.end`)."""
         waiting = self._waiting.get(id(breaker))
         if waiting is not None:
-            waiting.discard((asyncio.get_running_loop(), deadline))
+            waiting.discard(deadline)
+        return deadline.end()
 
     # -- client construction --------------------------------------------
 
@@ -244,14 +249,16 @@ class Connection:
         except TypeError as exc:
             raise ConfigError(f"bad option for the Redis client: {exc}") from None
 
-    def async_client(self) -> Any:
-        """The redis.asyncio client for the running loop; None when only a
-        synchronous user client exists (callers then use a thread)."""
+    def async_client(self, loop: asyncio.AbstractEventLoop | None = None) -> Any:
+        """The redis.asyncio client for ``loop`` (default: the running one);
+        None when only a synchronous user client exists (callers then use a
+        thread)."""
         if self._user_async is not None:
             return self._user_async
         if self.parsed is None:
             return None
-        loop = asyncio.get_running_loop()
+        if loop is None:
+            loop = asyncio.get_running_loop()
         client = self._async.get(loop)
         if client is None:
             client = self._make_async(self.parsed)
@@ -266,11 +273,11 @@ class Connection:
                 # a bounded pool where tasks queue for a free connection, so
                 # that a burst of tasks never opens thousands of sockets; the
                 # wait for one is part of the check's deadline
-                pool = redis.asyncio.BlockingConnectionPool.from_url(
+                pool = CheckPool.from_url(
                     p.redis_url(),
                     max_connections=self.max_connections,
                     # the check's deadline bounds the wait (Python >= 3.11)
-                    timeout=None if _HAS_TIMEOUT else self.timeout,
+                    timeout=None if _HAS_DEADLINE else self.timeout,
                     **kw,
                 )
                 return redis.asyncio.Redis.from_pool(pool)
@@ -323,12 +330,6 @@ class Connection:
         client = self._async.pop(loop, None)
         if client is not None:
             await client.aclose()
-
-
-def _expire(deadline: Any, loop: asyncio.AbstractEventLoop) -> None:
-    """Expire a deadline now (a call that already finished is left alone)."""
-    with contextlib.suppress(RuntimeError):
-        deadline.reschedule(loop.time())
 
 
 # Backends opened with the same URL and options share one Connection.

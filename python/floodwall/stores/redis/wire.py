@@ -15,14 +15,21 @@ for the same arguments (tests/python/test_redis_wire.py compares them).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 from redis.exceptions import ConnectionError
 
 from floodwall.stores.redis.calls import ScriptMode
+from floodwall.stores.redis.pool import CheckPool
 
 __all__ = ["PackedCheck", "send_async", "send_sync", "usable"]
+
+#: ``read_response(timeout=...)`` meaning "no timeout of the read's own":
+#: the redis-py versions that know it arm no per-read timer, older ones an
+#: endless one (the bound is the caller's deadline either way)
+_NO_READ_TIMEOUT = math.inf
 
 
 def _bulk(item: bytes) -> bytes:
@@ -58,9 +65,15 @@ class PackedCheck:
 def usable(owned: bool, cluster: bool, client_options: dict[str, Any]) -> bool:
     """May checks bypass ``execute_command`` on a connection's clients? Only
     on clients floodwall made (a user's client may carry its own behaviour),
-    not a cluster's (it routes per node), and not ones pinned to a single
-    connection."""
-    return owned and not cluster and not client_options.get("single_connection_client")
+    not a cluster's (it routes per node), not ones pinned to a single
+    connection, and not ones given a credential provider (which
+    re-authenticates connections as the pool releases them)."""
+    return (
+        owned
+        and not cluster
+        and not client_options.get("single_connection_client")
+        and client_options.get("credential_provider") is None
+    )
 
 
 def send_sync(client: Any, packed: bytes) -> Any:
@@ -85,33 +98,37 @@ def send_sync(client: Any, packed: bytes) -> Any:
 
 async def send_async(client: Any, packed: bytes, bounded: bool = False) -> Any:
     """:func:`send_sync` for a redis.asyncio client (a cancelled read
-    disconnects its connection, as redis-py does).
+    disconnects its connection, as redis-py does). On floodwall's own pool
+    a free connection is taken and given back in O(1) (:mod:`.pool`).
 
     ``bounded``: the caller holds a deadline over the whole call
-    (``Connection.deadline``). The command is then written to the
-    connection's stream directly: redis-py would wrap the write in
-    ``asyncio.wait_for`` for its socket timeout, a task and one more turn of
-    the event loop per check, to bound a write that the deadline bounds
-    already (a write to a stream that is not full does not wait at all).
+    (``Connection.deadline``), which bounds every step as the socket
+    timeout would. The command is then written to the connection's stream
+    directly (redis-py would wrap the write in ``asyncio.wait_for``: a task
+    and one more turn of the event loop per check; a write to a stream that
+    is not full does not wait at all), and the reply is read without a
+    timeout of its own (``math.inf``: redis-py would arm an
+    ``asyncio.timeout`` per read).
     """
     pool = client.connection_pool
-    conn = await pool.get_connection()
+    fast = isinstance(pool, CheckPool)
+    conn = (fast and pool.take_free()) or await pool.get_connection()
 
     async def call() -> Any:
-        writer = getattr(conn, "_writer", None) if bounded else None
-        if writer is None or not conn.is_connected:
+        writer = getattr(conn, "_writer", None) if bounded and conn.is_connected else None
+        if writer is None:
             await conn.send_packed_command([packed])
-        else:
-            try:
-                writer.write(packed)
-                await writer.drain()
-            except OSError as exc:  # as send_packed_command: a retryable error
-                await conn.disconnect(nowait=True)
-                raise ConnectionError(f"Error while writing to socket: {exc}") from exc
-            except BaseException:  # cancelled mid-write: the stream is unusable
-                await conn.disconnect(nowait=True)
-                raise
-        return await conn.read_response()
+            return await conn.read_response()
+        try:
+            writer.write(packed)
+            await writer.drain()
+        except OSError as exc:  # as send_packed_command: a retryable error
+            await conn.disconnect(nowait=True)
+            raise ConnectionError(f"Error while writing to socket: {exc}") from exc
+        except BaseException:  # cancelled mid-write: the stream is unusable
+            await conn.disconnect(nowait=True)
+            raise
+        return await conn.read_response(timeout=_NO_READ_TIMEOUT)
 
     async def fail(error: BaseException) -> None:
         await conn.disconnect()
@@ -119,4 +136,5 @@ async def send_async(client: Any, packed: bytes, bounded: bool = False) -> Any:
     try:
         return await conn.retry.call_with_retry(call, fail)
     finally:
-        await pool.release(conn)
+        if not (fast and pool.put_back(conn)):
+            await pool.release(conn)
