@@ -423,15 +423,7 @@ def from_client(client: Any, spec: LimitSpec, **options: Any) -> RedisBackend:
         merged = base.sharing_options(
             base, options, {"timeout", "client_options", "connect_timeout", "max_connections"}
         )
-        opts = RedisOptions.read(merged)
-        if not base.conn.owned:
-            return RedisBackend(base.conn, spec, opts)
-        acquire(base.conn)
-        try:
-            return RedisBackend(base.conn, spec, opts)
-        except BaseException:  # a refused limit holds no reference
-            release(base.conn)
-            raise
+        return RedisBackend.on_shared(base.conn, spec, RedisOptions.read(merged), acquire, release)
     if not (hasattr(client, "execute_command") and hasattr(client, "scan_iter")):
         raise ConfigError(f"not a Redis client: {type(client).__name__}")
     if "client_options" in options or "timeout" in options:
