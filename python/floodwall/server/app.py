@@ -173,7 +173,16 @@ class ServerApp:
         handler, name = self._route(method, path)
         body: Any = None
         if method == "POST":
-            body = await self._json(receive, length)
+            if length is not None:
+                self._declared(length)
+            # the first part waits under the protocol's body deadline; the
+            # usual body is all in it (no further receive, no coroutine)
+            message = await receive()
+            data = message.get("body", b"")
+            if (message.get("more_body") or message["type"] != "http.request"
+                    or len(data) > self.max_body):
+                data = await self._rest(receive, message)
+            body = parse_json(data)
         service = self.service or self._service()
         if self._inline and (handler == "check" or handler == "status"):
             # the hot path: decided on the loop, formatted straight from the decision
@@ -232,37 +241,37 @@ class ServerApp:
             raise _Refused(413, "too_large", f"the body is larger than {self.max_body} bytes")
         return chunk
 
-    async def _json(self, receive: Receive, length: bytes | None) -> Any:
-        if length is not None:
-            try:
-                declared = int(length)
-            except ValueError:
-                raise _Refused(400, "bad_request", "Content-Length is not a number") from None
-            if declared > self.max_body:
-                raise _Refused(413, "too_large", f"the body is larger than {self.max_body} bytes")
-        # the first part waits under the protocol's body deadline; a body in
-        # several parts is bounded here as well
-        message = await receive()
-        data = message.get("body", b"")
-        if message["type"] != "http.request" or len(data) > self.max_body:
-            data = self._chunk(message, 0)  # refuses, saying why
-        if message.get("more_body"):
-            chunks = [data]
-            size = len(data)
-            try:
-                async with asyncio.timeout(self.body_timeout):
-                    while True:
-                        message = await receive()
-                        chunk = self._chunk(message, size)
-                        size += len(chunk)
-                        chunks.append(chunk)
-                        if not message.get("more_body"):
-                            break
-            except TimeoutError:
-                raise _Refused(408, "timeout",
-                               f"the body did not arrive within {self.body_timeout}s") from None
-            data = b"".join(chunks)
-        return parse_json(data)
+    def _declared(self, length: bytes) -> None:
+        """Refuse a declared Content-Length beyond the bound before reading."""
+        try:
+            declared = int(length)
+        except ValueError:
+            raise _Refused(400, "bad_request", "Content-Length is not a number") from None
+        if declared > self.max_body:
+            raise _Refused(413, "too_large", f"the body is larger than {self.max_body} bytes")
+
+    async def _rest(self, receive: Receive, message: dict[str, Any]) -> bytes:
+        """The body whose first part is ``message`` when that part is not all
+        of it (or is refused): the rest read within the body deadline and
+        bounded as a whole."""
+        data = self._chunk(message, 0)  # refuses, saying why, if it must
+        if not message.get("more_body"):
+            return data
+        chunks = [data]
+        size = len(data)
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                while True:
+                    message = await receive()
+                    chunk = self._chunk(message, size)
+                    size += len(chunk)
+                    chunks.append(chunk)
+                    if not message.get("more_body"):
+                        break
+        except TimeoutError:
+            raise _Refused(408, "timeout",
+                           f"the body did not arrive within {self.body_timeout}s") from None
+        return b"".join(chunks)
 
     def _dispatch(
         self, service: Service, handler: str, body: Any, name: str | None, scope: Scope
