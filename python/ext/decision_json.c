@@ -15,17 +15,38 @@
 
 #include "ext.h"
 
+/* How many decimal digits v has (1 for 0). */
+static int count_digits(uint64_t v)
+{
+    int n = 1;
+    while (v >= 10000) {
+        v /= 10000;
+        n += 4;
+    }
+    return n + (v >= 10) + (v >= 100) + (v >= 1000);
+}
+
+static const char two_digits[] = "00010203040506070809101112131415161718192021222324"
+                                 "25262728293031323334353637383940414243444546474849"
+                                 "50515253545556575859606162636465666768697071727374"
+                                 "75767778798081828384858687888990919293949596979899";
+
 /* Digits of v, most significant first, into out; returns their count. */
 static int put_digits(char *out, uint64_t v)
 {
-    char tmp[20];
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (int i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
+    int n = count_digits(v), i = n;
+    while (v >= 100) {
+        unsigned r = (unsigned)(v % 100);
+        v /= 100;
+        out[--i] = two_digits[2 * r + 1];
+        out[--i] = two_digits[2 * r];
+    }
+    if (v >= 10) {
+        out[--i] = two_digits[2 * v + 1];
+        out[--i] = two_digits[2 * v];
+    } else {
+        out[--i] = (char)('0' + v);
+    }
     return n;
 }
 
@@ -67,13 +88,14 @@ static int put_scaled(char *out, uint64_t v, int point)
 }
 
 /* 5^p for 0 <= p <= 27 (below 2^63). */
-static uint64_t pow5(int p)
-{
-    uint64_t r = 1;
-    while (p-- > 0)
-        r *= 5;
-    return r;
-}
+static const uint64_t pow5[28] = {
+    1ull, 5ull, 25ull, 125ull, 625ull, 3125ull, 15625ull, 78125ull, 390625ull, 1953125ull,
+    9765625ull, 48828125ull, 244140625ull, 1220703125ull, 6103515625ull, 30517578125ull,
+    152587890625ull, 762939453125ull, 3814697265625ull, 19073486328125ull,
+    95367431640625ull, 476837158203125ull, 2384185791015625ull, 11920928955078125ull,
+    59604644775390625ull, 298023223876953125ull, 1490116119384765625ull,
+    7450580596923828125ull,
+};
 
 /* The text of fw_seconds_up(ns), ns >= 0 (at most 40 bytes). Either the
  * exact nanoseconds, when the double nearest them is that value (so a
@@ -96,10 +118,9 @@ static int put_seconds(char *out, int64_t ns)
     /* 1e-9 <= s < 1e10 here; with k digits in ns, 10^(k-10) <= s <=
      * 10^(k-9), so p = 27 - k keeps 18 or 19 digits of s * 10^p (below
      * 2^64), and 8 <= p <= 26 */
-    char scratch[20];
-    int p = 27 - put_digits(scratch, (uint64_t)ns);
+    int p = 27 - count_digits((uint64_t)ns);
     /* s * 10^p = m * 5^p * 2^(e+p), and e + p < 0 over that range */
-    unsigned __int128 w = (unsigned __int128)m * pow5(p);
+    unsigned __int128 w = (unsigned __int128)m * pow5[p];
     int shift = -(e + p);
     if (shift <= 0 || shift >= 127) { /* unreachable for an int64 of ns */
         int n = PyOS_snprintf(out, 40, "%.17g", s);
