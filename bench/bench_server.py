@@ -20,7 +20,7 @@ the end. Rows:
   instead (a 1-worker server under callgrind, one keep-alive connection,
   N1 then N2 requests of one endpoint; (Ir(N2) - Ir(N1)) / (N2 - N1) is
   the server's user-space instructions per request, uvicorn and the parser
-  included, the kernel not). Repeatable to a fraction of a percent where
+  included, the kernel not). Repeatable to a few percent (on a loaded machine) where
   requests per second are not; needs valgrind;
 - the remote store: ``allow()`` latency against a plain keep-alive GET of
   /v1/health through the same httpx client;

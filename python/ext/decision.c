@@ -192,14 +192,15 @@ static int seconds_cover(double s, int64_t ns)
     return (p >> -e) >= (unsigned __int128)ns;
 }
 
-/* ns -> seconds, never below the exact value. */
-static PyObject *seconds_up(int64_t ns)
+double fw_seconds_up(int64_t ns)
 {
     double s = (double)ns / 1e9;
     while (!seconds_cover(s, ns))
         s = nextafter(s, INFINITY);
-    return PyFloat_FromDouble(s);
+    return s;
 }
+
+static PyObject *seconds_up(int64_t ns) { return PyFloat_FromDouble(fw_seconds_up(ns)); }
 
 #define SELF ((fw_py_decision *)op)
 
@@ -258,8 +259,7 @@ static PyObject *get_fallback(PyObject *op, void *c)
     (void)c;
     return PyBool_FromLong(SELF->fallback);
 }
-/* UNIX seconds, never below the exact at_ns + reset_after_ns */
-static int64_t reset_at_ns(fw_py_decision *s)
+int64_t fw_decision_reset_at_ns(fw_py_decision *s)
 {
     int64_t at = decided_unix_ns(s), after = s->d.reset_after_ns;
     return after > INT64_MAX - at ? INT64_MAX : at + after;
@@ -267,12 +267,12 @@ static int64_t reset_at_ns(fw_py_decision *s)
 static PyObject *get_reset_at(PyObject *op, void *c)
 {
     (void)c;
-    return seconds_up(reset_at_ns(SELF));
+    return seconds_up(fw_decision_reset_at_ns(SELF));
 }
 static PyObject *get_reset_at_ns(PyObject *op, void *c)
 {
     (void)c;
-    return PyLong_FromLongLong(reset_at_ns(SELF));
+    return PyLong_FromLongLong(fw_decision_reset_at_ns(SELF));
 }
 static PyObject *get_denied_part(PyObject *op, void *c)
 {

@@ -53,6 +53,15 @@ enum { FW_DECIDED_REALTIME = 0, FW_DECIDED_MONOTONIC = 1 };
 PyObject *fw_decision_new_at(fw_module_state *st, const fw_decision_t *d,
                              PyObject *rate, int64_t now, int clock);
 extern PyType_Spec fw_decision_spec;
+/* ns -> seconds: the smallest double not below ns / 1e9 (what every seconds
+ * property of a Decision gives). */
+double fw_seconds_up(int64_t ns);
+/* reset_at in UNIX nanoseconds, never below the exact instant (a monotonic
+ * stamp is moved onto the wall clock the first time it is asked for). */
+int64_t fw_decision_reset_at_ns(fw_py_decision *s);
+
+/* ---- the server's JSON answer of a Decision (decision_json.c) ---- */
+extern PyMethodDef fw_decision_json_functions[];
 /* Free the Decisions kept for reuse (module clear and free). */
 void fw_decisions_drain(fw_module_state *st);
 

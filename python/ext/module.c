@@ -131,7 +131,8 @@ static int fw_exec(PyObject *module)
         add_type(module, &fw_policy_spec, &st->policy_type, "Policy"))
         return -1;
     if (PyModule_AddFunctions(module, fw_policy_functions) < 0 ||
-        PyModule_AddFunctions(module, fw_shared_table_functions) < 0)
+        PyModule_AddFunctions(module, fw_shared_table_functions) < 0 ||
+        PyModule_AddFunctions(module, fw_decision_json_functions) < 0)
         return -1;
     return add_constants(module);
 }

@@ -458,6 +458,39 @@ def test_the_hot_answer_is_the_json_of_the_decision() -> None:
     assert json.loads(decision_answer(d, rates))["decision"]["rate_index"] == 1
 
 
+def test_the_hot_answers_seconds_read_back_as_the_decisions_own_doubles() -> None:
+    """The engine writes the seconds with integer arithmetic, not float
+    repr: each text must still be read (by json, as by any correctly
+    rounding parser) as the very double the Decision's property gives,
+    whatever the magnitude: nanoseconds, powers of two and ten and their
+    neighbours, the int64 ends, and seeded random values of every size."""
+    import math
+    import random
+
+    import floodwall
+    from floodwall.server.app import decision_answer
+
+    top = 2**63 - 1
+    values = [0, 1, 2, 999, 86_400, 10**9 - 1, 10**9, 2**53 - 1, 2**53, 2**53 + 1,
+              top - 1, top]
+    values += [10**k + j for k in range(19) for j in (-1, 0, 1)]
+    values += [int(2**k * 1e9) + j for k in range(-29, 33) for j in (-1, 0, 1)]
+    rng = random.Random(15)
+    for _ in range(3000):
+        values.append(rng.randrange(10 ** rng.randrange(1, 19)))
+        values.append(rng.randrange(top))
+    values = [v for v in values if 0 <= v <= top]
+    for i in range(0, len(values) - 2, 3):
+        retry, reset, delay = values[i:i + 3]
+        d = floodwall.Decision(False, 3, 0, retry, reset, delay, None)
+        got = json.loads(decision_answer(d, ()))["decision"]
+        assert (got["retry_after"], got["reset_after"], got["delay"], got["reset_at"]) == (
+            d.retry_after, d.reset_after, d.delay, d.reset_at), (retry, reset, delay)
+        assert got["retry_after_s"] == math.ceil(d.retry_after)
+        assert (got["retry_after_ns"], got["reset_after_ns"], got["delay_ns"]) == (
+            retry, reset, delay)
+
+
 def test_a_durable_file_table_survives_a_restart(tmp_path: Path) -> None:
     """file:// with sync=always: a store that waits for the disk (its calls
     run off the event loop), shared by 2 workers, there after a restart."""

@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from floodwall._native import Decision
+from floodwall._native import decision_answer as _decision_answer
 from floodwall._version import __version__
 from floodwall.server import bounds
 from floodwall.server.auth import Authenticator
@@ -173,7 +173,16 @@ class ServerApp:
         handler, name = self._route(method, path)
         body: Any = None
         if method == "POST":
-            body = await self._json(receive, length)
+            if length is not None:
+                self._declared(length)
+            # the first part waits under the protocol's body deadline; the
+            # usual body is all in it (no further receive, no coroutine)
+            message = await receive()
+            data = message.get("body", b"")
+            if (message.get("more_body") or message["type"] != "http.request"
+                    or len(data) > self.max_body):
+                data = await self._rest(receive, message)
+            body = parse_json(data)
         service = self.service or self._service()
         if self._inline and (handler == "check" or handler == "status"):
             # the hot path: decided on the loop, formatted straight from the decision
@@ -232,37 +241,37 @@ class ServerApp:
             raise _Refused(413, "too_large", f"the body is larger than {self.max_body} bytes")
         return chunk
 
-    async def _json(self, receive: Receive, length: bytes | None) -> Any:
-        if length is not None:
-            try:
-                declared = int(length)
-            except ValueError:
-                raise _Refused(400, "bad_request", "Content-Length is not a number") from None
-            if declared > self.max_body:
-                raise _Refused(413, "too_large", f"the body is larger than {self.max_body} bytes")
-        # the first part waits under the protocol's body deadline; a body in
-        # several parts is bounded here as well
-        message = await receive()
-        data = message.get("body", b"")
-        if message["type"] != "http.request" or len(data) > self.max_body:
-            data = self._chunk(message, 0)  # refuses, saying why
-        if message.get("more_body"):
-            chunks = [data]
-            size = len(data)
-            try:
-                async with asyncio.timeout(self.body_timeout):
-                    while True:
-                        message = await receive()
-                        chunk = self._chunk(message, size)
-                        size += len(chunk)
-                        chunks.append(chunk)
-                        if not message.get("more_body"):
-                            break
-            except TimeoutError:
-                raise _Refused(408, "timeout",
-                               f"the body did not arrive within {self.body_timeout}s") from None
-            data = b"".join(chunks)
-        return parse_json(data)
+    def _declared(self, length: bytes) -> None:
+        """Refuse a declared Content-Length beyond the bound before reading."""
+        try:
+            declared = int(length)
+        except ValueError:
+            raise _Refused(400, "bad_request", "Content-Length is not a number") from None
+        if declared > self.max_body:
+            raise _Refused(413, "too_large", f"the body is larger than {self.max_body} bytes")
+
+    async def _rest(self, receive: Receive, message: dict[str, Any]) -> bytes:
+        """The body whose first part is ``message`` when that part is not all
+        of it (or is refused): the rest read within the body deadline and
+        bounded as a whole."""
+        data = self._chunk(message, 0)  # refuses, saying why, if it must
+        if not message.get("more_body"):
+            return data
+        chunks = [data]
+        size = len(data)
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                while True:
+                    message = await receive()
+                    chunk = self._chunk(message, size)
+                    size += len(chunk)
+                    chunks.append(chunk)
+                    if not message.get("more_body"):
+                        break
+        except TimeoutError:
+            raise _Refused(408, "timeout",
+                           f"the body did not arrive within {self.body_timeout}s") from None
+        return b"".join(chunks)
 
     def _dispatch(
         self, service: Service, handler: str, body: Any, name: str | None, scope: Scope
@@ -371,51 +380,24 @@ def _rate_json(rate: Any) -> str:
     return text
 
 
-#: ``repr(seconds)`` of the reset_after values answered, by their exact
-#: nanoseconds (the float is a function of them). A key at rest answers its
-#: rate's emission interval times the cost every time, so most answers
-#: find theirs here instead of converting a float to its shortest text.
-_SECONDS_TEXT: dict[int, str] = {}
-
-
 def decision_answer(d: Decision, rates: Sequence[Any]) -> bytes:
     """``{"decision": ...}`` formatted straight from the Decision (the hot
     answer): the JSON of :func:`~floodwall.server.service.decision_json`,
-    which a test compares it with."""
+    which a test compares it with. The engine writes the text (its seconds
+    read back as the same doubles, see ``python/ext/decision_json.c``); the
+    rate's JSON and index are found here."""
     rate = d.rate
     if rates and rates[0] is rate:
-        index = "0"
+        index: int | None = 0
     else:
-        index = "null"
+        index = None
         for i, r in enumerate(rates):
             if r is rate or r == rate:
-                index = str(i)
+                index = i
                 break
-    part = d.denied_part
-    allowed = d.allowed
-    retry_ns = d.retry_after_ns
-    delay_ns = d.delay_ns
     entry = _RATE_JSON.get(id(rate))
     rate_text = entry[1] if entry is not None and entry[0] is rate else _rate_json(rate)
-    reset_ns = d.reset_after_ns
-    reset_text = _SECONDS_TEXT.get(reset_ns)
-    if reset_text is None:
-        reset_text = repr(d.reset_after)
-        if len(_SECONDS_TEXT) >= 1024:
-            _SECONDS_TEXT.clear()
-        _SECONDS_TEXT[reset_ns] = reset_text
-    return (
-        f'{{"decision":{{"allowed":{"true" if allowed else "false"},"limit":{d.limit},'
-        f'"remaining":{d.remaining},'
-        f'"retry_after":{"0.0" if retry_ns == 0 else repr(d.retry_after)},'
-        f'"reset_after":{reset_text},'
-        f'"delay":{"0.0" if delay_ns == 0 else repr(d.delay)},'
-        f'"retry_after_ns":{retry_ns},"reset_after_ns":{reset_ns},'
-        f'"delay_ns":{delay_ns},"reset_at":{d.reset_at!r},"rate":{rate_text},'
-        f'"rate_index":{index},"fallback":{"true" if d.fallback else "false"},'
-        f'"denied_part":{"null" if part is None else part},'
-        f'"retry_after_s":{0 if allowed else math.ceil(d.retry_after)}}}}}'
-    ).encode()
+    return _decision_answer(d, rate_text, index)
 
 
 def create_app() -> ServerApp:
