@@ -17,11 +17,12 @@ import httpx
 import pytest
 import schemathesis
 from floodwall_servers import FloodwallServer, free_port
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, assume, settings
 from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
 
 from floodwall.errors import ConfigError
 from floodwall.server.auth import Authenticator, read_token
+from floodwall.server.bounds import MAX_BODY
 from floodwall.server.main import ServeOptions, is_loopback
 from floodwall.server.openapi import document, document_text
 
@@ -206,6 +207,13 @@ def test_fuzz_the_api_from_its_openapi(case: schemathesis.Case,
     url, headers = fuzz_base
     if case.path == "/v1/clear":
         return  # it would wipe the table under the other tests: tested below
+    # The schema allows bodies (64 parts of long keys) past the server's
+    # bound; those are refused with a 413 before they are read, and the
+    # unread rest makes the server's close a reset, which the client may
+    # see before the answer. Oversized bodies are tested on their own
+    # (test_oversized_body_is_cut_off); here they are not drawn.
+    body = case.body
+    assume(not isinstance(body, (dict, list)) or len(json.dumps(body).encode()) <= MAX_BODY)
     # ignored_auth would send our token with its "unauthenticated" request
     # (the headers given here are always added): test_token_required covers
     # it. positive_data_acceptance expects every schema-valid body to be
