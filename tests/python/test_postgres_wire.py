@@ -98,3 +98,32 @@ def test_a_forgotten_statement_is_prepared_again_async(postgres_server: Postgres
         return out
 
     assert asyncio.run(main()) == [True, True, False]
+
+
+def test_the_async_pools_free_path_never_jumps_the_queue(postgres_server: PostgresServer) -> None:
+    # LoopPool hands an idle connection out with no deadline when a slot is
+    # free and nobody waits; a task queued for the one slot still gets the
+    # connection given back, ahead of a newcomer, which waits its turn
+    import asyncio
+
+    import psycopg as pg
+
+    from floodwall.stores.postgres.connection import LoopPool
+
+    async def main() -> None:
+        pool = LoopPool(postgres_server.conninfo, {"autocommit": True}, pg.AsyncConnection, 1)
+        first = await pool.getconn(5.0)
+        queued = asyncio.create_task(pool.getconn(5.0))
+        await asyncio.sleep(0.05)  # queued for the slot
+        await pool.putconn(first)
+        newcomer = asyncio.create_task(pool.getconn(0.3))
+        assert await queued is first
+        with pytest.raises(TimeoutError):
+            await newcomer  # the slot is the queued task's: the newcomer waited and gave up
+        await pool.putconn(first)
+        again = await pool.getconn(5.0)  # the free path: the idle connection, at once
+        assert again is first
+        await pool.putconn(again)
+        await pool.close()
+
+    asyncio.run(main())

@@ -387,6 +387,15 @@ class LoopPool:
         self.slots = asyncio.Semaphore(size)
 
     async def getconn(self, timeout: float) -> Any:
+        idle = self.idle
+        if idle and not self.slots.locked():
+            # a free slot and nobody queued: nothing to wait for, so no
+            # deadline to arm (acquire returns at once)
+            conn = idle[-1]
+            if not conn.closed and conn.info.transaction_status == 0:  # IDLE
+                idle.pop()
+                await self.slots.acquire()
+                return conn
         async with asyncio.timeout(timeout):
             await self.slots.acquire()
             try:
