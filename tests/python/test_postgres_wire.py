@@ -100,10 +100,11 @@ def test_a_forgotten_statement_is_prepared_again_async(postgres_server: Postgres
     assert asyncio.run(main()) == [True, True, False]
 
 
-def test_the_async_pools_free_path_never_jumps_the_queue(postgres_server: PostgresServer) -> None:
+def test_the_async_pool_with_its_free_path(postgres_server: PostgresServer) -> None:
     # LoopPool hands an idle connection out with no deadline when a slot is
-    # free and nobody waits; a task queued for the one slot still gets the
-    # connection given back, ahead of a newcomer, which waits its turn
+    # free and nobody waits (and only then: a task queued for the one slot
+    # gets the connection given back, and a newcomer waits its turn); a
+    # connection handed out is no longer idle
     import asyncio
 
     import psycopg as pg
@@ -122,7 +123,7 @@ def test_the_async_pools_free_path_never_jumps_the_queue(postgres_server: Postgr
             await newcomer  # the slot is the queued task's: the newcomer waited and gave up
         await pool.putconn(first)
         again = await pool.getconn(5.0)  # the free path: the idle connection, at once
-        assert again is first
+        assert again is first and pool.idle == []
         await pool.putconn(again)
         await pool.close()
 
