@@ -78,7 +78,7 @@ def test_an_answer_of_the_wrong_shape_is_a_store_error(postgres_server: Postgres
         for sql in ("SELECT true", "SELECT 2::int8, 1::int8", "SELECT true, -1::int8"):
             res = Prepared(sql, ()).run(conn, [])
             with pytest.raises(StoreError, match="PostgreSQL check"):
-                one.row(res, 1)
+                one.row(res, ([b"k"], 1, None))
 
 
 def test_a_forgotten_statement_is_prepared_again_async(postgres_server: PostgresServer) -> None:

@@ -7,12 +7,12 @@ of a call of the check function (docs/stores.md, "What a check costs"):
 - :class:`OneGcra`: one GCRA-family rate (sql/one_gcra.sql);
 - :class:`OneWindow`: one fixed_window rate (sql/one_window.sql);
 - :class:`OneSliding`: one sliding_window rate (sql/one_sliding.sql);
-- :class:`LeanGcra`: several GCRA-family rates, all-or-nothing
-  (sql/many_gcra.sql), sent through a psycopg cursor.
+- :class:`ManyGcra`: several GCRA-family rates, all-or-nothing
+  (sql/many_gcra.sql).
 
-The one-rate statements are sent by wire.py and answer a few integers; the
-decision's fields follow from them and the rate, by the check function's
-formulas (``row``). :func:`lean_statement` picks the statement of a limit.
+They are sent by wire.py and answer a few integers; the decision's fields
+follow from them and the rates, by the check function's formulas
+(``row``). :func:`lean_statement` picks the statement of a limit.
 Invariant: a lean statement decides exactly as the check function
 (test_postgres_lean.py walks both, field by field); a denial it cannot
 decide so (a state a clock excursion left ahead, which the function clamps
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -40,17 +39,21 @@ from floodwall.stores.postgres.schema import (
 )
 from floodwall.stores.postgres.wire import Prepared
 
-__all__ = ["LeanGcra", "OneGcra", "OneSliding", "OneWindow", "lean_statement"]
+__all__ = ["ManyGcra", "OneGcra", "OneSliding", "OneWindow", "lean_statement"]
 
 #: The clock of the lean statements on the database: clock_timestamp() in
 #: ns, as check.sql reads it.
 _DB_NOW = "trunc(extract(epoch FROM clock_timestamp()) * 1000000000)"
 
+#: A check's parameters: (the row keys, one per rate; the cost; the test
+#: clock's now, or None).
+Params = tuple[Sequence[bytes], int, int | None]
+
 #: The sql/ file and the test clock's parameter of each statement.
 _ONE_GCRA = ("one_gcra.sql", "$4::numeric")
 _ONE_WINDOW = ("one_window.sql", "$5::numeric")
 _ONE_SLIDING = ("one_sliding.sql", "$5::numeric")
-_MANY_GCRA = ("many_gcra.sql", "%(now)s::numeric")
+_MANY_GCRA = ("many_gcra.sql", "$4::numeric")
 
 
 def _statement(name: str, subs: dict[str, str]) -> str:
@@ -80,7 +83,7 @@ def _lean_texts(layout: Layout, lock_ms: int, form: tuple[str, str]) -> tuple[st
         "@lock@": f"set_config('lock_timeout', '{int(lock_ms)}', true)" if lock_ms > 0 else "'-'",
         "@sweep_rows@": str(SWEEP_ROWS),
         "@grain@": str(EXPIRY_GRAIN_NS),
-        "@mine@": "y.k <> $1::bytea" if one else "y.k <> ALL (%(keys)s::bytea[])",
+        "@mine@": "y.k <> $1::bytea" if one else "y.k <> ALL ($1::bytea[])",
     }
     sweep = _statement("one_sweep.sql", subs)
     db = {**subs, "@now@": _DB_NOW}
@@ -124,63 +127,53 @@ def _int8s(res: Any, n: int) -> tuple[bool, list[int]]:
     return ok == b"\x01", [int.from_bytes(v, "big", signed=True) for v in values]
 
 
-class _OneRun:
-    """One of the prepared forms of a one-rate lean statement (database
-    clock, database clock and sweep, test clock): what a check's ``sql``
-    is, run by ``call_sync`` / ``call_async`` with ``(row key, cost, now)``."""
+class _Run:
+    """One of the prepared forms of a lean statement (database clock,
+    database clock and sweep, test clock): what a check's ``sql`` is, run
+    by ``call_sync`` / ``call_async`` with ``(row keys, cost, now)``."""
 
-    __slots__ = ("one", "prepared")
+    __slots__ = ("lean", "prepared")
 
-    def __init__(self, one: _OneLean, sql: str, test_clock: bool) -> None:
-        self.one = one
-        # the key binary (its bytes as they are), the integers as text
-        self.prepared = Prepared(sql, (1,) + (0,) * (one.nparams + test_clock))
+    def __init__(self, lean: _Lean, sql: str, formats: tuple[int, ...]) -> None:
+        self.lean = lean
+        self.prepared = Prepared(sql, formats)
 
-    def _params(self, params: tuple[bytes, int, int | None]) -> list[bytes]:
-        k, cost, now = params
-        out = [k, *self.one.encode(cost)]
-        if now is not None:
-            out.append(b"%d" % now)
-        return out
+    def run(self, conn: Any, params: Params) -> Row:
+        return self.lean.row(self.prepared.run(conn, self.lean.encode(params)), params)
 
-    def run(self, conn: Any, params: tuple[bytes, int, int | None]) -> Row:
-        return self.one.row(self.prepared.run(conn, self._params(params)), params[1])
-
-    async def arun(self, conn: Any, params: tuple[bytes, int, int | None]) -> Row:
-        return self.one.row(await self.prepared.arun(conn, self._params(params)), params[1])
+    async def arun(self, conn: Any, params: Params) -> Row:
+        return self.lean.row(await self.prepared.arun(conn, self.lean.encode(params)), params)
 
 
-class _OneLean:
-    """What the one-rate lean statements share: their three prepared forms
-    and the choice between them. Its text is shared by every limiter on
-    the same table and lock timeout (the rate is in its parameters), so one
+class _Lean:
+    """What the lean statements share: their three prepared forms and the
+    choice between them. Their text is shared by every limiter on the same
+    table and lock timeout (the rates are in their parameters), so one
     prepared statement serves them all."""
 
     #: the statement's file and test-clock parameter
     form: tuple[str, str]
-    #: its integer parameters after the key (the test clock's not counted)
-    nparams: int
+    #: the formats of its parameters (0: text, 1: binary), the test clock's not counted
+    formats: tuple[int, ...]
 
     def __init__(self, layout: Layout, lock_ms: int) -> None:
         db, db_sweep, test = _lean_texts(layout, lock_ms, self.form)
-        self.db = _OneRun(self, db, False)
-        self.db_sweep = _OneRun(self, db_sweep, False)
-        self.test = _OneRun(self, test, True)
+        self.db = _Run(self, db, self.formats)
+        self.db_sweep = _Run(self, db_sweep, self.formats)
+        self.test = _Run(self, test, (*self.formats, 0))
 
-    def statement(
-        self, keys: Sequence[bytes], cost: int, now: int | None
-    ) -> tuple[_OneRun, tuple[bytes, int, int | None]]:
+    def statement(self, keys: Sequence[bytes], cost: int, now: int | None) -> tuple[_Run, Params]:
         """(statement, parameters) of a check of ``cost`` >= 1 units on the
-        row key of one key."""
+        row keys of one key (one per rate)."""
         if now is not None:
-            return self.test, (keys[0], cost, now)
-        return (self.db_sweep if _sweeps() else self.db), (keys[0], cost, None)
+            return self.test, (keys, cost, now)
+        return (self.db_sweep if _sweeps() else self.db), (keys, cost, None)
 
-    def encode(self, cost: int) -> tuple[bytes, ...]:
-        """The integer parameters after the key, as text."""
+    def encode(self, params: Params) -> list[bytes]:
+        """The statement's parameters, as wire.py sends them."""
         raise NotImplementedError
 
-    def row(self, res: Any, cost: int) -> Row:
+    def row(self, res: Any, params: Params) -> Row:
         """The decision's row of the statement's answer (a binary libpq
         result), or StoreError if it is not what the statement can answer."""
         raise NotImplementedError
@@ -191,12 +184,28 @@ class _OneLean:
         raise NotImplementedError
 
 
+class _OneLean(_Lean):
+    """A one-rate lean statement: the row key binary (its bytes as they
+    are), then the rate's integers as text."""
+
+    def encode(self, params: Params) -> list[bytes]:
+        keys, cost, now = params
+        out = [keys[0], *self.encode_rate(cost)]
+        if now is not None:
+            out.append(b"%d" % now)
+        return out
+
+    def encode_rate(self, cost: int) -> tuple[bytes, ...]:
+        """The integer parameters after the key, as text."""
+        raise NotImplementedError
+
+
 class OneGcra(_OneLean):
     """One GCRA-family rate (sql/one_gcra.sql): the server answers whether
     it admitted and how far the key's TAT then leads now."""
 
     form = _ONE_GCRA
-    nparams = 2
+    formats = (1, 0, 0)
 
     def __init__(self, layout: Layout, quota: NetQuota, lock_ms: int) -> None:
         self.t_ns = quota.interval_ns
@@ -206,10 +215,11 @@ class OneGcra(_OneLean):
         self.slack = _slack([quota])
         super().__init__(layout, lock_ms)
 
-    def encode(self, cost: int) -> tuple[bytes, ...]:
+    def encode_rate(self, cost: int) -> tuple[bytes, ...]:
         return b"%d" % (cost * self.t_ns), self.tau_text
 
-    def row(self, res: Any, cost: int) -> Row:
+    def row(self, res: Any, params: Params) -> Row:
+        cost = params[1]
         ok, (d,) = _int8s(res, 1)
         tau, t, nt = self.tau_ns, self.t_ns, cost * self.t_ns
         if ok:
@@ -231,7 +241,7 @@ class OneWindow(_OneLean):
     (after the check when admitted, as denied on otherwise)."""
 
     form = _ONE_WINDOW
-    nparams = 3
+    formats = (1, 0, 0, 0)
 
     def __init__(self, layout: Layout, quota: NetQuota, lock_ms: int) -> None:
         self.burst = quota.burst
@@ -241,10 +251,10 @@ class OneWindow(_OneLean):
         self.reach = quota.window_ns + max(quota.window_ns, 10**9)
         super().__init__(layout, lock_ms)
 
-    def encode(self, cost: int) -> tuple[bytes, ...]:
+    def encode_rate(self, cost: int) -> tuple[bytes, ...]:
         return (b"%d" % cost, *self.rate_text)
 
-    def row(self, res: Any, cost: int) -> Row:
+    def row(self, res: Any, params: Params) -> Row:
         ok, (left, count) = _int8s(res, 2)
         if not 0 <= count <= self.burst or left < 0 or left > self.reach and ok:
             raise StoreError(f"the PostgreSQL check answered a window of {left} ns, {count} used")
@@ -264,7 +274,8 @@ class OneSliding(OneWindow):
 
     form = _ONE_SLIDING
 
-    def row(self, res: Any, cost: int) -> Row:
+    def row(self, res: Any, params: Params) -> Row:
+        cost = params[1]
         ok, (left, prv, cur) = _int8s(res, 3)
         b, w = self.burst, self.window_ns
         if not (0 <= prv <= b and 0 <= cur <= b and left >= 0) or left > self.reach and ok:
@@ -289,54 +300,60 @@ class OneSliding(OneWindow):
         return False, 0, remaining, min(max(retry, 0), INT64_MAX), reset, 0
 
 
-@dataclass(frozen=True)
-class LeanGcra:
+class ManyGcra(_Lean):
     """Several GCRA-family rates of one key, decided all-or-nothing
-    (sql/many_gcra.sql), sent through a cursor. Its text is shared by
-    every limiter on the same table and lock timeout; the rates are in its
-    parameters, so that one prepared statement serves them all."""
+    (sql/many_gcra.sql): the server answers how far each rate's TAT led the
+    clock when the check read it; whether each admits, the decision's
+    fields and the deciding rate follow (:meth:`row`, check.sql's rules)."""
 
-    t: tuple[int, ...]
-    t_literal: str
-    tau_literal: str
-    shaping: bool
-    sql_db: str
-    sql_db_sweep: str
-    sql_test: str
-    #: max(tau, 1 s) of each rate (:func:`_slack`)
-    slack: tuple[int, ...]
+    form = _MANY_GCRA
+    formats = (0, 0, 0)
 
-    @classmethod
-    def of(cls, layout: Layout, quotas: Sequence[NetQuota], lock_ms: int) -> LeanGcra:
-        t = tuple(q.interval_ns for q in quotas)
-        # arrays as literals, made once (as Parts does): dumping lists per
-        # call costs more on the client than the statement saves
-        return cls(
-            t,
-            array_literal(t),
-            array_literal([q.tau_ns for q in quotas]),
-            quotas[0].algorithm == "leaky_bucket_shaping",
-            *_lean_texts(layout, lock_ms, _MANY_GCRA),
-            _slack(quotas),
-        )
+    def __init__(self, layout: Layout, quotas: Sequence[NetQuota], lock_ms: int) -> None:
+        self.t = tuple(q.interval_ns for q in quotas)
+        self.tau = tuple(q.tau_ns for q in quotas)
+        self.tau_literal = array_literal(self.tau).encode()
+        self.shaping = quotas[0].algorithm == "leaky_bucket_shaping"
+        self.slack = _slack(quotas)
+        super().__init__(layout, lock_ms)
 
-    def statement(
-        self, keys: Sequence[bytes], cost: int, now: int | None
-    ) -> tuple[str, dict[str, Any]]:
-        """(SQL, parameters) of a check of ``cost`` >= 1 units on the row
-        keys of one key (one per rate, distinct); one admitting check in
-        SWEEP_EVERY (on average) also sweeps, on the database's clock only."""
-        params: dict[str, Any] = {
-            "keys": keys_literal(keys),
-            "nt": array_literal([cost * t for t in self.t]),
-            "tau": self.tau_literal,
-            "t": self.t_literal,
-            "shaping": self.shaping,
-        }
+    def encode(self, params: Params) -> list[bytes]:
+        keys, cost, now = params
+        out = [
+            keys_literal(keys).encode(),
+            array_literal([cost * t for t in self.t]).encode(),
+            self.tau_literal,
+        ]
         if now is not None:
-            params["now"] = now
-            return self.sql_test, params
-        return (self.sql_db_sweep if _sweeps() else self.sql_db), params
+            out.append(b"%d" % now)
+        return out
+
+    def row(self, res: Any, params: Params) -> Row:
+        cost = params[1]
+        n = len(self.t)
+        if res.ntuples != n or res.nfields != 1:
+            raise StoreError(f"the PostgreSQL check answered {res.ntuples} rows of {res.nfields}")
+        leads = [res.get_value(i, 0) for i in range(n)]
+        if any(v is None or len(v) != 8 for v in leads):
+            raise StoreError(f"the PostgreSQL check answered {leads!r}")
+        best: tuple[tuple[bool, int, int], Row] | None = None
+        for i, (raw, t, tau) in enumerate(zip(leads, self.t, self.tau, strict=True)):
+            d = int.from_bytes(raw, "big", signed=True)
+            if d < 0:
+                raise StoreError(f"the PostgreSQL check answered a lead of {d} ns")
+            used = d + cost * t
+            if used <= tau:
+                part: Row = (True, i, (tau - used) // t, 0, used, d if self.shaping else 0)
+                order = (True, part[2], i)
+            else:
+                remaining = (tau - d) // t if d < tau else 0
+                part = (False, i, remaining, min(used - tau, INT64_MAX), d, 0)
+                order = (False, -part[3], i)
+            if best is None or order < best[0]:
+                best = (order, part)
+        assert best is not None  # n >= 2
+        ok, i, remaining, retry, reset, delay = best[1]
+        return ok, i, remaining, retry, min(reset, INT64_MAX), delay
 
     def excursion(self, row: Row, cost: int) -> bool:
         return _gcra_excursion(row, cost, self.slack, self.t)
@@ -344,7 +361,7 @@ class LeanGcra:
 
 def lean_statement(
     layout: Layout, quotas: Sequence[NetQuota], lock_ms: int
-) -> OneGcra | OneWindow | LeanGcra | None:
+) -> OneGcra | OneWindow | ManyGcra | None:
     """The lean statement of a limit of these rates, or None when the
     check function decides its checks (other algorithms)."""
     codes = {ALGORITHM_CODES.get(q.algorithm) for q in quotas}
@@ -356,4 +373,4 @@ def lean_statement(
         if codes == {"w"}:
             return OneSliding(layout, quotas[0], lock_ms)
         return OneGcra(layout, quotas[0], lock_ms)
-    return LeanGcra.of(layout, quotas, lock_ms) if codes <= {"g", "s"} else None
+    return ManyGcra(layout, quotas, lock_ms) if codes <= {"g", "s"} else None
