@@ -89,6 +89,15 @@ int fwi_gcra_admit(const fw_quota_t *q, uint64_t tat, int64_t now, int64_t cost,
                    uint64_t *next);
 FWI_DECLARE_ALGORITHM(fixed_window)
 FWI_DECLARE_ALGORITHM(sliding_window)
+/* fwi_sliding_window_decide, also setting *fresh_at, when it admits, to
+ * fwi_sliding_window_fresh_at(*next) (known without unpacking *next) */
+void fwi_sliding_window_decide_fresh(const fw_quota_t *q, uint64_t state,
+                                     int64_t now, int64_t cost, uint64_t *next,
+                                     fw_decision_t *d, int64_t *fresh_at);
+/* Its verdict alone (1 admitted), the same *next and *fresh_at, with none
+ * of the decision's waits: what an allow() asks. */
+int fwi_sliding_window_admit(const fw_quota_t *q, uint64_t state, int64_t now,
+                             int64_t cost, uint64_t *next, int64_t *fresh_at);
 
 /* fw_algo_step, also saying what the stored state was (*verdict). When the
  * state was not FWI_STATE_OK and cost >= 1, *next is the repaired state even

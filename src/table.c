@@ -940,11 +940,13 @@ static int log_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
 }
 
 /* fwi_algo_step for a part whose arguments validate_parts checked, calling
- * the GCRA family (the default algorithm, and three more) without the
- * dispatch; every other case goes through it. */
+ * the algorithms of a cost >= 1 without the dispatch (an allowed-only check
+ * of the GCRA family or sliding_window decides its verdict alone); a peek
+ * goes through it. *fresh_at is set to when *next is fresh when the step
+ * knew it without unpacking *next, and left alone otherwise. */
 static inline void state_step(const fw_quota_t *q, uint64_t state, int64_t now,
                               int64_t cost, uint64_t *next, fw_decision_t *d,
-                              fwi_verdict_t *v, int full)
+                              fwi_verdict_t *v, int full, int64_t *fresh_at)
 {
 #define STEP(name)                                                             \
     do {                                                                       \
@@ -967,7 +969,14 @@ static inline void state_step(const fw_quota_t *q, uint64_t state, int64_t now,
         case FW_FIXED_WINDOW:
             STEP(fixed_window);
         case FW_SLIDING_WINDOW:
-            STEP(sliding_window);
+            *v = fwi_sliding_window_sanitize(q, &state, now);
+            if (!full) /* FW_CHECK_ALLOWED_ONLY */
+                d->allowed = fwi_sliding_window_admit(q, state, now, cost, next,
+                                                      fresh_at);
+            else
+                fwi_sliding_window_decide_fresh(q, state, now, cost, next, d,
+                                                fresh_at);
+            return;
         default:
             break;
         }
@@ -1011,7 +1020,8 @@ static int state_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
             return 1;
         uint64_t next;
         fwi_verdict_t v;
-        state_step(q, unit_state(cur), now, cost, &next, d, &v, full);
+        int64_t fresh_at = -1; /* not known yet: state_fresh_at(q, next) */
+        state_step(q, unit_state(cur), now, cost, &next, d, &v, full, &fresh_at);
         p->before = unit_state(cur);
         p->after = next;
         p->verdict = v;
@@ -1030,7 +1040,8 @@ static int state_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
          * adds n*T to the TAT and leaves earlier debts whole, so it
          * changes no refund (fwi_gcra_refund_committed). */
         if (!fwi_algo_is_gcra(q)) {
-            commit_raise(t, p->slot, state_fresh_at(q, next), -1);
+            commit_raise(t, p->slot,
+                         fresh_at >= 0 ? fresh_at : state_fresh_at(q, next), -1);
         } else if (v != FWI_STATE_OK || unit_state(cur) < (uint64_t)now) {
             commit_raise_seen(t, p->slot, now);
         }
