@@ -495,17 +495,20 @@ static int log_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
 
 /* fwi_algo_step for a part whose arguments validate_parts checked, calling
  * the algorithms of a cost >= 1 without the dispatch (an allowed-only check
- * of the GCRA family or sliding_window decides its verdict alone); a peek
- * goes through it. *fresh_at is set to when *next is fresh when the step
- * knew it without unpacking *next, and left alone otherwise. */
+ * decides its verdict alone); a peek goes through it. *fresh_at is set to
+ * when *next is fresh when the step knew it without unpacking *next (a
+ * windowed algorithm's admission), and left alone otherwise. */
 static inline void state_step(const fw_quota_t *q, uint64_t state, int64_t now,
                               int64_t cost, uint64_t *next, fw_decision_t *d,
                               fwi_verdict_t *v, int full, int64_t *fresh_at)
 {
-#define STEP(name)                                                             \
+#define WINDOWED(name)                                                         \
     do {                                                                       \
         *v = fwi_##name##_sanitize(q, &state, now);                            \
-        fwi_##name##_decide(q, state, now, cost, next, d);                     \
+        if (!full) /* FW_CHECK_ALLOWED_ONLY */                                 \
+            d->allowed = fwi_##name##_admit(q, state, now, cost, next, fresh_at); \
+        else                                                                   \
+            fwi_##name##_decide_fresh(q, state, now, cost, next, d, fresh_at); \
         return;                                                                \
     } while (0)
     if (cost > 0) {
@@ -519,23 +522,18 @@ static inline void state_step(const fw_quota_t *q, uint64_t state, int64_t now,
                 d->allowed = fwi_gcra_admit(q, state, now, cost, next);
                 return;
             }
-            STEP(gcra);
-        case FW_FIXED_WINDOW:
-            STEP(fixed_window);
-        case FW_SLIDING_WINDOW:
-            *v = fwi_sliding_window_sanitize(q, &state, now);
-            if (!full) /* FW_CHECK_ALLOWED_ONLY */
-                d->allowed = fwi_sliding_window_admit(q, state, now, cost, next,
-                                                      fresh_at);
-            else
-                fwi_sliding_window_decide_fresh(q, state, now, cost, next, d,
-                                                fresh_at);
+            *v = fwi_gcra_sanitize(q, &state, now);
+            fwi_gcra_decide(q, state, now, cost, next, d);
             return;
+        case FW_FIXED_WINDOW:
+            WINDOWED(fixed_window);
+        case FW_SLIDING_WINDOW:
+            WINDOWED(sliding_window);
         default:
             break;
         }
     }
-#undef STEP
+#undef WINDOWED
     fwi_algo_step(q, state, now, cost, next, d, v);
 }
 

@@ -138,7 +138,7 @@ static inline void decide(const fw_quota_t *q, uint64_t state, int64_t now,
         d->allowed = 1;
         d->retry_after_ns = 0;
         *next = pack(q, &(sliding_view_t){v.k, v.prev, cur, v.elapsed});
-        *fresh_at = fwi_sat64((fwi_i128)(v.k + 2) * q->window_ns); /* cur > 0 */
+        *fresh_at = fwi_mul_sat64(v.k + 2, q->window_ns); /* cur > 0 */
     } else {
         cur = v.cur;
         d->allowed = 0;
@@ -180,7 +180,7 @@ int fwi_sliding_window_admit(const fw_quota_t *q, uint64_t state, int64_t now,
     v.cur = cur;
     *next = pack(q, &v);
     /* fwi_sliding_window_fresh_at(*next): cur > 0 */
-    *fresh_at = fwi_sat64((fwi_i128)(v.k + 2) * q->window_ns);
+    *fresh_at = fwi_mul_sat64(v.k + 2, q->window_ns);
     return 1;
 }
 
