@@ -32,6 +32,14 @@ static inline int64_t fwi_sat64u(fwi_u128 v)
     return v > (fwi_u128)INT64_MAX ? INT64_MAX : (int64_t)v;
 }
 
+/* a * b for a, b >= 0, saturated at INT64_MAX (in 64 bits: no 128-bit
+ * product). */
+static inline int64_t fwi_mul_sat64(int64_t a, int64_t b)
+{
+    int64_t r;
+    return __builtin_mul_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
 /* Validate the arguments shared by every algorithm step. */
 static inline int fwi_check_step_args(const fw_quota_t *q, int64_t now,
                                      int64_t cost, const fw_decision_t *d)
@@ -87,8 +95,20 @@ FWI_DECLARE_ALGORITHM(gcra)
  * none of the decision's waits: no division (an allow() asks nothing else). */
 int fwi_gcra_admit(const fw_quota_t *q, uint64_t tat, int64_t now, int64_t cost,
                    uint64_t *next);
-FWI_DECLARE_ALGORITHM(fixed_window)
-FWI_DECLARE_ALGORITHM(sliding_window)
+/* The windowed algorithms (a packed state with an expiry of its own) also
+ * provide `decide_fresh`: decide, also setting *fresh_at, when it admits,
+ * to fresh_at(*next), known without unpacking *next; and `admit`: its
+ * verdict alone (1 admitted), the same *next and *fresh_at, with none of
+ * the decision's waits (what an allow() asks). */
+#define FWI_DECLARE_WINDOWED(name)                                              \
+    FWI_DECLARE_ALGORITHM(name)                                                 \
+    void fwi_##name##_decide_fresh(const fw_quota_t *q, uint64_t state,         \
+                                   int64_t now, int64_t cost, uint64_t *next,   \
+                                   fw_decision_t *d, int64_t *fresh_at);        \
+    int fwi_##name##_admit(const fw_quota_t *q, uint64_t state, int64_t now,    \
+                           int64_t cost, uint64_t *next, int64_t *fresh_at);
+FWI_DECLARE_WINDOWED(fixed_window)
+FWI_DECLARE_WINDOWED(sliding_window)
 
 /* fw_algo_step, also saying what the stored state was (*verdict). When the
  * state was not FWI_STATE_OK and cost >= 1, *next is the repaired state even

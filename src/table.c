@@ -1,19 +1,19 @@
 /*
- * table.c - the slot table behind memory://, shm:// and file:// : linear
- * probing over 64-byte slots keyed by a 128-bit keyed fingerprint, a key
- * count that makes max_keys exact (sweeps at the cap), lazy expiry, growing
- * memory tables, and all-or-nothing checks over several keys.
+ * table.c - the slot table behind memory://, shm:// and file:// : its
+ * layout (64-byte slots keyed by a 128-bit keyed fingerprint, after one
+ * header page), opening and attaching, lazy expiry, and checks (one key,
+ * or all-or-nothing over several) that decide and commit each key's
+ * state. Finding a key's slot and making room for new keys (probing,
+ * claims, the key count, sweeps, growth) is capacity.c's.
  *
  * Invariant: on a table that others may share, a slot's (tag, state) pair
  * changes only by one 16-byte CAS, so a process killed at any instruction
  * leaves every key either before or after its update (a growing table,
  * whose caller serialises its calls, writes the same values with plain
- * stores). Slots are reclaimed for another key only when their expiry says
- * the state is indistinguishable from a fresh key, and a table never holds
- * more than max_keys keys. The only locks (insert stripes, per-slot, the
- * sweep) are those of src/lock.h: taken over from a dead owner, and waited
- * for a bounded time (FW_EBUSY). Every state read is brought within what
- * its algorithm can produce before it decides.
+ * stores). The only locks (insert stripes, per-slot, the sweep) are those
+ * of src/lock.h: taken over from a dead owner, and waited for a bounded
+ * time (FW_EBUSY). Every state read is brought within what its algorithm
+ * can produce before it decides.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -23,53 +23,14 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "capacity.h"
 #include "hash.h"
 #include "internal.h"
 #include "lock.h"
+#include "slot.h"
 #include "table.h"
 
 #define MAX_PARTS FW_CHECK_PARTS_MAX
-
-/* ---- 16-byte compare-and-swap on (tag, state) ----------------------------- */
-
-typedef fwi_u128 unit_t;
-
-static inline unit_t unit_pack(uint64_t tag, uint64_t state)
-{
-    return ((unit_t)state << 64) | tag;
-}
-static inline uint64_t unit_tag(unit_t u) { return (uint64_t)u; }
-static inline uint64_t unit_state(unit_t u) { return (uint64_t)(u >> 64); }
-
-/* A possibly torn read: every use is validated by a CAS. */
-static inline unit_t unit_load(fwi_slot_t *s)
-{
-    uint64_t tag = __atomic_load_n(&s->tag, __ATOMIC_SEQ_CST);
-    uint64_t state = __atomic_load_n(&s->state, __ATOMIC_SEQ_CST);
-    return unit_pack(tag, state);
-}
-
-/* On failure, *expected receives the current value (read atomically). */
-static inline int unit_cas(fwi_slot_t *s, unit_t *expected, unit_t desired)
-{
-    unit_t prev = __sync_val_compare_and_swap((unit_t *)(void *)&s->tag,
-                                              *expected, desired);
-    if (prev == *expected)
-        return 1;
-    *expected = prev;
-    return 0;
-}
-
-static inline void raise_to(int64_t *word, int64_t at)
-{
-    int64_t cur = __atomic_load_n(word, __ATOMIC_SEQ_CST);
-    while (cur < at && !__atomic_compare_exchange_n(word, &cur, at, 0,
-                                                    __ATOMIC_SEQ_CST,
-                                                    __ATOMIC_SEQ_CST))
-        ;
-}
-
-static inline void expiry_raise(fwi_slot_t *s, int64_t at) { raise_to(&s->expiry, at); }
 
 /* ---- the commit path: atomic on shared tables, plain on growing ones --------
  *
@@ -142,18 +103,10 @@ static inline int commit_cas(const fw_table_t *t, fwi_slot_t *s, unit_t *expecte
 
 /* ---- layout ---------------------------------------------------------------- */
 
-static uint64_t next_pow2(uint64_t v)
-{
-    uint64_t p = 1;
-    while (p < v)
-        p <<= 1;
-    return p;
-}
-
 /* Slots of a fixed table for max_keys keys: load at most one half. */
 static uint64_t fixed_slots(uint64_t max_keys)
 {
-    uint64_t n = next_pow2(max_keys) * 2;
+    uint64_t n = fwi_next_pow2(max_keys) * 2;
     return n < FWI_MIN_SLOTS ? FWI_MIN_SLOTS : n;
 }
 
@@ -166,7 +119,7 @@ static int slot_bytes(uint32_t log_capacity, uint32_t *slot_size)
     return 0;
 }
 
-static int bytes_for(uint64_t nslots, uint32_t slot_size, size_t *bytes)
+int fwi_table_bytes_for(uint64_t nslots, uint32_t slot_size, size_t *bytes)
 {
     fwi_u128 total = (fwi_u128)nslots * slot_size + FWI_TABLE_HEADER_SIZE;
     if (total > (fwi_u128)SIZE_MAX / 2)
@@ -184,7 +137,7 @@ static int layout(const fw_table_options_t *opt, uint64_t *nslots,
     uint64_t n = fixed_slots(opt->max_keys);
     int rc = slot_bytes(opt->log_capacity, slot_size);
     if (rc == 0)
-        rc = bytes_for(n, *slot_size, bytes);
+        rc = fwi_table_bytes_for(n, *slot_size, bytes);
     if (rc)
         return rc;
     *nslots = n;
@@ -244,7 +197,7 @@ int fw_table_format(void *mem, size_t len, const fw_table_options_t *opt)
 }
 
 /* The handle's view of a laid-out table at `mem`. */
-static void view_set(fw_table_t *t, void *mem, size_t len)
+void fwi_table_view_set(fw_table_t *t, void *mem, size_t len)
 {
     fwi_table_header_t *h = mem;
     t->hdr = h;
@@ -280,13 +233,13 @@ int fw_table_attach(fw_table_t **out, void *mem, size_t len)
     fw_table_t *t = calloc(1, sizeof(*t));
     if (!t)
         return FW_ENOMEM;
-    view_set(t, mem, len);
+    fwi_table_view_set(t, mem, len);
     t->cap = h->max_keys;
     *out = t;
     return 0;
 }
 
-static void *map_anonymous(size_t bytes)
+void *fwi_map_anonymous(size_t bytes)
 {
     void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -307,12 +260,12 @@ int fw_table_open_growing(fw_table_t **out, const fw_table_options_t *opt)
     size_t bytes;
     int rc = slot_bytes(opt->log_capacity, &slot_size);
     if (rc == 0)
-        rc = bytes_for(fixed_slots(cap), slot_size, &bytes); /* it can get there */
+        rc = fwi_table_bytes_for(fixed_slots(cap), slot_size, &bytes); /* it can get there */
     if (rc == 0)
-        rc = bytes_for(FWI_MIN_SLOTS, slot_size, &bytes);
+        rc = fwi_table_bytes_for(FWI_MIN_SLOTS, slot_size, &bytes);
     if (rc)
         return rc;
-    void *mem = map_anonymous(bytes);
+    void *mem = fwi_map_anonymous(bytes);
     if (!mem)
         return FW_ENOMEM;
     fw_table_t *t = calloc(1, sizeof(*t));
@@ -331,7 +284,7 @@ int fw_table_open_growing(fw_table_t **out, const fw_table_options_t *opt)
     random_seed(h->seed);
     h->created_ns = (uint64_t)fw_clock_realtime_ns();
     h->checksum = fwi_table_header_checksum(h);
-    view_set(t, mem, bytes);
+    fwi_table_view_set(t, mem, bytes);
     t->cap = cap;
     t->grows = 1;
     t->max_slots = fixed_slots(cap);
@@ -349,7 +302,7 @@ int fw_table_open_memory(fw_table_t **out, const fw_table_options_t *opt)
     int rc = fw_table_size(opt, &bytes);
     if (rc)
         return rc;
-    void *mem = map_anonymous(bytes);
+    void *mem = fwi_map_anonymous(bytes);
     if (!mem)
         return FW_ENOMEM;
     rc = fw_table_format(mem, bytes, opt);
@@ -374,12 +327,7 @@ void fw_table_close(fw_table_t *t)
     free(t);
 }
 
-/* ---- lookup and insertion -------------------------------------------------- */
-
-static inline fwi_slot_t *slot_at(const fw_table_t *t, uint64_t i)
-{
-    return (fwi_slot_t *)(void *)(t->slots + (i & t->mask) * t->slot_size);
-}
+/* ---- a key's fingerprint, and what a write tells --------------------------- */
 
 static inline fwi_hash128_t fingerprint(const fw_table_t *t, const fw_limit_t *lim,
                                        const void *key, size_t len)
@@ -387,405 +335,11 @@ static inline fwi_hash128_t fingerprint(const fw_table_t *t, const fw_limit_t *l
     return fwi_fingerprint(t->hdr->seed, lim, key, len);
 }
 
-/* Linear probing from the key's home slot over the whole table: a key is
- * never placed past an empty slot of its probe sequence, and a slot never
- * becomes empty while a key lies past it (see sweep_locked), so a lookup
- * stops at the first empty slot. At half load the sequence is short. */
-static fwi_slot_t *find(const fw_table_t *t, fwi_hash128_t h)
-{
-    uint64_t home = h.hi & t->mask;
-    for (uint64_t i = 0; i <= t->mask; i++) {
-        fwi_slot_t *s = slot_at(t, home + i);
-        uint64_t tag = __atomic_load_n(&s->tag, __ATOMIC_SEQ_CST);
-        if (tag == h.lo && __atomic_load_n(&s->check, __ATOMIC_SEQ_CST) == h.hi)
-            return s;
-        if (tag == FWI_TAG_EMPTY)
-            return NULL;
-    }
-    return NULL;
-}
-
 /* Let a persisting store flush what a commit changed. */
 static void table_wrote(fw_table_t *t, fwi_slot_t *s)
 {
     if (t->after_write)
         t->after_write(t, s, t->slot_size);
-}
-
-static inline int vacant_tag(uint64_t tag)
-{
-    return tag == FWI_TAG_EMPTY || tag == FWI_TAG_RETIRED;
-}
-
-/* When the slot whose (tag, state) is `cur` is fresh again. */
-static inline int64_t fresh_at_of(fwi_slot_t *s, unit_t cur)
-{
-    return fwi_slot_fresh_at(unit_tag(cur), unit_state(cur),
-                             __atomic_load_n(&s->expiry, __ATOMIC_SEQ_CST));
-}
-
-/* A slot may change hands when it holds no key, or when its state has been
- * fresh since before `now` (strictly: a slot claimed at `now` is not taken
- * back at that same `now`, see try_claim). A GCRA-family key's freshness is
- * read from `cur` itself, the pair the claim's CAS then checks. */
-static int claimable(fwi_slot_t *s, unit_t cur, int64_t now)
-{
-    return vacant_tag(unit_tag(cur)) || fresh_at_of(s, cur) < now;
-}
-
-/* Count one more key against the cap; 0 when the table is at its cap. */
-static int key_reserve(fw_table_t *t)
-{
-    uint64_t had = __atomic_fetch_add(&t->hdr->keys, 1, __ATOMIC_SEQ_CST);
-    if (had < t->cap)
-        return 1;
-    __atomic_fetch_sub(&t->hdr->keys, 1, __ATOMIC_SEQ_CST);
-    return 0;
-}
-
-#define CLAIM_NONE 0   /* not claimable (or lost to another claimer) */
-#define CLAIM_TAKEN 1
-#define CLAIM_AT_CAP 2 /* a vacant slot, but the table holds its cap  */
-
-/* Take slot `s` for fingerprint h if it is claimable. The slot lock is held
- * while the slot changes hands, so two claimers never interleave their
- * writes of `check` (which would leave a slot that no key finds) and no
- * sliding-log update or sweep runs meanwhile. A vacant slot adds a key to
- * the count (reserved first, so the cap holds under concurrency); an
- * expired key's slot changes key, not the count. The claimed slot's expiry
- * becomes at least `now`: otherwise the parts of one request, or two
- * requests at the same time, could take each other's fresh slots back
- * forever. Returns a CLAIM_* or FW_EBUSY (its lock is stuck). */
-static int try_claim(fw_table_t *t, fwi_slot_t *s, fwi_hash128_t h, int64_t now)
-{
-    unit_t cur = unit_load(s);
-    if (!claimable(s, cur, now))
-        return CLAIM_NONE;
-    /* A vacant slot is waited for: its holder is another claimer (done in a
-     * moment), a sweep, or a dead one. Skipping an empty one could leave it
-     * empty before the slot this key then takes, hiding the key from find(). */
-    if (vacant_tag(unit_tag(cur))) {
-        int rc = fwi_lock_acquire(&s->lock);
-        if (rc)
-            return rc;
-    } else if (!fwi_lock_try(&s->lock)) {
-        return CLAIM_NONE;
-    }
-    cur = unit_load(s); /* re-read under the lock */
-    int vacant = vacant_tag(unit_tag(cur));
-    int won = CLAIM_NONE;
-    if (claimable(s, cur, now)) {
-        if (vacant && !key_reserve(t)) {
-            won = CLAIM_AT_CAP;
-        } else {
-            /* counted before the CAS: a claim killed halfway still voids
-             * the sweep hint (its slot may be fresh again soon) */
-            __atomic_fetch_add(&t->hdr->claims, 1, __ATOMIC_SEQ_CST);
-            if (unit_cas(s, &cur, unit_pack(h.lo, 0))) {
-                expiry_raise(s, now);
-                __atomic_store_n(&s->check, h.hi, __ATOMIC_SEQ_CST);
-                __atomic_store_n(&s->log_pos, 0, __ATOMIC_SEQ_CST);
-                __atomic_store_n(&s->damaged_at, 0, __ATOMIC_SEQ_CST);
-                won = CLAIM_TAKEN;
-            } else if (vacant) {
-                __atomic_fetch_sub(&t->hdr->keys, 1, __ATOMIC_SEQ_CST);
-            }
-        }
-    }
-    fwi_lock_release(&s->lock);
-    return won;
-}
-
-/* ---- capacity: sweeps (fixed tables) and rebuilds (growing tables) ------------ */
-
-/* Does the last sweep that freed nothing still hold: no claim since, and no
- * slot can have expired yet? */
-static int sweep_hint_holds(const fw_table_t *t, int64_t now)
-{
-    uint64_t hint = __atomic_load_n(&t->hdr->hint_claims, __ATOMIC_ACQUIRE);
-    int64_t quiet = __atomic_load_n(&t->hdr->quiet_until, __ATOMIC_SEQ_CST);
-    return hint != 0 && hint - 1 == __atomic_load_n(&t->hdr->claims, __ATOMIC_SEQ_CST) &&
-           now <= quiet;
-}
-
-static void sweep_hint_set(fw_table_t *t, uint64_t claims_before, int64_t quiet)
-{
-    __atomic_store_n(&t->hdr->quiet_until, quiet, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&t->hdr->hint_claims, claims_before + 1, __ATOMIC_RELEASE);
-}
-
-/* Retire slot s if its key has expired: (tag, state) becomes (RETIRED, 0) by
- * one CAS from exactly what was read, under the slot lock, so a concurrent
- * update of the key makes it fail. 1 retired. */
-static int retire_expired(fw_table_t *t, fwi_slot_t *s, int64_t now)
-{
-    if (!fwi_lock_try(&s->lock))
-        return 0;
-    unit_t cur = unit_load(s);
-    int done = !vacant_tag(unit_tag(cur)) && fresh_at_of(s, cur) < now &&
-               unit_cas(s, &cur, unit_pack(FWI_TAG_RETIRED, 0));
-    if (done) {
-        __atomic_store_n(&s->check, 0, __ATOMIC_SEQ_CST);
-        __atomic_store_n(&s->log_pos, 0, __ATOMIC_SEQ_CST);
-        __atomic_fetch_sub(&t->hdr->keys, 1, __ATOMIC_SEQ_CST);
-        __atomic_fetch_add(&t->hdr->retired, 1, __ATOMIC_RELAXED);
-    }
-    fwi_lock_release(&s->lock);
-    return done;
-}
-
-/* With no insert running anywhere (every stripe lock held): empty each
- * retired slot that ends a run (its successor is empty), walking backwards
- * from an empty slot so that runs of them go in one pass. No key lies past
- * such a slot on its probe sequence (it would have to lie past the empty
- * successor), so lookups stay right. Returns the keys counted. */
-static uint64_t compact_and_count(fw_table_t *t)
-{
-    uint64_t n = t->mask + 1, start = n, keys = 0;
-    for (uint64_t i = 0; i < n; i++) {
-        uint64_t tag = __atomic_load_n(&slot_at(t, i)->tag, __ATOMIC_SEQ_CST);
-        if (!vacant_tag(tag))
-            keys++;
-        else if (tag == FWI_TAG_EMPTY && start == n)
-            start = i;
-    }
-    if (start == n)
-        return keys; /* no empty slot: nothing can end a run */
-    int next_empty = 1;
-    for (uint64_t k = 1; k < n; k++) {
-        fwi_slot_t *s = slot_at(t, start - k);
-        unit_t cur = unit_load(s);
-        if (unit_tag(cur) == FWI_TAG_RETIRED && next_empty) {
-            if (!unit_cas(s, &cur, unit_pack(FWI_TAG_EMPTY, 0)))
-                next_empty = 0;
-        } else {
-            next_empty = unit_tag(cur) == FWI_TAG_EMPTY;
-        }
-    }
-    return keys;
-}
-
-/* At the cap, with no reclaimable slot on a new key's probe sequence: retire
- * every expired key of the table, so that a key fits whenever fewer than
- * max_keys keys are live. The caller holds the stripe lock `own`. When every
- * other stripe lock can be taken at once (no insert is running), the key
- * count is also recounted (a process killed between a count and a claim
- * leaves it high) and retired slots that end a run are emptied. A sweep
- * that frees nothing leaves a hint (sweep_hint_holds), so a flood of new
- * keys at a full table of live keys costs one sweep per expiry or claim,
- * not one per key. Returns 1 when room was made, 0 if none, or FW_EBUSY. */
-static int sweep(fw_table_t *t, uint64_t *own, int64_t now)
-{
-    if (sweep_hint_holds(t, now))
-        return 0;
-    int rc = fwi_lock_acquire(&t->hdr->sweep_lock);
-    if (rc)
-        return rc;
-    if (sweep_hint_holds(t, now)) {
-        fwi_lock_release(&t->hdr->sweep_lock);
-        return 0;
-    }
-    uint64_t claims = __atomic_load_n(&t->hdr->claims, __ATOMIC_SEQ_CST);
-    uint64_t keys_before = __atomic_load_n(&t->hdr->keys, __ATOMIC_SEQ_CST);
-    uint64_t n = t->mask + 1, freed = 0;
-    int64_t quiet = INT64_MAX;
-    for (uint64_t i = 0; i < n; i++) {
-        fwi_slot_t *s = slot_at(t, i);
-        unit_t cur = unit_load(s);
-        if (vacant_tag(unit_tag(cur)))
-            continue;
-        int64_t exp = fresh_at_of(s, cur);
-        if (exp < now && retire_expired(t, s, now)) {
-            freed++;
-            continue;
-        }
-        if (exp < quiet)
-            quiet = exp;
-    }
-    /* every other stripe at once, or not at all */
-    uint64_t *stripes = t->hdr->stripe_locks;
-    uint32_t held = 0;
-    for (; held < FWI_TABLE_STRIPES; held++)
-        if (&stripes[held] != own && !fwi_lock_try(&stripes[held]))
-            break;
-    if (held == FWI_TABLE_STRIPES) {
-        uint64_t keys = compact_and_count(t);
-        __atomic_store_n(&t->hdr->keys, keys, __ATOMIC_SEQ_CST);
-        uint64_t expected = keys_before > freed ? keys_before - freed : 0;
-        if (keys < expected)
-            freed += expected - keys; /* a crash had left it high */
-    }
-    while (held-- > 0)
-        if (&stripes[held] != own)
-            fwi_lock_release(&stripes[held]);
-    if (freed == 0)
-        sweep_hint_set(t, claims, quiet);
-    fwi_lock_release(&t->hdr->sweep_lock);
-    if (freed && t->after_write)
-        t->after_write(t, t->slots, (size_t)n * t->slot_size);
-    return freed > 0;
-}
-
-/* Copy the live slots `from` (n of them) into zeroed `slots` of `want`. */
-static void place_live(const fw_table_t *t, const unsigned char *from, uint64_t n,
-                       int64_t now, unsigned char *slots, uint64_t want)
-{
-    for (uint64_t i = 0; i < n; i++) {
-        const fwi_slot_t *s = (const fwi_slot_t *)(const void *)(from + i * t->slot_size);
-        if (vacant_tag(s->tag) || fwi_slot_fresh_at(s->tag, s->state, s->expiry) < now)
-            continue;
-        for (uint64_t j = s->check;; j++) {
-            fwi_slot_t *d = (fwi_slot_t *)(void *)(slots + (j & (want - 1)) * t->slot_size);
-            if (d->tag == FWI_TAG_EMPTY) {
-                memcpy(d, s, t->slot_size);
-                d->lock = 0;
-                break;
-            }
-        }
-    }
-}
-
-/* Growing tables (one caller at a time): keep every key that is not
- * expired at `now`, in a table sized for it (3 to 6 slots per key, so at
- * least a sixth of the table fills before the next rebuild; at least
- * FWI_MIN_SLOTS, at most max_slots, and at least half the current size, so
- * that it shrinks gradually), dropping expired and retired slots. The same
- * size is rebuilt in place (no system call, no new pages). Slot pointers die:
- * the generation says so. Returns 1 when it rebuilt, 0 if it could not (no
- * memory; the table is unchanged and serves on). *quiet: the earliest
- * expiry kept. */
-static int rebuild(fw_table_t *t, int64_t now, int64_t *quiet)
-{
-    uint64_t n = t->mask + 1, live = 0;
-    *quiet = INT64_MAX;
-    for (uint64_t i = 0; i < n; i++) {
-        fwi_slot_t *s = slot_at(t, i);
-        int64_t fresh = fwi_slot_fresh_at(s->tag, s->state, s->expiry);
-        if (!vacant_tag(s->tag) && fresh >= now) {
-            live++;
-            if (fresh < *quiet)
-                *quiet = fresh;
-        }
-    }
-    uint64_t want = next_pow2(live * 3 + 2);
-    if (want < n / 2)
-        want = n / 2;
-    if (want < FWI_MIN_SLOTS)
-        want = FWI_MIN_SLOTS;
-    if (want > t->max_slots)
-        want = t->max_slots;
-    size_t bytes;
-    if (bytes_for(want, t->slot_size, &bytes) != 0)
-        return 0;
-    if (want == n) {
-        size_t keep = (size_t)n * t->slot_size;
-        unsigned char *copy = malloc(keep);
-        if (!copy)
-            return 0;
-        memcpy(copy, t->slots, keep);
-        memset(t->slots, 0, keep);
-        place_live(t, copy, n, now, t->slots, n);
-        free(copy);
-    } else {
-        unsigned char *mem = map_anonymous(bytes);
-        if (!mem)
-            return 0;
-        memcpy(mem, t->hdr, FWI_TABLE_HEADER_SIZE);
-        fwi_table_header_t *h = (fwi_table_header_t *)(void *)mem;
-        h->nslots = want;
-        h->checksum = fwi_table_header_checksum(h);
-        place_live(t, t->slots, n, now, mem + FWI_TABLE_HEADER_SIZE, want);
-        munmap(t->hdr, t->len);
-        view_set(t, mem, bytes);
-    }
-    t->hdr->keys = live;
-    t->hdr->hint_claims = 0;
-    t->generation++;
-    return 1;
-}
-
-/* A growing table about to take an empty slot: rebuild first when that
- * would pass half load and it may still grow. */
-static int grow_due(const fw_table_t *t)
-{
-    return t->grows && t->mask + 1 < t->max_slots &&
-           (t->hdr->keys + 1) * 2 > t->mask + 1;
-}
-
-/* Insert the key (absent when last looked up) while holding stripe `own`:
- * the first claimable slot of its probe sequence, up to the first empty
- * one. At the cap with nothing reclaimable on the way, sweep (or rebuild)
- * once and try again. FW_EFULL when max_keys keys are live. */
-static int insert_locked(fw_table_t *t, fwi_hash128_t h, int64_t now, uint64_t *own,
-                         fwi_slot_t **out)
-{
-    for (int round = 0;; round++) {
-        int64_t quiet;
-        if (grow_due(t))
-            rebuild(t, now, &quiet);
-        uint64_t home = h.hi & t->mask;
-        int at_cap = 0;
-        for (uint64_t i = 0; i <= t->mask; i++) {
-            fwi_slot_t *c = slot_at(t, home + i);
-            int rc = try_claim(t, c, h, now);
-            if (rc == CLAIM_TAKEN) {
-                *out = c;
-                return 0;
-            }
-            if (rc < 0)
-                return rc;
-            if (rc == CLAIM_AT_CAP) {
-                at_cap = 1;
-                if (__atomic_load_n(&c->tag, __ATOMIC_SEQ_CST) == FWI_TAG_EMPTY)
-                    break; /* never past an empty slot */
-            }
-        }
-        if (!at_cap || round > 0)
-            break;
-        int rc;
-        if (!t->grows) {
-            rc = sweep(t, own, now);
-        } else if (sweep_hint_holds(t, now)) {
-            rc = 0;
-        } else {
-            /* a rebuild is a sweep: it drops the expired keys */
-            rebuild(t, now, &quiet);
-            rc = t->hdr->keys < t->cap;
-            if (!rc)
-                sweep_hint_set(t, t->hdr->claims, quiet);
-        }
-        if (rc < 0)
-            return rc;
-        if (rc == 0)
-            break;
-    }
-    __atomic_fetch_add(&t->hdr->full_errors, 1, __ATOMIC_RELAXED);
-    return FW_EFULL;
-}
-
-/* Find the key's slot into *out, inserting it if absent. FW_EFULL: no slot
- * for it; FW_EBUSY: a lock it needs stayed held by a live owner. */
-static int find_or_insert(fw_table_t *t, fwi_hash128_t h, int64_t now,
-                          fwi_slot_t **out)
-{
-    fwi_slot_t *s = find(t, h);
-    *out = s;
-    if (s)
-        return 0;
-    uint64_t home = h.hi & t->mask;
-    uint64_t *stripe = &t->hdr->stripe_locks[home % FWI_TABLE_STRIPES];
-    int rc = fwi_lock_acquire(stripe);
-    if (rc)
-        return rc;
-    s = find(t, h); /* inserts of one key are serialised by its stripe */
-    if (!s)
-        rc = insert_locked(t, h, now, stripe, &s);
-    /* a rebuild moved the header: release the same stripe in the new one */
-    fwi_lock_release(&t->hdr->stripe_locks[home % FWI_TABLE_STRIPES]);
-    if (rc)
-        return rc;
-    *out = s;
-    return 0;
 }
 
 /* Count a state that was not what its algorithm can produce at `now`. */
@@ -940,16 +494,21 @@ static int log_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
 }
 
 /* fwi_algo_step for a part whose arguments validate_parts checked, calling
- * the GCRA family (the default algorithm, and three more) without the
- * dispatch; every other case goes through it. */
+ * the algorithms of a cost >= 1 without the dispatch (an allowed-only check
+ * decides its verdict alone); a peek goes through it. *fresh_at is set to
+ * when *next is fresh when the step knew it without unpacking *next (a
+ * windowed algorithm's admission), and left alone otherwise. */
 static inline void state_step(const fw_quota_t *q, uint64_t state, int64_t now,
                               int64_t cost, uint64_t *next, fw_decision_t *d,
-                              fwi_verdict_t *v, int full)
+                              fwi_verdict_t *v, int full, int64_t *fresh_at)
 {
-#define STEP(name)                                                             \
+#define WINDOWED(name)                                                         \
     do {                                                                       \
         *v = fwi_##name##_sanitize(q, &state, now);                            \
-        fwi_##name##_decide(q, state, now, cost, next, d);                     \
+        if (!full) /* FW_CHECK_ALLOWED_ONLY */                                 \
+            d->allowed = fwi_##name##_admit(q, state, now, cost, next, fresh_at); \
+        else                                                                   \
+            fwi_##name##_decide_fresh(q, state, now, cost, next, d, fresh_at); \
         return;                                                                \
     } while (0)
     if (cost > 0) {
@@ -963,16 +522,18 @@ static inline void state_step(const fw_quota_t *q, uint64_t state, int64_t now,
                 d->allowed = fwi_gcra_admit(q, state, now, cost, next);
                 return;
             }
-            STEP(gcra);
+            *v = fwi_gcra_sanitize(q, &state, now);
+            fwi_gcra_decide(q, state, now, cost, next, d);
+            return;
         case FW_FIXED_WINDOW:
-            STEP(fixed_window);
+            WINDOWED(fixed_window);
         case FW_SLIDING_WINDOW:
-            STEP(sliding_window);
+            WINDOWED(sliding_window);
         default:
             break;
         }
     }
-#undef STEP
+#undef WINDOWED
     fwi_algo_step(q, state, now, cost, next, d, v);
 }
 
@@ -1011,7 +572,8 @@ static int state_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
             return 1;
         uint64_t next;
         fwi_verdict_t v;
-        state_step(q, unit_state(cur), now, cost, &next, d, &v, full);
+        int64_t fresh_at = -1; /* not known yet: state_fresh_at(q, next) */
+        state_step(q, unit_state(cur), now, cost, &next, d, &v, full, &fresh_at);
         p->before = unit_state(cur);
         p->after = next;
         p->verdict = v;
@@ -1030,7 +592,8 @@ static int state_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
          * adds n*T to the TAT and leaves earlier debts whole, so it
          * changes no refund (fwi_gcra_refund_committed). */
         if (!fwi_algo_is_gcra(q)) {
-            commit_raise(t, p->slot, state_fresh_at(q, next), -1);
+            commit_raise(t, p->slot,
+                         fresh_at >= 0 ? fresh_at : state_fresh_at(q, next), -1);
         } else if (v != FWI_STATE_OK || unit_state(cur) < (uint64_t)now) {
             commit_raise_seen(t, p->slot, now);
         }
@@ -1151,10 +714,10 @@ static int locate_parts(fw_table_t *t, part_t *parts, size_t n, int64_t now)
     for (size_t i = 0; i < n; i++) {
         part_t *p = &parts[i];
         if (p->cost == 0) {
-            p->slot = find(t, p->h);
+            p->slot = fwi_table_find(t, p->h);
             continue;
         }
-        int rc = find_or_insert(t, p->h, now, &p->slot);
+        int rc = fwi_table_find_or_insert(t, p->h, now, &p->slot);
         if (rc)
             return rc;
         if (t->generation != generation) {
@@ -1264,9 +827,9 @@ static int check_one(fw_table_t *t, const fw_request_t *r, int64_t cost, int64_t
     p.wrote = 0;
     for (;;) {
         if (cost == 0) {
-            p.slot = find(t, p.h);
+            p.slot = fwi_table_find(t, p.h);
         } else {
-            int rc = find_or_insert(t, p.h, now, &p.slot);
+            int rc = fwi_table_find_or_insert(t, p.h, now, &p.slot);
             if (rc)
                 return rc;
         }
@@ -1360,7 +923,7 @@ int fw_table_reset(fw_table_t *t, const fw_limit_t *limit, const void *key,
     if (!t || !limit || (!key && key_len > 0))
         return FW_EINVAL;
     fwi_hash128_t h = fingerprint(t, limit, key, key_len);
-    fwi_slot_t *s = find(t, h);
+    fwi_slot_t *s = fwi_table_find(t, h);
     if (!s)
         return 0;
     if (limit->quota.algorithm == FW_SLIDING_LOG) {

@@ -195,4 +195,23 @@ struct fw_table {
 /* Checksum of the header's fixed part. */
 uint64_t fwi_table_header_checksum(const fwi_table_header_t *h);
 
+/* ---- layout (table.c), shared with the rebuilds of capacity.c ---------------- */
+
+static inline uint64_t fwi_next_pow2(uint64_t v)
+{
+    uint64_t p = 1;
+    while (p < v)
+        p <<= 1;
+    return p;
+}
+
+/* The bytes of a table of nslots slots of slot_size (FW_ERANGE: too many). */
+int fwi_table_bytes_for(uint64_t nslots, uint32_t slot_size, size_t *bytes);
+
+/* Point the handle at the laid-out table at `mem` (len bytes). */
+void fwi_table_view_set(fw_table_t *t, void *mem, size_t len);
+
+/* Private zeroed memory of `bytes` for a memory table; NULL when none. */
+void *fwi_map_anonymous(size_t bytes);
+
 #endif

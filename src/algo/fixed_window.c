@@ -12,15 +12,24 @@ typedef struct window_view {
     int64_t count; /* units consumed in it                 */
 } window_view_t;
 
-static window_view_t view_at(const fw_quota_t *q, uint64_t state, int64_t now)
+/* The view at `now`, located from the stored window's start: no division
+ * by W unless now is two windows or more past it (k_now = now / W otherwise
+ * is the stored window, or the next). A stored window ahead of now stays
+ * in force (a clock stepping back never refills). */
+static inline window_view_t view_at(const fw_quota_t *q, uint64_t state, int64_t now)
 {
     uint64_t b1 = (uint64_t)q->burst + 1;
-    window_view_t v = {(int64_t)(state / b1), (int64_t)(state % b1)};
-    int64_t k_now = now / q->window_ns;
-    if (v.k < k_now) {
-        v.k = k_now;
-        v.count = 0;
-    }
+    window_view_t v = {(int64_t)(state / b1), (int64_t)(state % b1)}; /* k < 2^63 */
+    int64_t w = q->window_ns, start, into;
+    /* ns since the stored window started (negative: it starts after now) */
+    if (__builtin_mul_overflow(v.k, w, &start))
+        into = -1; /* it starts after any clock */
+    else
+        into = now - start; /* both in [0, INT64_MAX]: no overflow */
+    if (into < w) /* k_now <= k: the stored window is in force */
+        return v;
+    v.k = into - w < w ? v.k + 1 : now / w;
+    v.count = 0;
     return v;
 }
 
@@ -29,11 +38,15 @@ fwi_verdict_t fwi_fixed_window_sanitize(const fw_quota_t *q, uint64_t *state,
 {
     uint64_t b1 = (uint64_t)q->burst + 1;
     uint64_t k = *state / b1, c = *state % b1;
-    uint64_t k_now = (uint64_t)(now / q->window_ns);
-    /* the stored window starts more than max(W, 1 s) after now? */
-    if ((fwi_i128)k * q->window_ns - now <= fwi_clamp_slack(q->window_ns))
+    int64_t w = q->window_ns, start;
+    /* the stored window starts more than max(W, 1 s) after now? (a start
+     * that fits int64 is compared in 64 bits: start - now cannot overflow) */
+    if (__builtin_mul_overflow((int64_t)k, w, &start)
+            ? (fwi_i128)k * w - now <= fwi_clamp_slack(w)
+            : start - now <= fwi_clamp_slack(w))
         return FWI_STATE_OK;
-    if (k > (uint64_t)(INT64_MAX / q->window_ns)) { /* beyond any clock */
+    uint64_t k_now = (uint64_t)(now / w);
+    if (k > (uint64_t)(INT64_MAX / w)) { /* beyond any clock */
         *state = k_now * b1 + (uint64_t)q->burst;     /* full at now */
         return FWI_STATE_IMPOSSIBLE;
     }
@@ -46,8 +59,9 @@ static int64_t window_end_after(const fw_quota_t *q, int64_t k, int64_t now)
     return fwi_sat64((fwi_i128)(k + 1) * q->window_ns - now);
 }
 
-void fwi_fixed_window_decide(const fw_quota_t *q, uint64_t state, int64_t now,
-                            int64_t cost, uint64_t *next, fw_decision_t *d)
+/* fwi_fixed_window_decide_fresh, *fresh_at set only when admitted */
+static inline void decide(const fw_quota_t *q, uint64_t state, int64_t now, int64_t cost,
+                          uint64_t *next, fw_decision_t *d, int64_t *fresh_at)
 {
     window_view_t v = view_at(q, state, now);
     int64_t b = q->burst;
@@ -60,6 +74,7 @@ void fwi_fixed_window_decide(const fw_quota_t *q, uint64_t state, int64_t now,
         d->retry_after_ns = 0;
         d->reset_after_ns = c > 0 ? window_end_after(q, v.k, now) : 0;
         *next = (uint64_t)v.k * (uint64_t)(b + 1) + (uint64_t)c;
+        *fresh_at = fwi_mul_sat64(v.k + 1, q->window_ns); /* fresh_at(*next) */
     } else {
         d->allowed = 0;
         d->remaining = b - v.count;
@@ -67,6 +82,33 @@ void fwi_fixed_window_decide(const fw_quota_t *q, uint64_t state, int64_t now,
         d->reset_after_ns = d->retry_after_ns;
         *next = state;
     }
+}
+
+void fwi_fixed_window_decide(const fw_quota_t *q, uint64_t state, int64_t now,
+                            int64_t cost, uint64_t *next, fw_decision_t *d)
+{
+    int64_t unused;
+    decide(q, state, now, cost, next, d, &unused);
+}
+
+void fwi_fixed_window_decide_fresh(const fw_quota_t *q, uint64_t state, int64_t now,
+                                   int64_t cost, uint64_t *next, fw_decision_t *d,
+                                   int64_t *fresh_at)
+{
+    decide(q, state, now, cost, next, d, fresh_at);
+}
+
+int fwi_fixed_window_admit(const fw_quota_t *q, uint64_t state, int64_t now,
+                           int64_t cost, uint64_t *next, int64_t *fresh_at)
+{
+    window_view_t v = view_at(q, state, now);
+    if (v.count + cost > q->burst) { /* fwi_fixed_window_decide's test */
+        *next = state;
+        return 0;
+    }
+    *next = (uint64_t)v.k * (uint64_t)(q->burst + 1) + (uint64_t)(v.count + cost);
+    *fresh_at = fwi_mul_sat64(v.k + 1, q->window_ns); /* fresh_at(*next) */
+    return 1;
 }
 
 int64_t fwi_fixed_window_reset_after(const fw_quota_t *q, uint64_t state,
