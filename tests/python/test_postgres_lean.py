@@ -127,6 +127,17 @@ def test_other_checks_still_call_the_check_function(postgres_url: str) -> None:
         assert any(function in s for s in _prepared(lim))
 
 
+def _wait_for_a_waiter(server: PostgresServer) -> None:
+    """Return once a check waits for an advisory lock (10 s at most)."""
+    with psycopg.connect(server.conninfo, autocommit=True) as watcher:
+        deadline = time.monotonic() + 10
+        while not watcher.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        ).fetchone()[0]:
+            assert time.monotonic() < deadline, "the check never waited for the key's lock"
+            time.sleep(0.01)
+
+
 def test_a_denial_reports_the_state_committed_while_it_waited(
     postgres_url: str, postgres_server: PostgresServer
 ) -> None:
@@ -152,13 +163,7 @@ def test_a_denial_reports_the_state_committed_while_it_waited(
 
         t = threading.Thread(target=check)
         t.start()
-        with psycopg.connect(postgres_server.conninfo, autocommit=True) as watcher:
-            deadline = time.monotonic() + 10
-            while not watcher.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-            ).fetchone()[0]:
-                assert time.monotonic() < deadline, "the check never waited for the key's lock"
-                time.sleep(0.01)
+        _wait_for_a_waiter(postgres_server)
         # another check took the last unit meanwhile: tat = now + 60 s (full)
         holder.execute(
             f"UPDATE {layout.table} SET a = %s WHERE k = %s", (FIXED_NOW + 60 * SECOND, row_key)
@@ -199,13 +204,7 @@ def test_a_window_denial_reports_the_state_committed_while_it_waited(
         )
         t = threading.Thread(target=lambda: result.update(d=lim.check("k", 2)))
         t.start()
-        with psycopg.connect(postgres_server.conninfo, autocommit=True) as watcher:
-            deadline = time.monotonic() + 10
-            while not watcher.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-            ).fetchone()[0]:
-                assert time.monotonic() < deadline, "the check never waited for the key's lock"
-                time.sleep(0.01)
+        _wait_for_a_waiter(postgres_server)
         # another check took a second unit meanwhile: 2 of 3 used
         holder.execute(f"UPDATE {layout.table} SET c = 2 WHERE k = %s", (row_key,))
         holder.commit()

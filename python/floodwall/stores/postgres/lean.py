@@ -85,6 +85,8 @@ def _lean_texts(layout: Layout, lock_ms: int, form: tuple[str, str]) -> tuple[st
         "@grain@": str(EXPIRY_GRAIN_NS),
         "@mine@": "y.k <> $1::bytea" if one else "y.k <> ALL ($1::bytea[])",
     }
+    # the one-key statements begin with one_lock.sql, filled like them
+    subs = {"@key_now@": _statement("one_lock.sql", {}), **subs}
     sweep = _statement("one_sweep.sql", subs)
     db = {**subs, "@now@": _DB_NOW}
     return (

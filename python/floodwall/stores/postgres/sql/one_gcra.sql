@@ -19,25 +19,19 @@
 --
 -- Placeholders, filled once per table and lock timeout (so every limiter
 -- of a store shares the statement, prepared once per connection):
--- @table@, @state@ (quoted names), @lockclass@ (int4), @lock@ (a
--- set_config of lock_timeout, or a no-op), @now@ (the clock:
--- clock_timestamp() in ns, or the $4 parameter), @sweep@ (the sweep's
--- CTE, or nothing), @sweep_rows@, @grain@. Parameters, sent by wire.py:
--- $1 (the row key, bytea), $2 (cost * T, ns; <= tau), $3 (tau, ns), and
+-- @key_now@ (one_lock.sql, filled first), @table@, @state@ (quoted
+-- names), @lockclass@ (int4), @lock@ (a set_config of lock_timeout, or a
+-- no-op), @now@ (the clock: clock_timestamp() in ns, or the $4
+-- parameter), @sweep@ (the sweep's CTE, or nothing), @sweep_rows@,
+-- @grain@. Parameters, sent by wire.py: $1 (the row key, bytea), $2
+-- (cost * T, ns; <= tau), $3 (tau, ns), and
 -- $4 (now, ns) on a test clock.
 -- Result: allowed, and how far the key's TAT leads now (ns, >= 0,
 -- int8-clamped): the admitted TAT's lead, or the state's a denial was
 -- decided on. Every field of the decision follows from these two and the
--- rate (calls.py, LeanGcra.row: check.sql's formulas, in Python).
+-- rate (lean.py, OneGcra.row: check.sql's formulas, in Python).
 
-WITH n AS MATERIALIZED (
-    SELECT CASE
-        WHEN @lock@ IS NULL THEN NULL
-        WHEN pg_advisory_xact_lock(@lockclass@, hashtext(encode($1::bytea, 'hex')))::text IS NULL
-            THEN NULL
-        ELSE @now@
-    END AS now
-), up AS (
+@key_now@, up AS (
     INSERT INTO @table@ AS x (k, a, expires)
     SELECT $1::bytea, n.now + $2::int8,
            least(div(n.now + ($2::int8 + (@grain@ - 1)), @grain@) * @grain@,

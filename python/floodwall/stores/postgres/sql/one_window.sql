@@ -24,14 +24,7 @@
 -- end's lead when it is ahead), and its count (clamped to [0, B]): after
 -- the check when admitted, as denied on otherwise.
 
-WITH n AS MATERIALIZED (
-    SELECT CASE
-        WHEN @lock@ IS NULL THEN NULL
-        WHEN pg_advisory_xact_lock(@lockclass@, hashtext(encode($1::bytea, 'hex')))::text IS NULL
-            THEN NULL
-        ELSE @now@
-    END AS now
-), up AS (
+@key_now@, up AS (
     INSERT INTO @table@ AS x (k, a, c, expires)
     SELECT $1::bytea, n.now + ($4::int8 - mod(n.now, $4::int8)), $2::int8,
            least(div(n.now + ($4::int8 - mod(n.now, $4::int8)) + (@grain@ - 1), @grain@)
