@@ -46,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +192,22 @@ def _parser() -> str:
     except ImportError:
         return "h11"
     return "httptools"
+
+
+def _all_decided(server: Any) -> None:
+    """Every check the HTTP rows send is answered with a decision the
+    store made (not an error, not a fallback): else they would time
+    something else."""
+    import httpx
+
+    headers = {"authorization": f"Bearer {server.token}"}
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", headers=headers) as client:
+        for i in range(1000):
+            r = client.post("/v1/check", content=_check_body(i),
+                            headers={"content-type": "application/json"})
+            decision = r.json().get("decision") if r.status_code == 200 else None
+            if not decision or decision.get("fallback"):
+                raise RuntimeError(f"/v1/check for user{i} answered {r.status_code}: {r.text}")
 
 
 def http_rows(server: Any, quick: bool, rounds: int | None = None,
@@ -363,8 +380,12 @@ def rows(quick: bool, rounds: int | None = None, seconds: float | None = None,
     and CPU rows; bench/run takes the best-round row only)."""
     from floodwall_servers import FloodwallServer
 
-    server = FloodwallServer(workers=2, resp=True, test_clock=False)
+    # room for every key the rows use (the tests' server holds 256): a
+    # full table would answer errors, and the rows would time those
+    store = f"shm://fwbench-{os.getpid()}-{uuid.uuid4().hex[:10]}?max_keys=65536"
+    server = FloodwallServer(workers=2, resp=True, test_clock=False, store=store)
     try:
+        _all_decided(server)
         out = http_rows(server, quick, rounds, seconds)
         if not detail:
             out = out[:1]

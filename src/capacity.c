@@ -307,10 +307,15 @@ static int grow_due(const fw_table_t *t)
            (t->hdr->keys + 1) * 2 > t->mask + 1;
 }
 
+/* Rounds of "at the cap: sweep, then probe again" an insert may take: other
+ * inserters may take the room a sweep made before this one probes again. */
+#define INSERT_ROUNDS 4
+
 /* Insert the key (absent when last looked up) while holding stripe `own`:
  * the first claimable slot of its probe sequence, up to the first empty
  * one. At the cap with nothing reclaimable on the way, sweep (or rebuild)
- * once and try again. FW_EFULL when max_keys keys are live. */
+ * and try again, while there is room (at most INSERT_ROUNDS times).
+ * FW_EFULL when max_keys keys are live. */
 static int insert_locked(fw_table_t *t, fwi_hash128_t h, int64_t now, uint64_t *own,
                          fwi_slot_t **out)
 {
@@ -335,7 +340,7 @@ static int insert_locked(fw_table_t *t, fwi_hash128_t h, int64_t now, uint64_t *
                     break; /* never past an empty slot */
             }
         }
-        if (!at_cap || round > 0)
+        if (!at_cap || round >= INSERT_ROUNDS)
             break;
         int rc;
         if (!t->grows) {
@@ -351,7 +356,10 @@ static int insert_locked(fw_table_t *t, fwi_hash128_t h, int64_t now, uint64_t *
         }
         if (rc < 0)
             return rc;
-        if (rc == 0)
+        /* Room made by another inserter's sweep, which ran while this one
+         * waited for the sweep lock, counts as room: this sweep then frees
+         * nothing itself. */
+        if (rc == 0 && __atomic_load_n(&t->hdr->keys, __ATOMIC_SEQ_CST) >= t->cap)
             break;
     }
     __atomic_fetch_add(&t->hdr->full_errors, 1, __ATOMIC_RELAXED);

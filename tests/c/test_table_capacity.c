@@ -283,6 +283,76 @@ static void test_threads_at_cap(void)
     }
 }
 
+/* Threads churning new keys through a table at its cap, in phases: in
+ * phase p every thread checks 8 keys at the same time p * 10 ms, so every
+ * key of an earlier phase has expired (a key is fresh 1 us after its check)
+ * and at most 32 keys are live, against a cap of 64: a key always fits,
+ * and no check may answer FW_EFULL. Inserters reach the cap together at
+ * each phase's start, and sweep together. (One clock for all in a phase:
+ * a thread whose clock lagged would rightly see the others' keys as live.)
+ * Two inserters at the cap at once used to race: the one whose sweep found
+ * its work already done by the other's freed nothing itself and answered
+ * "full" while the table had room. */
+#define CHURN_THREADS 4
+#define CHURN_PHASES 3000
+
+typedef struct churner {
+    fw_table_t *t;
+    const fw_limit_t *l;
+    pthread_barrier_t *phase;
+    int id;
+    uint64_t full, other;
+} churner_t;
+
+static void *churner_run(void *arg)
+{
+    churner_t *c = arg;
+    char key[48];
+    uint64_t x = 0x9E3779B97F4A7C15ULL * (uint64_t)(c->id + 1);
+    for (int p = 1; p <= CHURN_PHASES; p++) {
+        pthread_barrier_wait(c->phase);
+        int64_t now = HOUR_NS + (int64_t)p * 10000000;
+        for (int i = 0; i < 8; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            snprintf(key, sizeof(key), "churn-%" PRIu64, x % 1000);
+            fw_decision_t d;
+            int rc = check1(c->t, c->l, key, 1, now, &d);
+            if (rc == FW_EFULL)
+                c->full++;
+            else if (rc != 0)
+                c->other++;
+        }
+    }
+    return NULL;
+}
+
+static void test_threads_churn_at_cap(void)
+{
+    fw_limit_t l = limit_of(FW_GCRA, 1000, 1000000, 0, 9); /* T = 1 us */
+    for (int round = 0; round < 3; round++) {
+        fw_table_t *t = open_fixed(64);
+        pthread_barrier_t phase;
+        pthread_barrier_init(&phase, NULL, CHURN_THREADS);
+        churner_t c[CHURN_THREADS];
+        pthread_t th[CHURN_THREADS];
+        for (int i = 0; i < CHURN_THREADS; i++) {
+            c[i] = (churner_t){t, &l, &phase, i + CHURN_THREADS * round, 0, 0};
+            pthread_create(&th[i], NULL, churner_run, &c[i]);
+        }
+        uint64_t full = 0, other = 0;
+        for (int i = 0; i < CHURN_THREADS; i++) {
+            pthread_join(th[i], NULL);
+            full += c[i].full;
+            other += c[i].other;
+        }
+        pthread_barrier_destroy(&phase);
+        CHECK(full == 0 && other == 0,
+              "round %d: %" PRIu64 " checks answered full, %" PRIu64 " other errors, "
+              "with at most 32 of 64 keys live", round, full, other);
+        fw_table_close(t);
+    }
+}
+
 /* A growing table: 200,000 keys with no cap, no refusal, few bytes to start
  * with; with a cap, exact like a fixed table. */
 static void test_growing(void)
@@ -375,6 +445,7 @@ int main(int argc, char **argv)
     test_count_repaired();
     test_churn_at_cap_stays_sound();
     test_threads_at_cap();
+    test_threads_churn_at_cap();
     test_growing();
     test_growing_churn();
     test_growing_multi_part();
