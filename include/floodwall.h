@@ -208,6 +208,14 @@ FW_API void fw_log_refund(fw_log_t *log, int64_t at, int64_t cost);
 FW_API int64_t fw_clock_monotonic_ns(void);
 /* CLOCK_REALTIME in ns, clamped to >= 0 (shared and file stores). */
 FW_API int64_t fw_clock_realtime_ns(void);
+/* The same clocks as a check reads them: interpolated from the TSC between
+ * clock_gettime anchors taken every millisecond where the kernel's clock
+ * source is the TSC (within tens of ns of the clock; see src/clock.c),
+ * else clock_gettime. FLOODWALL_CLOCK=syscall: always clock_gettime. */
+FW_API int64_t fw_clock_monotonic_fast_ns(void);
+FW_API int64_t fw_clock_realtime_fast_ns(void);
+/* 1 when the _fast clocks interpolate from the TSC in this process. */
+FW_API int fw_clock_fast_interpolates(void);
 
 /* ---- the slot table -------------------------------------------------------- */
 

@@ -273,7 +273,7 @@ static int64_t table_now(fw_py_table *t, long long given)
 {
     if (given >= 0)
         return given;
-    return t->clock_realtime ? fw_clock_realtime_ns() : fw_clock_monotonic_ns();
+    return t->clock_realtime ? fw_clock_realtime_fast_ns() : fw_clock_monotonic_fast_ns();
 }
 
 static PyObject *fingerprint_hex(const uint64_t fp[2])
