@@ -4,7 +4,8 @@
  * them, on 4 threads at once for a quarter of a second each, across many
  * anchors; within one thread they never step back by more than a
  * microsecond; and they are plain clock_gettime where the TSC does not
- * serve. Prints whether they interpolate on this machine.
+ * serve (FLOODWALL_CLOCK=syscall: ctest runs it so too). Prints whether
+ * they interpolate on this machine.
  *
  * Invariant checked: every reading lies in [before - SLACK, after + SLACK].
  */
@@ -12,6 +13,8 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "check.h"
@@ -104,6 +107,9 @@ int main(int argc, char **argv)
     printf("the _fast clocks %s\n", fw_clock_fast_interpolates()
                                         ? "interpolate from the TSC here"
                                         : "are clock_gettime here");
+    const char *env = getenv("FLOODWALL_CLOCK");
+    if (env && strcmp(env, "syscall") == 0)
+        CHECK(!fw_clock_fast_interpolates(), "FLOODWALL_CLOCK=syscall is not obeyed");
     test_clock_tracks(0);
     test_clock_tracks(1);
     return check_summary();
