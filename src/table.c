@@ -400,12 +400,13 @@ static void log_store_pos(fwi_slot_t *s, const fw_log_t *log)
  * first publish the pruned extent (when pruning moved it: the new entry's
  * place may be a dropped one's), then let fwi_log_insert write the entry
  * outside it and publish the extent (and running total) that includes it. */
-static void log_append(fwi_slot_t *s, fw_log_t *log, const fw_quota_t *q,
-                       int64_t now, int64_t cost, uint32_t published_head)
+static void log_append(const fw_table_t *t, fwi_slot_t *s, fw_log_t *log,
+                       const fw_quota_t *q, int64_t now, int64_t cost,
+                       uint32_t published_head)
 {
     if (log->head != published_head)
         log_publish(s, log);
-    expiry_raise(s, fwi_sat64((fwi_i128)now + q->window_ns));
+    commit_raise(t, s, fwi_sat64((fwi_i128)now + q->window_ns), -1);
     fwi_log_insert(log, now, cost, log_publish, s);
     __atomic_store_n(&s->seen, (int64_t)log->unchecked, __ATOMIC_RELEASE);
 }
@@ -487,7 +488,7 @@ static int log_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
         table_wrote(t, p->slot);
     }
     if (commit && cost > 0 && d->allowed) {
-        log_append(p->slot, &log, q, now, cost, head);
+        log_append(t, p->slot, &log, q, now, cost, head);
         p->committed = p->wrote = 1;
     }
     return 0;
@@ -648,15 +649,19 @@ static int compare_slots(const void *a, const void *b)
 static void unlock_logs(part_t *parts, size_t n);
 
 /* Lock the sliding-log slots in address order (no deadlock), once each.
- * FW_EBUSY (nothing held) when one stays held by a live owner too long. */
-static int lock_logs(part_t *parts, size_t n)
+ * FW_EBUSY (nothing held) when one stays held by a live owner too long. A
+ * growing table takes no lock: its caller serialises its calls. */
+static int lock_logs(const fw_table_t *t, part_t *parts, size_t n)
 {
+    if (t->grows)
+        return 0;
     part_t *order[MAX_PARTS];
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
         if (is_log(&parts[i]) && parts[i].slot)
             order[m++] = &parts[i];
-    qsort(order, m, sizeof(order[0]), compare_slots);
+    if (m > 1)
+        qsort(order, m, sizeof(order[0]), compare_slots);
     for (size_t i = 0; i < m; i++) {
         if (i > 0 && order[i]->slot == order[i - 1]->slot)
             continue;
@@ -766,7 +771,7 @@ static void repair_denied_parts(fw_table_t *t, part_t *parts, size_t n, int64_t 
 static int check_located(fw_table_t *t, part_t *parts, size_t n, int64_t now,
                          fw_decision_t *out, size_t *violated)
 {
-    if (lock_logs(parts, n) != 0)
+    if (lock_logs(t, parts, n) != 0)
         return FW_EBUSY;
     int again = 0, consumes = 0;
     /* dry run: decide every part without writing */
@@ -927,12 +932,13 @@ int fw_table_reset(fw_table_t *t, const fw_limit_t *limit, const void *key,
     if (!s)
         return 0;
     if (limit->quota.algorithm == FW_SLIDING_LOG) {
-        int rc = fwi_lock_acquire(&s->lock);
+        int rc = t->grows ? 0 : fwi_lock_acquire(&s->lock);
         if (rc)
             return rc;
         if (__atomic_load_n(&s->tag, __ATOMIC_SEQ_CST) == h.lo)
             __atomic_store_n(&s->log_pos, 0, __ATOMIC_SEQ_CST);
-        fwi_lock_release(&s->lock);
+        if (!t->grows)
+            fwi_lock_release(&s->lock);
         table_wrote(t, s);
         return 0;
     }
