@@ -15,7 +15,8 @@
  *   bits 42..63  pid of the owner (1 .. pid_max, and pid_max <= 2^22)
  *   bits 16..41  the owner's start time (clock ticks since boot, low 26 bits)
  *   bits  0..15  an acquisition counter of the owner, so a waiter sees that
- *                the lock changed hands even within one process */
+ *                the lock changed hands even within one process (counted
+ *                without a locked instruction: two threads may draw the same) */
 #define FWI_LOCK_PID_SHIFT 42
 #define FWI_LOCK_START_SHIFT 16
 #define FWI_LOCK_START_BITS 26
