@@ -400,13 +400,17 @@ static void log_store_pos(fwi_slot_t *s, const fw_log_t *log)
  * first publish the pruned extent (when pruning moved it: the new entry's
  * place may be a dropped one's), then let fwi_log_insert write the entry
  * outside it and publish the extent (and running total) that includes it. */
-static void log_append(const fw_table_t *t, fwi_slot_t *s, fw_log_t *log,
-                       const fw_quota_t *q, int64_t now, int64_t cost,
-                       uint32_t published_head)
+static void log_append(fwi_slot_t *s, fw_log_t *log, const fw_quota_t *q,
+                       int64_t now, int64_t cost, uint32_t published_head)
 {
     if (log->head != published_head)
         log_publish(s, log);
-    commit_raise(t, s, fwi_sat64((fwi_i128)now + q->window_ns), -1);
+    /* The expiry, raised with a load and a store: under the slot's lock (or
+     * on a growing table, whose caller serialises its calls) nobody else
+     * writes it, as claims and sweeps take the lock too. */
+    int64_t expiry = fwi_sat64((fwi_i128)now + q->window_ns);
+    if (__atomic_load_n(&s->expiry, __ATOMIC_RELAXED) < expiry)
+        __atomic_store_n(&s->expiry, expiry, __ATOMIC_RELEASE);
     fwi_log_insert(log, now, cost, log_publish, s);
     __atomic_store_n(&s->seen, (int64_t)log->unchecked, __ATOMIC_RELEASE);
 }
@@ -488,7 +492,7 @@ static int log_part_step(fw_table_t *t, part_t *p, int64_t now, int64_t cost,
         table_wrote(t, p->slot);
     }
     if (commit && cost > 0 && d->allowed) {
-        log_append(t, p->slot, &log, q, now, cost, head);
+        log_append(p->slot, &log, q, now, cost, head);
         p->committed = p->wrote = 1;
     }
     return 0;
