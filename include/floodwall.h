@@ -126,9 +126,6 @@ typedef struct fw_quota {
     int64_t interval_ns; /* T = ceil(period / rate): time one unit takes     */
     int64_t tau_ns;      /* T * burst                                        */
     int64_t window_ns;   /* ceil(period * burst / rate): windowed algorithms */
-    uint64_t b1_inverse_hi, b1_inverse_lo; /* ceil(2^128 / (burst + 1)), its
-                            two halves: the windowed algorithms divide their
-                            state by B + 1 with two multiplications       */
 } fw_quota_t;
 
 /*

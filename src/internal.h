@@ -40,18 +40,6 @@ static inline int64_t fwi_mul_sat64(int64_t a, int64_t b)
     return __builtin_mul_overflow(a, b, &r) ? INT64_MAX : r;
 }
 
-/* n / (B + 1) without a division instruction: floor(n * c / 2^128) with
- * c = ceil(2^128 / (B + 1)) (fw_quota_init), which is exact for every
- * 64-bit n and divisor (Lemire, Kaser and Kurz, "Faster remainder by direct
- * computation", 2019, theorem 1: 128 >= 64 + log2(divisor)). The low half
- * of n * c_lo only carries: (n * c_hi + (n * c_lo >> 64)) >> 64. */
-static inline uint64_t fwi_div_b1(const fw_quota_t *q, uint64_t n)
-{
-    fwi_u128 lo = (fwi_u128)n * q->b1_inverse_lo;
-    fwi_u128 hi = (fwi_u128)n * q->b1_inverse_hi;
-    return (uint64_t)((hi + (lo >> 64)) >> 64);
-}
-
 /* Validate the arguments shared by every algorithm step. */
 static inline int fwi_check_step_args(const fw_quota_t *q, int64_t now,
                                      int64_t cost, const fw_decision_t *d)
@@ -74,17 +62,6 @@ static inline int fwi_check_step_args(const fw_quota_t *q, int64_t now,
 static inline int64_t fwi_clamp_slack(int64_t horizon)
 {
     return horizon > FWI_CLAMP_SLACK_NS ? horizon : FWI_CLAMP_SLACK_NS;
-}
-
-/* Does window k (of the windowed algorithms, [k*W, (k+1)*W)) start no more
- * than max(W, 1 s) after now: within reach, not a clock excursion? A start
- * that fits int64 is compared in 64 bits: start - now cannot overflow. */
-static inline int fwi_window_in_reach(const fw_quota_t *q, uint64_t k, int64_t now)
-{
-    int64_t w = q->window_ns, start;
-    return __builtin_mul_overflow((int64_t)k, w, &start)
-               ? (fwi_i128)k * w - now <= fwi_clamp_slack(w)
-               : start - now <= fwi_clamp_slack(w);
 }
 
 /* What a stored state is, compared with what the algorithm can produce at
@@ -119,22 +96,17 @@ FWI_DECLARE_ALGORITHM(gcra)
 int fwi_gcra_admit(const fw_quota_t *q, uint64_t tat, int64_t now, int64_t cost,
                    uint64_t *next);
 /* The windowed algorithms (a packed state with an expiry of its own) also
- * provide the table's two steps from a stored state, which sanitize it
- * first (returned as the verdict; the state unpacked once when it is
- * within reach) and decide from the state it leaves: `decide_fresh`, the
- * decision, also setting *fresh_at, when it admits, to fresh_at(*next),
- * known without unpacking *next; and `admit`, its verdict alone (1
- * admitted), the same *next and *fresh_at, with none of the decision's
- * waits (what an allow() asks). */
+ * provide `decide_fresh`: decide, also setting *fresh_at, when it admits,
+ * to fresh_at(*next), known without unpacking *next; and `admit`: its
+ * verdict alone (1 admitted), the same *next and *fresh_at, with none of
+ * the decision's waits (what an allow() asks). */
 #define FWI_DECLARE_WINDOWED(name)                                              \
     FWI_DECLARE_ALGORITHM(name)                                                 \
-    fwi_verdict_t fwi_##name##_decide_fresh(const fw_quota_t *q, uint64_t state, \
-                                            int64_t now, int64_t cost,          \
-                                            uint64_t *next, fw_decision_t *d,   \
-                                            int64_t *fresh_at);                 \
+    void fwi_##name##_decide_fresh(const fw_quota_t *q, uint64_t state,         \
+                                   int64_t now, int64_t cost, uint64_t *next,   \
+                                   fw_decision_t *d, int64_t *fresh_at);        \
     int fwi_##name##_admit(const fw_quota_t *q, uint64_t state, int64_t now,    \
-                           int64_t cost, uint64_t *next, int64_t *fresh_at,     \
-                           fwi_verdict_t *verdict);
+                           int64_t cost, uint64_t *next, int64_t *fresh_at);
 FWI_DECLARE_WINDOWED(fixed_window)
 FWI_DECLARE_WINDOWED(sliding_window)
 

@@ -65,9 +65,5 @@ int fw_quota_init(fw_quota_t *q, fw_algorithm_t algorithm, int64_t rate,
     q->interval_ns = interval;
     q->tau_ns = (int64_t)tau;
     q->window_ns = (int64_t)window;
-    /* ceil(2^128 / d) = floor((2^128 - 1) / d) + 1 for d >= 2 (no wrap) */
-    fwi_u128 inverse = ~(fwi_u128)0 / b1 + 1;
-    q->b1_inverse_hi = (uint64_t)(inverse >> 64);
-    q->b1_inverse_lo = (uint64_t)inverse;
     return 0;
 }

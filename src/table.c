@@ -509,10 +509,11 @@ static inline void state_step(const fw_quota_t *q, uint64_t state, int64_t now,
 {
 #define WINDOWED(name)                                                         \
     do {                                                                       \
+        *v = fwi_##name##_sanitize(q, &state, now);                            \
         if (!full) /* FW_CHECK_ALLOWED_ONLY */                                 \
-            d->allowed = fwi_##name##_admit(q, state, now, cost, next, fresh_at, v); \
+            d->allowed = fwi_##name##_admit(q, state, now, cost, next, fresh_at); \
         else                                                                   \
-            *v = fwi_##name##_decide_fresh(q, state, now, cost, next, d, fresh_at); \
+            fwi_##name##_decide_fresh(q, state, now, cost, next, d, fresh_at); \
         return;                                                                \
     } while (0)
     if (cost > 0) {

@@ -12,19 +12,14 @@ typedef struct window_view {
     int64_t count; /* units consumed in it                 */
 } window_view_t;
 
-/* The stored window's index and count: one division by B + 1. */
-static inline window_view_t unpack(const fw_quota_t *q, uint64_t state)
+/* The view at `now`, located from the stored window's start: no division
+ * by W unless now is two windows or more past it (k_now = now / W otherwise
+ * is the stored window, or the next). A stored window ahead of now stays
+ * in force (a clock stepping back never refills). */
+static inline window_view_t view_at(const fw_quota_t *q, uint64_t state, int64_t now)
 {
-    uint64_t k = fwi_div_b1(q, state); /* k < 2^63 */
-    return (window_view_t){(int64_t)k, (int64_t)(state - k * ((uint64_t)q->burst + 1))};
-}
-
-/* The view at `now` of the stored window v, located from its start: no
- * division by W unless now is two windows or more past it (k_now = now / W
- * otherwise is the stored window, or the next). A stored window ahead of
- * now stays in force (a clock stepping back never refills). */
-static inline window_view_t view_of(const fw_quota_t *q, window_view_t v, int64_t now)
-{
+    uint64_t b1 = (uint64_t)q->burst + 1;
+    window_view_t v = {(int64_t)(state / b1), (int64_t)(state % b1)}; /* k < 2^63 */
     int64_t w = q->window_ns, start, into;
     /* ns since the stored window started (negative: it starts after now) */
     if (__builtin_mul_overflow(v.k, w, &start))
@@ -38,40 +33,25 @@ static inline window_view_t view_of(const fw_quota_t *q, window_view_t v, int64_
     return v;
 }
 
-static inline window_view_t view_at(const fw_quota_t *q, uint64_t state, int64_t now)
-{
-    return view_of(q, unpack(q, state), now);
-}
-
 fwi_verdict_t fwi_fixed_window_sanitize(const fw_quota_t *q, uint64_t *state,
                                         int64_t now)
 {
-    window_view_t s = unpack(q, *state);
-    if (fwi_window_in_reach(q, (uint64_t)s.k, now))
+    uint64_t b1 = (uint64_t)q->burst + 1;
+    uint64_t k = *state / b1, c = *state % b1;
+    int64_t w = q->window_ns, start;
+    /* the stored window starts more than max(W, 1 s) after now? (a start
+     * that fits int64 is compared in 64 bits: start - now cannot overflow) */
+    if (__builtin_mul_overflow((int64_t)k, w, &start)
+            ? (fwi_i128)k * w - now <= fwi_clamp_slack(w)
+            : start - now <= fwi_clamp_slack(w))
         return FWI_STATE_OK;
-    int64_t w = q->window_ns;
-    uint64_t b1 = (uint64_t)q->burst + 1, k_now = (uint64_t)(now / w);
-    if ((uint64_t)s.k > (uint64_t)(INT64_MAX / w)) { /* beyond any clock */
+    uint64_t k_now = (uint64_t)(now / w);
+    if (k > (uint64_t)(INT64_MAX / w)) { /* beyond any clock */
         *state = k_now * b1 + (uint64_t)q->burst;     /* full at now */
         return FWI_STATE_IMPOSSIBLE;
     }
-    *state = k_now * b1 + (uint64_t)s.count;
+    *state = k_now * b1 + c;
     return FWI_STATE_AHEAD;
-}
-
-/* fwi_fixed_window_sanitize, then the view of the state it leaves at now,
- * unpacking the state once when it is within reach (the common case). */
-static inline fwi_verdict_t sane_view(const fw_quota_t *q, uint64_t *state,
-                                      int64_t now, window_view_t *v)
-{
-    window_view_t s = unpack(q, *state);
-    fwi_verdict_t verdict = FWI_STATE_OK;
-    if (!fwi_window_in_reach(q, (uint64_t)s.k, now)) {
-        verdict = fwi_fixed_window_sanitize(q, state, now);
-        s = unpack(q, *state);
-    }
-    *v = view_of(q, s, now);
-    return verdict;
 }
 
 static int64_t window_end_after(const fw_quota_t *q, int64_t k, int64_t now)
@@ -79,12 +59,11 @@ static int64_t window_end_after(const fw_quota_t *q, int64_t k, int64_t now)
     return fwi_sat64((fwi_i128)(k + 1) * q->window_ns - now);
 }
 
-/* The decision from the view of `state` at now; *fresh_at set only when
- * admitted. */
-static inline void decide_view(const fw_quota_t *q, uint64_t state, window_view_t v,
-                               int64_t now, int64_t cost, uint64_t *next,
-                               fw_decision_t *d, int64_t *fresh_at)
+/* fwi_fixed_window_decide_fresh, *fresh_at set only when admitted */
+static inline void decide(const fw_quota_t *q, uint64_t state, int64_t now, int64_t cost,
+                          uint64_t *next, fw_decision_t *d, int64_t *fresh_at)
 {
+    window_view_t v = view_at(q, state, now);
     int64_t b = q->burst;
     d->limit = b;
     d->delay_ns = 0;
@@ -109,26 +88,21 @@ void fwi_fixed_window_decide(const fw_quota_t *q, uint64_t state, int64_t now,
                             int64_t cost, uint64_t *next, fw_decision_t *d)
 {
     int64_t unused;
-    decide_view(q, state, view_at(q, state, now), now, cost, next, d, &unused);
+    decide(q, state, now, cost, next, d, &unused);
 }
 
-fwi_verdict_t fwi_fixed_window_decide_fresh(const fw_quota_t *q, uint64_t state,
-                                            int64_t now, int64_t cost, uint64_t *next,
-                                            fw_decision_t *d, int64_t *fresh_at)
+void fwi_fixed_window_decide_fresh(const fw_quota_t *q, uint64_t state, int64_t now,
+                                   int64_t cost, uint64_t *next, fw_decision_t *d,
+                                   int64_t *fresh_at)
 {
-    window_view_t v;
-    fwi_verdict_t verdict = sane_view(q, &state, now, &v);
-    decide_view(q, state, v, now, cost, next, d, fresh_at);
-    return verdict;
+    decide(q, state, now, cost, next, d, fresh_at);
 }
 
 int fwi_fixed_window_admit(const fw_quota_t *q, uint64_t state, int64_t now,
-                           int64_t cost, uint64_t *next, int64_t *fresh_at,
-                           fwi_verdict_t *verdict)
+                           int64_t cost, uint64_t *next, int64_t *fresh_at)
 {
-    window_view_t v;
-    *verdict = sane_view(q, &state, now, &v);
-    if (v.count + cost > q->burst) { /* decide_view's test */
+    window_view_t v = view_at(q, state, now);
+    if (v.count + cost > q->burst) { /* fwi_fixed_window_decide's test */
         *next = state;
         return 0;
     }

@@ -14,8 +14,8 @@ typedef struct sliding_view {
     int64_t elapsed; /* ns into window k, in [0, W) */
 } sliding_view_t;
 
-/* The stored fields: two divisions by B+1 (by multiplication: fwi_div_b1),
- * each giving a quotient and its remainder. */
+/* The stored fields: two divisions by B+1, each giving a quotient and its
+ * remainder. */
 typedef struct sliding_packed {
     uint64_t k, prev, cur;
 } sliding_packed_t;
@@ -23,21 +23,19 @@ typedef struct sliding_packed {
 static inline sliding_packed_t unpack(const fw_quota_t *q, uint64_t state)
 {
     uint64_t b1 = (uint64_t)q->burst + 1;
-    uint64_t kp = fwi_div_b1(q, state); /* k*(B+1) + prev */
-    uint64_t k = fwi_div_b1(q, kp);
-    return (sliding_packed_t){k, kp - k * b1, state - kp * b1};
+    uint64_t kp = state / b1; /* k*(B+1) + prev */
+    return (sliding_packed_t){kp / b1, kp % b1, state % b1};
 }
 
-/* The view at `now` of the stored fields, located from the stored window's
- * start: no division unless now is two windows or more past it (k_now =
- * now / W otherwise is the stored window, or the next), and no 128-bit
- * arithmetic. */
-static inline sliding_view_t view_of(const fw_quota_t *q, sliding_packed_t s,
+/* The view at `now`, located from the stored window's start: no division
+ * unless now is two windows or more past it (k_now = now / W otherwise is
+ * the stored window, or the next), and no 128-bit arithmetic. */
+static inline sliding_view_t view_at(const fw_quota_t *q, uint64_t state,
                                      int64_t now)
 {
     int64_t w = q->window_ns, start, into;
-    /* ns since the stored window started (negative: it starts after now);
-     * s.k < 2^62: B + 1 >= 2 */
+    sliding_packed_t s = unpack(q, state); /* s.k < 2^62: B + 1 >= 2 */
+    /* ns since the stored window started (negative: it starts after now) */
     if (__builtin_mul_overflow((int64_t)s.k, w, &start))
         into = -1; /* it starts after any clock */
     else
@@ -51,19 +49,18 @@ static inline sliding_view_t view_of(const fw_quota_t *q, sliding_packed_t s,
     return (sliding_view_t){k_now, 0, 0, now - k_now * w};
 }
 
-static inline sliding_view_t view_at(const fw_quota_t *q, uint64_t state, int64_t now)
-{
-    return view_of(q, unpack(q, state), now);
-}
-
 fwi_verdict_t fwi_sliding_window_sanitize(const fw_quota_t *q, uint64_t *state,
                                           int64_t now)
 {
     uint64_t b1 = (uint64_t)q->burst + 1, bb = b1 * b1; /* fits: quota.c */
-    uint64_t k = fwi_div_b1(q, fwi_div_b1(q, *state));
-    if (fwi_window_in_reach(q, k, now))
+    uint64_t k = *state / b1 / b1;
+    int64_t w = q->window_ns, start;
+    /* the stored window starts more than max(W, 1 s) after now? (a start
+     * that fits int64 is compared in 64 bits: start - now cannot overflow) */
+    if (__builtin_mul_overflow((int64_t)k, w, &start)
+            ? (fwi_i128)k * w - now <= fwi_clamp_slack(w)
+            : start - now <= fwi_clamp_slack(w))
         return FWI_STATE_OK;
-    int64_t w = q->window_ns;
     uint64_t k_now = (uint64_t)(now / w);
     if (k > (uint64_t)(INT64_MAX / w)) { /* beyond any clock */
         *state = k_now * bb + (uint64_t)q->burst; /* cur = B: full */
@@ -71,21 +68,6 @@ fwi_verdict_t fwi_sliding_window_sanitize(const fw_quota_t *q, uint64_t *state,
     }
     *state = k_now * bb + (*state - k * bb);
     return FWI_STATE_AHEAD;
-}
-
-/* fwi_sliding_window_sanitize, then the view of the state it leaves at now,
- * unpacking the state once when it is within reach (the common case). */
-static inline fwi_verdict_t sane_view(const fw_quota_t *q, uint64_t *state,
-                                      int64_t now, sliding_view_t *v)
-{
-    sliding_packed_t s = unpack(q, *state);
-    fwi_verdict_t verdict = FWI_STATE_OK;
-    if (!fwi_window_in_reach(q, s.k, now)) {
-        verdict = fwi_sliding_window_sanitize(q, state, now);
-        s = unpack(q, *state);
-    }
-    *v = view_of(q, s, now);
-    return verdict;
 }
 
 static uint64_t pack(const fw_quota_t *q, const sliding_view_t *v)
@@ -142,12 +124,12 @@ static inline int admits(const fw_quota_t *q, const sliding_view_t *v, int64_t c
     return usage_w(q, v, cur) <= (fwi_i128)q->burst * q->window_ns;
 }
 
-/* The decision from the view of `state` at now; *fresh_at set only when
- * admitted. */
-static inline void decide_view(const fw_quota_t *q, uint64_t state, sliding_view_t v,
-                               int64_t now, int64_t cost, uint64_t *next,
-                               fw_decision_t *d, int64_t *fresh_at)
+/* fwi_sliding_window_decide_fresh, *fresh_at set only when admitted */
+static inline void decide(const fw_quota_t *q, uint64_t state, int64_t now,
+                          int64_t cost, uint64_t *next, fw_decision_t *d,
+                          int64_t *fresh_at)
 {
+    sliding_view_t v = view_at(q, state, now);
     int64_t b = q->burst;
     d->limit = b;
     d->delay_ns = 0;
@@ -176,27 +158,22 @@ void fwi_sliding_window_decide(const fw_quota_t *q, uint64_t state, int64_t now,
                               int64_t cost, uint64_t *next, fw_decision_t *d)
 {
     int64_t unused;
-    decide_view(q, state, view_at(q, state, now), now, cost, next, d, &unused);
+    decide(q, state, now, cost, next, d, &unused);
 }
 
-fwi_verdict_t fwi_sliding_window_decide_fresh(const fw_quota_t *q, uint64_t state,
-                                              int64_t now, int64_t cost, uint64_t *next,
-                                              fw_decision_t *d, int64_t *fresh_at)
+void fwi_sliding_window_decide_fresh(const fw_quota_t *q, uint64_t state,
+                                     int64_t now, int64_t cost, uint64_t *next,
+                                     fw_decision_t *d, int64_t *fresh_at)
 {
-    sliding_view_t v;
-    fwi_verdict_t verdict = sane_view(q, &state, now, &v);
-    decide_view(q, state, v, now, cost, next, d, fresh_at);
-    return verdict;
+    decide(q, state, now, cost, next, d, fresh_at);
 }
 
 int fwi_sliding_window_admit(const fw_quota_t *q, uint64_t state, int64_t now,
-                             int64_t cost, uint64_t *next, int64_t *fresh_at,
-                             fwi_verdict_t *verdict)
+                             int64_t cost, uint64_t *next, int64_t *fresh_at)
 {
-    sliding_view_t v;
-    *verdict = sane_view(q, &state, now, &v);
+    sliding_view_t v = view_at(q, state, now);
     int64_t cur = v.cur + cost;
-    if (!admits(q, &v, cur)) { /* decide_view's test */
+    if (!admits(q, &v, cur)) { /* fwi_sliding_window_decide's test */
         *next = state;
         return 0;
     }
