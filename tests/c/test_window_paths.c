@@ -6,7 +6,8 @@
  * than by dividing now by W.
  * Invariant checked: on states around every window edge (now just before,
  * at and after the stored window's start, its end, the next one's end, far
- * later, and a start past INT64_MAX), both give fw_algo_step's verdict and
+ * later, a start past INT64_MAX, and now at and just past the clamp's reach
+ * before the start), both give fw_algo_step's verdict and
  * next state, decide_fresh its whole decision; the fresh time they give is
  * fw_algo_fresh_at of the state written; an admission is counted in now's
  * window (now / W) whenever the stored window is not ahead of now.
@@ -77,7 +78,8 @@ static void check_edges(const fw_quota_t *q, const windowed_t *a, uint64_t ks)
     uint64_t b1 = (uint64_t)b + 1;
     int64_t counts[4] = {0, 1, b / 2, b};
     fwi_i128 start = (fwi_i128)ks * w;
-    fwi_i128 at[] = {start - 1, start, start + 1, start + w / 2, start + w - 1,
+    fwi_i128 reach = start - fwi_clamp_slack(w); /* before it: a clock excursion */
+    fwi_i128 at[] = {reach - 1, reach, start - 1, start, start + 1, start + w / 2, start + w - 1,
                      start + w, start + w + 1, start + 2 * (fwi_i128)w - 1,
                      start + 2 * (fwi_i128)w, start + 5 * (fwi_i128)w + 3,
                      (fwi_i128)INT64_MAX};
