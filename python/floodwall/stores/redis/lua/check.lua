@@ -74,6 +74,11 @@ end
 local function answer(ok, i, rem, retry, reset, delay)
     if type(rem) ~= 'table' and type(retry) ~= 'table' and type(reset) ~= 'table'
         and type(delay) ~= 'table' then
+        -- an admission by the first part without a delay, the common case:
+        -- two numbers to format instead of six
+        if ok and i == 0 and retry == 0 and delay == 0 then
+            return string.format('1 0 %d 0 %d 0', rem, reset)
+        end
         return string.format('%d %d %d %d %d %d', ok and 1 or 0, i, rem, retry, reset, delay)
     end
     return string.format('%d %d %s %s %s %s', ok and 1 or 0, i, text(rem), text(retry),
@@ -111,7 +116,9 @@ local function check(KEYS, ARGV)
     end
 
     local cost, costs = nil, nil -- one cost for every part, or one per part
-    if ARGV[2]:find(',', 1, true) then
+    if ARGV[2] == '1' then -- the common cost, without parsing it
+        cost = 1
+    elseif ARGV[2]:find(',', 1, true) then
         costs = {}
         for c in ARGV[2]:gmatch('[^,]+') do
             if c:find('%D') then return redis.error_reply('floodwall: bad cost ' .. c) end
@@ -126,8 +133,12 @@ local function check(KEYS, ARGV)
 
     if nparts == 1 then -- the common case, without the bookkeeping below
         if costs then cost = costs[1] end
-        local P, err = quota(ARGV[4])
-        if P == nil then return redis.error_reply(err) end
+        local P = PARTS[ARGV[4]] -- quota(), its cache hit inlined
+        if P == nil then
+            local err
+            P, err = quota(ARGV[4])
+            if P == nil then return redis.error_reply(err) end
+        end
         if cmp(cost, P.B) > 0 then
             return redis.error_reply('floodwall: cost exceeds the capacity')
         end
