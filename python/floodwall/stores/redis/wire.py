@@ -116,8 +116,8 @@ async def send_async(client: Any, packed: bytes, bounded: bool = False) -> Any:
     timeout would. The command is then written to the connection's stream
     directly (redis-py would wrap the write in ``asyncio.wait_for``: a task
     and one more turn of the event loop per check; a write to a stream that
-    is not full does not wait at all), and the reply is read by
-    :func:`_read_reply`, without a timeout of its own.
+    is not full does not wait at all), and the reply is read without a
+    timeout of its own (:func:`_attempt`).
     """
     pool = client.connection_pool
     fast = isinstance(pool, CheckPool)
@@ -134,7 +134,16 @@ async def send_async(client: Any, packed: bytes, bounded: bool = False) -> Any:
 
 
 async def _attempt(conn: Any, packed: bytes, bounded: bool) -> Any:
-    """Send ``packed`` on ``conn`` once and read its reply."""
+    """Send ``packed`` on ``conn`` once and read its reply.
+
+    On the bounded path the reply is read as ``conn.read_response(
+    timeout=math.inf)`` reads it, in this one coroutine: the script answers
+    one bulk string, whose two lines are read from the stream here
+    (redis-py's parser costs about 25,000 instructions per reply in
+    Python); any other reply (an error, a RESP3 push...) is handed to that
+    parser from its first line. Only with redis-py's own Python parser,
+    idle (no buffered bytes), and no health checks (whose clock each read
+    would move)."""
     writer = getattr(conn, "_writer", None) if bounded and conn.is_connected else None
     if writer is None:
         await conn.send_packed_command([packed])
@@ -149,17 +158,6 @@ async def _attempt(conn: Any, packed: bytes, bounded: bool) -> Any:
     except BaseException:  # cancelled mid-write: the stream is unusable
         await conn.disconnect(nowait=True)
         raise
-    return await _read_reply(conn)
-
-
-async def _read_reply(conn: Any) -> Any:
-    """The reply to a check, read as ``conn.read_response(timeout=math.inf)``
-    reads it. The script answers one bulk string: its two lines are read
-    from the stream here (redis-py's parser costs about 25,000 instructions
-    per reply in Python); any other reply (an error, a RESP3 push...) is
-    handed to that parser from its first line. Only with redis-py's own
-    Python parser, idle (no buffered bytes), and no health checks (whose
-    clock each read would move)."""
     parser = conn._parser
     if (
         not isinstance(parser, _PY_PARSER)
