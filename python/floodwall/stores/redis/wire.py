@@ -139,7 +139,7 @@ async def _attempt(conn: Any, packed: bytes, bounded: bool) -> Any:
     On the bounded path the reply is read as ``conn.read_response(
     timeout=math.inf)`` reads it, in this one coroutine: the script answers
     one bulk string, whose two lines are read from the stream here
-    (redis-py's parser costs about 25,000 instructions per reply in
+    (redis-py's parser costs about 27,000 instructions per reply in
     Python); any other reply (an error, a RESP3 push...) is handed to that
     parser from its first line. Only with redis-py's own Python parser,
     idle (no buffered bytes), and no health checks (whose clock each read
