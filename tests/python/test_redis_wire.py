@@ -255,6 +255,36 @@ def test_the_async_reply_is_the_one_redis_py_reads(redis_url: str) -> None:
     asyncio.run(run())
 
 
+def test_each_loop_has_its_deadline_timer_and_a_gone_loop_drops_it(redis_url: str) -> None:
+    """Checks on two event loops (one after the other, as ``asyncio.run`` in
+    turn or threads each with a loop): each loop's deadlines share that
+    loop's timer, made once, and a loop that is gone leaves nothing behind."""
+    import gc
+
+    lim = floodwall.Limiter("100/minute", store=slow_ok(redis_url), namespace="wire-loops")
+    conn = lim.backend.conn
+
+    async def checks() -> object:
+        timers = set()
+        for _ in range(3):
+            assert await lim.aallow("k")
+            timers.add(id(conn._timer))
+        assert len(timers) == 1
+        timer = conn._timer
+        await conn.aclose()  # this loop's client
+        return timer
+
+    try:
+        first = asyncio.run(checks())
+        second = asyncio.run(checks())
+        assert first is not second
+        gc.collect()
+        assert first.loop is None and second.loop is None  # type: ignore[attr-defined]
+        assert len(conn._timers) == 0
+    finally:
+        lim.close()
+
+
 def test_key_memory_is_bounded_and_exact(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from floodwall.stores.redis import backend
 

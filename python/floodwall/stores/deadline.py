@@ -26,6 +26,7 @@ Python >= 3.11 (``Task.uncancel``); see :data:`SUPPORTED`.
 from __future__ import annotations
 
 import asyncio
+import weakref
 
 __all__ = ["SUPPORTED", "Deadline", "DeadlineTimer"]
 
@@ -34,17 +35,26 @@ SUPPORTED = hasattr(asyncio.Task, "uncancel")
 
 
 class DeadlineTimer:
-    """The pending deadlines of ``seconds`` on ``loop``, on one timer handle."""
+    """The pending deadlines of ``seconds`` on ``loop``, on one timer handle.
+    It holds its loop weakly (a registry of timers keyed by loop may keep
+    them: the loop is not kept alive by its timer)."""
 
-    __slots__ = ("_armed", "_pending", "loop", "seconds")
+    __slots__ = ("_armed", "_loop", "_pending", "seconds")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
-        self.loop = loop
+        self._loop = weakref.ref(loop)
         self.seconds = seconds
         #: deadline -> when it passes (loop time), earliest first
         self._pending: dict[Deadline, float] = {}
-        #: the handle armed at a pending deadline's time, or None
-        self._armed: asyncio.TimerHandle | None = None
+        #: a handle is armed at a pending deadline's time (it is never
+        #: cancelled: when it fires it finds what is due; not kept here, so
+        #: that a timer does not keep its loop alive through it)
+        self._armed = False
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop of this timer (None once it is gone)."""
+        return self._loop()
 
     def discard(self, deadline: Deadline) -> bool:
         """Stop watching ``deadline``; True when it was still pending. The
@@ -53,13 +63,17 @@ class DeadlineTimer:
         return self._pending.pop(deadline, None) is not None
 
     def _fire(self) -> None:
-        self._armed = None
+        self._armed = False
+        loop = self._loop()
+        if loop is None:  # pragma: no cover - a handle runs on a live loop
+            return
         pending = self._pending
-        now = self.loop.time()
+        now = loop.time()
         due = []
         for deadline, at in pending.items():
             if at > now:
-                self._armed = self.loop.call_at(at, self._fire)
+                loop.call_at(at, self._fire)
+                self._armed = True
                 break
             due.append(deadline)
         for deadline in due:
@@ -92,8 +106,9 @@ class Deadline:
         # timer.add(self), inlined: one Python call less per store call
         at = loop.time() + timer.seconds
         timer._pending[self] = at
-        if timer._armed is None:
-            timer._armed = loop.call_at(at, timer._fire)
+        if not timer._armed:
+            loop.call_at(at, timer._fire)
+            timer._armed = True
 
     def _fire(self) -> None:
         self._handle = None

@@ -109,8 +109,11 @@ class Connection:
         #: async calls waiting now, per breaker: their deadlines, to expire
         #: at once when that breaker opens
         self._waiting: dict[int, set[Deadline]] = {}
-        #: the deadline timer of the loop last used (one per loop; a call on
-        #: another loop makes that loop's, the deadlines keep their own)
+        #: the deadline timer of each loop (its timer holds it weakly), and
+        #: that of the loop last used, looked up first
+        self._timers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, DeadlineTimer] = (
+            weakref.WeakKeyDictionary()
+        )
         self._timer: DeadlineTimer | None = None
         self._user_async: Any = None
         self.owned = client is None
@@ -186,8 +189,11 @@ class Connection:
         if timeout is None or not _HAS_DEADLINE:
             return None
         timer = self._timer
-        if timer is None or timer.loop is not loop:
-            timer = self._timer = DeadlineTimer(loop, timeout)
+        if timer is None or timer._loop() is not loop:
+            timer = self._timers.get(loop)
+            if timer is None:
+                timer = self._timers[loop] = DeadlineTimer(loop, timeout)
+            self._timer = timer
         deadline = Deadline(loop, timeout, timer)
         waiting = self._waiting.get(id(breaker))
         if waiting is None:
