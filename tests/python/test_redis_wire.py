@@ -5,7 +5,8 @@
 # path survive a killed connection (the client's one retry), a server
 # restart (FUNCTION LOAD again), and leave no connection checked out of the
 # pool, sync and async; a user's client never takes the packed path. The
-# async pool's O(1) path (stores/redis/pool.py) never jumps its queue.
+# async pool's O(1) path (stores/redis/pool.py) never jumps its queue. The
+# async reply read from the stream is redis-py's, an error reply included.
 from __future__ import annotations
 
 import asyncio
@@ -170,6 +171,118 @@ def test_cancelled_async_check_leaves_a_usable_connection(redis_url: str) -> Non
             await lim.backend.aclose()
 
     asyncio.run(run())
+
+
+def test_packed_path_async_survives_a_killed_connection(redis_url: str) -> None:
+    """The server drops the connection: the first attempt reads end-of-file,
+    the client's retry policy reconnects and sends the check once more."""
+
+    async def run() -> list[int]:
+        lim = floodwall.Limiter(
+            "5/minute", store=slow_ok(redis_url), namespace="wire-async-kill", fail="raise"
+        )
+        admin = redis.Redis.from_url(redis_url)
+        try:
+            lim.reset("k")
+            first = (await lim.acheck("k")).remaining
+            admin.client_kill_filter(_type="normal", skipme=True)
+            second = (await lim.acheck("k")).remaining
+            third = (await lim.acheck("k")).remaining
+            client = lim.backend.conn.async_client()
+            assert len(client.connection_pool._in_use_connections) == 0
+            return [first, second, third]
+        finally:
+            admin.close()
+            await lim.backend.aclose()
+
+    assert asyncio.run(run()) == [4, 3, 2]
+
+
+def test_packed_path_async_after_a_server_restart(fresh_server: RedisServer) -> None:
+    """A restarted server: a dead connection (retried), then an error reply
+    for the missing function, read by redis-py's parser from its first line
+    (the routine then loads the function again)."""
+
+    async def run() -> list[int]:
+        lim = floodwall.Limiter(
+            "5/minute", store=slow_ok(fresh_server.url), namespace="wire-async", fail="raise"
+        )
+        try:
+            first = (await lim.acheck("k")).remaining
+            fresh_server.stop()
+            fresh_server.start()  # no function, no script, no data
+            second = (await lim.acheck("k")).remaining
+            third = (await lim.acheck("k")).remaining
+            return [first, second, third]
+        finally:
+            await lim.backend.aclose()
+
+    assert asyncio.run(run()) == [4, 4, 3]
+
+
+def test_the_async_reply_is_the_one_redis_py_reads(redis_url: str) -> None:
+    """The check's reply read from the stream is what ``execute_command``
+    returns for the same call, error replies included."""
+    from floodwall.stores.redis.wire import send_async
+
+    async def run() -> None:
+        lim = floodwall.Limiter("5/minute", store=slow_ok(redis_url), namespace="wire-reply")
+        try:
+            lim.reset("k")
+            backend = lim.backend
+            await lim.acheck("k")  # the function is loaded
+            client = backend.conn.async_client()
+            keys, segment = backend._keys_packed("k")
+            mode = backend.conn.scripts
+            packed = backend._packed1.join(mode.use_fcall, segment)
+            # bounded by the test: the call itself has no deadline here
+            ours = await asyncio.wait_for(send_async(client, packed, True), 5)
+            theirs = await client.execute_command(
+                "FCALL", mode.fname, len(keys), *keys, *backend._argv1
+            )
+            assert isinstance(ours, bytes) and ours.split()[2] == b"3"
+            assert theirs.split()[2] == b"2" and ours.split()[:2] == theirs.split()[:2]
+            bad = PackedCheck(mode, 1, (b"", b"x", b"1", *backend._parts)).join(
+                mode.use_fcall, segment
+            )
+            with pytest.raises(redis.ResponseError, match="bad cost|floodwall"):
+                await asyncio.wait_for(send_async(client, bad, True), 5)
+            assert (await lim.acheck("k")).remaining == 1  # the connection reads on in step
+            assert len(client.connection_pool._in_use_connections) == 0
+        finally:
+            await lim.backend.aclose()
+
+    asyncio.run(run())
+
+
+def test_each_loop_has_its_deadline_timer_and_a_gone_loop_drops_it(redis_url: str) -> None:
+    """Checks on two event loops (one after the other, as ``asyncio.run`` in
+    turn or threads each with a loop): each loop's deadlines share that
+    loop's timer, made once, and a loop that is gone leaves nothing behind."""
+    import gc
+
+    lim = floodwall.Limiter("100/minute", store=slow_ok(redis_url), namespace="wire-loops")
+    conn = lim.backend.conn
+
+    async def checks() -> object:
+        timers = set()
+        for _ in range(3):
+            assert await lim.aallow("k")
+            timers.add(id(conn._timer))
+        assert len(timers) == 1
+        timer = conn._timer
+        await conn.aclose()  # this loop's client
+        return timer
+
+    try:
+        first = asyncio.run(checks())
+        second = asyncio.run(checks())
+        assert first is not second
+        gc.collect()
+        assert first.loop is None and second.loop is None  # type: ignore[attr-defined]
+        assert len(conn._timers) == 0
+    finally:
+        lim.close()
 
 
 def test_key_memory_is_bounded_and_exact(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,7 +3,8 @@
 # It bounds the call as asyncio.timeout does: it cancels the task when it
 # passes or is expired early, says so once, withdraws its own cancel request
 # (an enclosing timeout or TaskGroup sees none), and never claims a
-# cancellation that came from elsewhere.
+# cancellation that came from elsewhere. Deadlines sharing one timer each
+# end at their own time, on one handle.
 from __future__ import annotations
 
 import asyncio
@@ -130,3 +131,71 @@ def test_outside_a_task_it_refuses() -> None:
             Deadline(loop, 1.0)
     finally:
         loop.close()
+
+
+def test_deadlines_on_one_timer_each_end_at_their_own_time() -> None:
+    """Three calls on one DeadlineTimer: the first passes its deadline, the
+    second ends in time (the handle armed for the first must then re-arm
+    past it), the third passes its own, later deadline; one handle on the
+    loop serves them all."""
+    from floodwall.stores.deadline import DeadlineTimer
+
+    async def call(timer: DeadlineTimer, start: float, work: float) -> tuple[float, bool]:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(start)
+        began = time.perf_counter()
+        deadline = Deadline(loop, timer.seconds, timer)
+        try:
+            await asyncio.sleep(work)
+        except asyncio.CancelledError:
+            return time.perf_counter() - began, deadline.end()
+        return time.perf_counter() - began, deadline.end()
+
+    async def main() -> tuple[list[tuple[float, bool]], int]:
+        loop = asyncio.get_running_loop()
+        timer = DeadlineTimer(loop, 0.2)
+        before = len(loop._scheduled)  # type: ignore[attr-defined]
+        tasks = [
+            asyncio.ensure_future(call(timer, 0.0, 5.0)),
+            asyncio.ensure_future(call(timer, 0.05, 0.05)),
+            asyncio.ensure_future(call(timer, 0.1, 5.0)),
+        ]
+        await asyncio.sleep(0.12)  # all three deadlines pending; the sleeps' own handles
+        handles = len(loop._scheduled) - before  # type: ignore[attr-defined]
+        return list(await asyncio.gather(*tasks)), handles
+
+    (first, second, third), handles = asyncio.run(main())
+    assert first[1] is True and 0.15 < first[0] < 1.0  # its deadline: 0.2 s
+    assert second[1] is False and second[0] < 0.15  # ended in time, never cancelled
+    assert third[1] is True and 0.15 < third[0] < 1.0  # its own deadline, not the first's
+    assert handles == 1 + 2  # the timer's one handle, and the two sleeps still pending
+
+
+def test_expire_on_a_shared_timer_ends_that_call_only() -> None:
+    from floodwall.stores.deadline import DeadlineTimer
+
+    async def main() -> tuple[bool, bool, float]:
+        loop = asyncio.get_running_loop()
+        timer = DeadlineTimer(loop, 30.0)
+        made: list[Deadline] = []
+
+        async def call() -> bool:
+            made.append(Deadline(loop, 30.0, timer))
+            deadline = made[-1]
+            try:
+                await asyncio.sleep(0.3)
+            except asyncio.CancelledError:
+                return deadline.end()
+            return deadline.end()
+
+        start = time.perf_counter()
+        a, b = asyncio.ensure_future(call()), asyncio.ensure_future(call())
+        await asyncio.sleep(0.02)
+        made[0].expire()
+        expired_a = await a
+        waited = time.perf_counter() - start
+        return expired_a, await b, waited
+
+    expired_a, expired_b, waited = asyncio.run(main())
+    assert expired_a is True and waited < 0.25  # ended at once, not after its sleep
+    assert expired_b is False  # the other call on the timer ran to its end

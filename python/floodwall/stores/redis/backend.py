@@ -146,23 +146,34 @@ class RedisBackend(PooledBackend):
         if breaker._state and not breaker.allow():
             return self._skipped(breaker, meta[0][1])
         deadline = conn.deadline(breaker, loop)
-        if deadline is None:
-            try:
-                res = await self._acall(client, keys, argv, target, packed)
-            except _STORE_ERRORS as exc:
-                return self._failed_waiting(exc, meta[0][1], breaker)
-        else:
-            try:
-                res = await self._acall(client, keys, argv, target, packed, True)
-            except BaseException as exc:
-                # ended in this step, as asyncio.timeout's exit would be
-                if conn.done(breaker, deadline) and isinstance(exc, asyncio.CancelledError):
-                    return self._failed_waiting(_timed_out(conn.timeout), meta[0][1], breaker)
-                if not isinstance(exc, _STORE_ERRORS):
-                    raise
-                return self._failed_waiting(exc, meta[0][1], breaker)
+        bounded = deadline is not None
+        try:
+            if packed and target is None and client is not None:
+                # the common case, without a coroutine of _acall's between
+                scripts = conn.scripts
+                try:
+                    res = await send_async(
+                        client, self._packed1.join(scripts.use_fcall, packed), bounded
+                    )
+                except ResponseError as exc:  # NOSCRIPT, no function yet...: the routine
+                    res = await run_async(client, script_call(scripts, keys, argv, exc))
+            else:
+                res = await self._acall(client, keys, argv, target, bounded)
+        except BaseException as exc:
+            # ended in this step, as asyncio.timeout's exit would be
+            if (
+                deadline is not None
+                and conn.done(breaker, deadline)
+                and isinstance(exc, asyncio.CancelledError)
+            ):
+                return self._failed_waiting(_timed_out(conn.timeout), meta[0][1], breaker)
+            if not isinstance(exc, _STORE_ERRORS):
+                raise
+            return self._failed_waiting(exc, meta[0][1], breaker)
+        if deadline is not None:
             conn.done(breaker, deadline)
-        breaker.success()
+        if breaker._state or breaker._failures:
+            breaker.success()
         return self._reply(parse_reply(res, _INT64_MAX), meta, part_of)
 
     async def _acall(
@@ -171,20 +182,16 @@ class RedisBackend(PooledBackend):
         keys: Sequence[bytes],
         argv: Sequence[Any],
         target: Any,
-        packed: bytes = b"",
         bounded: bool = False,
     ) -> Any:
+        """The script call off the packed path (see :meth:`_arun`)."""
         conn = self.conn
         scripts = conn.scripts
         if client is None:  # only a synchronous user client: use a thread
             routine = script_call(scripts, keys, argv)
             return await asyncio.to_thread(run_sync, conn.sync_client(), routine, target)
-        if target is None:  # the common case first, as in check()
+        if target is None:
             try:
-                if packed:
-                    return await send_async(
-                        client, self._packed1.join(scripts.use_fcall, packed), bounded
-                    )
                 if scripts.use_fcall:
                     return await client.execute_command(
                         "FCALL", scripts.fname, len(keys), *keys, *argv

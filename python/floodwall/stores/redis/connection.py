@@ -28,7 +28,7 @@ import redis.asyncio
 from floodwall.errors import ConfigError
 from floodwall.stores.breaker import CircuitBreaker
 from floodwall.stores.deadline import SUPPORTED as _HAS_DEADLINE
-from floodwall.stores.deadline import Deadline
+from floodwall.stores.deadline import Deadline, DeadlineTimer
 from floodwall.stores.failure import FailureSettings
 from floodwall.stores.redis.calls import ScriptMode
 from floodwall.stores.redis.pool import CheckPool
@@ -109,6 +109,12 @@ class Connection:
         #: async calls waiting now, per breaker: their deadlines, to expire
         #: at once when that breaker opens
         self._waiting: dict[int, set[Deadline]] = {}
+        #: the deadline timer of each loop (its timer holds it weakly), and
+        #: that of the loop last used, looked up first
+        self._timers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, DeadlineTimer] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._timer: DeadlineTimer | None = None
         self._user_async: Any = None
         self.owned = client is None
         self.cluster = False
@@ -182,7 +188,13 @@ class Connection:
         timeout = self.timeout
         if timeout is None or not _HAS_DEADLINE:
             return None
-        deadline = Deadline(loop, timeout)
+        timer = self._timer
+        if timer is None or timer._loop() is not loop:
+            timer = self._timers.get(loop)
+            if timer is None:
+                timer = self._timers[loop] = DeadlineTimer(loop, timeout)
+            self._timer = timer
+        deadline = Deadline(loop, timeout, timer)
         waiting = self._waiting.get(id(breaker))
         if waiting is None:
             waiting = self._waiting.setdefault(id(breaker), set())

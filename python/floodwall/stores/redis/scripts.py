@@ -82,8 +82,7 @@ def check_library() -> tuple[str, str]:
     code = (
         f"#!lua name={name}\n"
         + _library_text()
-        + f"\nredis.register_function('{name}', "
-        + "function(keys, args) return check(keys, args) end)\n"
+        + f"\nredis.register_function('{name}', check)\n"
     )
     return name, code
 

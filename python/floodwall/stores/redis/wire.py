@@ -15,6 +15,7 @@ for the same arguments (tests/python/test_redis_wire.py compares them).
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -23,6 +24,13 @@ from redis.exceptions import ConnectionError
 
 from floodwall.stores.redis.calls import ScriptMode
 from floodwall.stores.redis.pool import CheckPool
+
+try:  # the Python parsers' base (RESP2 and RESP3); not hiredis's
+    from redis._parsers.base import _AsyncRESPBase as _PY_PARSER
+    from redis._parsers.socket import SERVER_CLOSED_CONNECTION_ERROR
+except ImportError:  # another redis-py layout: replies go through read_response
+    _PY_PARSER = ()  # type: ignore[assignment,misc]
+    SERVER_CLOSED_CONNECTION_ERROR = "Connection closed by server."
 
 __all__ = ["PackedCheck", "send_async", "send_sync", "usable"]
 
@@ -99,7 +107,9 @@ def send_sync(client: Any, packed: bytes) -> Any:
 async def send_async(client: Any, packed: bytes, bounded: bool = False) -> Any:
     """:func:`send_sync` for a redis.asyncio client (a cancelled read
     disconnects its connection, as redis-py does). On floodwall's own pool
-    a free connection is taken and given back in O(1) (:mod:`.pool`).
+    a free connection is taken and given back in O(1) (:mod:`.pool`). The
+    first attempt is made here; only when it fails is the client's retry
+    policy called, with that failure as its first (:func:`_retried`).
 
     ``bounded``: the caller holds a deadline over the whole call
     (``Connection.deadline``), which bounds every step as the socket
@@ -107,34 +117,92 @@ async def send_async(client: Any, packed: bytes, bounded: bool = False) -> Any:
     directly (redis-py would wrap the write in ``asyncio.wait_for``: a task
     and one more turn of the event loop per check; a write to a stream that
     is not full does not wait at all), and the reply is read without a
-    timeout of its own (``math.inf``: redis-py would arm an
-    ``asyncio.timeout`` per read).
+    timeout of its own (:func:`_attempt`).
     """
     pool = client.connection_pool
     fast = isinstance(pool, CheckPool)
     conn = (fast and pool.take_free()) or await pool.get_connection()
-
-    async def call() -> Any:
-        writer = getattr(conn, "_writer", None) if bounded and conn.is_connected else None
-        if writer is None:
-            await conn.send_packed_command([packed])
-            return await conn.read_response()
+    try:
         try:
-            writer.write(packed)
+            return await _attempt(conn, packed, bounded)
+        except Exception as exc:  # the retry policy decides (a BaseException ends here)
+            first = exc
+        return await _retried(conn, packed, bounded, first)
+    finally:
+        if not (fast and pool.put_back(conn)):
+            await pool.release(conn)
+
+
+async def _attempt(conn: Any, packed: bytes, bounded: bool) -> Any:
+    """Send ``packed`` on ``conn`` once and read its reply.
+
+    On the bounded path the reply is read as ``conn.read_response(
+    timeout=math.inf)`` reads it, in this one coroutine: the script answers
+    one bulk string, whose two lines are read from the stream here
+    (redis-py's parser costs about 27,000 instructions per reply in
+    Python); any other reply (an error, a RESP3 push...) is handed to that
+    parser from its first line. Only with redis-py's own Python parser,
+    idle (no buffered bytes), and no health checks (whose clock each read
+    would move)."""
+    writer = getattr(conn, "_writer", None) if bounded and conn.is_connected else None
+    if writer is None:
+        await conn.send_packed_command([packed])
+        return await conn.read_response()
+    try:
+        writer.write(packed)
+        if writer.transport.get_write_buffer_size():  # not all sent: wait as drain says
             await writer.drain()
-        except OSError as exc:  # as send_packed_command: a retryable error
-            await conn.disconnect(nowait=True)
-            raise ConnectionError(f"Error while writing to socket: {exc}") from exc
-        except BaseException:  # cancelled mid-write: the stream is unusable
-            await conn.disconnect(nowait=True)
-            raise
+    except OSError as exc:  # as send_packed_command: a retryable error
+        await conn.disconnect(nowait=True)
+        raise ConnectionError(f"Error while writing to socket: {exc}") from exc
+    except BaseException:  # cancelled mid-write: the stream is unusable
+        await conn.disconnect(nowait=True)
+        raise
+    parser = conn._parser
+    if (
+        not isinstance(parser, _PY_PARSER)
+        or parser._buffer
+        or parser._chunks
+        or conn.health_check_interval
+    ):
         return await conn.read_response(timeout=_NO_READ_TIMEOUT)
+    reader = conn._reader
+    try:
+        line = await reader.readuntil(b"\r\n")
+        if line[0] == 36:  # "$": a bulk string
+            try:
+                n = int(line[1:-2])
+            except ValueError:
+                n = -1  # the parser says what is wrong with it
+            if n >= 0:
+                data = await reader.readexactly(n + 2)
+                return data[:-2]
+    except asyncio.IncompleteReadError as exc:  # the server closed the connection
+        await conn.disconnect(nowait=True)
+        raise ConnectionError(SERVER_CLOSED_CONNECTION_ERROR) from exc
+    except OSError as exc:
+        await conn.disconnect(nowait=True)
+        where = conn._host_error()
+        raise ConnectionError(f"Error while reading from {where} : {exc.args}") from exc
+    except BaseException:  # cancelled mid-read: the stream is unusable
+        await conn.disconnect(nowait=True)
+        raise
+    parser._buffer = line  # the parser reads on from the line it starts with
+    return await conn.read_response(timeout=_NO_READ_TIMEOUT)
+
+
+async def _retried(conn: Any, packed: bytes, bounded: bool, first: Exception) -> Any:
+    """The client's retry policy over a call whose first attempt failed with
+    ``first``: the policy sees that failure as its own first (it disconnects
+    and tries again, or raises it), as if it had made the attempt."""
+    failures = [first]
+
+    async def attempt() -> Any:
+        if failures:
+            raise failures.pop()
+        return await _attempt(conn, packed, bounded)
 
     async def fail(error: BaseException) -> None:
         await conn.disconnect()
 
-    try:
-        return await conn.retry.call_with_retry(call, fail)
-    finally:
-        if not (fast and pool.put_back(conn)):
-            await pool.release(conn)
+    return await conn.retry.call_with_retry(attempt, fail)

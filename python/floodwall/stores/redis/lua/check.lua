@@ -72,6 +72,12 @@ local function text(v)
 end
 
 local function answer(ok, i, rem, retry, reset, delay)
+    -- an admission by the first part without a delay, the common case: two
+    -- numbers to format instead of six (a big value is a table, never 0)
+    if ok and i == 0 and retry == 0 and delay == 0 and type(rem) ~= 'table'
+        and type(reset) ~= 'table' then
+        return string.format('1 0 %d 0 %d 0', rem, reset)
+    end
     if type(rem) ~= 'table' and type(retry) ~= 'table' and type(reset) ~= 'table'
         and type(delay) ~= 'table' then
         return string.format('%d %d %d %d %d %d', ok and 1 or 0, i, rem, retry, reset, delay)
@@ -92,15 +98,18 @@ local function check(KEYS, ARGV)
     local clock = ARGV[1]
     if clock == '' then -- seconds and microseconds, as decimal text
         local t = redis.call('TIME')
-        NOW_HI, NOW_LO = tonumber(t[1]), tonumber(t[2]) * 1000
+        NOW_HI_TEXT = t[1]
+        NOW_HI, NOW_LO = tonumber(NOW_HI_TEXT), tonumber(t[2]) * 1000
     else -- a caller's clock (tests): decimal ns in [0, 2^63 - 1]
         local n = #clock
         if n == 0 or n > 19 or clock:find('%D') then
             return redis.error_reply('floodwall: bad time ' .. clock)
         end
         if n > 9 then
-            NOW_HI, NOW_LO = tonumber(clock:sub(1, n - 9)), tonumber(clock:sub(n - 8))
+            NOW_HI_TEXT = clock:sub(1, n - 9)
+            NOW_HI, NOW_LO = tonumber(NOW_HI_TEXT), tonumber(clock:sub(n - 8))
         else
+            NOW_HI_TEXT = nil
             NOW_HI, NOW_LO = 0, tonumber(clock)
         end
     end
@@ -111,7 +120,9 @@ local function check(KEYS, ARGV)
     end
 
     local cost, costs = nil, nil -- one cost for every part, or one per part
-    if ARGV[2]:find(',', 1, true) then
+    if ARGV[2] == '1' then -- the common cost, without parsing it
+        cost = 1
+    elseif ARGV[2]:find(',', 1, true) then
         costs = {}
         for c in ARGV[2]:gmatch('[^,]+') do
             if c:find('%D') then return redis.error_reply('floodwall: bad cost ' .. c) end
@@ -126,9 +137,14 @@ local function check(KEYS, ARGV)
 
     if nparts == 1 then -- the common case, without the bookkeeping below
         if costs then cost = costs[1] end
-        local P, err = quota(ARGV[4])
-        if P == nil then return redis.error_reply(err) end
-        if cmp(cost, P.B) > 0 then
+        local P = PARTS[ARGV[4]] -- quota(), its cache hit inlined
+        if P == nil then
+            local err
+            P, err = quota(ARGV[4])
+            if P == nil then return redis.error_reply(err) end
+        end
+        -- cost > capacity (one unit: a capacity of 0, the one below it)
+        if (cost == 1 and P.B == 0) or (cost ~= 1 and cmp(cost, P.B) > 0) then
             return redis.error_reply('floodwall: cost exceeds the capacity')
         end
         local A = P.A

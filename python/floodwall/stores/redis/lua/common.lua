@@ -7,6 +7,8 @@
 -- (Redis TIME gives it in that shape: seconds, and microseconds * 1000),
 -- and as one exact value when an algorithm needs it (NOW()).
 local NOW_HI, NOW_LO, NOW_BIG = 0, 0, nil
+-- NOW_HI as the text it was read from, when there is one (else nil)
+local NOW_HI_TEXT = nil
 local E9 = 1000000000
 local SMALL = 4503599627370496 -- 2^52
 
@@ -38,7 +40,8 @@ local function minus_now(text)
     local n = #text
     local hi, lo = 0, nil
     if n > 9 then
-        hi = tonumber(text:sub(1, n - 9))
+        local h = text:sub(1, n - 9)
+        if h == NOW_HI_TEXT then hi = NOW_HI else hi = tonumber(h) end -- same second
         lo = tonumber(text:sub(n - 8))
     else
         lo = tonumber(text)
