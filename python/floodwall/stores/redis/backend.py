@@ -172,8 +172,7 @@ class RedisBackend(PooledBackend):
             return self._failed_waiting(exc, meta[0][1], breaker)
         if deadline is not None:
             conn.done(breaker, deadline)
-        if breaker._state or breaker._failures:
-            breaker.success()
+        breaker.success()
         return self._reply(parse_reply(res, _INT64_MAX), meta, part_of)
 
     async def _acall(
