@@ -79,8 +79,8 @@ static void check_edges(const fw_quota_t *q, const windowed_t *a, uint64_t ks)
     int64_t counts[4] = {0, 1, b / 2, b};
     fwi_i128 start = (fwi_i128)ks * w;
     fwi_i128 reach = start - fwi_clamp_slack(w); /* before it: a clock excursion */
-    fwi_i128 at[] = {reach - 1, reach, start - 1, start, start + 1, start + w / 2, start + w - 1,
-                     start + w, start + w + 1, start + 2 * (fwi_i128)w - 1,
+    fwi_i128 at[] = {reach - 1, reach, start - 1, start, start + 1, start + w / 2,
+                     start + w - 1, start + w, start + w + 1, start + 2 * (fwi_i128)w - 1,
                      start + 2 * (fwi_i128)w, start + 5 * (fwi_i128)w + 3,
                      (fwi_i128)INT64_MAX};
     for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
