@@ -222,7 +222,10 @@ int fwi_lock_acquire(uint64_t *word)
             last = cur;
             held_since = now;
         }
-        if (i >= SPINS + YIELDS / 2) {
+        /* the owner is looked at once when the spinning ends (a dead one's
+         * word is taken over at once, however busy the machine), then on
+         * every step from half way through the yields */
+        if (i == SPINS || i >= SPINS + YIELDS / 2) {
             fwi_lock_owner_t o = classify(cur, &stopped);
             if ((o == FWI_LOCK_DEAD || o == FWI_LOCK_INVALID) && take(word, cur, me))
                 return 0;
